@@ -1,0 +1,189 @@
+//! Command-line interface: `serve`, `check-config`, `print-config`, and the glue that turns a
+//! validated configuration into a running service. This is the binary edge: errors become
+//! messages and exit codes here.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{self, CliOverrides, LogFormat, Settings};
+use crate::http::{AppState, configure};
+use crate::presign::Signer;
+
+/// Exit code for a configuration that cannot be used.
+pub const EXIT_CONFIG: u8 = 2;
+
+/// stowaway: serve user files from local disk or S3 behind nginx or lighttpd, and move them to
+/// S3 in the background.
+#[derive(Debug, Parser)]
+#[command(name = "stowaway", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args, Clone)]
+pub struct Common {
+    /// TOML configuration file (see examples/stowaway.toml). Environment variables
+    /// STOWAWAY__SECTION__KEY override it, and command-line flags override both.
+    #[arg(long, short = 'c', value_name = "PATH", env = "STOWAWAY_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Override server.listen, e.g. 127.0.0.1:8700.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Override log.format: text or json.
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    /// Override log.level: error, warn, info, debug, trace, or a RUST_LOG-style filter.
+    #[arg(long, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+}
+
+impl Common {
+    fn overrides(&self) -> CliOverrides {
+        CliOverrides { listen: self.listen.clone(), log_format: self.log_format.clone(), log_level: self.log_level.clone() }
+    }
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service: answer the front server's decision requests (and, unless
+    /// uploader.enabled = false, migrate files to S3 in the background).
+    Serve {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Validate the configuration and exit: 0 if usable, 2 with a message naming the key if not.
+    CheckConfig {
+        #[command(flatten)]
+        common: Common,
+        /// Also fail (exit 2) on unknown keys instead of warning about them.
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Print the effective configuration (defaults, file, environment and flags merged) as
+    /// TOML, with secrets redacted.
+    PrintConfig {
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+fn load(common: &Common) -> Result<(Settings, Vec<String>), ExitCode> {
+    config::load_settings(common.config.as_deref(), &common.overrides()).map_err(|e| {
+        eprintln!("stowaway: {e}");
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+fn warn_unknown(keys: &[String]) {
+    for k in keys {
+        eprintln!("stowaway: warning: unknown config key `{k}` is ignored (check its spelling against examples/stowaway.toml)");
+    }
+}
+
+/// Sets up `tracing` as configured; `RUST_LOG` wins over `log.level` when set.
+pub fn init_logging(settings: &Settings) {
+    use tracing_subscriber::EnvFilter;
+    let level = &settings.log.level;
+    // Keep the SDK's own chatter (and anything that could echo request signatures) out of debug logs.
+    let quiet = ",aws_config=warn,aws_smithy_runtime=warn,aws_smithy_runtime_api=warn,aws_sdk_s3=warn,aws_sigv4=warn,hyper=warn,hyper_util=warn,h2=warn,rustls=warn";
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(format!("{level}{quiet}")))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match settings.log.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.with_ansi(false).try_init(),
+    };
+}
+
+/// Parses the command line and runs the command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { common, strict } => match load(&common) {
+            Err(code) => code,
+            Ok((settings, unknown)) => {
+                warn_unknown(&unknown);
+                if strict && !unknown.is_empty() {
+                    eprintln!("stowaway: unknown keys are errors with --strict");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+                println!("configuration OK: {} mount(s), listening on {}", settings.mounts.len(), settings.server.listen);
+                ExitCode::SUCCESS
+            }
+        },
+        Command::PrintConfig { common } => match load(&common) {
+            Err(code) => code,
+            Ok((settings, unknown)) => {
+                warn_unknown(&unknown);
+                print!("{}", settings.to_toml());
+                ExitCode::SUCCESS
+            }
+        },
+        Command::Serve { common } => match load(&common) {
+            Err(code) => code,
+            Ok((settings, unknown)) => {
+                init_logging(&settings);
+                for k in &unknown {
+                    tracing::warn!(key = %k, "unknown config key is ignored");
+                }
+                report(run_async(serve(settings)))
+            }
+        },
+    }
+}
+
+fn report(r: anyhow::Result<()>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("stowaway: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_async<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(f)
+}
+
+/// Runs the service until SIGTERM/SIGINT.
+pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let settings = Arc::new(settings);
+    let signer = if settings.needs_signing() {
+        let region = settings.s3.region.clone().context("s3.region is required for presigning")?;
+        let sdk = crate::s3::sdk_config(&settings.s3).await;
+        let signer = Arc::new(Signer::new(region));
+        let provider = crate::s3::init_signer(&sdk, &signer).await?;
+        crate::s3::spawn_refresher(signer.clone(), provider);
+        Some(signer)
+    } else {
+        None
+    };
+    let state = actix_web::web::Data::new(AppState::new(settings.clone(), signer));
+    let workers = match settings.server.workers {
+        0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+        n => n,
+    };
+    let server = actix_web::HttpServer::new(move || actix_web::App::new().app_data(state.clone()).configure(configure))
+        .workers(workers)
+        .bind(settings.server.listen)
+        .with_context(|| format!("cannot listen on {} (server.listen)", settings.server.listen))?
+        .run();
+    tracing::info!(listen = %settings.server.listen, workers, mounts = settings.mounts.len(), "stowaway serving");
+    server.await.context("HTTP server failed")?;
+    tracing::info!("stowaway stopped");
+    Ok(())
+}

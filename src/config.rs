@@ -1,0 +1,813 @@
+//! Configuration: defaults, then a TOML file, then `STOWAWAY__SECTION__KEY` environment
+//! variables, then CLI overrides — parsed into [`RawConfig`] and validated into [`Settings`].
+//!
+//! Every validation error names the key, the bad value and the fix.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::paths::MountPrefix;
+
+/// The environment variable prefix: `STOWAWAY__SERVER__LISTEN=127.0.0.1:9000`.
+pub const ENV_PREFIX: &str = "STOWAWAY";
+
+/// S3 refuses presigned URLs that live longer than seven days.
+pub const MAX_PRESIGN_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Why the configuration could not be loaded or is not usable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file or an environment variable could not be read or parsed.
+    #[error("cannot load configuration: {0}")]
+    Load(String),
+    /// A value is present but wrong.
+    #[error("invalid config: `{key}` = {value}: {problem}\n  fix: {fix}")]
+    Invalid {
+        key: String,
+        value: String,
+        problem: String,
+        fix: String,
+    },
+}
+
+fn invalid(key: impl Into<String>, value: impl fmt::Debug, problem: impl Into<String>, fix: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        value: format!("{value:?}"),
+        problem: problem.into(),
+        fix: fix.into(),
+    }
+}
+
+/// A secret string: never shown by `Debug`, `Display` or `print-config`.
+#[derive(Clone, Default, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    /// The secret itself; call only where it is used, never to log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"<redacted>\"")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("<redacted>")
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw form: what the file and the environment say, before any checking.
+
+/// The configuration as written, before validation.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawConfig {
+    pub server: RawServer,
+    pub log: RawLog,
+    pub s3: RawS3,
+    pub uploader: RawUploader,
+    #[serde(rename = "mount")]
+    pub mounts: Vec<RawMount>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawServer {
+    pub listen: Option<String>,
+    pub workers: Option<usize>,
+    pub internal_prefix: Option<String>,
+    pub front: Option<String>,
+    pub fallback_header: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawLog {
+    pub format: Option<String>,
+    pub level: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawS3 {
+    pub region: Option<String>,
+    pub endpoint: Option<String>,
+    pub addressing_style: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<Secret>,
+    pub secret_access_key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawUploader {
+    pub enabled: Option<bool>,
+    pub settle: Option<String>,
+    pub rename_is_ready: Option<bool>,
+    pub rescan_interval: Option<String>,
+    pub concurrency: Option<usize>,
+    pub multipart_threshold: Option<String>,
+    pub part_size: Option<String>,
+    pub max_attempts: Option<usize>,
+    pub retry_min_delay: Option<String>,
+    pub retry_max_delay: Option<String>,
+    pub cache_control: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawMount {
+    pub prefix: Option<String>,
+    pub root: Option<PathBuf>,
+    pub bucket: Option<String>,
+    pub key_prefix: Option<String>,
+    pub url: Option<String>,
+    pub public_base_url: Option<String>,
+    pub expires: Option<String>,
+    pub window: Option<String>,
+    pub redirect_max_age: Option<String>,
+    pub response_content_disposition: Option<String>,
+    pub response_content_type: Option<String>,
+    pub response_cache_control: Option<String>,
+    pub finalize: Option<String>,
+    pub archive_root: Option<PathBuf>,
+    pub finalize_grace: Option<String>,
+    pub ignore: Option<Vec<String>>,
+    pub upload: Option<bool>,
+}
+
+/// Values given on the command line; they win over the file and the environment.
+#[derive(Debug, Default, Clone)]
+pub struct CliOverrides {
+    pub listen: Option<String>,
+    pub log_format: Option<String>,
+    pub log_level: Option<String>,
+}
+
+/// The result of loading: the raw config plus the keys nobody understood.
+#[derive(Debug)]
+pub struct Loaded {
+    pub raw: RawConfig,
+    /// Dotted paths of keys present in the file or environment that stowaway does not know.
+    pub unknown_keys: Vec<String>,
+}
+
+/// Reads defaults, the TOML file (if any), `STOWAWAY__*` variables and CLI overrides.
+pub fn load(file: Option<&Path>, cli: &CliOverrides) -> Result<Loaded, ConfigError> {
+    let mut b = config::Config::builder();
+    if let Some(path) = file {
+        if !path.is_file() {
+            return Err(ConfigError::Load(format!(
+                "config file {} does not exist or is not a file (fix: pass --config PATH to an existing TOML file)",
+                path.display()
+            )));
+        }
+        b = b.add_source(config::File::from(path).format(config::FileFormat::Toml).required(true));
+    }
+    b = b.add_source(
+        config::Environment::with_prefix(ENV_PREFIX)
+            .prefix_separator("__")
+            .separator("__"),
+    );
+    let set = |b: config::ConfigBuilder<config::builder::DefaultState>, k: &str, v: &Option<String>| match v {
+        Some(v) => b.set_override(k, v.as_str()),
+        None => Ok(b),
+    };
+    b = set(b, "server.listen", &cli.listen).map_err(|e| ConfigError::Load(e.to_string()))?;
+    b = set(b, "log.format", &cli.log_format).map_err(|e| ConfigError::Load(e.to_string()))?;
+    b = set(b, "log.level", &cli.log_level).map_err(|e| ConfigError::Load(e.to_string()))?;
+    let cfg = b.build().map_err(|e| ConfigError::Load(e.to_string()))?;
+    let mut unknown_keys = Vec::new();
+    let raw: RawConfig = serde_ignored::deserialize(cfg, |p| unknown_keys.push(p.to_string()))
+        .map_err(|e| ConfigError::Load(e.to_string()))?;
+    Ok(Loaded { raw, unknown_keys })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checked form.
+
+/// Which front server stowaway answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FrontServer {
+    /// nginx: local files are answered with `X-Accel-Redirect`.
+    Nginx,
+    /// lighttpd: local files are answered with `X-Sendfile`.
+    Lighttpd,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// How bucket URLs are addressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AddressingStyle {
+    /// `https://bucket.s3.region.amazonaws.com/key`
+    Virtual,
+    /// `https://s3.region.amazonaws.com/bucket/key`
+    Path,
+}
+
+/// What kind of URL a redirect carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UrlKind {
+    /// Unsigned URL (public bucket or CDN).
+    Public,
+    /// SigV4 query-string presigned URL.
+    Presigned,
+}
+
+/// What happens to a local file once its object is verified in S3.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Finalize {
+    /// Move it under `archive_root`, same relative path.
+    Archive,
+    /// Remove it.
+    Delete,
+    /// Leave it in place (upload only).
+    Keep,
+}
+
+/// HTTP listener settings.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    pub workers: usize,
+    pub internal_prefix: String,
+    pub front: FrontServer,
+    /// Send `X-S3-Location` with local answers so nginx can fall back without a second request.
+    pub fallback_header: bool,
+}
+
+/// Log settings.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+/// Where objects live and how to reach them.
+#[derive(Debug, Clone, Serialize)]
+pub struct S3Settings {
+    pub region: Option<String>,
+    /// Scheme + authority (+ optional path), without trailing slash, e.g. `http://127.0.0.1:8014`.
+    pub endpoint: Option<String>,
+    pub addressing_style: AddressingStyle,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<Secret>,
+}
+
+/// Background migration settings.
+#[derive(Debug, Clone, Serialize)]
+pub struct UploaderSettings {
+    pub enabled: bool,
+    #[serde(with = "human_duration")]
+    pub settle: Duration,
+    pub rename_is_ready: bool,
+    #[serde(with = "human_duration")]
+    pub rescan_interval: Duration,
+    pub concurrency: usize,
+    pub multipart_threshold: u64,
+    pub part_size: u64,
+    pub max_attempts: usize,
+    #[serde(with = "human_duration")]
+    pub retry_min_delay: Duration,
+    #[serde(with = "human_duration")]
+    pub retry_max_delay: Duration,
+    pub cache_control: Option<String>,
+}
+
+/// How the 302 URL for a mount is built.
+#[derive(Debug, Clone, Serialize)]
+pub struct UrlSettings {
+    pub kind: UrlKind,
+    /// For public URLs: a CDN or custom domain that replaces the bucket URL.
+    pub public_base_url: Option<String>,
+    /// Validity a client is guaranteed after it receives a presigned URL.
+    #[serde(with = "human_duration")]
+    pub expires: Duration,
+    /// Signing-time window for byte-identical URLs; zero disables.
+    #[serde(with = "human_duration")]
+    pub window: Duration,
+    /// `Cache-Control: max-age` for redirects to unsigned URLs.
+    #[serde(with = "human_duration")]
+    pub redirect_max_age: Duration,
+    pub response_content_disposition: Option<String>,
+    pub response_content_type: Option<String>,
+    pub response_cache_control: Option<String>,
+}
+
+/// One URL prefix mapped to a local root and a bucket location.
+#[derive(Debug, Clone, Serialize)]
+pub struct Mount {
+    pub prefix: MountPrefix,
+    /// Canonical (symlink-free) absolute root directory.
+    pub root: PathBuf,
+    pub bucket: String,
+    /// Prepended to the relative key; empty or ending in `/`.
+    pub key_prefix: String,
+    pub url: UrlSettings,
+    pub upload: bool,
+    pub finalize: Finalize,
+    pub archive_root: Option<PathBuf>,
+    #[serde(with = "human_duration")]
+    pub finalize_grace: Duration,
+    pub ignore: Vec<String>,
+}
+
+/// The validated configuration every part of stowaway runs on.
+#[derive(Debug, Clone, Serialize)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub log: LogSettings,
+    pub s3: S3Settings,
+    pub uploader: UploaderSettings,
+    #[serde(rename = "mount")]
+    pub mounts: Vec<Mount>,
+}
+
+impl Settings {
+    /// Whether any mount redirects to presigned URLs (and so needs credentials at start-up).
+    pub fn needs_signing(&self) -> bool {
+        self.mounts.iter().any(|m| m.url.kind == UrlKind::Presigned)
+    }
+
+    /// The effective configuration as TOML, secrets redacted.
+    pub fn to_toml(&self) -> String {
+        toml_string(self)
+    }
+}
+
+fn toml_string(s: &Settings) -> String {
+    // serde_json -> a TOML-ish rendering would lose structure; render via serde_json Value into TOML by hand.
+    let v = serde_json::to_value(s).unwrap_or(serde_json::Value::Null);
+    let mut out = String::new();
+    render_toml(&mut out, "", &v);
+    out
+}
+
+fn render_toml(out: &mut String, path: &str, v: &serde_json::Value) {
+    use serde_json::Value;
+    let Value::Object(map) = v else { return };
+    // scalars first, then tables, then arrays of tables
+    for (k, val) in map {
+        match val {
+            Value::Object(_) => {}
+            Value::Array(a) if a.iter().all(Value::is_object) && !a.is_empty() => {}
+            Value::Null => {}
+            other => out.push_str(&format!("{k} = {}\n", toml_scalar(other))),
+        }
+    }
+    for (k, val) in map {
+        let sub = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+        match val {
+            Value::Object(_) => {
+                out.push_str(&format!("\n[{sub}]\n"));
+                render_toml(out, &sub, val);
+            }
+            Value::Array(a) if a.iter().all(Value::is_object) && !a.is_empty() => {
+                for item in a {
+                    out.push_str(&format!("\n[[{sub}]]\n"));
+                    render_toml(out, &sub, item);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn toml_scalar(v: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match v {
+        Value::Array(a) => format!("[{}]", a.iter().map(toml_scalar).collect::<Vec<_>>().join(", ")),
+        Value::String(s) => serde_json::to_string(s).unwrap_or_default(),
+        other => other.to_string(),
+    }
+}
+
+mod human_duration {
+    use std::time::Duration;
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+}
+
+/// Parses `"30s"`, `"5m"`, `"1h 30m"`, `"7d"`; a bare number is seconds.
+pub fn parse_duration(key: &str, s: &str) -> Result<Duration, ConfigError> {
+    let t = s.trim();
+    if let Ok(n) = t.parse::<u64>() {
+        return Ok(Duration::from_secs(n));
+    }
+    humantime::parse_duration(t).map_err(|e| {
+        invalid(key, s, format!("not a duration ({e})"), "write a number with a unit, e.g. \"30s\", \"5m\", \"1h\"")
+    })
+}
+
+/// Parses `"64MiB"`, `"8 MB"`, `"1048576"`.
+pub fn parse_size(key: &str, s: &str) -> Result<u64, ConfigError> {
+    s.trim()
+        .parse::<bytesize::ByteSize>()
+        .map(|b| b.as_u64())
+        .map_err(|e| invalid(key, s, format!("not a size ({e})"), "write a number with a unit, e.g. \"64MiB\", \"8MB\""))
+}
+
+fn dur(key: &str, v: &Option<String>, default: Duration) -> Result<Duration, ConfigError> {
+    match v {
+        Some(s) => parse_duration(key, s),
+        None => Ok(default),
+    }
+}
+
+fn size(key: &str, v: &Option<String>, default: u64) -> Result<u64, ConfigError> {
+    match v {
+        Some(s) => parse_size(key, s),
+        None => Ok(default),
+    }
+}
+
+fn validate_internal_prefix(p: &str) -> Result<String, ConfigError> {
+    let ok = p.starts_with('/')
+        && p.ends_with('/')
+        && p.len() > 2
+        && p.bytes().all(|b| b.is_ascii_alphanumeric() || b"/_-.".contains(&b))
+        && !p.contains("//")
+        && !p.split('/').any(|s| s == "." || s == "..");
+    if ok {
+        Ok(p.to_string())
+    } else {
+        Err(invalid(
+            "server.internal_prefix",
+            p,
+            "must be an absolute URL path of letters, digits, `_`, `-`, `.`, starting and ending with `/`",
+            "use e.g. \"/_stowaway_local/\" and the same value in the nginx `internal` location",
+        ))
+    }
+}
+
+fn validate_endpoint(e: &str) -> Result<String, ConfigError> {
+    let t = e.trim_end_matches('/');
+    let rest = t.strip_prefix("https://").or_else(|| t.strip_prefix("http://"));
+    match rest {
+        Some(r) if !r.is_empty() && !r.contains(['?', '#', ' ', '@']) => Ok(t.to_string()),
+        _ => Err(invalid(
+            "s3.endpoint",
+            e,
+            "must be an http:// or https:// URL without query, e.g. \"http://127.0.0.1:8014\"",
+            "set the S3-compatible server's base URL, or remove the key to use AWS",
+        )),
+    }
+}
+
+fn validate_bucket(key: &str, b: &str) -> Result<String, ConfigError> {
+    let ok = (3..=63).contains(&b.len())
+        && b.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'.')
+        && b.as_bytes()[0].is_ascii_alphanumeric()
+        && b.as_bytes()[b.len() - 1].is_ascii_alphanumeric();
+    if ok {
+        Ok(b.to_string())
+    } else {
+        Err(invalid(
+            key,
+            b,
+            "not a valid S3 bucket name",
+            "use 3-63 lower-case letters, digits, `-` or `.`, starting and ending with a letter or digit",
+        ))
+    }
+}
+
+fn validate_key_prefix(key: &str, p: &str) -> Result<String, ConfigError> {
+    if p.is_empty() {
+        return Ok(String::new());
+    }
+    let bad = p.starts_with('/')
+        || !p.ends_with('/')
+        || p.contains("//")
+        || p.split('/').any(|s| s == "." || s == "..")
+        || p.chars().any(|c| c.is_control() || c == '\\');
+    if bad {
+        return Err(invalid(
+            key,
+            p,
+            "must be empty or a relative prefix ending in `/` without `.`/`..` segments",
+            "use e.g. \"static/\"",
+        ));
+    }
+    Ok(p.to_string())
+}
+
+fn validate_base_url(key: &str, u: &str) -> Result<String, ConfigError> {
+    let rest = u.strip_prefix("https://").or_else(|| u.strip_prefix("http://"));
+    match rest {
+        Some(r) if !r.is_empty() && !u.contains(['?', '#', ' ']) && !u.chars().any(char::is_control) => {
+            let mut s = u.to_string();
+            if !s.ends_with('/') {
+                s.push('/');
+            }
+            Ok(s)
+        }
+        _ => Err(invalid(key, u, "must be an http(s) URL", "use e.g. \"https://cdn.example.com/\"")),
+    }
+}
+
+fn header_value_ok(key: &str, v: &str) -> Result<String, ConfigError> {
+    if v.chars().any(|c| c.is_control()) || v.is_empty() {
+        return Err(invalid(key, v, "must be a non-empty single-line value", "remove line breaks and control characters"));
+    }
+    Ok(v.to_string())
+}
+
+fn canonical_dir(key: &str, p: &Path, what: &str) -> Result<PathBuf, ConfigError> {
+    if !p.is_absolute() {
+        return Err(invalid(key, p, "must be an absolute path", format!("write the full path of the {what}")));
+    }
+    let c = std::fs::canonicalize(p)
+        .map_err(|e| invalid(key, p, format!("cannot open it ({e})"), format!("create the {what} or fix the path")))?;
+    if !c.is_dir() {
+        return Err(invalid(key, p, "is not a directory", format!("point it at the {what}")));
+    }
+    Ok(c)
+}
+
+/// Checks a loaded raw config and turns it into [`Settings`].
+pub fn validate(raw: &RawConfig) -> Result<Settings, ConfigError> {
+    let s = &raw.server;
+    let listen_s = s.listen.clone().unwrap_or_else(|| "127.0.0.1:8700".into());
+    let listen: SocketAddr = listen_s.parse().map_err(|_| {
+        invalid("server.listen", &listen_s, "not an IP:port address", "use e.g. \"127.0.0.1:8700\" (loopback is the safe default)")
+    })?;
+    let workers = s.workers.unwrap_or(0);
+    if workers > 256 {
+        return Err(invalid("server.workers", workers, "too many workers", "use 0 (one per core) or a small number"));
+    }
+    let internal_prefix = validate_internal_prefix(s.internal_prefix.as_deref().unwrap_or("/_stowaway_local/"))?;
+    let front = match s.front.as_deref().unwrap_or("nginx") {
+        "nginx" => FrontServer::Nginx,
+        "lighttpd" => FrontServer::Lighttpd,
+        other => return Err(invalid("server.front", other, "unknown front server", "use \"nginx\" or \"lighttpd\"")),
+    };
+
+    let log = LogSettings {
+        format: match raw.log.format.as_deref().unwrap_or("text") {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => return Err(invalid("log.format", other, "unknown log format", "use \"text\" or \"json\"")),
+        },
+        level: raw.log.level.clone().unwrap_or_else(|| "info".into()),
+    };
+    if tracing_subscriber::EnvFilter::try_new(&log.level).is_err() {
+        return Err(invalid("log.level", &log.level, "not a log filter", "use \"error\", \"warn\", \"info\", \"debug\" or a RUST_LOG-style filter"));
+    }
+
+    let r = &raw.s3;
+    let region = r.region.clone().filter(|x| !x.is_empty());
+    if let Some(reg) = &region {
+        if !reg.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-') {
+            return Err(invalid("s3.region", reg, "not a region name", "use e.g. \"eu-west-1\""));
+        }
+    }
+    let endpoint = r.endpoint.as_deref().map(validate_endpoint).transpose()?;
+    let addressing_style = match r.addressing_style.as_deref() {
+        None => {
+            if endpoint.is_some() {
+                AddressingStyle::Path
+            } else {
+                AddressingStyle::Virtual
+            }
+        }
+        Some("virtual") => AddressingStyle::Virtual,
+        Some("path") => AddressingStyle::Path,
+        Some(other) => return Err(invalid("s3.addressing_style", other, "unknown addressing style", "use \"virtual\" or \"path\"")),
+    };
+    let secret = match (&r.secret_access_key, &r.secret_access_key_file) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "s3.secret_access_key_file",
+                "<set>",
+                "both s3.secret_access_key and s3.secret_access_key_file are set",
+                "keep only one of them",
+            ));
+        }
+        (Some(s), None) => Some(s.clone()),
+        (None, Some(f)) => Some(read_secret_file("s3.secret_access_key_file", f)?),
+        (None, None) => None,
+    };
+    if secret.is_some() != r.access_key_id.is_some() {
+        return Err(invalid(
+            "s3.access_key_id",
+            r.access_key_id.as_deref().unwrap_or("<unset>"),
+            "static credentials need both s3.access_key_id and s3.secret_access_key (or _file)",
+            "set both, or neither to use the standard AWS credential chain",
+        ));
+    }
+    let s3 = S3Settings { region, endpoint, addressing_style, access_key_id: r.access_key_id.clone(), secret_access_key: secret };
+
+    let u = &raw.uploader;
+    let uploader = UploaderSettings {
+        enabled: u.enabled.unwrap_or(true),
+        settle: dur("uploader.settle", &u.settle, Duration::from_secs(5))?,
+        rename_is_ready: u.rename_is_ready.unwrap_or(false),
+        rescan_interval: dur("uploader.rescan_interval", &u.rescan_interval, Duration::from_secs(600))?,
+        concurrency: u.concurrency.unwrap_or(4),
+        multipart_threshold: size("uploader.multipart_threshold", &u.multipart_threshold, 64 << 20)?,
+        part_size: size("uploader.part_size", &u.part_size, 16 << 20)?,
+        max_attempts: u.max_attempts.unwrap_or(5),
+        retry_min_delay: dur("uploader.retry_min_delay", &u.retry_min_delay, Duration::from_millis(500))?,
+        retry_max_delay: dur("uploader.retry_max_delay", &u.retry_max_delay, Duration::from_secs(30))?,
+        cache_control: u.cache_control.as_deref().map(|v| header_value_ok("uploader.cache_control", v)).transpose()?,
+    };
+    if uploader.concurrency == 0 || uploader.concurrency > 256 {
+        return Err(invalid("uploader.concurrency", uploader.concurrency, "must be between 1 and 256", "use e.g. 4"));
+    }
+    if uploader.max_attempts == 0 {
+        return Err(invalid("uploader.max_attempts", 0, "must be at least 1", "use e.g. 5"));
+    }
+    if uploader.part_size < (5 << 20) || uploader.part_size > (5 << 30) {
+        return Err(invalid("uploader.part_size", uploader.part_size, "S3 parts must be 5 MiB to 5 GiB", "use e.g. \"16MiB\""));
+    }
+    if uploader.multipart_threshold < uploader.part_size {
+        return Err(invalid(
+            "uploader.multipart_threshold",
+            uploader.multipart_threshold,
+            "smaller than uploader.part_size",
+            "make the threshold at least the part size",
+        ));
+    }
+    if uploader.rescan_interval < Duration::from_secs(1) {
+        return Err(invalid("uploader.rescan_interval", "<1s", "too short", "use at least \"1s\" (minutes in production)"));
+    }
+
+    if raw.mounts.is_empty() {
+        return Err(invalid(
+            "mount",
+            "[]",
+            "no mounts are configured",
+            "add a [[mount]] table with prefix, root and bucket (see examples/stowaway.toml)",
+        ));
+    }
+    let mut mounts: Vec<Mount> = Vec::with_capacity(raw.mounts.len());
+    for (i, m) in raw.mounts.iter().enumerate() {
+        let k = |f: &str| format!("mount[{i}].{f}");
+        let prefix_s = m.prefix.as_deref().ok_or_else(|| invalid(k("prefix"), "<unset>", "missing", "set the public URL prefix, e.g. \"/static/\""))?;
+        let prefix = MountPrefix::parse(prefix_s).map_err(|problem| invalid(k("prefix"), prefix_s, problem, "use an absolute path of plain segments ending in `/`, e.g. \"/static/\""))?;
+        if prefix.as_str().starts_with(internal_prefix.as_str()) || internal_prefix.starts_with(prefix.as_str()) {
+            return Err(invalid(k("prefix"), prefix_s, "overlaps server.internal_prefix", "use distinct prefixes"));
+        }
+        for (j, other) in mounts.iter().enumerate() {
+            if other.prefix.as_str().starts_with(prefix.as_str()) || prefix.as_str().starts_with(other.prefix.as_str()) {
+                return Err(invalid(k("prefix"), prefix_s, format!("overlaps mount[{j}].prefix {:?}", other.prefix.as_str()), "give every mount its own, non-nested prefix"));
+            }
+        }
+        let root_raw = m.root.as_deref().ok_or_else(|| invalid(k("root"), "<unset>", "missing", "set the local directory the web app writes to"))?;
+        let root = canonical_dir(&k("root"), root_raw, "local root directory")?;
+        let bucket_s = m.bucket.as_deref().ok_or_else(|| invalid(k("bucket"), "<unset>", "missing", "set the S3 bucket name"))?;
+        let bucket = validate_bucket(&k("bucket"), bucket_s)?;
+        let key_prefix = validate_key_prefix(&k("key_prefix"), m.key_prefix.as_deref().unwrap_or(""))?;
+        let kind = match m.url.as_deref().unwrap_or("presigned") {
+            "presigned" => UrlKind::Presigned,
+            "public" => UrlKind::Public,
+            other => return Err(invalid(k("url"), other, "unknown URL kind", "use \"presigned\" or \"public\"")),
+        };
+        let public_base_url = m.public_base_url.as_deref().map(|u| validate_base_url(&k("public_base_url"), u)).transpose()?;
+        if public_base_url.is_some() && kind == UrlKind::Presigned {
+            return Err(invalid(k("public_base_url"), m.public_base_url.as_deref().unwrap_or(""), "a public base URL cannot carry a SigV4 signature", "set url = \"public\" or remove public_base_url"));
+        }
+        let expires = dur(&k("expires"), &m.expires, Duration::from_secs(3600))?;
+        let window = dur(&k("window"), &m.window, Duration::from_secs(300))?;
+        if kind == UrlKind::Presigned {
+            if expires < Duration::from_secs(1) {
+                return Err(invalid(k("expires"), m.expires.as_deref().unwrap_or(""), "must be at least 1s", "use e.g. \"1h\""));
+            }
+            if expires + window > MAX_PRESIGN_EXPIRY {
+                return Err(invalid(
+                    k("expires"),
+                    m.expires.as_deref().unwrap_or("1h"),
+                    format!("expires + window = {} is longer than S3's 7-day limit for presigned URLs", humantime::format_duration(expires + window)),
+                    "use at most \"7d\" in total, e.g. expires = \"1h\", window = \"5m\"",
+                ));
+            }
+            if s3.region.is_none() {
+                return Err(invalid(
+                    "s3.region",
+                    "<unset>",
+                    format!("mount[{i}] signs its redirects (url = \"presigned\"), which needs the bucket's region"),
+                    "set s3.region (e.g. \"eu-west-1\"), or STOWAWAY__S3__REGION",
+                ));
+            }
+        }
+        let redirect_max_age = dur(&k("redirect_max_age"), &m.redirect_max_age, Duration::from_secs(300))?;
+        let hv = |f: &str, v: &Option<String>| v.as_deref().map(|x| header_value_ok(&k(f), x)).transpose();
+        let url = UrlSettings {
+            kind,
+            public_base_url,
+            expires,
+            window,
+            redirect_max_age,
+            response_content_disposition: hv("response_content_disposition", &m.response_content_disposition)?,
+            response_content_type: hv("response_content_type", &m.response_content_type)?,
+            response_cache_control: hv("response_cache_control", &m.response_cache_control)?,
+        };
+        if kind == UrlKind::Public && (url.response_content_disposition.is_some() || url.response_content_type.is_some() || url.response_cache_control.is_some()) {
+            return Err(invalid(k("response_content_type"), "<set>", "response overrides only work inside a signature", "set url = \"presigned\" or remove the response_* keys"));
+        }
+        if s3.region.is_none() && s3.endpoint.is_none() && url.public_base_url.is_none() {
+            return Err(invalid("s3.region", "<unset>", format!("mount[{i}] needs a bucket URL, which needs the region (or s3.endpoint, or public_base_url)"), "set s3.region, e.g. \"eu-west-1\""));
+        }
+        let finalize = match m.finalize.as_deref().unwrap_or("archive") {
+            "archive" => Finalize::Archive,
+            "delete" => Finalize::Delete,
+            "keep" => Finalize::Keep,
+            other => return Err(invalid(k("finalize"), other, "unknown finalize action", "use \"archive\", \"delete\" or \"keep\"")),
+        };
+        let upload = m.upload.unwrap_or(true);
+        let archive_root = match (&m.archive_root, finalize, upload && uploader.enabled) {
+            (Some(a), _, _) => {
+                let c = canonical_dir(&k("archive_root"), a, "archive directory")?;
+                if c.starts_with(&root) || root.starts_with(&c) {
+                    return Err(invalid(k("archive_root"), a, "is inside the root (or contains it)", "put the archive outside the served root, e.g. /srv/site/archive/static"));
+                }
+                Some(c)
+            }
+            (None, Finalize::Archive, true) => {
+                return Err(invalid(k("archive_root"), "<unset>", "finalize = \"archive\" needs an archive directory", "set archive_root, or finalize = \"delete\" / \"keep\""));
+            }
+            (None, _, _) => None,
+        };
+        let ignore = m.ignore.clone().unwrap_or_else(|| vec![".*".into(), "*.tmp".into(), "*.part".into()]);
+        for pat in &ignore {
+            if pat.is_empty() || pat.contains('/') {
+                return Err(invalid(k("ignore"), pat, "patterns match file names, not paths", "use e.g. \".*\", \"*.tmp\""));
+            }
+        }
+        mounts.push(Mount {
+            prefix,
+            root,
+            bucket,
+            key_prefix,
+            url,
+            upload,
+            finalize,
+            archive_root,
+            finalize_grace: dur(&k("finalize_grace"), &m.finalize_grace, Duration::ZERO)?,
+            ignore,
+        });
+    }
+    Ok(Settings {
+        server: ServerSettings {
+            listen,
+            workers,
+            internal_prefix,
+            front,
+            fallback_header: s.fallback_header.unwrap_or(true),
+        },
+        log,
+        s3,
+        uploader,
+        mounts,
+    })
+}
+
+/// Reads a secret from a file, refusing files other users can read.
+pub fn read_secret_file(key: &str, path: &Path) -> Result<Secret, ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|e| invalid(key, path, format!("cannot read it ({e})"), "create the file or fix the path"))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(invalid(key, path, "the secret file is readable by group or others", format!("run: chmod 600 {}", path.display())));
+    }
+    let s = std::fs::read_to_string(path).map_err(|e| invalid(key, path, format!("cannot read it ({e})"), "make the file readable by stowaway's user"))?;
+    let t = s.trim_end_matches(['\n', '\r']);
+    if t.is_empty() {
+        return Err(invalid(key, path, "the secret file is empty", "write the secret into it"));
+    }
+    Ok(Secret(t.to_string()))
+}
+
+/// Loads and validates in one go; unknown keys are returned for the caller to report.
+pub fn load_settings(file: Option<&Path>, cli: &CliOverrides) -> Result<(Settings, Vec<String>), ConfigError> {
+    let loaded = load(file, cli)?;
+    let settings = validate(&loaded.raw)?;
+    Ok((settings, loaded.unknown_keys))
+}

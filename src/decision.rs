@@ -1,0 +1,118 @@
+//! The per-request decision: is the file local (let the front server send it), gone (redirect
+//! to S3), or a request to refuse?
+//!
+//! The local check is an inline `lstat` (about 0.5 µs on a warm local disk): far cheaper than
+//! handing it to a thread pool. Symlinks are refused: a path whose file or any directory below
+//! the mount root is a symlink is answered 404, so no link can lead a client out of the root
+//! (the shipped nginx and lighttpd configs also refuse to follow symlinks).
+
+use std::fs;
+use std::path::Path;
+
+use crate::paths::{MapResult, PathError, is_file_key, map_request};
+
+/// What the local file system says about a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalState {
+    /// A regular file reached without symlinks.
+    File,
+    /// Nothing there (or a parent is not a directory).
+    Missing,
+    /// Something we will not serve: a symlink on the way, a directory, a device…
+    Refused,
+}
+
+/// Looks at `root/key` without following symlinks.
+pub fn local_state(root: &Path, key: &str) -> LocalState {
+    let path = root.join(key);
+    match fs::symlink_metadata(&path) {
+        Ok(m) if m.file_type().is_file() => {
+            // The file itself is no link; make sure no directory between root and it is one.
+            let mut end = 0;
+            while let Some(i) = key[end..].find('/') {
+                end += i;
+                match fs::symlink_metadata(root.join(&key[..end])) {
+                    Ok(d) if d.file_type().is_dir() => {}
+                    _ => return LocalState::Refused,
+                }
+                end += 1;
+            }
+            LocalState::File
+        }
+        Ok(_) => LocalState::Refused,
+        Err(_) => LocalState::Missing,
+    }
+}
+
+/// The verdict for one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict<'a> {
+    /// Serve the local file.
+    Local { mount: usize, key: std::borrow::Cow<'a, str> },
+    /// Redirect to the object in S3.
+    Remote { mount: usize, key: std::borrow::Cow<'a, str> },
+    /// 404: outside every mount, a directory, or a refused file.
+    NotFound,
+    /// 400: a hostile or malformed path.
+    BadRequest(PathError),
+}
+
+/// Decides for a raw request target. `recheck` is set when the front server asks again after
+/// the file vanished: the answer is then never "local".
+pub fn decide<'a, P: AsRef<str>>(prefixes: &[P], roots: &[&Path], target: &'a str, recheck: bool) -> Verdict<'a> {
+    match map_request(prefixes, target) {
+        MapResult::Bad(e) => Verdict::BadRequest(e),
+        MapResult::NoMount => Verdict::NotFound,
+        MapResult::Mapped(m) => {
+            if !is_file_key(&m.key) {
+                return Verdict::NotFound;
+            }
+            if recheck {
+                // The file was just reported missing by the front server; a symlink still gets 404.
+                return match local_state(roots[m.mount], &m.key) {
+                    LocalState::Refused => Verdict::NotFound,
+                    _ => Verdict::Remote { mount: m.mount, key: m.key },
+                };
+            }
+            match local_state(roots[m.mount], &m.key) {
+                LocalState::File => Verdict::Local { mount: m.mount, key: m.key },
+                LocalState::Missing => Verdict::Remote { mount: m.mount, key: m.key },
+                LocalState::Refused => Verdict::NotFound,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn local_missing_and_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        let outside = dir.path().join("outside");
+        fs::create_dir_all(root.join("sub")).unwrap();
+        fs::create_dir_all(&outside).unwrap();
+        fs::write(root.join("a.jpg"), b"a").unwrap();
+        fs::write(root.join("sub/b.jpg"), b"b").unwrap();
+        fs::write(outside.join("secret.txt"), b"s").unwrap();
+        symlink(outside.join("secret.txt"), root.join("link.txt")).unwrap();
+        symlink(&outside, root.join("out")).unwrap();
+        let roots = [root.as_path()];
+        let p = ["/static/"];
+        let d = |t| decide(&p, &roots, t, false);
+        assert!(matches!(d("/static/a.jpg"), Verdict::Local { .. }));
+        assert!(matches!(d("/static/sub/b.jpg"), Verdict::Local { .. }));
+        assert!(matches!(d("/static/nope.jpg"), Verdict::Remote { .. }));
+        assert!(matches!(d("/static/a.jpg/x"), Verdict::Remote { .. }), "ENOTDIR is missing");
+        assert_eq!(d("/static/link.txt"), Verdict::NotFound);
+        assert_eq!(d("/static/out/secret.txt"), Verdict::NotFound);
+        assert_eq!(d("/static/sub"), Verdict::NotFound);
+        assert_eq!(d("/static/sub/"), Verdict::NotFound);
+        assert_eq!(d("/static/%2e%2e/outside/secret.txt"), Verdict::BadRequest(PathError::DotDot));
+        assert!(matches!(decide(&p, &roots, "/static/a.jpg", true), Verdict::Remote { .. }));
+        assert_eq!(decide(&p, &roots, "/static/link.txt", true), Verdict::NotFound);
+    }
+}

@@ -1,0 +1,22 @@
+//! stowaway: a sidecar for nginx and lighttpd that answers, per request, whether a user file is
+//! still on local disk (the front server sends it) or already in S3 (a redirect), and that
+//! migrates files to S3 in the background without ever losing one.
+//!
+//! Modules, one per concern:
+//! * [`config`]: TOML + env + CLI → validated [`config::Settings`];
+//! * [`paths`]: pure request-path → key → local path / object key / header mapping;
+//! * [`decision`]: local, remote or refused, for one request;
+//! * [`presign`]: public and SigV4-presigned object URLs;
+//! * [`s3`]: SDK configuration, client and credential refresh;
+//! * [`http`]: the actix-web endpoints;
+//! * [`cli`]: the command line.
+
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod config;
+pub mod decision;
+pub mod http;
+pub mod paths;
+pub mod presign;
+pub mod s3;
