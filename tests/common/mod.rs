@@ -1,0 +1,459 @@
+//! Shared test harness: a real SigV4-verifying S3 server (s3s-fs 0.14.1, in process, on a free
+//! loopback port, stoppable and restartable), the real `stowaway` binary, a real nginx, and a
+//! raw HTTP/1.1 client that sends request targets exactly as given.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder as ConnBuilder;
+
+pub const AK: &str = "AKIDSTOWAWAYTEST";
+pub const SK: &str = "stowaway/test+secret/KEY0123456789";
+pub const REGION: &str = "us-east-1";
+
+/// A free loopback TCP port (bound and released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Polls `f` until it is true or `deadline` passes; returns whether it became true.
+pub fn wait_until(deadline: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + deadline;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() > end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw HTTP
+
+/// A parsed HTTP response.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// The raw header block, for injection checks.
+    pub raw_head: String,
+}
+
+impl Response {
+    /// The first header named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Sends `method target` with extra header lines to `addr` and reads the whole response
+/// (`Connection: close`). The target is sent byte for byte, unnormalised.
+pub fn request(addr: SocketAddr, method: &str, target: &str, extra: &[(&str, &str)]) -> Response {
+    request_bytes(addr, method, target.as_bytes(), extra)
+}
+
+/// Like [`request`] with a raw byte target (for NUL, CR/LF and invalid UTF-8 cases).
+pub fn request_bytes(addr: SocketAddr, method: &str, target: &[u8], extra: &[(&str, &str)]) -> Response {
+    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req = Vec::new();
+    req.extend_from_slice(method.as_bytes());
+    req.push(b' ');
+    req.extend_from_slice(target);
+    req.extend_from_slice(format!(" HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n").as_bytes());
+    for (k, v) in extra {
+        req.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
+    }
+    req.extend_from_slice(b"\r\n");
+    s.write_all(&req).unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    parse_response(&buf, method == "HEAD")
+}
+
+fn parse_response(buf: &[u8], head: bool) -> Response {
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(buf)));
+    let raw_head = String::from_utf8_lossy(&buf[..end]).to_string();
+    let mut lines = raw_head.split("\r\n");
+    let status_line = lines.next().unwrap();
+    let status: u16 = status_line.split(' ').nth(1).unwrap().parse().unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())))
+        .collect();
+    let mut body = buf[end + 4..].to_vec();
+    let chunked = headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    if chunked && !head {
+        body = dechunk(&body);
+    }
+    Response { status, headers, body, raw_head }
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(i) = b.windows(2).position(|w| w == b"\r\n") else { break };
+        let n = usize::from_str_radix(String::from_utf8_lossy(&b[..i]).trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&b[i + 2..i + 2 + n]);
+        b = &b[i + 2 + n + 2..];
+    }
+    out
+}
+
+/// GET over raw HTTP.
+pub fn get(addr: SocketAddr, target: &str) -> Response {
+    request(addr, "GET", target, &[])
+}
+
+/// Fetches an absolute `http://host:port/path?query` URL (such as a presigned S3 URL).
+pub fn fetch_url(method: &str, url: &str) -> Response {
+    let rest = url.strip_prefix("http://").unwrap_or_else(|| panic!("not an http URL: {url}"));
+    let (host, target) = rest.split_at(rest.find('/').unwrap());
+    let addr: SocketAddr = host.parse().unwrap();
+    request(addr, method, target, &[])
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes
+
+/// A child process killed (and reaped) on drop.
+pub struct Proc {
+    pub child: Child,
+    pub name: String,
+}
+
+impl Proc {
+    /// Sends SIGKILL and waits.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+    /// Sends a signal by number (e.g. 15 for SIGTERM) via `kill`.
+    pub fn signal(&self, sig: i32) {
+        let _ = Command::new("kill").arg(format!("-{sig}")).arg(self.child.id().to_string()).status();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Environment every stowaway process in tests gets: local S3 only, no instance metadata.
+pub fn aws_env(cmd: &mut Command) {
+    cmd.env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_REGION", REGION)
+        .env("AWS_ACCESS_KEY_ID", AK)
+        .env("AWS_SECRET_ACCESS_KEY", SK)
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE")
+        .env("AWS_CONFIG_FILE", "/nonexistent/stowaway-test")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/stowaway-test");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("STOWAWAY") {
+            cmd.env_remove(k);
+        }
+    }
+}
+
+/// The stowaway binary under test.
+pub fn stowaway_cmd() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_stowaway"));
+    aws_env(&mut c);
+    c
+}
+
+/// A running `stowaway serve`.
+pub struct Stowaway {
+    pub proc: Proc,
+    pub addr: SocketAddr,
+    pub config: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Stowaway {
+    /// Writes `config` (TOML; `@LISTEN@` is replaced by a free address) into `dir` and starts
+    /// `stowaway serve`, waiting until `/healthz` answers.
+    pub fn start(dir: &Path, config: &str) -> Stowaway {
+        Self::start_with(dir, config, &[])
+    }
+
+    /// Like [`Stowaway::start`] with extra environment variables.
+    pub fn start_with(dir: &Path, config: &str, env: &[(&str, &str)]) -> Stowaway {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let config_text = config.replace("@LISTEN@", &addr.to_string());
+        let path = dir.join(format!("stowaway-{}.toml", addr.port()));
+        std::fs::write(&path, config_text).unwrap();
+        let log = dir.join(format!("stowaway-{}.log", addr.port()));
+        let mut cmd = stowaway_cmd();
+        cmd.arg("serve").arg("--config").arg(&path);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let logf = std::fs::File::create(&log).unwrap();
+        cmd.stdout(Stdio::null()).stderr(logf);
+        let child = cmd.spawn().expect("spawn stowaway");
+        let mut s = Stowaway { proc: Proc { child, name: "stowaway".into() }, addr, config: path, log };
+        let up = wait_until(Duration::from_secs(30), || {
+            if let Ok(Some(_)) = s.proc.child.try_wait() {
+                return true;
+            }
+            TcpStream::connect(addr).is_ok() && get(addr, "/healthz").status == 200
+        });
+        if let Ok(Some(st)) = s.proc.child.try_wait() {
+            panic!("stowaway exited early ({st}): {}", s.log_text());
+        }
+        assert!(up, "stowaway did not come up: {}", s.log_text());
+        s
+    }
+
+    /// Everything the process logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// A running nginx (Debian package) with a test-owned prefix directory.
+pub struct Nginx {
+    pub proc: Proc,
+    pub addr: SocketAddr,
+    pub dir: PathBuf,
+}
+
+impl Nginx {
+    /// Starts nginx with `server_and_upstreams` inside `http {}`. `@PORT@` in it is replaced
+    /// with a free port, which becomes [`Nginx::addr`].
+    pub fn start(dir: &Path, server_and_upstreams: &str) -> Nginx {
+        let port = free_port();
+        let dir = dir.join(format!("nginx-{port}"));
+        std::fs::create_dir_all(dir.join("logs")).unwrap();
+        std::fs::create_dir_all(dir.join("tmp")).unwrap();
+        let d = dir.display();
+        let body = server_and_upstreams.replace("@PORT@", &port.to_string()).replace("@DIR@", &d.to_string());
+        let conf = format!(
+            "user root;\nworker_processes 1;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/logs/error.log info;\n\
+             events {{ worker_connections 512; }}\n\
+             http {{\n  include /etc/nginx/mime.types;\n  default_type application/octet-stream;\n  access_log off;\n  sendfile on;\n  server_tokens off;\n\
+             client_body_temp_path {d}/tmp/body; proxy_temp_path {d}/tmp/proxy; fastcgi_temp_path {d}/tmp/fcgi;\n\
+             uwsgi_temp_path {d}/tmp/uwsgi; scgi_temp_path {d}/tmp/scgi;\n{body}\n}}\n"
+        );
+        let conf_path = dir.join("nginx.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let out = Command::new(nginx_bin()).arg("-t").arg("-p").arg(&dir).arg("-c").arg(&conf_path).output().expect("run nginx -t");
+        assert!(out.status.success(), "nginx -t failed:\n{}\n{}", String::from_utf8_lossy(&out.stderr), std::fs::read_to_string(&conf_path).unwrap());
+        let child = Command::new(nginx_bin())
+            .arg("-p")
+            .arg(&dir)
+            .arg("-c")
+            .arg(&conf_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn nginx");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let n = Nginx { proc: Proc { child, name: "nginx".into() }, addr, dir };
+        assert!(wait_until(Duration::from_secs(20), || TcpStream::connect(addr).is_ok()), "nginx did not come up");
+        n
+    }
+
+    /// nginx's error log so far.
+    pub fn error_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("logs/error.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGTERM the master so the workers go too, then make sure.
+        self.proc.signal(15);
+        let _ = wait_until(Duration::from_secs(5), || matches!(self.proc.child.try_wait(), Ok(Some(_))));
+    }
+}
+
+/// Path of the nginx binary.
+pub fn nginx_bin() -> &'static str {
+    if Path::new("/usr/sbin/nginx").exists() { "/usr/sbin/nginx" } else { "nginx" }
+}
+
+// ---------------------------------------------------------------------------------------------
+// S3
+
+struct S3Inner {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// An in-process s3s-fs server with SigV4 authentication, on a fixed loopback port for its
+/// lifetime (so it can be stopped and started again at the same address).
+pub struct S3Server {
+    pub rt: tokio::runtime::Runtime,
+    pub port: u16,
+    pub endpoint: String,
+    pub data: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    inner: Arc<Mutex<S3Inner>>,
+}
+
+impl S3Server {
+    /// Starts a server storing its data in a fresh temporary directory.
+    pub fn start() -> S3Server {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("s3data");
+        std::fs::create_dir_all(&data).unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let port = free_port();
+        let s = S3Server {
+            rt,
+            port,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            data,
+            _tmp: Some(tmp),
+            inner: Arc::new(Mutex::new(S3Inner { stop: None, task: None })),
+        };
+        s.resume();
+        s
+    }
+
+    /// (Re)starts serving on the same port.
+    pub fn resume(&self) {
+        let fs = s3s_fs::FileSystem::new(&self.data).unwrap();
+        let mut b = s3s::service::S3ServiceBuilder::new(fs);
+        b.set_auth(s3s::auth::SimpleAuth::from_single(AK, SK));
+        let service = b.build();
+        let addr: SocketAddr = format!("127.0.0.1:{}", self.port).parse().unwrap();
+        let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
+        let listener = self.rt.block_on(async {
+            let end = Instant::now() + Duration::from_secs(10);
+            loop {
+                let sock = tokio::net::TcpSocket::new_v4().unwrap();
+                sock.set_reuseaddr(true).unwrap();
+                match sock.bind(addr).and_then(|()| sock.listen(1024)) {
+                    Ok(l) => break l,
+                    Err(e) if Instant::now() < end => {
+                        let _ = e;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    Err(e) => panic!("bind s3 {addr}: {e}"),
+                }
+            }
+        });
+        let task = self.rt.spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            loop {
+                tokio::select! {
+                    _ = &mut rx => break,
+                    acc = listener.accept() => {
+                        let Ok((sock, _)) = acc else { continue };
+                        let svc = service.clone();
+                        conns.spawn(async move {
+                            let _ = ConnBuilder::new(TokioExecutor::new()).serve_connection(TokioIo::new(sock), svc).await;
+                        });
+                    }
+                }
+            }
+            conns.abort_all();
+        });
+        let mut g = self.inner.lock().unwrap();
+        g.stop = Some(tx);
+        g.task = Some(task);
+    }
+
+    /// Stops accepting and drops every open connection.
+    pub fn pause(&self) {
+        let (stop, task) = {
+            let mut g = self.inner.lock().unwrap();
+            (g.stop.take(), g.task.take())
+        };
+        if let Some(s) = stop {
+            let _ = s.send(());
+        }
+        if let Some(t) = task {
+            let _ = self.rt.block_on(t);
+        }
+    }
+
+    /// An SDK client with the test credentials.
+    pub fn client(&self) -> aws_sdk_s3::Client {
+        let conf = aws_sdk_s3::config::Builder::new()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new(REGION))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(AK, SK, None, None, "test"))
+            .force_path_style(true)
+            .build();
+        aws_sdk_s3::Client::from_conf(conf)
+    }
+
+    /// Creates a bucket.
+    pub fn create_bucket(&self, name: &str) {
+        let c = self.client();
+        self.rt.block_on(async { c.create_bucket().bucket(name).send().await }).expect("create bucket");
+    }
+
+    /// Stores an object.
+    pub fn put(&self, bucket: &str, key: &str, body: &[u8]) {
+        let c = self.client();
+        let body = aws_sdk_s3::primitives::ByteStream::from(body.to_vec());
+        self.rt.block_on(async { c.put_object().bucket(bucket).key(key).body(body).send().await }).expect("put object");
+    }
+
+    /// Reads an object, `None` if it does not exist.
+    pub fn get(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
+        let c = self.client();
+        self.rt.block_on(async {
+            let o = c.get_object().bucket(bucket).key(key).send().await.ok()?;
+            Some(o.body.collect().await.ok()?.into_bytes().to_vec())
+        })
+    }
+
+    /// All keys in a bucket.
+    pub fn list(&self, bucket: &str) -> Vec<String> {
+        let c = self.client();
+        self.rt.block_on(async {
+            let mut keys = Vec::new();
+            let mut token = None;
+            loop {
+                let r = c.list_objects_v2().bucket(bucket).set_continuation_token(token.clone()).send().await.expect("list");
+                keys.extend(r.contents().iter().filter_map(|o| o.key().map(String::from)));
+                token = r.next_continuation_token().map(String::from);
+                if token.is_none() {
+                    break;
+                }
+            }
+            keys.sort();
+            keys
+        })
+    }
+
+    /// Configuration TOML for the `[s3]` section pointing at this server.
+    pub fn s3_section(&self) -> String {
+        format!("[s3]\nregion = \"{REGION}\"\nendpoint = \"{}\"\naddressing_style = \"path\"\n", self.endpoint)
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.pause();
+    }
+}
+
+/// Writes `content` to `root/rel`, creating directories.
+pub fn write_file(root: &Path, rel: &str, content: &[u8]) -> PathBuf {
+    let p = root.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(&p, content).unwrap();
+    p
+}
