@@ -9,7 +9,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{self, CliOverrides, LogFormat, Settings};
+use crate::config::{self, CliOverrides, FsChecks, LogFormat, Settings};
+use crate::frontconf::{self, FrontOptions};
 use crate::http::{AppState, configure};
 use crate::presign::Signer;
 
@@ -66,6 +67,21 @@ pub enum Command {
         #[arg(long)]
         strict: bool,
     },
+    /// Print the front-server configuration (nginx or lighttpd) that matches this config:
+    /// prefixes, internal locations, roots and the sidecar address.
+    GenConfig {
+        #[command(flatten)]
+        common: Common,
+        /// Which front server.
+        #[arg(value_enum)]
+        front: FrontKind,
+        /// Address the front server listens on (the `listen` of the generated server block).
+        #[arg(long, default_value = "80", value_name = "ADDR")]
+        front_listen: String,
+        /// nginx `server_name` for the generated server block.
+        #[arg(long, value_name = "NAME")]
+        server_name: Option<String>,
+    },
     /// Print the effective configuration (defaults, file, environment and flags merged) as
     /// TOML, with secrets redacted.
     PrintConfig {
@@ -74,8 +90,19 @@ pub enum Command {
     },
 }
 
+/// Front servers `gen-config` can write for.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum FrontKind {
+    /// nginx, proxy_pass + X-Accel-Redirect.
+    Nginx,
+}
+
 fn load(common: &Common) -> Result<(Settings, Vec<String>), ExitCode> {
-    config::load_settings(common.config.as_deref(), &common.overrides()).map_err(|e| {
+    load_with(common, FsChecks::Check)
+}
+
+fn load_with(common: &Common, fs: FsChecks) -> Result<(Settings, Vec<String>), ExitCode> {
+    config::load_settings(common.config.as_deref(), &common.overrides(), fs).map_err(|e| {
         eprintln!("stowaway: {e}");
         ExitCode::from(EXIT_CONFIG)
     })
@@ -116,6 +143,17 @@ pub fn main() -> ExitCode {
                     return ExitCode::from(EXIT_CONFIG);
                 }
                 println!("configuration OK: {} mount(s), listening on {}", settings.mounts.len(), settings.server.listen);
+                ExitCode::SUCCESS
+            }
+        },
+        Command::GenConfig { common, front, front_listen, server_name } => match load_with(&common, FsChecks::Skip) {
+            Err(code) => code,
+            Ok((settings, unknown)) => {
+                warn_unknown(&unknown);
+                let opts = FrontOptions { listen: front_listen, server_name };
+                match front {
+                    FrontKind::Nginx => print!("{}", frontconf::nginx_proxy(&settings, &opts)),
+                }
                 ExitCode::SUCCESS
             }
         },

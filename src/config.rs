@@ -540,9 +540,12 @@ fn header_value_ok(key: &str, v: &str) -> Result<String, ConfigError> {
     Ok(v.to_string())
 }
 
-fn canonical_dir(key: &str, p: &Path, what: &str) -> Result<PathBuf, ConfigError> {
+fn canonical_dir(key: &str, p: &Path, what: &str, fs: FsChecks) -> Result<PathBuf, ConfigError> {
     if !p.is_absolute() {
         return Err(invalid(key, p, "must be an absolute path", format!("write the full path of the {what}")));
+    }
+    if fs == FsChecks::Skip {
+        return Ok(p.components().collect());
     }
     let c = std::fs::canonicalize(p)
         .map_err(|e| invalid(key, p, format!("cannot open it ({e})"), format!("create the {what} or fix the path")))?;
@@ -552,8 +555,21 @@ fn canonical_dir(key: &str, p: &Path, what: &str) -> Result<PathBuf, ConfigError
     Ok(c)
 }
 
+/// Whether validation looks at the file system (roots exist, are directories; paths are
+/// canonicalised). Generating a front-server config on another machine skips it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsChecks {
+    Check,
+    Skip,
+}
+
 /// Checks a loaded raw config and turns it into [`Settings`].
 pub fn validate(raw: &RawConfig) -> Result<Settings, ConfigError> {
+    validate_with(raw, FsChecks::Check)
+}
+
+/// [`validate`], optionally without touching the file system.
+pub fn validate_with(raw: &RawConfig, fs: FsChecks) -> Result<Settings, ConfigError> {
     let s = &raw.server;
     let listen_s = s.listen.clone().unwrap_or_else(|| "127.0.0.1:8700".into());
     let listen: SocketAddr = listen_s.parse().map_err(|_| {
@@ -682,7 +698,7 @@ pub fn validate(raw: &RawConfig) -> Result<Settings, ConfigError> {
             }
         }
         let root_raw = m.root.as_deref().ok_or_else(|| invalid(k("root"), "<unset>", "missing", "set the local directory the web app writes to"))?;
-        let root = canonical_dir(&k("root"), root_raw, "local root directory")?;
+        let root = canonical_dir(&k("root"), root_raw, "local root directory", fs)?;
         let bucket_s = m.bucket.as_deref().ok_or_else(|| invalid(k("bucket"), "<unset>", "missing", "set the S3 bucket name"))?;
         let bucket = validate_bucket(&k("bucket"), bucket_s)?;
         let key_prefix = validate_key_prefix(&k("key_prefix"), m.key_prefix.as_deref().unwrap_or(""))?;
@@ -745,7 +761,7 @@ pub fn validate(raw: &RawConfig) -> Result<Settings, ConfigError> {
         let upload = m.upload.unwrap_or(true);
         let archive_root = match (&m.archive_root, finalize, upload && uploader.enabled) {
             (Some(a), _, _) => {
-                let c = canonical_dir(&k("archive_root"), a, "archive directory")?;
+                let c = canonical_dir(&k("archive_root"), a, "archive directory", fs)?;
                 if c.starts_with(&root) || root.starts_with(&c) {
                     return Err(invalid(k("archive_root"), a, "is inside the root (or contains it)", "put the archive outside the served root, e.g. /srv/site/archive/static"));
                 }
@@ -806,8 +822,8 @@ pub fn read_secret_file(key: &str, path: &Path) -> Result<Secret, ConfigError> {
 }
 
 /// Loads and validates in one go; unknown keys are returned for the caller to report.
-pub fn load_settings(file: Option<&Path>, cli: &CliOverrides) -> Result<(Settings, Vec<String>), ConfigError> {
+pub fn load_settings(file: Option<&Path>, cli: &CliOverrides, fs: FsChecks) -> Result<(Settings, Vec<String>), ConfigError> {
     let loaded = load(file, cli)?;
-    let settings = validate(&loaded.raw)?;
+    let settings = validate_with(&loaded.raw, fs)?;
     Ok((settings, loaded.unknown_keys))
 }

@@ -9,6 +9,7 @@
 //! * [`presign`]: public and SigV4-presigned object URLs;
 //! * [`s3`]: SDK configuration, client and credential refresh;
 //! * [`http`]: the actix-web endpoints;
+//! * [`frontconf`]: nginx and lighttpd configuration generated from ours;
 //! * [`cli`]: the command line.
 
 #![forbid(unsafe_code)]
@@ -16,6 +17,7 @@
 pub mod cli;
 pub mod config;
 pub mod decision;
+pub mod frontconf;
 pub mod http;
 pub mod paths;
 pub mod presign;
