@@ -253,10 +253,10 @@ impl Signer {
         let mut valid_until = start + urls.window + urls.grace;
         if let Some(exp) = st.creds.expires_at {
             let exp_s = exp.duration_since(UNIX_EPOCH).map_err(|_| PresignError::Clock)?.as_secs();
+            if exp_s <= now_s + 1 {
+                return Err(PresignError::CredentialsExpired);
+            }
             valid_until = valid_until.min(exp_s);
-        }
-        if valid_until <= now_s + 1 {
-            return Err(PresignError::CredentialsExpired);
         }
         let expires = valid_until - start;
         let (date, amz_date) = amz_dates(start);
