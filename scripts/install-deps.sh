@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what the tests, the demo and the benchmarks need on a fresh Debian machine with
+# Rust: nginx, lighttpd (+ Lua for mod_magnet), curl, wrk; rustfmt and clippy. Quick when
+# everything is already there.
+set -euo pipefail
+pkgs=(nginx lighttpd lighttpd-modules-lua curl ca-certificates)
+[ "${WITH_BENCH_TOOLS:-0}" = 1 ] && pkgs+=(wrk rclone)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  echo "installing: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # The Debian packages may start their daemons where systemd runs; the tests start their own.
+  for svc in nginx lighttpd; do $SUDO service "$svc" stop >/dev/null 2>&1 || true; done
+fi
+for c in rustfmt clippy; do
+  rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
+done
