@@ -94,6 +94,7 @@ pub struct RawServer {
     pub internal_prefix: Option<String>,
     pub front: Option<String>,
     pub fallback_header: Option<bool>,
+    pub verdict_ttl: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -150,6 +151,25 @@ pub struct RawMount {
     pub finalize_grace: Option<String>,
     pub ignore: Option<Vec<String>>,
     pub upload: Option<bool>,
+    pub access: Option<RawAccess>,
+}
+
+/// `[mount.access]`: signed-link access control for one mount (docs/signed-links.md).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawAccess {
+    pub enabled: Option<bool>,
+    pub sign_with: Option<String>,
+    pub keys: Vec<RawLinkKey>,
+}
+
+/// One `[[mount.access.keys]]` entry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawLinkKey {
+    pub id: Option<String>,
+    pub secret: Option<Secret>,
+    pub secret_file: Option<PathBuf>,
 }
 
 /// Values given on the command line; they win over the file and the environment.
@@ -261,6 +281,9 @@ pub struct ServerSettings {
     pub front: FrontServer,
     /// Send `X-S3-Location` with local answers so nginx can fall back without a second request.
     pub fallback_header: bool,
+    /// Longest time nginx may cache an auth_request verdict (`X-Accel-Expires`); zero disables.
+    #[serde(with = "human_duration")]
+    pub verdict_ttl: Duration,
 }
 
 /// Log settings.
@@ -348,6 +371,28 @@ pub struct Settings {
     pub uploader: UploaderSettings,
     #[serde(rename = "mount")]
     pub mounts: Vec<Mount>,
+    /// Signed-link access control, for the mounts that have a `[mount.access]` section.
+    pub access: Vec<AccessSettings>,
+}
+
+/// Signed-link access control of one mount (`[mount.access]`).
+#[derive(Debug, Clone, Serialize)]
+pub struct AccessSettings {
+    /// Index of the mount in [`Settings::mounts`].
+    pub mount: usize,
+    /// The mount's prefix, for humans reading `print-config`.
+    pub prefix: String,
+    /// Id of the key `stowaway sign` uses.
+    pub sign_with: String,
+    /// Every accepted key (the signing key and those still being rotated out).
+    pub keys: Vec<LinkKey>,
+}
+
+/// A link-signing key; the secret is redacted everywhere.
+#[derive(Debug, Clone, Serialize)]
+pub struct LinkKey {
+    pub id: String,
+    pub secret: Secret,
 }
 
 impl Settings {
@@ -685,6 +730,7 @@ pub fn validate_with(raw: &RawConfig, fs: FsChecks) -> Result<Settings, ConfigEr
         ));
     }
     let mut mounts: Vec<Mount> = Vec::with_capacity(raw.mounts.len());
+    let mut access: Vec<AccessSettings> = Vec::new();
     for (i, m) in raw.mounts.iter().enumerate() {
         let k = |f: &str| format!("mount[{i}].{f}");
         let prefix_s = m.prefix.as_deref().ok_or_else(|| invalid(k("prefix"), "<unset>", "missing", "set the public URL prefix, e.g. \"/static/\""))?;
@@ -758,6 +804,9 @@ pub fn validate_with(raw: &RawConfig, fs: FsChecks) -> Result<Settings, ConfigEr
             "keep" => Finalize::Keep,
             other => return Err(invalid(k("finalize"), other, "unknown finalize action", "use \"archive\", \"delete\" or \"keep\"")),
         };
+        if let Some(a) = m.access.as_ref().filter(|a| a.enabled != Some(false)) {
+            access.push(validate_access(i, prefix.as_str(), a, kind)?);
+        }
         let upload = m.upload.unwrap_or(true);
         let archive_root = match (&m.archive_root, finalize, upload && uploader.enabled) {
             (Some(a), _, _) => {
@@ -798,12 +847,60 @@ pub fn validate_with(raw: &RawConfig, fs: FsChecks) -> Result<Settings, ConfigEr
             internal_prefix,
             front,
             fallback_header: s.fallback_header.unwrap_or(true),
+            verdict_ttl: dur("server.verdict_ttl", &s.verdict_ttl, Duration::from_secs(5))?,
         },
         log,
         s3,
         uploader,
         mounts,
+        access,
     })
+}
+
+fn validate_access(i: usize, prefix: &str, a: &RawAccess, kind: UrlKind) -> Result<AccessSettings, ConfigError> {
+    let k = |f: &str| format!("mount[{i}].access.{f}");
+    if kind != UrlKind::Presigned {
+        return Err(invalid(
+            format!("mount[{i}].url"),
+            "public",
+            "signed-link access control is pointless when the bucket URL is public",
+            "set url = \"presigned\" for this mount, or remove its [mount.access] section",
+        ));
+    }
+    if a.keys.is_empty() {
+        return Err(invalid(k("keys"), "[]", "access control needs at least one key", "add a [[mount.access.keys]] table with id and secret_file"));
+    }
+    let mut keys: Vec<LinkKey> = Vec::with_capacity(a.keys.len());
+    for (j, rk) in a.keys.iter().enumerate() {
+        let kk = |f: &str| k(&format!("keys[{j}].{f}"));
+        let id = rk.id.clone().ok_or_else(|| invalid(kk("id"), "<unset>", "missing", "give every key an id, e.g. \"2026-11\""))?;
+        if !crate::access::valid_key_id(&id) {
+            return Err(invalid(kk("id"), &id, "not a key id", "use 1-64 letters, digits, `.`, `_` or `-`"));
+        }
+        if keys.iter().any(|x| x.id == id) {
+            return Err(invalid(kk("id"), &id, "duplicate key id", "give every key its own id"));
+        }
+        let secret = match (&rk.secret, &rk.secret_file) {
+            (Some(_), Some(_)) => return Err(invalid(kk("secret_file"), "<set>", "both secret and secret_file are set", "keep only one of them")),
+            (Some(s), None) => s.clone(),
+            (None, Some(f)) => read_secret_file(&kk("secret_file"), f)?,
+            (None, None) => return Err(invalid(kk("secret_file"), "<unset>", "the key has no secret", "set secret_file (mode 0600) or secret")),
+        };
+        if secret.expose().len() < crate::access::MIN_SECRET_BYTES {
+            return Err(invalid(
+                kk("secret"),
+                "<redacted>",
+                format!("shorter than {} bytes", crate::access::MIN_SECRET_BYTES),
+                "use a random secret, e.g. the output of `openssl rand -base64 33`",
+            ));
+        }
+        keys.push(LinkKey { id, secret });
+    }
+    let sign_with = a.sign_with.clone().unwrap_or_else(|| keys[0].id.clone());
+    if !keys.iter().any(|x| x.id == sign_with) {
+        return Err(invalid(k("sign_with"), &sign_with, "no key has this id", "name one of the [[mount.access.keys]] ids"));
+    }
+    Ok(AccessSettings { mount: i, prefix: prefix.to_string(), sign_with, keys })
 }
 
 /// Reads a secret from a file, refusing files other users can read.

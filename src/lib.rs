@@ -3,6 +3,7 @@
 //! migrates files to S3 in the background without ever losing one.
 //!
 //! Modules, one per concern:
+//! * [`access`]: signed, expiring client links (HMAC-SHA256);
 //! * [`config`]: TOML + env + CLI → validated [`config::Settings`];
 //! * [`paths`]: pure request-path → key → local path / object key / header mapping;
 //! * [`decision`]: local, remote or refused, for one request;
@@ -14,6 +15,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod cli;
 pub mod config;
 pub mod decision;
