@@ -88,6 +88,16 @@ pub enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Upload the existing backlog of every mount with upload = true once: upload, verify and
+    /// finalize each settled file, then exit (1 if any file failed). Files changed within
+    /// uploader.settle are skipped and named.
+    Migrate {
+        #[command(flatten)]
+        common: Common,
+        /// List what would be uploaded and finalized; change nothing (no S3 requests either).
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 /// Front servers `gen-config` can write for.
@@ -165,6 +175,13 @@ pub fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
         },
+        Command::Migrate { common, dry_run } => match load(&common) {
+            Err(code) => code,
+            Ok((settings, unknown)) => {
+                warn_unknown(&unknown);
+                crate::uploader::migrate::main(settings, dry_run)
+            }
+        },
         Command::Serve { common } => match load(&common) {
             Err(code) => code,
             Ok((settings, unknown)) => {
@@ -211,6 +228,12 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         None
     };
     let state = actix_web::web::Data::new(AppState::new(settings.clone(), signer));
+    // The background uploader; its counters are for the status/metrics endpoints.
+    let _uploader = if settings.uploader.enabled && settings.mounts.iter().any(|m| m.upload) {
+        Some(crate::uploader::spawn(settings.clone()).await)
+    } else {
+        None
+    };
     let workers = match settings.server.workers {
         0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
         n => n,

@@ -11,6 +11,7 @@
 //! * [`s3`]: SDK configuration, client and credential refresh;
 //! * [`http`]: the actix-web endpoints;
 //! * [`frontconf`]: nginx and lighttpd configuration generated from ours;
+//! * [`uploader`]: watch, settle, upload, verify, then archive — the background migration;
 //! * [`cli`]: the command line.
 
 #![forbid(unsafe_code)]
@@ -24,3 +25,4 @@ pub mod http;
 pub mod paths;
 pub mod presign;
 pub mod s3;
+pub mod uploader;

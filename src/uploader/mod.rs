@@ -1,0 +1,147 @@
+//! The uploader: finds settled files in the upload mounts, puts them into S3, verifies them,
+//! and only then archives, deletes or keeps the local copy. Its one promise: at every instant
+//! each file is local, or verified in S3, or both — whatever crashes, outages, full disks or
+//! writers still writing.
+//!
+//! Runs as a task inside `serve` ([`spawn`]) and as the one-shot `migrate` command
+//! ([`migrate`]). One concern per module:
+//! * [`scan`]: walking roots (full rescans, new directories), file stamps;
+//! * [`watch`]: the `notify` watcher, never blocking its thread;
+//! * [`settle`]: "unchanged for `uploader.settle`";
+//! * [`hash`]: SHA-256 and the ETag S3 will report, in one read;
+//! * [`upload`]: single PUT or multipart, streamed from disk;
+//! * [`verify`]: HeadObject against the local digests;
+//! * [`finalize`]: archive (rename, or copy + fsync + rename across file systems), delete, keep;
+//! * [`retry`]: transient or permanent, and the backoff;
+//! * [`pipeline`]: one file through all of the above;
+//! * [`service`]: the coordinator that owns the state and bounds the concurrency;
+//! * [`migrate`]: the command, with its progress display;
+//! * [`stats`]: counters for status and metrics.
+
+pub mod finalize;
+pub mod hash;
+pub mod ignore;
+pub mod migrate;
+pub mod pipeline;
+pub mod retry;
+pub mod scan;
+pub mod service;
+pub mod settle;
+pub mod stats;
+pub mod upload;
+pub mod verify;
+pub mod watch;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use aws_sdk_s3::config::RequestChecksumCalculation;
+use aws_sdk_s3::config::retry::RetryConfig;
+
+pub use stats::{Stats, StatsSnapshot};
+
+use crate::config::Settings;
+use pipeline::Shared;
+use service::{Coordinator, Mode};
+
+/// Why the uploader cannot run at all.
+#[derive(Debug, thiserror::Error)]
+pub enum UploaderError {
+    /// Every mount has `upload = false`.
+    #[error("no mount has upload = true, so there is nothing to migrate")]
+    NoUploadMounts,
+    /// The async runtime could not be created.
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+}
+
+/// The S3 client for uploads. The SDK's own retries are off so that the configured `backon`
+/// policy is the only one (attempts would multiply otherwise), and the SDK adds no checksums
+/// of its own: we send SHA-256 for single PUTs and Content-MD5 for parts ourselves, so no
+/// part checksum is left for CompleteMultipartUpload to demand.
+pub async fn client(settings: &Settings) -> aws_sdk_s3::Client {
+    let sdk = crate::s3::sdk_config(&settings.s3).await;
+    let base = crate::s3::client(&sdk, &settings.s3);
+    let conf = base
+        .config()
+        .to_builder()
+        .retry_config(RetryConfig::disabled())
+        .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
+async fn shared(settings: Arc<Settings>, stats: Arc<Stats>) -> Arc<Shared> {
+    let client = client(&settings).await;
+    let retrier = retry::Retrier::new(&settings.uploader, stats.clone());
+    Arc::new(Shared {
+        settings,
+        client,
+        retrier,
+        stats,
+        names: Arc::new(finalize::TempNamer::default()),
+    })
+}
+
+fn upload_roots(settings: &Settings) -> Vec<PathBuf> {
+    settings
+        .mounts
+        .iter()
+        .filter(|m| m.upload)
+        .map(|m| m.root.clone())
+        .collect()
+}
+
+/// Removes temp files of interrupted archive copies in every archive directory. Blocking.
+fn clean_archives(settings: &Settings) {
+    for m in settings.mounts.iter().filter(|m| m.upload) {
+        if let Some(a) = &m.archive_root {
+            let n = finalize::clean_temp_files(a);
+            if n > 0 {
+                tracing::info!(archive = %a.display(), removed = n, "cleaned up after an interrupted archive copy");
+            }
+        }
+    }
+}
+
+/// A running background uploader.
+pub struct Uploader {
+    /// Live counters.
+    pub stats: Arc<Stats>,
+    /// The coordinator task (runs until the process ends).
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+/// Starts the uploader inside `serve`: watches first, then the initial full scan, then
+/// events, settle checks and periodic rescans for as long as the process runs.
+pub async fn spawn(settings: Arc<Settings>) -> Uploader {
+    let stats = Arc::new(Stats::new(settings.mounts.len()));
+    let sh = shared(settings.clone(), stats.clone()).await;
+    let task = tokio::spawn(async move {
+        let s = settings.clone();
+        tokio::task::spawn_blocking(move || clean_archives(&s));
+        let roots = upload_roots(&settings);
+        let watch = match tokio::task::spawn_blocking(move || watch::start(&roots)).await {
+            Ok(Ok(w)) => Some(w),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "running without file events; new files are found by the periodic rescans");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "file watcher set-up failed; relying on rescans");
+                None
+            }
+        };
+        let u = &settings.uploader;
+        tracing::info!(
+            mounts = upload_roots(&settings).len(),
+            settle = %humantime::format_duration(u.settle),
+            rescan_interval = %humantime::format_duration(u.rescan_interval),
+            concurrency = u.concurrency,
+            "uploader started"
+        );
+        let (c, inputs) = Coordinator::new(sh, Mode::Service, None);
+        c.run(inputs, watch).await;
+    });
+    Uploader { stats, task }
+}

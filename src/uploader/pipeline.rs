@@ -1,0 +1,233 @@
+//! One file from "settled" to "finalized": stat, hash, HEAD (skip if already there), upload,
+//! HEAD again and verify, re-stat, grace period, finalize. Every step that could race with a
+//! writer re-checks the file's stamp; any change sends the file back to settling.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use aws_sdk_s3::Client;
+
+use super::finalize::{FinalizeError, Finalized, TempNamer, finalize};
+use super::hash::{Digests, HashError, Layout, hash_file};
+use super::retry::{Class, Retrier};
+use super::scan::{FileStamp, stat_file};
+use super::stats::Stats;
+use super::upload::{Target, UploadError, content_type, upload};
+use super::verify::{Head, check, head};
+use crate::config::Settings;
+use crate::paths::object_key;
+
+/// Everything the workers share.
+#[derive(Debug)]
+pub struct Shared {
+    pub settings: Arc<Settings>,
+    pub client: Client,
+    pub retrier: Retrier,
+    pub stats: Arc<Stats>,
+    pub names: Arc<TempNamer>,
+}
+
+/// A settled file to process.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub mount: usize,
+    pub path: PathBuf,
+    /// Relative key inside the mount (no key prefix).
+    pub key: String,
+    /// The state that was found settled.
+    pub stamp: FileStamp,
+}
+
+/// A failure that leaves the file local until a later attempt.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub class: Class,
+    pub message: String,
+}
+
+/// How processing ended.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Verified in S3 and finalized.
+    Done {
+        finalized: Finalized,
+        size: u64,
+        uploaded: bool,
+    },
+    /// The file changed on the way: settle it again.
+    Changed,
+    /// The file is gone (deleted or renamed by someone else).
+    Vanished,
+    /// Failed; the file stays local.
+    Failed(Failure),
+}
+
+fn fail(class: Class, message: impl Into<String>) -> Outcome {
+    Outcome::Failed(Failure {
+        class,
+        message: message.into(),
+    })
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Outcome> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| fail(Class::Permanent, format!("internal error: {e}")))
+}
+
+/// Whether the file still has `stamp`: `None` if so, else the outcome to report.
+async fn still_same(path: &Path, stamp: FileStamp) -> Option<Outcome> {
+    let p = path.to_path_buf();
+    match blocking(move || stat_file(&p)).await {
+        Ok(Ok(Some(s))) if s == stamp => None,
+        Ok(Ok(Some(_))) => Some(Outcome::Changed),
+        Ok(Ok(None)) => Some(Outcome::Vanished),
+        Ok(Err(e)) => Some(fail(
+            Class::Permanent,
+            format!("cannot stat {}: {e}", path.display()),
+        )),
+        Err(o) => Some(o),
+    }
+}
+
+/// Processes one job to the end.
+pub async fn process(sh: &Shared, job: &Job) -> Outcome {
+    let started = Instant::now();
+    let mount = &sh.settings.mounts[job.mount];
+    let u = &sh.settings.uploader;
+    let path = &job.path;
+    if let Some(o) = still_same(path, job.stamp).await {
+        return o;
+    }
+
+    // 1. Hash the content once; these values are sent with the upload and checked after it.
+    let layout = Layout::for_size(job.stamp.size, u.multipart_threshold, u.part_size);
+    let (p, size) = (path.clone(), job.stamp.size);
+    let d: Digests = match blocking(move || hash_file(&p, size, layout)).await {
+        Ok(Ok(d)) => d,
+        Ok(Err(HashError::SizeChanged { .. })) => return Outcome::Changed,
+        Ok(Err(HashError::Io(e))) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Outcome::Vanished;
+        }
+        Ok(Err(HashError::Io(e))) => {
+            return fail(
+                Class::Permanent,
+                format!("cannot read local file {}: {e}", path.display()),
+            );
+        }
+        Err(o) => return o,
+    };
+    if let Some(o) = still_same(path, job.stamp).await {
+        return o;
+    }
+
+    // 2. Upload unless an identical object is already there (a previous run got this far).
+    let key = object_key(&mount.key_prefix, &job.key);
+    let bucket = mount.bucket.as_str();
+    let uploaded = match head(&sh.client, &sh.retrier, bucket, &key).await {
+        Ok(Head::Present(obj)) if check(&obj, &d).is_ok() => false,
+        Ok(_) => {
+            let t = Target {
+                bucket,
+                key: &key,
+                content_type: content_type(path),
+                cache_control: u.cache_control.as_deref(),
+            };
+            match upload(&sh.client, &sh.retrier, path, &t, &d).await {
+                Ok(()) => true,
+                Err(UploadError::S3(f)) => {
+                    return Outcome::Failed(Failure {
+                        class: f.class,
+                        message: f.message,
+                    });
+                }
+                Err(e @ UploadError::Local { .. }) => return fail(Class::Permanent, e.to_string()),
+                Err(e @ UploadError::PartMismatch { .. }) => {
+                    if let Some(o) = still_same(path, job.stamp).await {
+                        return o;
+                    }
+                    sh.stats
+                        .verify_failures
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    return fail(Class::Transient, e.to_string());
+                }
+            }
+        }
+        Err(f) => {
+            return Outcome::Failed(Failure {
+                class: f.class,
+                message: f.message,
+            });
+        }
+    };
+
+    // 3. Verify what S3 now holds. Nothing local is touched before this succeeds.
+    let verdict = match head(&sh.client, &sh.retrier, bucket, &key).await {
+        Ok(Head::Present(obj)) => {
+            check(&obj, &d).map_err(|m| format!("verification of s3://{bucket}/{key} failed: {m}"))
+        }
+        Ok(Head::Missing) => Err(format!(
+            "verification of s3://{bucket}/{key} failed: the object is missing right after the upload"
+        )),
+        Ok(Head::Forbidden) => {
+            return fail(
+                Class::Permanent,
+                format!(
+                    "cannot verify s3://{bucket}/{key}: HeadObject is forbidden — grant s3:GetObject, stowaway reads every object back before it removes the local file"
+                ),
+            );
+        }
+        Err(f) => {
+            return Outcome::Failed(Failure {
+                class: f.class,
+                message: f.message,
+            });
+        }
+    };
+    if let Err(msg) = verdict {
+        if let Some(o) = still_same(path, job.stamp).await {
+            return o;
+        }
+        sh.stats
+            .verify_failures
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return fail(Class::Transient, msg);
+    }
+
+    // 4. The local file must still be what was hashed (a writer may have appended or replaced
+    //    it during the upload), also after the grace period.
+    if let Some(o) = still_same(path, job.stamp).await {
+        return o;
+    }
+    if !mount.finalize_grace.is_zero() {
+        tokio::time::sleep(mount.finalize_grace).await;
+    }
+    let (m, p, rel, stamp) = (mount.clone(), path.clone(), job.key.clone(), job.stamp);
+    let (digests, names) = (d.clone(), sh.names.clone());
+    let finalized = match blocking(move || finalize(&m, &p, &rel, &stamp, &digests, &names)).await {
+        Ok(Ok(f)) => f,
+        Ok(Err(FinalizeError::Changed(_))) => return Outcome::Changed,
+        Ok(Err(e)) => {
+            return fail(
+                Class::Permanent,
+                format!("uploaded and verified, but {e}; the file stays local"),
+            );
+        }
+        Err(o) => return o,
+    };
+    tracing::info!(
+        file = %path.display(),
+        object = %format!("s3://{bucket}/{key}"),
+        bytes = d.size,
+        uploaded,
+        finalized = ?finalized,
+        ms = started.elapsed().as_millis() as u64,
+        "file migrated"
+    );
+    Outcome::Done {
+        finalized,
+        size: d.size,
+        uploaded,
+    }
+}
