@@ -21,8 +21,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use crate::config::AccessSettings;
-use crate::paths::{push_encoded_path, push_encoded_query};
+use crate::config::{AccessSettings, Settings};
+use crate::paths::{
+    MapResult, encode_path, is_file_key, map_request, push_encoded_path, push_encoded_query,
+};
 
 /// First line of every string to sign; a new algorithm gets a new version.
 pub const VERSION: &str = "stowaway-link-v1";
@@ -465,6 +467,63 @@ impl LinkKeys {
             ip_bound: !ip_v.is_empty(),
         })
     }
+}
+
+/// What `stowaway sign` was asked for.
+#[derive(Debug, Clone, Copy)]
+pub struct SignRequest<'a> {
+    /// The file's URL path, not percent-encoded, e.g. `/static/a b.jpg`.
+    pub path: &'a str,
+    /// Unix time (seconds) the link is valid through.
+    pub expires: u64,
+    /// Method binding (upper case), if any.
+    pub method: Option<&'a str>,
+    /// Client-address binding, if any (`10.0.0.0/8`, `2001:db8::/32`, `192.0.2.7`).
+    pub ip_prefix: Option<&'a str>,
+    /// Another accepted key than the mount's `sign_with`.
+    pub kid: Option<&'a str>,
+}
+
+/// Mints a link for `req.path` on whichever mount it belongs to; the path is normalised
+/// exactly as stowaway normalises requests, so the link verifies.
+pub fn sign_link(settings: &Settings, req: &SignRequest<'_>) -> Result<String, LinkError> {
+    let encoded = encode_path(req.path);
+    let prefixes: Vec<&str> = settings.mounts.iter().map(|m| m.prefix.as_str()).collect();
+    let m = match map_request(&prefixes, &encoded) {
+        MapResult::Mapped(m) => m,
+        MapResult::NoMount => {
+            return Err(LinkError::BadPath(format!(
+                "{:?} is not a file under any mount prefix",
+                req.path
+            )));
+        }
+        MapResult::Bad(e) => return Err(LinkError::BadPath(format!("{:?}: {e}", req.path))),
+    };
+    if !is_file_key(&m.key) {
+        return Err(LinkError::BadPath(format!(
+            "{:?} names a directory, not a file",
+            req.path
+        )));
+    }
+    let prefix = prefixes[m.mount];
+    let access = settings
+        .access
+        .iter()
+        .find(|a| a.mount == m.mount)
+        .ok_or_else(|| {
+            LinkError::BadPath(format!(
+                "mount {prefix:?} has no [mount.access] section: its files need no signed link"
+            ))
+        })?;
+    let keys = LinkKeys::new(access)?;
+    let ip = match req.ip_prefix {
+        Some(s) => Some(IpPrefix::parse(s).ok_or_else(|| LinkError::BadIpPrefix(s.to_string()))?),
+        None => None,
+    };
+    let mut full = String::with_capacity(prefix.len() + m.key.len());
+    full.push_str(prefix);
+    full.push_str(&m.key);
+    keys.mint(&full, req.expires, req.method, ip, req.kid)
 }
 
 #[cfg(test)]

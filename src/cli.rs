@@ -75,12 +75,48 @@ pub enum Command {
         /// Which front server.
         #[arg(value_enum)]
         front: FrontKind,
+        /// nginx only: `proxy` (proxy_pass + X-Accel-Redirect) or `auth` (auth_request +
+        /// try_files, with a verdict cache).
+        #[arg(long, value_enum, default_value = "proxy")]
+        mode: NginxMode,
         /// Address the front server listens on (the `listen` of the generated server block).
         #[arg(long, default_value = "80", value_name = "ADDR")]
         front_listen: String,
         /// nginx `server_name` for the generated server block.
         #[arg(long, value_name = "NAME")]
         server_name: Option<String>,
+        /// nginx auth mode: directory of nginx's verdict cache (`proxy_cache_path`).
+        #[arg(long, value_name = "DIR", default_value = frontconf::DEFAULT_VERDICT_CACHE_DIR)]
+        verdict_cache_dir: String,
+        /// lighttpd: directory holding stowaway-recheck.lua (and local-or-s3.lua).
+        #[arg(long, value_name = "DIR", default_value = frontconf::DEFAULT_LUA_DIR)]
+        lua_dir: String,
+    },
+    /// Print a signed, expiring link to a file on a mount with [mount.access] (the algorithm
+    /// is in docs/signed-links.md), e.g. `stowaway sign "/private/a b.pdf" --ttl 1h`.
+    Sign {
+        #[command(flatten)]
+        common: Common,
+        /// The file's URL path, NOT percent-encoded, e.g. "/private/a b.pdf".
+        path: String,
+        /// How long the link stays valid, e.g. "15m", "1h", "7d".
+        #[arg(long, value_name = "DURATION", required_unless_present = "expires", conflicts_with = "expires")]
+        ttl: Option<String>,
+        /// Expiry as a Unix time in seconds, instead of --ttl.
+        #[arg(long, value_name = "UNIX_TIME")]
+        expires: Option<u64>,
+        /// Bind the link to one method (a GET link also allows HEAD).
+        #[arg(long, value_name = "METHOD")]
+        method: Option<String>,
+        /// Bind the link to clients in this address prefix, e.g. 10.0.0.0/8 or 2001:db8::/32.
+        #[arg(long, value_name = "PREFIX")]
+        ip_prefix: Option<String>,
+        /// Sign with this key id instead of the mount's access.sign_with.
+        #[arg(long, value_name = "ID")]
+        kid: Option<String>,
+        /// Printed in front of the link, e.g. https://www.example.com.
+        #[arg(long, value_name = "URL")]
+        base_url: Option<String>,
     },
     /// Print the effective configuration (defaults, file, environment and flags merged) as
     /// TOML, with secrets redacted.
@@ -103,8 +139,21 @@ pub enum Command {
 /// Front servers `gen-config` can write for.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum FrontKind {
-    /// nginx, proxy_pass + X-Accel-Redirect.
+    /// nginx (see --mode).
     Nginx,
+    /// lighttpd, mod_proxy + X-Sendfile, with the 404-handler recheck.
+    Lighttpd,
+    /// lighttpd without stowaway: the standalone mod_magnet script (no signing, no access control).
+    LighttpdMagnet,
+}
+
+/// How nginx talks to stowaway.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum NginxMode {
+    /// proxy_pass + X-Accel-Redirect.
+    Proxy,
+    /// auth_request + try_files, verdicts cached by nginx.
+    Auth,
 }
 
 fn load(common: &Common) -> Result<(Settings, Vec<String>), ExitCode> {
@@ -156,15 +205,46 @@ pub fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
         },
-        Command::GenConfig { common, front, front_listen, server_name } => match load_with(&common, FsChecks::Skip) {
+        Command::GenConfig { common, front, mode, front_listen, server_name, verdict_cache_dir, lua_dir } => match load_with(&common, FsChecks::Skip) {
             Err(code) => code,
             Ok((settings, unknown)) => {
                 warn_unknown(&unknown);
-                let opts = FrontOptions { listen: front_listen, server_name };
-                match front {
-                    FrontKind::Nginx => print!("{}", frontconf::nginx_proxy(&settings, &opts)),
+                let opts = FrontOptions { listen: front_listen, server_name, verdict_cache_dir, lua_dir };
+                match (front, mode) {
+                    (FrontKind::Nginx, NginxMode::Proxy) => print!("{}", frontconf::nginx_proxy(&settings, &opts)),
+                    (FrontKind::Nginx, NginxMode::Auth) => print!("{}", frontconf::nginx_auth(&settings, &opts)),
+                    (FrontKind::Lighttpd, _) => print!("{}", frontconf::lighttpd(&settings, &opts)),
+                    (FrontKind::LighttpdMagnet, _) => print!("{}", frontconf::lighttpd_magnet(&settings, &opts)),
                 }
                 ExitCode::SUCCESS
+            }
+        },
+        Command::Sign { common, path, ttl, expires, method, ip_prefix, kid, base_url } => match load_with(&common, FsChecks::Skip) {
+            Err(code) => code,
+            Ok((settings, unknown)) => {
+                warn_unknown(&unknown);
+                let expires = match (ttl, expires) {
+                    (_, Some(e)) => e,
+                    (ttl, None) => match config::parse_duration("--ttl", ttl.as_deref().unwrap_or("")) {
+                        Ok(d) => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |n| n.as_secs()) + d.as_secs(),
+                        Err(e) => {
+                            eprintln!("stowaway: {e}");
+                            return ExitCode::from(EXIT_CONFIG);
+                        }
+                    },
+                };
+                let method = method.map(|m| m.to_ascii_uppercase());
+                let req = crate::access::SignRequest { path: &path, expires, method: method.as_deref(), ip_prefix: ip_prefix.as_deref(), kid: kid.as_deref() };
+                match crate::access::sign_link(&settings, &req) {
+                    Ok(link) => {
+                        println!("{}{link}", base_url.as_deref().unwrap_or("").trim_end_matches('/'));
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("stowaway: cannot sign: {e}");
+                        ExitCode::from(EXIT_CONFIG)
+                    }
+                }
             }
         },
         Command::PrintConfig { common } => match load(&common) {

@@ -6,19 +6,34 @@
 //!   `Content-Length: 0` and no body (a body costs nginx its keep-alive upstream connection);
 //! * lighttpd: the same with `X-Sendfile: <encoded absolute path>` instead;
 //! * not local → `302` to the object's URL with a deliberate `Cache-Control`;
-//! * hostile path → `400`; outside every mount, a directory or a symlink → `404`.
+//! * hostile path → `400`; outside every mount, a directory or a symlink → `404`;
+//! * on a mount with access control (`[mount.access]`), a link without a valid signature →
+//!   `403`, an authentic but expired link → `410` (see `docs/signed-links.md`).
+//!
+//! In nginx `auth_request` mode ([`auth`], `GET /_stowaway/auth`, original target in
+//! `X-Original-URI`, method in `X-Original-Method`) nginx accepts only 2xx, 401 and 403:
+//! * local file → `200` (plus `X-S3-Location`, nginx's fallback if the file vanishes);
+//! * not local → `401` + `X-S3-Location` (presigned for the original method);
+//! * anything else → `403` + `X-Stowaway-Status: 400|403|404|405|410|503`, which the generated
+//!   nginx config turns back into that status, so clients see the same answers in every mode;
+//! * every answer carries `X-Accel-Expires: <seconds>`, the verdict's lifetime in nginx's
+//!   cache: at most `server.verdict_ttl`, never longer than the URL in `X-S3-Location` or the
+//!   signed link stays valid. No `Cache-Control` is sent (nginx 1.22 lets a `Cache-Control`
+//!   that precedes `X-Accel-Expires` veto caching, and actix does not keep header order).
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, web};
 
+use crate::access::{Denial, Grant, LinkKeys};
 use crate::config::{FrontServer, Settings};
 use crate::decision::{Verdict, decide};
-use crate::paths::{accel_target, sendfile_target};
+use crate::paths::{MapResult, accel_target, is_file_key, map_request, sendfile_target, strip_query};
 use crate::presign::{MountUrls, ObjectUrl, Signer};
 
 /// Header carrying the object URL next to a local answer, and the URL in auth mode.
@@ -27,8 +42,27 @@ pub const X_S3_LOCATION: HeaderName = HeaderName::from_static("x-s3-location");
 pub const X_RECHECK: HeaderName = HeaderName::from_static("x-sidecar-recheck");
 /// The original request target, when the request line is an error-handler URL (lighttpd).
 pub const X_ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
+/// The client's method, in nginx `auth_request` mode.
+pub const X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
+/// In auth mode: the status nginx should answer instead of the `403` it is given.
+pub const X_STOWAWAY_STATUS: HeaderName = HeaderName::from_static("x-stowaway-status");
+/// Path of the nginx `auth_request` endpoint.
+pub const AUTH_PATH: &str = "/_stowaway/auth";
 const X_ACCEL_REDIRECT: HeaderName = HeaderName::from_static("x-accel-redirect");
+const X_ACCEL_EXPIRES: HeaderName = HeaderName::from_static("x-accel-expires");
 const X_SENDFILE: HeaderName = HeaderName::from_static("x-sendfile");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
+/// How a mount admits clients.
+enum Gate {
+    /// No access control.
+    Open,
+    /// Signed links only.
+    Signed(LinkKeys),
+    /// Access control is configured but its keys are unusable: refuse everything.
+    Closed,
+}
 
 /// Everything a request handler needs, built once at start-up.
 pub struct AppState {
@@ -38,6 +72,8 @@ pub struct AppState {
     urls: Vec<MountUrls>,
     public_cache_control: Vec<HeaderValue>,
     signer: Option<Arc<Signer>>,
+    gates: Vec<Gate>,
+    any_access: bool,
 }
 
 impl AppState {
@@ -54,7 +90,18 @@ impl AppState {
                     .unwrap_or(HeaderValue::from_static("no-store"))
             })
             .collect();
-        AppState { settings, prefixes, roots, urls, public_cache_control, signer }
+        let mut gates: Vec<Gate> = settings.mounts.iter().map(|_| Gate::Open).collect();
+        for a in &settings.access {
+            gates[a.mount] = match LinkKeys::new(a) {
+                Ok(k) => Gate::Signed(k),
+                Err(e) => {
+                    tracing::error!(mount = %a.prefix, error = %e, "unusable link keys: refusing every request for this mount");
+                    Gate::Closed
+                }
+            };
+        }
+        let any_access = !settings.access.is_empty();
+        AppState { settings, prefixes, roots, urls, public_cache_control, signer, gates, any_access }
     }
 
     /// The redirect URL for `key` of mount `mount`, signed for `method` when the mount presigns.
@@ -96,11 +143,16 @@ fn text(status: StatusCode, body: &'static str) -> HttpResponse {
         .body(body)
 }
 
-fn redirect_response(state: &AppState, mount: usize, u: ObjectUrl) -> HttpResponse {
+fn redirect_response(state: &AppState, mount: usize, u: ObjectUrl, grant: Option<Grant>, now: u64) -> HttpResponse {
     let Ok(loc) = HeaderValue::try_from(u.url) else {
         return text(StatusCode::BAD_REQUEST, "bad request\n");
     };
-    let cc = match (state.urls[mount].is_presigned(), u.max_age) {
+    // A redirect reached through a signed link is not cached beyond the link's expiry.
+    let max_age = match grant {
+        Some(g) => u.max_age.map(|n| n.min(g.expires.saturating_sub(now))).filter(|&n| n > 0),
+        None => u.max_age,
+    };
+    let cc = match (state.urls[mount].is_presigned(), max_age) {
         (true, Some(n)) => HeaderValue::try_from(format!("private, max-age={n}")).unwrap_or(HeaderValue::from_static("no-store")),
         (true, None) => HeaderValue::from_static("no-store"),
         (false, _) => state.public_cache_control[mount].clone(),
@@ -117,6 +169,71 @@ fn signing_failed(e: crate::presign::PresignError) -> HttpResponse {
         .body("storage credentials unavailable\n")
 }
 
+fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// The query of a raw request target, if any.
+fn query_of(target: &str) -> Option<&str> {
+    let (_, q) = target.split_once('?')?;
+    Some(q.split_once('#').map_or(q, |(q, _)| q))
+}
+
+/// The client address for IP-bound links: what the front server says (nginx: `X-Real-IP`,
+/// which the generated configs always overwrite; lighttpd: the last `X-Forwarded-For` entry,
+/// which mod_proxy appends), or the peer address when the header is absent (direct use).
+fn client_ip(req: &HttpRequest, front: FrontServer) -> Option<IpAddr> {
+    let value = match front {
+        FrontServer::Nginx => req.headers().get(X_REAL_IP),
+        FrontServer::Lighttpd => req.headers().get_all(X_FORWARDED_FOR).last(),
+    };
+    match value {
+        Some(v) => {
+            let s = v.to_str().ok()?;
+            s.rsplit(',').next()?.trim().parse().ok()
+        }
+        None => req.peer_addr().map(|a| a.ip()),
+    }
+}
+
+/// The outcome of the access check and the decision for one request.
+enum Judged<'a> {
+    Decided(Verdict<'a>, Option<Grant>),
+    Denied(Denial),
+}
+
+/// Access check (mounts with `[mount.access]`), then the local-or-remote decision.
+fn judge<'a>(state: &AppState, req: &HttpRequest, target: &'a str, method: &str, recheck: bool, now: u64) -> Judged<'a> {
+    let mut grant = None;
+    if state.any_access {
+        // Hostile paths and paths outside every mount fall through: `decide` answers them.
+        if let MapResult::Mapped(m) = map_request(&state.prefixes, target) {
+            if is_file_key(&m.key) {
+                match &state.gates[m.mount] {
+                    Gate::Open => {}
+                    Gate::Closed => return Judged::Denied(Denial::UnknownKey),
+                    Gate::Signed(keys) => {
+                        let front = state.settings.server.front;
+                        match keys.verify(&state.prefixes[m.mount], &m.key, query_of(target), method, || client_ip(req, front), now) {
+                            Ok(g) => grant = Some(g),
+                            Err(d) => return Judged::Denied(d),
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let roots = state.roots();
+    Judged::Decided(decide(&state.prefixes, &roots, target, recheck), grant)
+}
+
+fn denied_response(d: Denial) -> HttpResponse {
+    match d {
+        Denial::Expired => text(StatusCode::GONE, "link expired\n"),
+        _ => text(StatusCode::FORBIDDEN, "forbidden\n"),
+    }
+}
+
 /// The decision endpoint (nginx `proxy_pass` and lighttpd `mod_proxy` mode).
 pub async fn decision(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let method = if req.method() == Method::GET {
@@ -130,24 +247,33 @@ pub async fn decision(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
             .body("method not allowed\n");
     };
     let recheck = req.headers().contains_key(X_RECHECK);
+    let own_target = req.uri().path_and_query().map_or_else(|| req.uri().path(), |p| p.as_str());
     let target = if recheck {
         match req.headers().get(X_ORIGINAL_URI).map(HeaderValue::to_str) {
             Some(Ok(t)) => t,
             Some(Err(_)) => return text(StatusCode::BAD_REQUEST, "bad request\n"),
-            None => req.uri().path(),
+            None => own_target,
         }
     } else {
-        req.uri().path()
+        own_target
     };
-    let roots = state.roots();
-    let verdict = decide(&state.prefixes, &roots, target, recheck);
-    tracing::debug!(method, target, recheck, ?verdict, "decision");
     let now = SystemTime::now();
+    let now_s = unix_secs(now);
+    let judged = judge(&state, &req, target, method, recheck, now_s);
+    let (verdict, grant) = match judged {
+        Judged::Denied(d) => {
+            tracing::debug!(method, path = strip_query(target), recheck, denial = %d, "refused");
+            return denied_response(d);
+        }
+        Judged::Decided(v, g) => (v, g),
+    };
+    // The path only: a signed link's query is a credential.
+    tracing::debug!(method, path = strip_query(target), recheck, ?verdict, "decision");
     match verdict {
         Verdict::BadRequest(_) => text(StatusCode::BAD_REQUEST, "bad request\n"),
         Verdict::NotFound => text(StatusCode::NOT_FOUND, "not found\n"),
         Verdict::Remote { mount, key } => match state.object_url(mount, method, &key, now) {
-            Ok(u) => redirect_response(&state, mount, u),
+            Ok(u) => redirect_response(&state, mount, u, grant, now_s),
             Err(e) => signing_failed(e),
         },
         Verdict::Local { mount, key } => {
@@ -177,6 +303,97 @@ pub async fn decision(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
     }
 }
 
+/// `X-Amz-Expires` of a presigned URL, 0 if absent.
+fn amz_expires(url: &str) -> u64 {
+    url.split_once("X-Amz-Expires=").and_then(|(_, r)| r.split('&').next()).and_then(|n| n.parse().ok()).unwrap_or(0)
+}
+
+impl AppState {
+    /// How long nginx may cache an auth verdict: `server.verdict_ttl`, but never longer than
+    /// the redirect URL stays usable (a presigned URL's cacheable age, or half its validity
+    /// when it is minted per request) nor past a signed link's expiry.
+    pub fn verdict_ttl(&self, mount: usize, url: Option<&ObjectUrl>, grant: Option<Grant>, now: u64) -> u64 {
+        let mut ttl = self.settings.server.verdict_ttl.as_secs();
+        if let Some(u) = url {
+            if self.urls[mount].is_presigned() {
+                ttl = ttl.min(u.max_age.unwrap_or_else(|| amz_expires(&u.url) / 2));
+            }
+        }
+        if let Some(g) = grant {
+            ttl = ttl.min(g.expires.saturating_sub(now));
+        }
+        ttl
+    }
+}
+
+fn ttl_value(ttl: u64) -> HeaderValue {
+    HeaderValue::from(ttl)
+}
+
+/// An auth-mode refusal: `403` carrying the status nginx should really answer.
+fn auth_refused(status: u16, ttl: u64) -> HttpResponse {
+    HttpResponse::Forbidden()
+        .insert_header((X_ACCEL_EXPIRES, ttl_value(ttl)))
+        .insert_header((X_STOWAWAY_STATUS, HeaderValue::from(status)))
+        .finish()
+}
+
+/// The nginx `auth_request` endpoint (`GET /_stowaway/auth`).
+pub async fn auth(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let base_ttl = state.settings.server.verdict_ttl.as_secs();
+    let method = match req.headers().get(X_ORIGINAL_METHOD).map(HeaderValue::as_bytes) {
+        None | Some(b"GET") => "GET",
+        Some(b"HEAD") => "HEAD",
+        Some(_) => return auth_refused(405, base_ttl),
+    };
+    let Some(target) = req.headers().get(X_ORIGINAL_URI).and_then(|v| v.to_str().ok()) else {
+        // Not a request from the generated config (or a non-ASCII target): never cached.
+        return auth_refused(400, 0);
+    };
+    let now = SystemTime::now();
+    let now_s = unix_secs(now);
+    let (verdict, grant) = match judge(&state, &req, target, method, false, now_s) {
+        Judged::Denied(d) => {
+            tracing::debug!(method, path = strip_query(target), denial = %d, "auth: refused");
+            return auth_refused(d.status(), base_ttl);
+        }
+        Judged::Decided(v, g) => (v, g),
+    };
+    tracing::debug!(method, path = strip_query(target), ?verdict, "auth: decision");
+    match verdict {
+        Verdict::BadRequest(_) => auth_refused(400, base_ttl),
+        Verdict::NotFound => auth_refused(404, base_ttl),
+        Verdict::Remote { mount, key } => match state.object_url(mount, method, &key, now) {
+            Ok(u) => {
+                let ttl = state.verdict_ttl(mount, Some(&u), grant, now_s);
+                let Ok(loc) = HeaderValue::try_from(u.url) else { return auth_refused(400, 0) };
+                HttpResponse::Unauthorized().insert_header((X_ACCEL_EXPIRES, ttl_value(ttl))).insert_header((X_S3_LOCATION, loc)).finish()
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot presign a redirect");
+                auth_refused(503, 0)
+            }
+        },
+        Verdict::Local { mount, key } => {
+            let mut resp = HttpResponse::Ok();
+            let ttl = if state.settings.server.fallback_header {
+                match state.object_url(mount, method, &key, now).map(|u| (state.verdict_ttl(mount, Some(&u), grant, now_s), HeaderValue::try_from(u.url))) {
+                    Ok((ttl, Ok(v))) => {
+                        resp.insert_header((X_S3_LOCATION, v));
+                        ttl
+                    }
+                    // Serve the local file, but do not cache a verdict without its fallback.
+                    _ => 0,
+                }
+            } else {
+                state.verdict_ttl(mount, None, grant, now_s)
+            };
+            resp.insert_header((X_ACCEL_EXPIRES, ttl_value(ttl)));
+            resp.finish()
+        }
+    }
+}
+
 /// `GET /healthz`: the process is alive and serving.
 pub async fn healthz() -> HttpResponse {
     text(StatusCode::OK, "ok\n")
@@ -200,5 +417,6 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
+        .route(AUTH_PATH, web::to(auth))
         .default_service(web::to(decision));
 }
