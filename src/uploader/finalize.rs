@@ -179,7 +179,7 @@ fn copy_across(
 ) -> Result<Finalized, FinalizeError> {
     if !identical(dst, d) {
         let tmp = dir.join(names.next());
-        let res = copy_to_temp(src, &tmp, stamp).and_then(|()| {
+        let res = copy_to_temp(src, &tmp, dst, stamp).and_then(|()| {
             // Still the verified file after the copy? Then the copy is that content.
             ensure_unchanged(src, stamp)?;
             fs::rename(&tmp, dst).map_err(io_err("rename into place", dst))?;
@@ -212,7 +212,14 @@ fn identical(dst: &Path, d: &Digests) -> bool {
     }
 }
 
-fn copy_to_temp(src: &Path, tmp: &Path, stamp: &FileStamp) -> Result<(), FinalizeError> {
+/// Copies `src` into the new file `tmp`; errors name `dst` (the temp name changes with every
+/// attempt, and a stable message is logged once instead of on every rescan).
+fn copy_to_temp(
+    src: &Path,
+    tmp: &Path,
+    dst: &Path,
+    stamp: &FileStamp,
+) -> Result<(), FinalizeError> {
     let mut from = fs::File::open(src).map_err(io_err("open", src))?;
     let meta = from.metadata().map_err(io_err("stat", src))?;
     // Copy the inode that was verified, not whatever the path names now.
@@ -224,17 +231,17 @@ fn copy_to_temp(src: &Path, tmp: &Path, stamp: &FileStamp) -> Result<(), Finaliz
         .create_new(true)
         .mode(0o600)
         .open(tmp)
-        .map_err(io_err("create", tmp))?;
-    let n = io::copy(&mut from, &mut to).map_err(io_err("copy to", tmp))?;
+        .map_err(io_err("create a temp file for", dst))?;
+    let n = io::copy(&mut from, &mut to).map_err(io_err("copy to", dst))?;
     if n != stamp.size {
         return Err(FinalizeError::Changed(src.to_path_buf()));
     }
     to.set_permissions(meta.permissions())
-        .map_err(io_err("set permissions of", tmp))?;
+        .map_err(io_err("set permissions of", dst))?;
     if let Ok(m) = meta.modified() {
-        to.set_modified(m).map_err(io_err("set mtime of", tmp))?;
+        to.set_modified(m).map_err(io_err("set mtime of", dst))?;
     }
-    to.sync_all().map_err(io_err("fsync", tmp))
+    to.sync_all().map_err(io_err("fsync the copy of", dst))
 }
 
 fn fsync_dir(dir: &Path) -> io::Result<()> {

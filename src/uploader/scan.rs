@@ -93,6 +93,8 @@ pub enum ScanMsg {
     File(Found),
     /// A directory or entry that could not be read.
     Error { mount: usize, message: String },
+    /// Nothing in this mount can be uploaded (checked before its walk starts).
+    MountUnusable { mount: usize, message: String },
     /// A walk finished. `full` walks cover every mount.
     Done {
         full: bool,

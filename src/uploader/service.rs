@@ -244,7 +244,29 @@ impl Coordinator {
         self.scan_finalized.iter_mut().for_each(|b| *b = (0, 0));
         let targets = self.walk_targets();
         let tx = self.scan_tx.clone();
-        tokio::task::spawn_blocking(move || full_scan(&targets, &tx));
+        let check_buckets = self.mode != Mode::DryRun;
+        let sh = self.sh.clone();
+        tokio::spawn(async move {
+            // A missing bucket pauses its mount before any of its files is looked at; the
+            // channel keeps this message ahead of the walk's.
+            if check_buckets {
+                for t in &targets {
+                    let bucket = &sh.settings.mounts[t.mount].bucket;
+                    if let Some(f) =
+                        super::verify::bucket_missing(&sh.client, &sh.retrier, bucket).await
+                    {
+                        let msg = ScanMsg::MountUnusable {
+                            mount: t.mount,
+                            message: f.message,
+                        };
+                        if tx.send(msg).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            let _ = tokio::task::spawn_blocking(move || full_scan(&targets, &tx)).await;
+        });
     }
 
     fn start_subtree_walk(&mut self, mount: usize, dir: PathBuf) {
@@ -273,6 +295,7 @@ impl Coordinator {
             ScanMsg::Error { mount, message } => {
                 tracing::warn!(mount = %self.sh.settings.mounts[mount].prefix.as_str(), error = %message, "scan: cannot read an entry");
             }
+            ScanMsg::MountUnusable { mount, message } => self.pause_mount(mount, &message),
             ScanMsg::Done { full: false, .. } => {
                 self.subtree_walks = self.subtree_walks.saturating_sub(1)
             }
@@ -507,7 +530,6 @@ impl Coordinator {
             Outcome::Failed(f) => {
                 stats.failures.fetch_add(1, Relaxed);
                 self.summary.failed += 1;
-                let m = &self.sh.settings.mounts[job.mount];
                 let first = self.logged.get(&h) != Some(&f.message);
                 if first {
                     let next = match self.mode {
@@ -529,20 +551,29 @@ impl Coordinator {
                 } else {
                     tracing::debug!(file = %job.path.display(), error = %f.message, "upload failed again");
                 }
-                if f.class == Class::MountWide && !self.blocked[job.mount] {
-                    self.blocked[job.mount] = true;
-                    tracing::error!(
-                        mount = %m.prefix.as_str(),
-                        bucket = %m.bucket,
-                        error = %f.message,
-                        "uploads for this mount are paused until the next rescan; its files stay local and are still served"
-                    );
+                if f.class == Class::MountWide {
+                    self.pause_mount(job.mount, &f.message);
                 }
             }
         }
         if let Some(p) = &self.progress {
             p.finished(job.stamp.size, ok);
         }
+    }
+
+    /// Pauses a mount until the next full rescan after a bucket or credentials error.
+    fn pause_mount(&mut self, mount: usize, message: &str) {
+        if self.blocked[mount] {
+            return;
+        }
+        self.blocked[mount] = true;
+        let m = &self.sh.settings.mounts[mount];
+        tracing::error!(
+            mount = %m.prefix.as_str(),
+            bucket = %m.bucket,
+            error = %message,
+            "uploads for this mount are paused until the next rescan; its files stay local and are still served"
+        );
     }
 
     fn on_tick(&mut self) {

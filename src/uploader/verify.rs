@@ -169,6 +169,44 @@ pub async fn head(
         .await
 }
 
+/// A definite "this bucket does not exist" (HeadBucket 404), as a mount-wide failure; `None`
+/// when the bucket exists or we cannot tell (HeadBucket needs s3:ListBucket, which an
+/// upload-only policy may not grant; transport errors surface on the uploads themselves).
+pub async fn bucket_missing(client: &Client, retrier: &Retrier, bucket: &str) -> Option<S3Failure> {
+    let res = retrier
+        .run("HeadBucket", || async {
+            match client.head_bucket().bucket(bucket).send().await {
+                Ok(_) => Ok(false),
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(true),
+                Err(e) => {
+                    let f = classify("HeadBucket", bucket, "", &e);
+                    if f.status == Some(404) {
+                        Ok(true)
+                    } else {
+                        Err(f)
+                    }
+                }
+            }
+        })
+        .await;
+    match res {
+        Ok(true) => Some(S3Failure {
+            class: super::retry::Class::MountWide,
+            status: Some(404),
+            code: Some("NoSuchBucket".into()),
+            message: format!(
+                "S3 HeadBucket s3://{bucket} failed: NoSuchBucket (HTTP 404) — {}",
+                super::retry::advice("NoSuchBucket").unwrap_or_default()
+            ),
+        }),
+        Ok(false) => None,
+        Err(f) => {
+            tracing::debug!(bucket, error = %f, "cannot check whether the bucket exists; going on");
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::hash::{Layout, hash_reader};
