@@ -457,3 +457,35 @@ pub fn write_file(root: &Path, rel: &str, content: &[u8]) -> PathBuf {
     std::fs::write(&p, content).unwrap();
     p
 }
+
+/// Like [`request`], but from the local address `src` (any 127.0.0.0/8 address works on
+/// loopback), so that a front server sees another client address.
+pub fn request_from(src: std::net::IpAddr, addr: SocketAddr, method: &str, target: &str, extra: &[(&str, &str)]) -> Response {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_io().build().unwrap();
+    let s = rt.block_on(async {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind(SocketAddr::new(src, 0)).unwrap_or_else(|e| panic!("bind {src}: {e}"));
+        let s = sock.connect(addr).await.unwrap_or_else(|e| panic!("connect {addr} from {src}: {e}"));
+        s.into_std().unwrap()
+    });
+    s.set_nonblocking(false).unwrap();
+    exchange(s, addr, method, target.as_bytes(), extra)
+}
+
+/// Sends one request on `s` (`Connection: close`) and reads the whole response.
+pub fn exchange(mut s: TcpStream, addr: SocketAddr, method: &str, target: &[u8], extra: &[(&str, &str)]) -> Response {
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req = Vec::new();
+    req.extend_from_slice(method.as_bytes());
+    req.push(b' ');
+    req.extend_from_slice(target);
+    req.extend_from_slice(format!(" HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n").as_bytes());
+    for (k, v) in extra {
+        req.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
+    }
+    req.extend_from_slice(b"\r\n");
+    s.write_all(&req).unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    parse_response(&buf, method == "HEAD")
+}
