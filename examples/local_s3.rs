@@ -34,7 +34,7 @@ async fn main() -> anyhow::Result<()> {
         // s3s-fs keeps a bucket as a directory under the root.
         std::fs::create_dir_all(args.root.join(b))?;
     }
-    let fs = s3s_fs::FileSystem::new(&args.root)?;
+    let fs = s3s_fs::FileSystem::new(&args.root).map_err(|e| anyhow::anyhow!("cannot use {}: {e:?}", args.root.display()))?;
     let mut builder = s3s::service::S3ServiceBuilder::new(fs);
     builder.set_auth(s3s::auth::SimpleAuth::from_single(ak, sk));
     let service = builder.build();

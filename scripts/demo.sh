@@ -46,7 +46,7 @@ endpoint = "http://127.0.0.1:$S3_PORT"
 addressing_style = "path"
 [uploader]
 enabled = true
-settle = "30s"
+settle = "2s"
 rescan_interval = "5s"
 [[mount]]
 prefix = "/static/"
