@@ -224,7 +224,7 @@ impl Value {
                 i += 1;
                 b[i - 1]
             };
-            if v.len == MAX_PARAM_BYTES || c < 0x21 || c > 0x7e {
+            if v.len == MAX_PARAM_BYTES || !(0x21..=0x7e).contains(&c) {
                 return Err(Denial::Malformed);
             }
             v.buf[v.len] = c;

@@ -349,12 +349,11 @@ pub fn lighttpd(settings: &Settings, opts: &FrontOptions) -> String {
          # every backend header on), so lighttpd sends the file with its own validators; Range, HEAD\n\
          # and conditional requests work. A file already in S3 gets stowaway's 302.\n\
          # If the file vanishes before lighttpd opens it, lighttpd's 404 handler asks stowaway again\n\
-         # ({recheck}, with {script_name}); a recheck is never answered \"local\".\n\
+         # ({recheck}, with stowaway-recheck.lua); a recheck is never answered \"local\".\n\
          #\n\
          # Needs lighttpd >= 1.4.60 and mod_magnet (Debian: lighttpd-modules-lua). lighttpd refuses\n\
          # to load a module twice: drop any of these that lighttpd.conf already loads. The\n\
          # $HTTP[\"url\"] conditions assume Debian's server.http-parseopts (dot segments removed).",
-        script_name = "stowaway-recheck.lua",
     );
     if settings.server.front != crate::config::FrontServer::Lighttpd {
         o.push_str("#\n# WARNING: this stowaway config has server.front = \"nginx\"; set it to \"lighttpd\".\n");

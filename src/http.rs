@@ -207,17 +207,17 @@ fn judge<'a>(state: &AppState, req: &HttpRequest, target: &'a str, method: &str,
     let mut grant = None;
     if state.any_access {
         // Hostile paths and paths outside every mount fall through: `decide` answers them.
-        if let MapResult::Mapped(m) = map_request(&state.prefixes, target) {
-            if is_file_key(&m.key) {
-                match &state.gates[m.mount] {
-                    Gate::Open => {}
-                    Gate::Closed => return Judged::Denied(Denial::UnknownKey),
-                    Gate::Signed(keys) => {
-                        let front = state.settings.server.front;
-                        match keys.verify(&state.prefixes[m.mount], &m.key, query_of(target), method, || client_ip(req, front), now) {
-                            Ok(g) => grant = Some(g),
-                            Err(d) => return Judged::Denied(d),
-                        }
+        if let MapResult::Mapped(m) = map_request(&state.prefixes, target)
+            && is_file_key(&m.key)
+        {
+            match &state.gates[m.mount] {
+                Gate::Open => {}
+                Gate::Closed => return Judged::Denied(Denial::UnknownKey),
+                Gate::Signed(keys) => {
+                    let front = state.settings.server.front;
+                    match keys.verify(&state.prefixes[m.mount], &m.key, query_of(target), method, || client_ip(req, front), now) {
+                        Ok(g) => grant = Some(g),
+                        Err(d) => return Judged::Denied(d),
                     }
                 }
             }
@@ -291,12 +291,12 @@ pub async fn decision(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
             };
             let mut resp = HttpResponse::Ok();
             resp.insert_header((name, target));
-            if state.settings.server.fallback_header && state.settings.server.front == FrontServer::Nginx {
-                if let Ok(u) = state.object_url(mount, method, &key, now) {
-                    if let Ok(v) = HeaderValue::try_from(u.url) {
-                        resp.insert_header((X_S3_LOCATION, v));
-                    }
-                }
+            if state.settings.server.fallback_header
+                && state.settings.server.front == FrontServer::Nginx
+                && let Ok(u) = state.object_url(mount, method, &key, now)
+                && let Ok(v) = HeaderValue::try_from(u.url)
+            {
+                resp.insert_header((X_S3_LOCATION, v));
             }
             resp.finish()
         }
@@ -314,10 +314,10 @@ impl AppState {
     /// when it is minted per request) nor past a signed link's expiry.
     pub fn verdict_ttl(&self, mount: usize, url: Option<&ObjectUrl>, grant: Option<Grant>, now: u64) -> u64 {
         let mut ttl = self.settings.server.verdict_ttl.as_secs();
-        if let Some(u) = url {
-            if self.urls[mount].is_presigned() {
-                ttl = ttl.min(u.max_age.unwrap_or_else(|| amz_expires(&u.url) / 2));
-            }
+        if let Some(u) = url
+            && self.urls[mount].is_presigned()
+        {
+            ttl = ttl.min(u.max_age.unwrap_or_else(|| amz_expires(&u.url) / 2));
         }
         if let Some(g) = grant {
             ttl = ttl.min(g.expires.saturating_sub(now));

@@ -18,7 +18,10 @@ const LOCAL: &[u8] = b"local file bytes";
 const REMOTE: &[u8] = b"remote object bytes";
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 fn repo() -> &'static Path {
@@ -43,16 +46,39 @@ fn site(server_extra: &str) -> Site {
     let dir = tmp.path().to_path_buf();
     let root = dir.join("site/static");
     write_file(&root, "here.jpg", LOCAL);
-    let st = Stowaway::start(&dir, &config(&s3, &root, server_extra, &access_section(&dir, "k1")));
-    Site { _tmp: tmp, dir, root, s3, st }
+    let st = Stowaway::start(
+        &dir,
+        &config(&s3, &root, server_extra, &access_section(&dir, "k1")),
+    );
+    Site {
+        _tmp: tmp,
+        dir,
+        root,
+        s3,
+        st,
+    }
 }
 
 /// `stowaway sign <path> <args>` with the site's config.
 fn sign(s: &Site, path: &str, args: &[&str]) -> String {
-    let out = stowaway_cmd().arg("sign").arg(path).args(args).arg("--config").arg(&s.st.config).output().unwrap();
-    assert!(out.status.success(), "sign {path} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = stowaway_cmd()
+        .arg("sign")
+        .arg(path)
+        .args(args)
+        .arg("--config")
+        .arg(&s.st.config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "sign {path} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let link = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    assert!(link.starts_with('/') && link.contains("&signature="), "{link}");
+    assert!(
+        link.starts_with('/') && link.contains("&signature="),
+        "{link}"
+    );
     link
 }
 
@@ -72,8 +98,16 @@ enum Mode {
 fn assert_allowed_local(mode: Mode, r: &Response, method: &str, what: &str) {
     assert_eq!(r.status, 200, "{what}: {}", r.raw_head);
     match (mode, method) {
-        (Mode::Direct, _) => assert!(r.header("x-accel-redirect").is_some() || r.header("x-sendfile").is_some(), "{what}: {}", r.raw_head),
-        (Mode::Front, "HEAD") => assert_eq!(r.header("content-length"), Some(LOCAL.len().to_string().as_str()), "{what}"),
+        (Mode::Direct, _) => assert!(
+            r.header("x-accel-redirect").is_some() || r.header("x-sendfile").is_some(),
+            "{what}: {}",
+            r.raw_head
+        ),
+        (Mode::Front, "HEAD") => assert_eq!(
+            r.header("content-length"),
+            Some(LOCAL.len().to_string().as_str()),
+            "{what}"
+        ),
         (Mode::Front, _) => assert_eq!(r.body, LOCAL, "{what}"),
     }
 }
@@ -98,55 +132,162 @@ fn matrix(s: &Site, mode: Mode, send: &dyn Fn(&str, &str, IpAddr) -> Response) {
 
     // Valid links: served or redirected, for GET and HEAD.
     for method in ["GET", "HEAD"] {
-        assert_allowed_local(mode, &send(method, &local, lo), method, &format!("{mode:?} {method} local"));
-        assert_allowed_remote(&send(method, &remote, lo), method, &format!("{mode:?} {method} remote"));
+        assert_allowed_local(
+            mode,
+            &send(method, &local, lo),
+            method,
+            &format!("{mode:?} {method} local"),
+        );
+        assert_allowed_remote(
+            &send(method, &remote, lo),
+            method,
+            &format!("{mode:?} {method} remote"),
+        );
     }
     // Extra query parameters are not part of the signature and do not hurt.
-    assert_eq!(send("GET", &format!("{local}&utm_source=mail"), lo).status, 200);
+    assert_eq!(
+        send("GET", &format!("{local}&utm_source=mail"), lo).status,
+        200
+    );
 
     // Missing, tampered, expired, another path.
     let status = |t: &str| send("GET", t, lo).status;
     assert_eq!(status("/static/here.jpg"), 403, "{mode:?} no signature");
-    assert_eq!(status("/static/remote.jpg"), 403, "{mode:?} no signature, remote");
+    assert_eq!(
+        status("/static/remote.jpg"),
+        403,
+        "{mode:?} no signature, remote"
+    );
     let sig = local.rsplit_once("signature=").unwrap().1;
-    let flipped = if sig.starts_with('A') { format!("B{}", &sig[1..]) } else { format!("A{}", &sig[1..]) };
-    assert_eq!(status(&local.replace(sig, &flipped)), 403, "{mode:?} tampered signature");
+    let flipped = match sig.strip_prefix('A') {
+        Some(rest) => format!("B{rest}"),
+        None => format!("A{}", &sig[1..]),
+    };
+    assert_eq!(
+        status(&local.replace(sig, &flipped)),
+        403,
+        "{mode:?} tampered signature"
+    );
     let later = (now() + 7200).to_string();
-    assert_eq!(status(&local.replace(&format!("expires={exp}"), &format!("expires={later}"))), 403, "{mode:?} extended expiry");
-    assert_eq!(status(&local.replace("kid=k1", "kid=k9")), 403, "{mode:?} unknown key");
-    let expired = sign(s, "/static/here.jpg", &["--expires", &(now() - 5).to_string()]);
+    assert_eq!(
+        status(&local.replace(&format!("expires={exp}"), &format!("expires={later}"))),
+        403,
+        "{mode:?} extended expiry"
+    );
+    assert_eq!(
+        status(&local.replace("kid=k1", "kid=k9")),
+        403,
+        "{mode:?} unknown key"
+    );
+    let expired = sign(
+        s,
+        "/static/here.jpg",
+        &["--expires", &(now() - 5).to_string()],
+    );
     assert_eq!(status(&expired), 410, "{mode:?} expired");
     let expired_remote = sign(s, "/static/remote.jpg", &["--expires", "1000"]);
     assert_eq!(status(&expired_remote), 410, "{mode:?} expired remote");
-    assert_eq!(status(&local.replacen("/static/here.jpg", "/static/remote.jpg", 1)), 403, "{mode:?} another path");
-    assert_eq!(status(&remote.replacen("/static/remote.jpg", "/static/here.jpg", 1)), 403, "{mode:?} another path (local)");
+    assert_eq!(
+        status(&local.replacen("/static/here.jpg", "/static/remote.jpg", 1)),
+        403,
+        "{mode:?} another path"
+    );
+    assert_eq!(
+        status(&remote.replacen("/static/remote.jpg", "/static/here.jpg", 1)),
+        403,
+        "{mode:?} another path (local)"
+    );
 
     // Method binding: a HEAD link does not download; a GET link also answers HEAD.
-    let head_only = sign(s, "/static/remote.jpg", &["--ttl", "10m", "--method", "HEAD"]);
-    assert_eq!(send("GET", &head_only, lo).status, 403, "{mode:?} another method");
-    assert_allowed_remote(&send("HEAD", &head_only, lo), "HEAD", &format!("{mode:?} HEAD link"));
+    let head_only = sign(
+        s,
+        "/static/remote.jpg",
+        &["--ttl", "10m", "--method", "HEAD"],
+    );
+    assert_eq!(
+        send("GET", &head_only, lo).status,
+        403,
+        "{mode:?} another method"
+    );
+    assert_allowed_remote(
+        &send("HEAD", &head_only, lo),
+        "HEAD",
+        &format!("{mode:?} HEAD link"),
+    );
     let get_only = sign(s, "/static/here.jpg", &["--ttl", "10m", "--method", "get"]);
     assert!(get_only.contains("&method=GET&"), "{get_only}");
-    assert_allowed_local(mode, &send("HEAD", &get_only, lo), "HEAD", &format!("{mode:?} GET link with HEAD"));
-    assert_eq!(send("GET", &get_only.replace("method=GET", "method=HEAD"), lo).status, 403, "{mode:?} rebinding the method");
+    assert_allowed_local(
+        mode,
+        &send("HEAD", &get_only, lo),
+        "HEAD",
+        &format!("{mode:?} GET link with HEAD"),
+    );
+    assert_eq!(
+        send("GET", &get_only.replace("method=GET", "method=HEAD"), lo).status,
+        403,
+        "{mode:?} rebinding the method"
+    );
 
     // Client-prefix binding.
-    let other_net = sign(s, "/static/here.jpg", &["--ttl", "10m", "--ip-prefix", "10.0.0.0/8"]);
-    assert_eq!(send("GET", &other_net, lo).status, 403, "{mode:?} another client prefix");
-    let only_lo2 = sign(s, "/static/here.jpg", &["--ttl", "10m", "--ip-prefix", "127.0.0.2"]);
+    let other_net = sign(
+        s,
+        "/static/here.jpg",
+        &["--ttl", "10m", "--ip-prefix", "10.0.0.0/8"],
+    );
+    assert_eq!(
+        send("GET", &other_net, lo).status,
+        403,
+        "{mode:?} another client prefix"
+    );
+    let only_lo2 = sign(
+        s,
+        "/static/here.jpg",
+        &["--ttl", "10m", "--ip-prefix", "127.0.0.2"],
+    );
     // The front server's view of the client counts, whatever headers the client sends; an
     // allowed verdict for one client is not reused for another (auth mode caches verdicts).
-    assert_allowed_local(mode, &send("GET", &only_lo2, lo2), "GET", &format!("{mode:?} bound client"));
-    assert_eq!(send("GET", &only_lo2, lo).status, 403, "{mode:?} another client, after an allowed one");
-    assert_allowed_local(mode, &send("GET", &only_lo2, lo2), "GET", &format!("{mode:?} bound client again"));
-    let loopback = sign(s, "/static/remote.jpg", &["--ttl", "10m", "--ip-prefix", "127.0.0.0/8"]);
-    assert_allowed_remote(&send("GET", &loopback, lo), "GET", &format!("{mode:?} client prefix"));
-    assert_eq!(status(&loopback.replace("127.0.0.0%2F8", "10.0.0.0%2F8")), 403, "{mode:?} rebinding the prefix");
+    assert_allowed_local(
+        mode,
+        &send("GET", &only_lo2, lo2),
+        "GET",
+        &format!("{mode:?} bound client"),
+    );
+    assert_eq!(
+        send("GET", &only_lo2, lo).status,
+        403,
+        "{mode:?} another client, after an allowed one"
+    );
+    assert_allowed_local(
+        mode,
+        &send("GET", &only_lo2, lo2),
+        "GET",
+        &format!("{mode:?} bound client again"),
+    );
+    let loopback = sign(
+        s,
+        "/static/remote.jpg",
+        &["--ttl", "10m", "--ip-prefix", "127.0.0.0/8"],
+    );
+    assert_allowed_remote(
+        &send("GET", &loopback, lo),
+        "GET",
+        &format!("{mode:?} client prefix"),
+    );
+    assert_eq!(
+        status(&loopback.replace("127.0.0.0%2F8", "10.0.0.0%2F8")),
+        403,
+        "{mode:?} rebinding the prefix"
+    );
 
     // Key rotation: links signed with the older key k2 are still accepted.
     let old_key = sign(s, "/static/here.jpg", &["--ttl", "10m", "--kid", "k2"]);
     assert!(old_key.contains("kid=k2"), "{old_key}");
-    assert_allowed_local(mode, &send("GET", &old_key, lo), "GET", &format!("{mode:?} rotated key"));
+    assert_allowed_local(
+        mode,
+        &send("GET", &old_key, lo),
+        "GET",
+        &format!("{mode:?} rotated key"),
+    );
 
     // Links minted by the Python and shell examples.
     let key_file = s.dir.join("link-key-k1");
@@ -154,21 +295,63 @@ fn matrix(s: &Site, mode: Mode, send: &dyn Fn(&str, &str, IpAddr) -> Response) {
         .arg(repo().join("examples/sign_link.py"))
         .args(["--kid", "k1", "--ttl", "600", "--secret-file"])
         .arg(&key_file)
-        .args(["--ip-prefix", "127.0.0.0/8", "--method", "GET", "/static/remote.jpg"])
+        .args([
+            "--ip-prefix",
+            "127.0.0.0/8",
+            "--method",
+            "GET",
+            "/static/remote.jpg",
+        ])
         .output()
         .unwrap();
-    assert!(py.status.success(), "{}", String::from_utf8_lossy(&py.stderr));
+    assert!(
+        py.status.success(),
+        "{}",
+        String::from_utf8_lossy(&py.stderr)
+    );
     let py_link = String::from_utf8(py.stdout).unwrap().trim().to_string();
-    assert_allowed_remote(&send("GET", &py_link, lo), "GET", &format!("{mode:?} sign_link.py {py_link}"));
-    let sh = Command::new("bash").arg(repo().join("examples/sign_link.sh")).args(["-t", "600", "-m", "GET", "k1"]).arg(&key_file).arg("/static/here.jpg").output().unwrap();
-    assert!(sh.status.success(), "{}", String::from_utf8_lossy(&sh.stderr));
+    assert_allowed_remote(
+        &send("GET", &py_link, lo),
+        "GET",
+        &format!("{mode:?} sign_link.py {py_link}"),
+    );
+    let sh = Command::new("bash")
+        .arg(repo().join("examples/sign_link.sh"))
+        .args(["-t", "600", "-m", "GET", "k1"])
+        .arg(&key_file)
+        .arg("/static/here.jpg")
+        .output()
+        .unwrap();
+    assert!(
+        sh.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sh.stderr)
+    );
     let sh_link = String::from_utf8(sh.stdout).unwrap().trim().to_string();
-    assert_allowed_local(mode, &send("GET", &sh_link, lo), "GET", &format!("{mode:?} sign_link.sh {sh_link}"));
-    let sh = Command::new("bash").arg(repo().join("examples/sign_link.sh")).args(["-e", "1000", "k1"]).arg(&key_file).arg("/static/here.jpg").output().unwrap();
-    assert_eq!(send("GET", String::from_utf8(sh.stdout).unwrap().trim(), lo).status, 410, "{mode:?} expired shell link");
+    assert_allowed_local(
+        mode,
+        &send("GET", &sh_link, lo),
+        "GET",
+        &format!("{mode:?} sign_link.sh {sh_link}"),
+    );
+    let sh = Command::new("bash")
+        .arg(repo().join("examples/sign_link.sh"))
+        .args(["-e", "1000", "k1"])
+        .arg(&key_file)
+        .arg("/static/here.jpg")
+        .output()
+        .unwrap();
+    assert_eq!(
+        send("GET", String::from_utf8(sh.stdout).unwrap().trim(), lo).status,
+        410,
+        "{mode:?} expired shell link"
+    );
 }
 
-fn sender(addr: SocketAddr, extra: &'static [(&'static str, &'static str)]) -> impl Fn(&str, &str, IpAddr) -> Response {
+fn sender(
+    addr: SocketAddr,
+    extra: &'static [(&'static str, &'static str)],
+) -> impl Fn(&str, &str, IpAddr) -> Response {
     move |method, target, from| request_from(from, addr, method, target, extra)
 }
 
@@ -181,10 +364,20 @@ fn signed_links_when_stowaway_is_asked_directly() {
     matrix(&s, Mode::Direct, &sender(s.st.addr, &[]));
     // Directly, the client address is what the front server would put in X-Real-IP, or the
     // peer address without it.
-    let bound = sign(&s, "/static/here.jpg", &["--ttl", "10m", "--ip-prefix", "10.0.0.0/8"]);
-    assert_eq!(request(s.st.addr, "GET", &bound, &[("X-Real-IP", "10.1.2.3")]).status, 200);
+    let bound = sign(
+        &s,
+        "/static/here.jpg",
+        &["--ttl", "10m", "--ip-prefix", "10.0.0.0/8"],
+    );
+    assert_eq!(
+        request(s.st.addr, "GET", &bound, &[("X-Real-IP", "10.1.2.3")]).status,
+        200
+    );
     assert_eq!(request(s.st.addr, "GET", &bound, &[]).status, 403);
-    assert_eq!(request(s.st.addr, "GET", &bound, &[("X-Real-IP", "garbage")]).status, 403);
+    assert_eq!(
+        request(s.st.addr, "GET", &bound, &[("X-Real-IP", "garbage")]).status,
+        403
+    );
 }
 
 #[test]
@@ -216,11 +409,20 @@ fn auth_mode_verdict_cache_never_outlives_the_link() {
     let nginx = auth_nginx(&s.dir, &s.st);
     let link = sign(&s, "/static/here.jpg", &["--ttl", "2s"]);
     let first = get(nginx.addr, &link);
-    assert!(first.status == 200 || first.status == 410, "{}", first.raw_head);
-    let refused = wait_until(Duration::from_secs(20), || get(nginx.addr, &link).status == 410);
+    assert!(
+        first.status == 200 || first.status == 410,
+        "{}",
+        first.raw_head
+    );
+    let refused = wait_until(Duration::from_secs(20), || {
+        get(nginx.addr, &link).status == 410
+    });
     assert!(refused, "the cached verdict outlived the link");
     // The file itself is still there for a fresh link.
-    assert_eq!(get(nginx.addr, &sign(&s, "/static/here.jpg", &["--ttl", "10m"])).body, LOCAL);
+    assert_eq!(
+        get(nginx.addr, &sign(&s, "/static/here.jpg", &["--ttl", "10m"])).body,
+        LOCAL
+    );
 }
 
 #[test]
@@ -230,14 +432,24 @@ fn redirect_cache_control_never_outlives_the_link() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("root");
     std::fs::create_dir_all(&root).unwrap();
-    let cfg = config(&s3, &root, "", &access_section(tmp.path(), "k1")).replace("window = \"0s\"", "window = \"5m\"");
+    let cfg = config(&s3, &root, "", &access_section(tmp.path(), "k1"))
+        .replace("window = \"0s\"", "window = \"5m\"");
     let st = Stowaway::start(tmp.path(), &cfg);
-    let s = Site { _tmp: tmp, dir: PathBuf::new(), root, s3, st };
+    let s = Site {
+        _tmp: tmp,
+        dir: PathBuf::new(),
+        root,
+        s3,
+        st,
+    };
     let max_age = |link: &str| -> u64 {
         let r = get(s.st.addr, link);
         assert_eq!(r.status, 302, "{}", r.raw_head);
         let cc = r.header("cache-control").unwrap().to_string();
-        cc.strip_prefix("private, max-age=").unwrap_or_else(|| panic!("{cc}")).parse().unwrap()
+        cc.strip_prefix("private, max-age=")
+            .unwrap_or_else(|| panic!("{cc}"))
+            .parse()
+            .unwrap()
     };
     assert!(max_age(&sign(&s, "/static/x.jpg", &["--ttl", "1h"])) > 100);
     assert!(max_age(&sign(&s, "/static/x.jpg", &["--ttl", "100s"])) <= 100);
@@ -255,7 +467,12 @@ fn hostile_urls_get_the_same_answers_on_signed_mounts() {
         let a = request_bytes(auth.addr, "GET", t, &[]);
         assert_harmless(&p, t, &bucket);
         assert_harmless(&a, t, &bucket);
-        assert_ne!(p.status, 302, "{}: unsigned, so never redirected", String::from_utf8_lossy(t));
+        assert_ne!(
+            p.status,
+            302,
+            "{}: unsigned, so never redirected",
+            String::from_utf8_lossy(t)
+        );
         assert_eq!(a.status, p.status, "{}", String::from_utf8_lossy(t));
     }
 }
@@ -263,14 +480,35 @@ fn hostile_urls_get_the_same_answers_on_signed_mounts() {
 #[test]
 fn secrets_stay_out_of_print_config_and_logs() {
     let s = site("");
-    let out = stowaway_cmd().arg("print-config").arg("--config").arg(&s.st.config).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = stowaway_cmd()
+        .arg("print-config")
+        .arg("--config")
+        .arg(&s.st.config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("sign_with = \"k1\"") && text.contains("<redacted>"), "{text}");
-    assert!(!text.contains(K1_SECRET) && !text.contains(K2_SECRET), "{text}");
+    assert!(
+        text.contains("sign_with = \"k1\"") && text.contains("<redacted>"),
+        "{text}"
+    );
+    assert!(
+        !text.contains(K1_SECRET) && !text.contains(K2_SECRET),
+        "{text}"
+    );
 
     // Debug logging never shows a link's signature (a bearer credential for that file).
-    let st = Stowaway::start_with(&s.dir, &std::fs::read_to_string(&s.st.config).unwrap().replace(&s.st.addr.to_string(), "@LISTEN@"), &[("RUST_LOG", "debug")]);
+    let st = Stowaway::start_with(
+        &s.dir,
+        &std::fs::read_to_string(&s.st.config)
+            .unwrap()
+            .replace(&s.st.addr.to_string(), "@LISTEN@"),
+        &[("RUST_LOG", "debug")],
+    );
     let link = sign(&s, "/static/here.jpg", &["--ttl", "10m"]);
     assert_eq!(get(st.addr, &link).status, 200);
     assert_eq!(get(st.addr, &link.replace("kid=k1", "kid=k2")).status, 403);
@@ -289,55 +527,154 @@ fn configuration_and_sign_command_errors() {
     let check = |cfg: &str| {
         let p = tmp.path().join("c.toml");
         std::fs::write(&p, cfg.replace("@LISTEN@", "127.0.0.1:1")).unwrap();
-        stowaway_cmd().arg("check-config").arg("--config").arg(&p).output().unwrap()
+        stowaway_cmd()
+            .arg("check-config")
+            .arg("--config")
+            .arg(&p)
+            .output()
+            .unwrap()
     };
     let access = access_section(tmp.path(), "k1");
     let ok = check(&config(&s3, &root, "", &access));
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
 
     let cases = [
-        (config(&s3, &root, "", &access).replace("url = \"presigned\"", "url = \"public\""), "mount[0].url"),
-        (config(&s3, &root, "", &access.replace("sign_with = \"k1\"", "sign_with = \"k7\"")), "mount[0].access.sign_with"),
-        (config(&s3, &root, "", "[mount.access]\n"), "mount[0].access.keys"),
-        (config(&s3, &root, "", "[mount.access]\n[[mount.access.keys]]\nid = \"k1\"\nsecret = \"short\"\n"), "mount[0].access.keys[0].secret"),
-        (config(&s3, &root, "", "[mount.access]\n[[mount.access.keys]]\nid = \"bad id\"\nsecret = \"0123456789abcdef0123456789abcdef\"\n"), "mount[0].access.keys[0].id"),
-        (config(&s3, &root, "", "[mount.access]\n[[mount.access.keys]]\nid = \"k1\"\n"), "mount[0].access.keys[0].secret_file"),
+        (
+            config(&s3, &root, "", &access).replace("url = \"presigned\"", "url = \"public\""),
+            "mount[0].url",
+        ),
+        (
+            config(
+                &s3,
+                &root,
+                "",
+                &access.replace("sign_with = \"k1\"", "sign_with = \"k7\""),
+            ),
+            "mount[0].access.sign_with",
+        ),
+        (
+            config(&s3, &root, "", "[mount.access]\n"),
+            "mount[0].access.keys",
+        ),
+        (
+            config(
+                &s3,
+                &root,
+                "",
+                "[mount.access]\n[[mount.access.keys]]\nid = \"k1\"\nsecret = \"short\"\n",
+            ),
+            "mount[0].access.keys[0].secret",
+        ),
+        (
+            config(
+                &s3,
+                &root,
+                "",
+                "[mount.access]\n[[mount.access.keys]]\nid = \"bad id\"\nsecret = \"0123456789abcdef0123456789abcdef\"\n",
+            ),
+            "mount[0].access.keys[0].id",
+        ),
+        (
+            config(
+                &s3,
+                &root,
+                "",
+                "[mount.access]\n[[mount.access.keys]]\nid = \"k1\"\n",
+            ),
+            "mount[0].access.keys[0].secret_file",
+        ),
     ];
     for (cfg, key) in cases {
         let out = check(&cfg);
         let err = String::from_utf8_lossy(&out.stderr).to_string();
         assert_eq!(out.status.code(), Some(2), "{key}: {err}");
         assert!(err.contains(key), "{key}: {err}");
-        assert!(!err.contains("short\"") && !err.contains("0123456789abcdef0123456789abcdef"), "secret shown: {err}");
+        assert!(
+            !err.contains("short\"") && !err.contains("0123456789abcdef0123456789abcdef"),
+            "secret shown: {err}"
+        );
     }
     // A world-readable secret file is refused.
     let loose = tmp.path().join("loose-key");
     std::fs::write(&loose, K1_SECRET).unwrap();
     std::fs::set_permissions(&loose, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
-    let out = check(&config(&s3, &root, "", &format!("[mount.access]\n[[mount.access.keys]]\nid = \"k1\"\nsecret_file = \"{}\"\n", loose.display())));
-    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = check(&config(
+        &s3,
+        &root,
+        "",
+        &format!(
+            "[mount.access]\n[[mount.access.keys]]\nid = \"k1\"\nsecret_file = \"{}\"\n",
+            loose.display()
+        ),
+    ));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // `enabled = false` switches access control off.
-    let off = config(&s3, &root, "", &access.replacen("[mount.access]\n", "[mount.access]\nenabled = false\n", 1));
+    let off = config(
+        &s3,
+        &root,
+        "",
+        &access.replacen("[mount.access]\n", "[mount.access]\nenabled = false\n", 1),
+    );
     let st = Stowaway::start(tmp.path(), &off);
     assert_eq!(get(st.addr, "/static/x.jpg").status, 302);
 
     // sign: only files of signed mounts, only sane paths.
     let p = tmp.path().join("c.toml");
-    std::fs::write(&p, config(&s3, &root, "", &access).replace("@LISTEN@", "127.0.0.1:1")).unwrap();
+    std::fs::write(
+        &p,
+        config(&s3, &root, "", &access).replace("@LISTEN@", "127.0.0.1:1"),
+    )
+    .unwrap();
     for (path, extra, why) in [
         ("/elsewhere/a.jpg", &[][..], "under any mount"),
         ("/static/../x", &[][..], "`..`"),
         ("/static/dir/", &[][..], "directory"),
-        ("/static/a.jpg", &["--ip-prefix", "10.0.0.0/99"][..], "not an IP address"),
+        (
+            "/static/a.jpg",
+            &["--ip-prefix", "10.0.0.0/99"][..],
+            "not an IP address",
+        ),
         ("/static/a.jpg", &["--kid", "k9"][..], "no key"),
         ("/static/a.jpg", &["--method", "G E T"][..], "method"),
     ] {
-        let out = stowaway_cmd().args(["sign", path, "--ttl", "1h"]).args(extra).arg("--config").arg(&p).output().unwrap();
+        let out = stowaway_cmd()
+            .args(["sign", path, "--ttl", "1h"])
+            .args(extra)
+            .arg("--config")
+            .arg(&p)
+            .output()
+            .unwrap();
         let err = String::from_utf8_lossy(&out.stderr).to_string();
         assert_eq!(out.status.code(), Some(2), "{path} {extra:?}: {err}");
         assert!(err.contains(why), "{path} {extra:?}: {err}");
     }
-    let out = stowaway_cmd().args(["sign", "/static/a b.jpg", "--expires", "1700000000", "--base-url", "https://www.example.com/", "--config"]).arg(&p).output().unwrap();
+    let out = stowaway_cmd()
+        .args([
+            "sign",
+            "/static/a b.jpg",
+            "--expires",
+            "1700000000",
+            "--base-url",
+            "https://www.example.com/",
+            "--config",
+        ])
+        .arg(&p)
+        .output()
+        .unwrap();
     let link = String::from_utf8(out.stdout).unwrap();
-    assert!(link.starts_with("https://www.example.com/static/a%20b.jpg?expires=1700000000&kid=k1&signature="), "{link}");
+    assert!(
+        link.starts_with(
+            "https://www.example.com/static/a%20b.jpg?expires=1700000000&kid=k1&signature="
+        ),
+        "{link}"
+    );
 }

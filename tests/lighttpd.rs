@@ -30,8 +30,17 @@ fn site(mount_extra: &str) -> Site {
     let dir = tmp.path().to_path_buf();
     let root = dir.join("site/static");
     std::fs::create_dir_all(&root).unwrap();
-    let st = Stowaway::start(&dir, &config(&s3, &root, "front = \"lighttpd\"", mount_extra));
-    Site { _tmp: tmp, dir, root, s3, st }
+    let st = Stowaway::start(
+        &dir,
+        &config(&s3, &root, "front = \"lighttpd\"", mount_extra),
+    );
+    Site {
+        _tmp: tmp,
+        dir,
+        root,
+        s3,
+        st,
+    }
 }
 
 fn bucket_prefix(s: &Site) -> String {
@@ -51,18 +60,40 @@ fn local_file_is_sent_by_lighttpd_with_range_head_and_304() {
     assert_eq!(r.body, body);
     assert_eq!(r.header("content-type"), Some("image/jpeg"));
     assert_eq!(r.header("content-length"), Some("10240"));
-    assert!(r.header("x-sendfile").is_none() && r.header("x-s3-location").is_none(), "internal headers leak: {}", r.raw_head);
+    assert!(
+        r.header("x-sendfile").is_none() && r.header("x-s3-location").is_none(),
+        "internal headers leak: {}",
+        r.raw_head
+    );
     // lighttpd passes every backend header on: the validators must be lighttpd's own.
     assert_eq!(r.header("server"), Some("lighttpd"), "{}", r.raw_head);
-    assert_eq!(r.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case("etag")).count(), 1, "{}", r.raw_head);
+    assert_eq!(
+        r.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("etag"))
+            .count(),
+        1,
+        "{}",
+        r.raw_head
+    );
     let etag = r.header("etag").unwrap().to_string();
     let last_modified = r.header("last-modified").unwrap().to_string();
 
-    let r = request(l.addr, "GET", "/static/photo123.jpg", &[("Range", "bytes=0-99")]);
+    let r = request(
+        l.addr,
+        "GET",
+        "/static/photo123.jpg",
+        &[("Range", "bytes=0-99")],
+    );
     assert_eq!(r.status, 206);
     assert_eq!(r.header("content-range"), Some("bytes 0-99/10240"));
     assert_eq!(r.body, &body[..100]);
-    let r = request(l.addr, "GET", "/static/photo123.jpg", &[("Range", "bytes=10000-")]);
+    let r = request(
+        l.addr,
+        "GET",
+        "/static/photo123.jpg",
+        &[("Range", "bytes=10000-")],
+    );
     assert_eq!((r.status, r.body.as_slice()), (206, &body[10_000..]));
 
     let r = request(l.addr, "HEAD", "/static/photo123.jpg", &[]);
@@ -70,8 +101,26 @@ fn local_file_is_sent_by_lighttpd_with_range_head_and_304() {
     assert_eq!(r.header("content-length"), Some("10240"));
     assert!(r.body.is_empty());
 
-    assert_eq!(request(l.addr, "GET", "/static/photo123.jpg", &[("If-None-Match", &etag)]).status, 304);
-    assert_eq!(request(l.addr, "GET", "/static/photo123.jpg", &[("If-Modified-Since", &last_modified)]).status, 304);
+    assert_eq!(
+        request(
+            l.addr,
+            "GET",
+            "/static/photo123.jpg",
+            &[("If-None-Match", &etag)]
+        )
+        .status,
+        304
+    );
+    assert_eq!(
+        request(
+            l.addr,
+            "GET",
+            "/static/photo123.jpg",
+            &[("If-Modified-Since", &last_modified)]
+        )
+        .status,
+        304
+    );
 
     // Awkward names survive the X-Sendfile encoding.
     let r = get(l.addr, "/static/a%20b/%E2%82%AC%20q%3Fx%23%25+.jpg");
@@ -91,7 +140,10 @@ fn missing_file_redirects_to_a_presigned_url_that_s3_accepts() {
         let r = request(l.addr, method, "/static/gone/pic%201+2.png", &[]);
         assert_eq!(r.status, 302, "{method}: {}", r.raw_head);
         let loc = r.header("location").unwrap();
-        assert!(loc.starts_with(&format!("{}gone/pic%201%2B2.png?", bucket_prefix(&s))), "{loc}");
+        assert!(
+            loc.starts_with(&format!("{}gone/pic%201%2B2.png?", bucket_prefix(&s))),
+            "{loc}"
+        );
         assert_eq!(r.header("cache-control"), Some("no-store"));
         let obj = fetch_url(method, loc);
         assert_eq!(obj.status, 200, "{method} {loc}");
@@ -123,13 +175,18 @@ fn relay(upstream: SocketAddr, on_sendfile: Arc<dyn Fn() + Send + Sync>) -> Sock
                         Ok(n) => req.extend_from_slice(&buf[..n]),
                     }
                 }
-                let Ok(mut up) = TcpStream::connect(upstream) else { return };
+                let Ok(mut up) = TcpStream::connect(upstream) else {
+                    return;
+                };
                 if up.write_all(&req).is_err() {
                     return;
                 }
                 let mut resp = Vec::new();
                 let _ = up.read_to_end(&mut resp);
-                if String::from_utf8_lossy(&resp).to_ascii_lowercase().contains("\r\nx-sendfile:") {
+                if String::from_utf8_lossy(&resp)
+                    .to_ascii_lowercase()
+                    .contains("\r\nx-sendfile:")
+                {
                     on_sendfile();
                 }
                 let _ = c.write_all(&resp);
@@ -153,14 +210,24 @@ fn file_vanishing_after_the_decision_is_rechecked_through_the_404_handler() {
             let _ = std::fs::remove_file(&victim);
         }),
     );
-    let conf = lighttpd_conf(&s.st).replacen(&format!("\"port\" => {},", s.st.addr.port()), &format!("\"port\" => {},", relay_addr.port()), 1);
-    assert!(conf.contains(&format!("\"port\" => {},", relay_addr.port())), "{conf}");
+    let conf = lighttpd_conf(&s.st).replacen(
+        &format!("\"port\" => {},", s.st.addr.port()),
+        &format!("\"port\" => {},", relay_addr.port()),
+        1,
+    );
+    assert!(
+        conf.contains(&format!("\"port\" => {},", relay_addr.port())),
+        "{conf}"
+    );
     let l = Lighttpd::start(&s.dir, &conf);
     for method in ["GET", "HEAD"] {
         write_file(&s.root, "vanish.jpg", &body);
         let r = request(l.addr, method, "/static/vanish.jpg?v=1", &[]);
         assert_eq!(r.status, 302, "{method}: {}\n{}", r.raw_head, l.error_log());
-        assert!(!s.root.join("vanish.jpg").exists(), "the relay removed the file");
+        assert!(
+            !s.root.join("vanish.jpg").exists(),
+            "the relay removed the file"
+        );
         let loc = r.header("location").unwrap().to_string();
         let obj = fetch_url(method, &loc);
         assert_eq!(obj.status, 200, "{loc}");
@@ -168,7 +235,11 @@ fn file_vanishing_after_the_decision_is_rechecked_through_the_404_handler() {
             assert_eq!(obj.body, body);
         }
     }
-    assert!(l.error_log().contains("vanish.jpg"), "lighttpd saw the file missing: {}", l.error_log());
+    assert!(
+        l.error_log().contains("vanish.jpg"),
+        "lighttpd saw the file missing: {}",
+        l.error_log()
+    );
     // Through the same relay, a file that stays is served.
     assert_eq!(get(l.addr, "/static/stays.jpg").body, b"stays");
 }
@@ -178,10 +249,26 @@ fn clients_cannot_force_a_recheck_or_reach_the_recheck_url() {
     let s = site("");
     let l = lighttpd_front(&s.dir, &s.st);
     write_file(&s.root, "photo.jpg", b"data");
-    let r = request(l.addr, "GET", "/static/photo.jpg", &[("X-Sidecar-Recheck", "1"), ("X-Original-URI", "/static/other.jpg")]);
-    assert_eq!((r.status, r.body.as_slice()), (200, b"data".as_slice()), "{}", r.raw_head);
+    let r = request(
+        l.addr,
+        "GET",
+        "/static/photo.jpg",
+        &[
+            ("X-Sidecar-Recheck", "1"),
+            ("X-Original-URI", "/static/other.jpg"),
+        ],
+    );
+    assert_eq!(
+        (r.status, r.body.as_slice()),
+        (200, b"data".as_slice()),
+        "{}",
+        r.raw_head
+    );
     // The recheck URL asked directly is about itself: outside every mount.
-    for t in ["/_stowaway_local/recheck", "/_stowaway_local/recheck?x=/static/photo.jpg"] {
+    for t in [
+        "/_stowaway_local/recheck",
+        "/_stowaway_local/recheck?x=/static/photo.jpg",
+    ] {
         let r = request(l.addr, "GET", t, &[("X-Original-URI", "/static/photo.jpg")]);
         assert_eq!(r.status, 404, "{t}: {}", r.raw_head);
     }
@@ -217,14 +304,20 @@ fn hostile_urls_never_reach_outside_the_root() {
     let s = site("");
     plant_hostile_fixtures(&s.dir, &s.root);
     let l = lighttpd_front(&s.dir, &s.st);
-    let proxy_answers: Vec<u16> = HOSTILE.iter().map(|t| request_bytes(s.st.addr, "GET", t, &[]).status).collect();
+    let proxy_answers: Vec<u16> = HOSTILE
+        .iter()
+        .map(|t| request_bytes(s.st.addr, "GET", t, &[]).status)
+        .collect();
     let mut got = Vec::new();
     for t in HOSTILE {
         let r = request_bytes(l.addr, "GET", t, &[]);
         assert_harmless(&r, t, &bucket_prefix(&s));
         got.push(r.status);
     }
-    assert_eq!(got, LIGHTTPD_HOSTILE_STATUS, "lighttpd answers (stowaway asked directly: {proxy_answers:?})");
+    assert_eq!(
+        got, LIGHTTPD_HOSTILE_STATUS,
+        "lighttpd answers (stowaway asked directly: {proxy_answers:?})"
+    );
     // Symlinks are refused by stowaway itself and by lighttpd (server.follow-symlink = "disable").
     assert_eq!(get(s.st.addr, "/static/link.txt").status, 404);
     assert_eq!(get(l.addr, "/static/ok.jpg").body, b"fine");
@@ -251,8 +344,22 @@ fn magnet_script_serves_local_files_and_redirects_missing_ones_unsigned() {
         );
     let cfg_path = dir.join("magnet.toml");
     std::fs::write(&cfg_path, cfg.replace("@LISTEN@", "127.0.0.1:1")).unwrap();
-    let out = stowaway_cmd().args(["gen-config", "lighttpd-magnet", "--lua-dir", "@DIR@", "--config"]).arg(&cfg_path).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = stowaway_cmd()
+        .args([
+            "gen-config",
+            "lighttpd-magnet",
+            "--lua-dir",
+            "@DIR@",
+            "--config",
+        ])
+        .arg(&cfg_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let script = String::from_utf8(out.stdout).unwrap();
     // The lighttpd.conf lines the script documents, uncommented.
     let conf_lines: String = script
@@ -262,7 +369,10 @@ fn magnet_script_serves_local_files_and_redirects_missing_ones_unsigned() {
         .take_while(|l| l.starts_with("--   "))
         .map(|l| format!("{}\n", &l[5..]))
         .collect();
-    assert!(conf_lines.contains("magnet.attract-physical-path-to"), "{conf_lines}");
+    assert!(
+        conf_lines.contains("magnet.attract-physical-path-to"),
+        "{conf_lines}"
+    );
     let magnet_dir = dir.join("magnet");
     std::fs::create_dir_all(&magnet_dir).unwrap();
     // The config points at @DIR@/local-or-s3.lua: lighttpd's own directory, known once it
@@ -276,23 +386,54 @@ fn magnet_script_serves_local_files_and_redirects_missing_ones_unsigned() {
     assert_eq!(r.status, 200, "{}\n{}", r.raw_head, l.error_log());
     assert_eq!(r.body, body);
     let etag = r.header("etag").unwrap().to_string();
-    let r = request(l.addr, "GET", "/static/photo.jpg", &[("Range", "bytes=0-9")]);
+    let r = request(
+        l.addr,
+        "GET",
+        "/static/photo.jpg",
+        &[("Range", "bytes=0-9")],
+    );
     assert_eq!((r.status, r.body.as_slice()), (206, &body[..10]));
     let r = request(l.addr, "HEAD", "/static/photo.jpg", &[]);
     assert_eq!((r.status, r.header("content-length")), (200, Some("2048")));
-    assert_eq!(request(l.addr, "GET", "/static/photo.jpg", &[("If-None-Match", &etag)]).status, 304);
+    assert_eq!(
+        request(
+            l.addr,
+            "GET",
+            "/static/photo.jpg",
+            &[("If-None-Match", &etag)]
+        )
+        .status,
+        304
+    );
 
     // Missing: 302 to the unsigned object URL, every segment percent-encoded.
     let r = get(l.addr, "/static/gone/a%20b%2B%E2%82%AC.jpg");
     assert_eq!(r.status, 302, "{}", r.raw_head);
-    assert_eq!(r.header("location").unwrap(), format!("{}/site-media/static/gone/a%20b%2B%E2%82%AC.jpg", s3.endpoint));
+    assert_eq!(
+        r.header("location").unwrap(),
+        format!(
+            "{}/site-media/static/gone/a%20b%2B%E2%82%AC.jpg",
+            s3.endpoint
+        )
+    );
 
     // No access control in Lua: a signed-links-only mount is refused outright, even for a
     // local file and even with a link stowaway would accept.
     assert_eq!(get(l.addr, "/private/mine.txt").status, 403);
-    let link = stowaway_cmd().args(["sign", "/private/mine.txt", "--ttl", "1h", "--config"]).arg(&cfg_path).output().unwrap();
-    assert!(link.status.success(), "{}", String::from_utf8_lossy(&link.stderr));
-    assert_eq!(get(l.addr, String::from_utf8(link.stdout).unwrap().trim()).status, 403);
+    let link = stowaway_cmd()
+        .args(["sign", "/private/mine.txt", "--ttl", "1h", "--config"])
+        .arg(&cfg_path)
+        .output()
+        .unwrap();
+    assert!(
+        link.status.success(),
+        "{}",
+        String::from_utf8_lossy(&link.stderr)
+    );
+    assert_eq!(
+        get(l.addr, String::from_utf8(link.stdout).unwrap().trim()).status,
+        403
+    );
 
     let public_prefix = format!("{}/site-media/static/", s3.endpoint);
     for t in HOSTILE {
@@ -310,10 +451,28 @@ fn magnet_script_serves_local_files_and_redirects_missing_ones_unsigned() {
 fn shipped_lighttpd_files_match_the_generator() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let example = repo.join("examples/stowaway.toml");
-    for (args, file) in [(&["lighttpd"][..], "lighttpd/stowaway.conf"), (&["lighttpd-magnet"][..], "lighttpd/local-or-s3.lua")] {
-        let out = stowaway_cmd().arg("gen-config").args(args).arg("--config").arg(&example).env("STOWAWAY__SERVER__FRONT", "lighttpd").output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for (args, file) in [
+        (&["lighttpd"][..], "lighttpd/stowaway.conf"),
+        (&["lighttpd-magnet"][..], "lighttpd/local-or-s3.lua"),
+    ] {
+        let out = stowaway_cmd()
+            .arg("gen-config")
+            .args(args)
+            .arg("--config")
+            .arg(&example)
+            .env("STOWAWAY__SERVER__FRONT", "lighttpd")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let shipped = std::fs::read_to_string(repo.join(file)).unwrap();
-        assert_eq!(String::from_utf8(out.stdout).unwrap(), shipped, "regenerate {file}");
+        assert_eq!(
+            String::from_utf8(out.stdout).unwrap(),
+            shipped,
+            "regenerate {file}"
+        );
     }
 }

@@ -27,7 +27,13 @@ fn site(server_extra: &str, mount_extra: &str) -> Site {
     let root = dir.join("site/static");
     std::fs::create_dir_all(&root).unwrap();
     let st = Stowaway::start(&dir, &config(&s3, &root, server_extra, mount_extra));
-    Site { _tmp: tmp, dir, root, s3, st }
+    Site {
+        _tmp: tmp,
+        dir,
+        root,
+        s3,
+        st,
+    }
 }
 
 fn bucket_prefix(s: &Site) -> String {
@@ -47,15 +53,29 @@ fn local_file_is_served_by_nginx_with_range_head_and_304() {
     assert_eq!(r.body, body);
     assert_eq!(r.header("content-type"), Some("image/jpeg"));
     for internal in ["x-s3-location", "x-stowaway-status", "x-accel-expires"] {
-        assert!(r.header(internal).is_none(), "{internal} leaks: {}", r.raw_head);
+        assert!(
+            r.header(internal).is_none(),
+            "{internal} leaks: {}",
+            r.raw_head
+        );
     }
     let etag = r.header("etag").unwrap().to_string();
 
-    let r = request(nginx.addr, "GET", "/static/photo123.jpg", &[("Range", "bytes=0-99")]);
+    let r = request(
+        nginx.addr,
+        "GET",
+        "/static/photo123.jpg",
+        &[("Range", "bytes=0-99")],
+    );
     assert_eq!(r.status, 206);
     assert_eq!(r.header("content-range"), Some("bytes 0-99/10240"));
     assert_eq!(r.body, &body[..100]);
-    let r = request(nginx.addr, "GET", "/static/photo123.jpg", &[("Range", "bytes=-10")]);
+    let r = request(
+        nginx.addr,
+        "GET",
+        "/static/photo123.jpg",
+        &[("Range", "bytes=-10")],
+    );
     assert_eq!((r.status, r.body.as_slice()), (206, &body[10_230..]));
 
     let r = request(nginx.addr, "HEAD", "/static/photo123.jpg", &[]);
@@ -63,7 +83,16 @@ fn local_file_is_served_by_nginx_with_range_head_and_304() {
     assert_eq!(r.header("content-length"), Some("10240"));
     assert!(r.body.is_empty());
 
-    assert_eq!(request(nginx.addr, "GET", "/static/photo123.jpg", &[("If-None-Match", &etag)]).status, 304);
+    assert_eq!(
+        request(
+            nginx.addr,
+            "GET",
+            "/static/photo123.jpg",
+            &[("If-None-Match", &etag)]
+        )
+        .status,
+        304
+    );
 
     // Awkward names reach the right file; nginx's own normalisation agrees with stowaway's.
     let r = get(nginx.addr, "/static/a%20b/%E2%82%AC%20q%3Fx%23%25.jpg");
@@ -84,7 +113,10 @@ fn missing_file_redirects_to_a_url_signed_for_the_method_that_s3_accepts() {
         let r = request(nginx.addr, method, "/static/gone/pic%201+2.png", &[]);
         assert_eq!(r.status, 302, "{method}: {}", r.raw_head);
         let loc = r.header("location").unwrap().to_string();
-        assert!(loc.starts_with(&format!("{}gone/pic%201%2B2.png?", bucket_prefix(&s))), "{loc}");
+        assert!(
+            loc.starts_with(&format!("{}gone/pic%201%2B2.png?", bucket_prefix(&s))),
+            "{loc}"
+        );
         assert_eq!(r.header("cache-control"), Some("no-store"));
         let obj = fetch_url(method, &loc);
         assert_eq!(obj.status, 200, "{method} {loc}");
@@ -93,12 +125,22 @@ fn missing_file_redirects_to_a_url_signed_for_the_method_that_s3_accepts() {
         } else {
             assert_eq!(obj.header("content-length"), Some("5000"));
             // Signed for HEAD: the same URL does not work for GET.
-            assert_eq!(fetch_url("GET", &loc).status, 403, "a HEAD URL must not download");
+            assert_eq!(
+                fetch_url("GET", &loc).status,
+                403,
+                "a HEAD URL must not download"
+            );
         }
     }
     // Other methods get the same answer as in proxy_pass mode.
-    assert_eq!(request(nginx.addr, "POST", "/static/gone/pic%201+2.png", &[]).status, 405);
-    assert_eq!(request(nginx.addr, "DELETE", "/static/photo.jpg", &[]).status, 405);
+    assert_eq!(
+        request(nginx.addr, "POST", "/static/gone/pic%201+2.png", &[]).status,
+        405
+    );
+    assert_eq!(
+        request(nginx.addr, "DELETE", "/static/photo.jpg", &[]).status,
+        405
+    );
 }
 
 /// A "local" verdict cached by nginx stays correct after the file is archived: try_files
@@ -125,13 +167,26 @@ fn cached_local_verdict_survives_archiving_the_file() {
     // Archive: the object appears in S3, the local file moves out of the root.
     s.s3.put("site-media", "static/doc/report.pdf", &body);
     std::fs::create_dir_all(s.dir.join("archive")).unwrap();
-    std::fs::rename(s.root.join("doc/report.pdf"), s.dir.join("archive/report.pdf")).unwrap();
+    std::fs::rename(
+        s.root.join("doc/report.pdf"),
+        s.dir.join("archive/report.pdf"),
+    )
+    .unwrap();
 
     for method in ["GET", "HEAD"] {
         let r = request(nginx.addr, method, "/static/doc/report.pdf", &[]);
-        assert_eq!(r.status, 302, "{method} after archiving: {}\n{}", r.raw_head, nginx.error_log());
+        assert_eq!(
+            r.status,
+            302,
+            "{method} after archiving: {}\n{}",
+            r.raw_head,
+            nginx.error_log()
+        );
         let loc = r.header("location").unwrap();
-        assert!(loc.starts_with(&format!("{bucket}doc/report.pdf?")), "{loc}");
+        assert!(
+            loc.starts_with(&format!("{bucket}doc/report.pdf?")),
+            "{loc}"
+        );
         let obj = fetch_url(method, loc);
         assert_eq!(obj.status, 200, "{method} {loc}");
         if method == "GET" {
@@ -140,9 +195,17 @@ fn cached_local_verdict_survives_archiving_the_file() {
     }
     let again = get(nginx.addr, "/static/elsewhere.bin");
     assert_eq!(again.status, 302);
-    assert_eq!(again.header("location"), first.header("location"), "the cached verdict carries the cached URL");
+    assert_eq!(
+        again.header("location"),
+        first.header("location"),
+        "the cached verdict carries the cached URL"
+    );
     // Never cached: a path nobody asked for while stowaway was up.
-    assert_eq!(get(nginx.addr, "/static/never-asked.jpg").status, 500, "no verdict without stowaway (fail closed)");
+    assert_eq!(
+        get(nginx.addr, "/static/never-asked.jpg").status,
+        500,
+        "no verdict without stowaway (fail closed)"
+    );
 }
 
 /// The file vanishes between the verdict and nginx's open (staged by pointing nginx's root at
@@ -154,14 +217,22 @@ fn file_vanishing_after_the_verdict_still_ends_in_a_302() {
         let s = site(&format!("fallback_header = {fallback_header}"), "");
         let empty = s.dir.join("site/empty");
         std::fs::create_dir_all(&empty).unwrap();
-        let conf = replace_directive(&auth_conf(&s.st), "root", &format!("        root {};", empty.display()));
+        let conf = replace_directive(
+            &auth_conf(&s.st),
+            "root",
+            &format!("        root {};", empty.display()),
+        );
         let nginx = Nginx::start(&s.dir, &conf);
         let body = content(300);
         write_file(&s.root, "vanish.jpg", &body);
         s.s3.put("site-media", "static/vanish.jpg", &body);
         for method in ["GET", "HEAD"] {
             let r = request(nginx.addr, method, "/static/vanish.jpg", &[]);
-            assert_eq!(r.status, 302, "fallback_header={fallback_header} {method}: {}", r.raw_head);
+            assert_eq!(
+                r.status, 302,
+                "fallback_header={fallback_header} {method}: {}",
+                r.raw_head
+            );
             let loc = r.header("location").unwrap().to_string();
             let obj = fetch_url(method, &loc);
             assert_eq!(obj.status, 200, "{loc}");
@@ -186,14 +257,27 @@ fn auth_endpoint_speaks_nginx_auth_request() {
         }
         request(s.st.addr, "GET", "/_stowaway/auth", &h)
     };
-    let ttl = |r: &Response| -> u64 { r.header("x-accel-expires").unwrap_or_else(|| panic!("no X-Accel-Expires: {}", r.raw_head)).parse().unwrap() };
+    let ttl = |r: &Response| -> u64 {
+        r.header("x-accel-expires")
+            .unwrap_or_else(|| panic!("no X-Accel-Expires: {}", r.raw_head))
+            .parse()
+            .unwrap()
+    };
 
     let r = auth("/static/here.jpg", None);
     assert_eq!(r.status, 200);
-    assert!(r.header("x-s3-location").unwrap().contains("/site-media/static/here.jpg?X-Amz-"));
+    assert!(
+        r.header("x-s3-location")
+            .unwrap()
+            .contains("/site-media/static/here.jpg?X-Amz-")
+    );
     // Presigned per request for 10 minutes: cached for at most half of that, not the 1h TTL.
     assert!(ttl(&r) > 0 && ttl(&r) <= 300, "{}", r.raw_head);
-    assert!(r.header("cache-control").is_none() && r.body.is_empty(), "{}", r.raw_head);
+    assert!(
+        r.header("cache-control").is_none() && r.body.is_empty(),
+        "{}",
+        r.raw_head
+    );
 
     let r = auth("/static/gone.jpg?x=1", Some("HEAD"));
     assert_eq!(r.status, 401);
@@ -216,7 +300,10 @@ fn auth_endpoint_speaks_nginx_auth_request() {
     }
     // Without X-Original-URI (not our nginx config): refused, never cached.
     let r = request(s.st.addr, "GET", "/_stowaway/auth", &[]);
-    assert_eq!((r.status, r.header("x-stowaway-status")), (403, Some("400")));
+    assert_eq!(
+        (r.status, r.header("x-stowaway-status")),
+        (403, Some("400"))
+    );
     assert_eq!(ttl(&r), 0);
 }
 
@@ -226,16 +313,30 @@ fn public_mount_verdicts_use_the_configured_ttl() {
     let d = tempfile::tempdir().unwrap();
     let root = d.path().join("r");
     std::fs::create_dir_all(&root).unwrap();
-    let cfg = config(&s3, &root, "verdict_ttl = \"42s\"", "").replace("url = \"presigned\"", "url = \"public\"");
+    let cfg = config(&s3, &root, "verdict_ttl = \"42s\"", "")
+        .replace("url = \"presigned\"", "url = \"public\"");
     let st = Stowaway::start(d.path(), &cfg);
-    let r = request(st.addr, "GET", "/_stowaway/auth", &[("X-Original-URI", "/static/a.jpg")]);
+    let r = request(
+        st.addr,
+        "GET",
+        "/_stowaway/auth",
+        &[("X-Original-URI", "/static/a.jpg")],
+    );
     assert_eq!(r.status, 401);
-    assert_eq!(r.header("x-s3-location").unwrap(), format!("{}/site-media/static/a.jpg", s3.endpoint));
+    assert_eq!(
+        r.header("x-s3-location").unwrap(),
+        format!("{}/site-media/static/a.jpg", s3.endpoint)
+    );
     assert_eq!(r.header("x-accel-expires"), Some("42"));
     // verdict_ttl = 0 turns caching off, in stowaway's answers and in the generated config.
     let cfg0 = config(&s3, &root, "verdict_ttl = \"0s\"", "");
     let st0 = Stowaway::start(d.path(), &cfg0);
-    let r = request(st0.addr, "GET", "/_stowaway/auth", &[("X-Original-URI", "/static/a.jpg")]);
+    let r = request(
+        st0.addr,
+        "GET",
+        "/_stowaway/auth",
+        &[("X-Original-URI", "/static/a.jpg")],
+    );
     assert_eq!(r.header("x-accel-expires"), Some("0"));
     let conf = auth_conf(&st0);
     assert!(!conf.contains("proxy_cache"), "{conf}");
@@ -255,14 +356,25 @@ fn hostile_urls_get_the_same_answers_as_in_proxy_pass_mode() {
         let p = request_bytes(proxy.addr, "GET", t, &[]);
         assert_harmless(&a, t, &bucket);
         assert_harmless(&p, t, &bucket);
-        assert_eq!(a.status, p.status, "{}: auth mode {} vs proxy mode {}", String::from_utf8_lossy(t), a.raw_head, p.raw_head);
+        assert_eq!(
+            a.status,
+            p.status,
+            "{}: auth mode {} vs proxy mode {}",
+            String::from_utf8_lossy(t),
+            a.raw_head,
+            p.raw_head
+        );
     }
     // A client cannot smuggle another URI, method or address into the verdict.
     let r = request(
         auth.addr,
         "GET",
         "/static/ok.jpg",
-        &[("X-Original-URI", "/static/other.jpg"), ("X-Original-Method", "HEAD"), ("X-Sidecar-Recheck", "1")],
+        &[
+            ("X-Original-URI", "/static/other.jpg"),
+            ("X-Original-Method", "HEAD"),
+            ("X-Sidecar-Recheck", "1"),
+        ],
     );
     assert_eq!((r.status, r.body.as_slice()), (200, b"fine".as_slice()));
     // The verdict location is internal.
@@ -272,12 +384,33 @@ fn hostile_urls_get_the_same_answers_as_in_proxy_pass_mode() {
 
 #[test]
 fn shipped_auth_config_matches_the_generator() {
-    let shipped = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("nginx/stowaway-auth.conf")).unwrap();
+    let shipped = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("nginx/stowaway-auth.conf"),
+    )
+    .unwrap();
     let out = stowaway_cmd()
-        .args(["gen-config", "nginx", "--mode", "auth", "--front-listen", "80", "--server-name", "www.example.com", "--config"])
+        .args([
+            "gen-config",
+            "nginx",
+            "--mode",
+            "auth",
+            "--front-listen",
+            "80",
+            "--server-name",
+            "www.example.com",
+            "--config",
+        ])
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/stowaway.toml"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8(out.stdout).unwrap(), shipped, "regenerate nginx/stowaway-auth.conf");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        shipped,
+        "regenerate nginx/stowaway-auth.conf"
+    );
 }

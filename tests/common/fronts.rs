@@ -53,15 +53,28 @@ pub fn access_section(dir: &Path, sign_with: &str) -> String {
     }
     let mut s = format!("[mount.access]\nsign_with = \"{sign_with}\"\n");
     for (id, f) in files {
-        s.push_str(&format!("[[mount.access.keys]]\nid = \"{id}\"\nsecret_file = \"{}\"\n", f.display()));
+        s.push_str(&format!(
+            "[[mount.access.keys]]\nid = \"{id}\"\nsecret_file = \"{}\"\n",
+            f.display()
+        ));
     }
     s
 }
 
 /// `stowaway gen-config <args> --config <st's config>`.
 pub fn gen_config(st: &Stowaway, args: &[&str]) -> String {
-    let out = stowaway_cmd().arg("gen-config").args(args).arg("--config").arg(&st.config).output().unwrap();
-    assert!(out.status.success(), "gen-config {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = stowaway_cmd()
+        .arg("gen-config")
+        .args(args)
+        .arg("--config")
+        .arg(&st.config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "gen-config {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -77,12 +90,26 @@ pub fn replace_directive(conf: &str, directive: &str, new_line: &str) -> String 
 
 /// nginx in proxy_pass mode, from `gen-config nginx`.
 pub fn proxy_nginx(dir: &Path, st: &Stowaway) -> Nginx {
-    Nginx::start(dir, &gen_config(st, &["nginx", "--front-listen", "127.0.0.1:@PORT@"]))
+    Nginx::start(
+        dir,
+        &gen_config(st, &["nginx", "--front-listen", "127.0.0.1:@PORT@"]),
+    )
 }
 
 /// The auth-mode config from `gen-config nginx --mode auth`, cache inside nginx's directory.
 pub fn auth_conf(st: &Stowaway) -> String {
-    gen_config(st, &["nginx", "--mode", "auth", "--front-listen", "127.0.0.1:@PORT@", "--verdict-cache-dir", "@DIR@/verdicts"])
+    gen_config(
+        st,
+        &[
+            "nginx",
+            "--mode",
+            "auth",
+            "--front-listen",
+            "127.0.0.1:@PORT@",
+            "--verdict-cache-dir",
+            "@DIR@/verdicts",
+        ],
+    )
 }
 
 /// nginx in auth_request mode, from `gen-config nginx --mode auth`.
@@ -134,7 +161,11 @@ pub fn plant_hostile_fixtures(site_dir: &Path, root: &Path) {
     write_file(site_dir, "site/static-archive/archived.txt", SECRET_MARKER);
     write_file(root, "ok.jpg", b"fine");
     write_file(root, "sub/in.jpg", b"sub");
-    std::os::unix::fs::symlink(site_dir.join("site/other/outside.txt"), root.join("link.txt")).unwrap();
+    std::os::unix::fs::symlink(
+        site_dir.join("site/other/outside.txt"),
+        root.join("link.txt"),
+    )
+    .unwrap();
     std::os::unix::fs::symlink(site_dir.join("site/other"), root.join("linkdir")).unwrap();
 }
 
@@ -142,11 +173,30 @@ pub fn plant_hostile_fixtures(site_dir: &Path, root: &Path) {
 /// refusal or a redirect into the mount's bucket prefix, and no injected header.
 pub fn assert_harmless(r: &Response, target: &[u8], bucket_prefix: &str) {
     let shown = String::from_utf8_lossy(target);
-    assert!(!r.body.windows(SECRET_MARKER.len()).any(|w| w == SECRET_MARKER), "{shown} leaked the secret");
-    assert!(matches!(r.status, 400 | 403 | 404 | 302), "{shown}: {}", r.raw_head);
+    assert!(
+        !r.body
+            .windows(SECRET_MARKER.len())
+            .any(|w| w == SECRET_MARKER),
+        "{shown} leaked the secret"
+    );
+    assert!(
+        matches!(r.status, 400 | 403 | 404 | 302),
+        "{shown}: {}",
+        r.raw_head
+    );
     if r.status == 302 {
-        assert!(r.header("location").unwrap_or("").starts_with(bucket_prefix), "{shown}: {}", r.raw_head);
+        assert!(
+            r.header("location")
+                .unwrap_or("")
+                .starts_with(bucket_prefix),
+            "{shown}: {}",
+            r.raw_head
+        );
     }
     let head = r.raw_head.to_ascii_lowercase();
-    assert!(!head.contains("set-cookie") && !head.contains("x-injected"), "{shown} injected a header: {}", r.raw_head);
+    assert!(
+        !head.contains("set-cookie") && !head.contains("x-injected"),
+        "{shown} injected a header: {}",
+        r.raw_head
+    );
 }

@@ -40,7 +40,9 @@ impl Lighttpd {
         let dir = dir.join(format!("lighttpd-{port}"));
         std::fs::create_dir_all(dir.join("docroot")).unwrap();
         let d = dir.display().to_string();
-        let body = body.replace("@PORT@", &port.to_string()).replace("@DIR@", &d);
+        let body = body
+            .replace("@PORT@", &port.to_string())
+            .replace("@DIR@", &d);
         let conf = format!(
             "server.bind = \"127.0.0.1\"\nserver.port = {port}\nserver.document-root = \"{d}/docroot\"\n\
              server.errorlog = \"{d}/error.log\"\nserver.pid-file = \"{d}/lighttpd.pid\"\nserver.tag = \"lighttpd\"\n\
@@ -48,7 +50,12 @@ impl Lighttpd {
         );
         let conf_path = dir.join("lighttpd.conf");
         std::fs::write(&conf_path, conf).unwrap();
-        let out = Command::new(lighttpd_bin()).arg("-tt").arg("-f").arg(&conf_path).output().expect("run lighttpd -tt");
+        let out = Command::new(lighttpd_bin())
+            .arg("-tt")
+            .arg("-f")
+            .arg(&conf_path)
+            .output()
+            .expect("run lighttpd -tt");
         assert!(
             out.status.success(),
             "lighttpd -tt failed:\n{}{}\n{}",
@@ -65,8 +72,17 @@ impl Lighttpd {
             .spawn()
             .expect("spawn lighttpd");
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let mut l = Lighttpd { proc: Proc { child, name: "lighttpd".into() }, addr, dir };
-        let up = wait_until(Duration::from_secs(20), || matches!(l.proc.child.try_wait(), Ok(Some(_))) || TcpStream::connect(addr).is_ok());
+        let mut l = Lighttpd {
+            proc: Proc {
+                child,
+                name: "lighttpd".into(),
+            },
+            addr,
+            dir,
+        };
+        let up = wait_until(Duration::from_secs(20), || {
+            matches!(l.proc.child.try_wait(), Ok(Some(_))) || TcpStream::connect(addr).is_ok()
+        });
         if let Ok(Some(st)) = l.proc.child.try_wait() {
             panic!("lighttpd exited early ({st}): {}", l.error_log());
         }
@@ -82,5 +98,9 @@ impl Lighttpd {
 
 /// Path of the lighttpd binary.
 pub fn lighttpd_bin() -> &'static str {
-    if Path::new("/usr/sbin/lighttpd").exists() { "/usr/sbin/lighttpd" } else { "lighttpd" }
+    if Path::new("/usr/sbin/lighttpd").exists() {
+        "/usr/sbin/lighttpd"
+    } else {
+        "lighttpd"
+    }
 }
