@@ -277,11 +277,14 @@ fn many_small_files_end_verified_in_s3_and_archived() {
     ] {
         write_file(&w.root, ignored, b"ignored");
     }
+    // A name S3 keys cannot carry as-is (a backslash): skipped with a warning, left alone.
+    write_file(&w.root, "d3/back\\slash.jpg", b"odd name");
     let total: u64 = files.iter().map(|(_, c)| c.len() as u64).sum();
     let rels: Vec<String> = files.iter().map(|(r, _)| r.clone()).collect();
 
     let t0 = Instant::now();
-    let st = Stowaway::start(w.dir.path(), &w.config(&[], &[]));
+    let cfg = w.config(&[("cache_control", "\"public, max-age=60\"")], &[]);
+    let st = Stowaway::start(w.dir.path(), &cfg);
     assert!(
         wait_until(Duration::from_secs(60), || w.all_archived(&rels)),
         "not all archived: {}",
@@ -311,6 +314,9 @@ fn many_small_files_end_verified_in_s3_and_archived() {
         w.root.join("d1/s1").is_dir(),
         "directories in the root are never removed"
     );
+    assert!(w.in_root("d3/back\\slash.jpg"));
+    let warned = st.log_text().matches("cannot be an object key").count();
+    assert_eq!(warned, 1, "warned once, not on every rescan");
     // Labels: Content-Type from the extension, the SHA-256 in user metadata.
     let c = w.s3.client();
     let h =
@@ -323,6 +329,7 @@ fn many_small_files_end_verified_in_s3_and_archived() {
             )
             .unwrap();
     assert_eq!(h.content_type(), Some("image/jpeg"));
+    assert_eq!(h.cache_control(), Some("public, max-age=60"));
     let sha = hex::encode(Sha256::digest(&files[0].1));
     assert_eq!(h.metadata().and_then(|m| m.get("sha256")), Some(&sha));
     // Once finalized, the decision endpoint redirects, and the redirect serves the bytes.
@@ -506,6 +513,10 @@ fn an_s3_outage_mid_run_loses_nothing() {
     assert!(
         log.contains("transient failure, retrying"),
         "retries are logged"
+    );
+    assert!(
+        log.contains("files in a row failed after all retries"),
+        "the circuit breaker paused the mount instead of grinding through the backlog"
     );
     eprintln!(
         "MEASURE outage: {archived_at_pause}/{} archived when S3 was paused; all verified after it came back",
@@ -1085,4 +1096,29 @@ fn migrate_dry_run_changes_nothing_then_migrate_does_the_work() {
         "MEASURE migrate: 20 files in {:.2}s (process start to exit)",
         took.as_secs_f64()
     );
+}
+
+#[test]
+fn delete_mode_removes_only_verified_files() {
+    let _g = serial();
+    let w = World::new();
+    let mut files = Vec::new();
+    for i in 0..8u64 {
+        let rel = format!("del/{}/f{i}.txt", i % 2);
+        let c = bytes(i + 700, 2048);
+        write_file(&w.root, &rel, &c);
+        files.push((rel, c));
+    }
+    let cfg = w.config_file(&[("settle", "\"0s\"")], &[("finalize", "\"delete\"")]);
+    let out = migrate(&cfg, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    for (rel, c) in &files {
+        assert!(!w.in_root(rel), "{rel} not deleted");
+        assert_eq!(w.object(rel).as_ref(), Some(c), "{rel} in S3");
+    }
+    assert!(
+        w.root.join("del/0").is_dir() && w.root.join("del/1").is_dir(),
+        "directories stay"
+    );
+    assert!(World::tree(&w.archive).is_empty());
 }

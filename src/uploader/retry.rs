@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use aws_sdk_s3::config::http::HttpResponse;
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use backon::ExponentialBuilder;
 
 use super::stats::Stats;
@@ -182,7 +182,8 @@ where
         (None, Some(s)) => format!("HTTP {s}"),
         _ => match transport {
             Transport::Timeout => "timeout".to_string(),
-            _ => DisplayErrorContext(e).to_string(),
+            // The source chain on one line, without the Debug dumps DisplayErrorContext adds.
+            _ => crate::s3::error_chain(e),
         },
     };
     let mut message = format!("S3 {op} s3://{bucket}/{key} failed: {what}");

@@ -30,6 +30,9 @@ use crate::paths::{key_for_local, object_key};
 
 /// Files queued for a worker before walks are made to wait.
 const READY_CAP: usize = 256;
+/// Consecutive files failing transiently (after retries) that pause a mount until the next
+/// rescan.
+const BREAKER_STREAK: u32 = 3;
 /// Scan results buffered between a walker thread and the coordinator.
 const SCAN_CHANNEL: usize = 1024;
 
@@ -88,6 +91,13 @@ fn path_hash(p: &Path) -> u64 {
     h.finish()
 }
 
+/// 64 bits of a stamp: enough to notice a change, a quarter of the memory.
+fn stamp_hash(s: &super::scan::FileStamp) -> u64 {
+    let mut h = DefaultHasher::new();
+    s.hash(&mut h);
+    h.finish()
+}
+
 /// The coordinator state.
 pub struct Coordinator {
     sh: Arc<Shared>,
@@ -98,15 +108,17 @@ pub struct Coordinator {
     settle: SettleMap,
     in_flight: HashSet<PathBuf>,
     ready: VecDeque<Job>,
-    /// finalize = "keep": what was uploaded, so rescans do not upload it again. A 64-bit hash
-    /// of the path keeps this small for large roots.
-    kept: HashMap<u64, super::scan::FileStamp>,
+    /// finalize = "keep": what was uploaded (path hash → stamp hash), so rescans do not upload
+    /// it again; 64-bit hashes keep this small for large roots.
+    kept: HashMap<u64, u64>,
     /// Last failure message logged per file, so a file failing every rescan logs once.
     logged: HashMap<u64, String>,
     /// Files whose names cannot be keys, warned about once.
     rejected: HashSet<u64>,
     /// Mounts paused until the next full rescan after a bucket or credentials error.
     blocked: Vec<bool>,
+    /// Files in a row per mount that failed transiently even after their retries.
+    transient_streak: Vec<u32>,
     full_running: bool,
     full_pending: bool,
     full_scans_done: u64,
@@ -162,6 +174,7 @@ impl Coordinator {
             logged: HashMap::new(),
             rejected: HashSet::new(),
             blocked: vec![false; n],
+            transient_streak: vec![0; n],
             full_running: false,
             full_pending: false,
             full_scans_done: 0,
@@ -344,9 +357,6 @@ impl Coordinator {
         renamed: bool,
         count_backlog: bool,
     ) {
-        if self.in_flight.contains(&path) {
-            return;
-        }
         let Some(root) = self
             .targets
             .get(mount)
@@ -355,21 +365,24 @@ impl Coordinator {
         else {
             return;
         };
+        let h = path_hash(&path);
         let Some(rel) = key_for_local(&root, &path) else {
-            if self.rejected.insert(path_hash(&path)) {
+            if self.rejected.insert(h) {
                 tracing::warn!(file = %path.display(), "skipped: the name cannot be an object key (not UTF-8, a control character, a backslash, or too long)");
             }
             return;
         };
         let m = &self.sh.settings.mounts[mount];
-        let h = path_hash(&path);
-        if m.finalize == Finalize::Keep && self.kept.get(&h) == Some(&stamp) {
+        if m.finalize == Finalize::Keep && self.kept.get(&h) == Some(&stamp_hash(&stamp)) {
             return;
         }
         if count_backlog {
             let b = &mut self.scan_backlog[mount];
             b.0 += 1;
             b.1 += stamp.size;
+        }
+        if self.in_flight.contains(&path) {
+            return;
         }
         if self.blocked[mount] {
             if self.mode == Mode::Once {
@@ -504,12 +517,13 @@ impl Coordinator {
                     f.1 += size;
                 }
                 if finalized == Finalized::Kept {
-                    self.kept.insert(h, job.stamp);
+                    self.kept.insert(h, stamp_hash(&job.stamp));
                 }
                 if self.logged.remove(&h).is_some() {
                     tracing::info!(file = %job.path.display(), "uploaded after earlier failures");
                 }
                 self.summary.done += 1;
+                self.transient_streak[job.mount] = 0;
                 self.summary.done_bytes += size;
             }
             Outcome::Changed => {
@@ -525,7 +539,8 @@ impl Coordinator {
                 }
             }
             Outcome::Vanished => {
-                tracing::debug!(file = %job.path.display(), "vanished before it was migrated")
+                self.logged.remove(&h);
+                tracing::debug!(file = %job.path.display(), "vanished before it was migrated");
             }
             Outcome::Failed(f) => {
                 stats.failures.fetch_add(1, Relaxed);
@@ -551,8 +566,22 @@ impl Coordinator {
                 } else {
                     tracing::debug!(file = %job.path.display(), error = %f.message, "upload failed again");
                 }
-                if f.class == Class::MountWide {
-                    self.pause_mount(job.mount, &f.message);
+                match f.class {
+                    Class::MountWide => self.pause_mount(job.mount, &f.message),
+                    Class::Transient => {
+                        // A circuit breaker: when file after file exhausts its retries, S3 is
+                        // down or unreachable, and grinding through the rest of the backlog at
+                        // one retry budget per file would only delay the next rescan.
+                        self.transient_streak[job.mount] += 1;
+                        if self.transient_streak[job.mount] >= BREAKER_STREAK {
+                            let why = format!(
+                                "{BREAKER_STREAK} files in a row failed after all retries; last error: {}",
+                                f.message
+                            );
+                            self.pause_mount(job.mount, &why);
+                        }
+                    }
+                    Class::Permanent => {}
                 }
             }
         }
@@ -567,6 +596,7 @@ impl Coordinator {
             return;
         }
         self.blocked[mount] = true;
+        self.transient_streak[mount] = 0;
         let m = &self.sh.settings.mounts[mount];
         tracing::error!(
             mount = %m.prefix.as_str(),
