@@ -5,7 +5,9 @@
 use std::time::{Duration, SystemTime};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use stowaway::config::{AddressingStyle, Finalize, Mount, S3Settings, Secret, UrlKind, UrlSettings};
+use stowaway::config::{
+    AddressingStyle, Finalize, Mount, S3Settings, Secret, UrlKind, UrlSettings,
+};
 use stowaway::paths::{MountPrefix, map_request};
 use stowaway::presign::{MountUrls, Signer, SigningCredentials};
 
@@ -57,13 +59,18 @@ fn bench(c: &mut Criterion) {
     });
     let mut g = c.benchmark_group("presign");
     g.bench_function("stowaway_signer", |b| {
-        b.iter(|| signer.presign(&urls, "GET", std::hint::black_box(KEY), SystemTime::now()).map(|u| u.url.len()))
+        b.iter(|| {
+            signer
+                .presign(&urls, "GET", std::hint::black_box(KEY), SystemTime::now())
+                .map(|u| u.url.len())
+        })
     });
 
     // aws-sigv4 http_request::sign (derives the signing key on every call).
     g.bench_function("aws_sigv4_http_request_sign", |b| {
         use aws_sigv4::http_request::{
-            PercentEncodingMode, SignableBody, SignableRequest, SignatureLocation, SigningSettings, UriPathNormalizationMode, sign,
+            PercentEncodingMode, SignableBody, SignableRequest, SignatureLocation, SigningSettings,
+            UriPathNormalizationMode, sign,
         };
         let identity = aws_credential_types::Credentials::new(AK, SK, None, None, "bench").into();
         let url = urls.public_url(KEY);
@@ -82,27 +89,45 @@ fn bench(c: &mut Criterion) {
                 .build()
                 .unwrap()
                 .into();
-            let req = SignableRequest::new("GET", url.as_str(), std::iter::empty(), SignableBody::UnsignedPayload).unwrap();
+            let req = SignableRequest::new(
+                "GET",
+                url.as_str(),
+                std::iter::empty(),
+                SignableBody::UnsignedPayload,
+            )
+            .unwrap();
             let (instr, _) = sign(req, &params).unwrap().into_parts();
             instr.params().len()
         })
     });
 
     // The SDK's presigned(): full orchestrator per URL.
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let client = {
         let conf = aws_sdk_s3::config::Builder::new()
             .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
             .region(aws_sdk_s3::config::Region::new("eu-west-1"))
-            .credentials_provider(aws_sdk_s3::config::Credentials::new(AK, SK, None, None, "bench"))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                AK, SK, None, None, "bench",
+            ))
             .build();
         aws_sdk_s3::Client::from_conf(conf)
     };
     g.bench_function("aws_sdk_s3_presigned", |b| {
-        let cfg = aws_sdk_s3::presigning::PresigningConfig::expires_in(Duration::from_secs(3600)).unwrap();
+        let cfg = aws_sdk_s3::presigning::PresigningConfig::expires_in(Duration::from_secs(3600))
+            .unwrap();
         b.iter(|| {
             rt.block_on(async {
-                let p = client.get_object().bucket("example-site-media").key(KEY).presigned(cfg.clone()).await.unwrap();
+                let p = client
+                    .get_object()
+                    .bucket("example-site-media")
+                    .key(KEY)
+                    .presigned(cfg.clone())
+                    .await
+                    .unwrap();
                 p.uri().len()
             })
         })
@@ -111,7 +136,15 @@ fn bench(c: &mut Criterion) {
 
     c.bench_function("map_request", |b| {
         let prefixes = ["/static/", "/media/"];
-        b.iter(|| matches!(map_request(&prefixes, std::hint::black_box("/static/photos/2026/11/holiday%20picture%200042.jpg?v=3")), stowaway::paths::MapResult::Mapped(_)))
+        b.iter(|| {
+            matches!(
+                map_request(
+                    &prefixes,
+                    std::hint::black_box("/static/photos/2026/11/holiday%20picture%200042.jpg?v=3")
+                ),
+                stowaway::paths::MapResult::Mapped(_)
+            )
+        })
     });
 }
 

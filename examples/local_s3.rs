@@ -34,18 +34,24 @@ async fn main() -> anyhow::Result<()> {
         // s3s-fs keeps a bucket as a directory under the root.
         std::fs::create_dir_all(args.root.join(b))?;
     }
-    let fs = s3s_fs::FileSystem::new(&args.root).map_err(|e| anyhow::anyhow!("cannot use {}: {e:?}", args.root.display()))?;
+    let fs = s3s_fs::FileSystem::new(&args.root)
+        .map_err(|e| anyhow::anyhow!("cannot use {}: {e:?}", args.root.display()))?;
     let mut builder = s3s::service::S3ServiceBuilder::new(fs);
     builder.set_auth(s3s::auth::SimpleAuth::from_single(ak, sk));
     let service = builder.build();
     let addr = SocketAddr::from(([127, 0, 0, 1], args.port));
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    eprintln!("local S3 (s3s-fs) listening on http://{addr}, data in {}", args.root.display());
+    eprintln!(
+        "local S3 (s3s-fs) listening on http://{addr}, data in {}",
+        args.root.display()
+    );
     loop {
         let (sock, _) = listener.accept().await?;
         let svc = service.clone();
         tokio::spawn(async move {
-            let _ = ConnBuilder::new(TokioExecutor::new()).serve_connection(TokioIo::new(sock), svc).await;
+            let _ = ConnBuilder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(sock), svc)
+                .await;
         });
     }
 }

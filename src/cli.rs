@@ -46,7 +46,11 @@ pub struct Common {
 
 impl Common {
     fn overrides(&self) -> CliOverrides {
-        CliOverrides { listen: self.listen.clone(), log_format: self.log_format.clone(), log_level: self.log_level.clone() }
+        CliOverrides {
+            listen: self.listen.clone(),
+            log_format: self.log_format.clone(),
+            log_level: self.log_level.clone(),
+        }
     }
 }
 
@@ -100,7 +104,12 @@ pub enum Command {
         /// The file's URL path, NOT percent-encoded, e.g. "/private/a b.pdf".
         path: String,
         /// How long the link stays valid, e.g. "15m", "1h", "7d".
-        #[arg(long, value_name = "DURATION", required_unless_present = "expires", conflicts_with = "expires")]
+        #[arg(
+            long,
+            value_name = "DURATION",
+            required_unless_present = "expires",
+            conflicts_with = "expires"
+        )]
         ttl: Option<String>,
         /// Expiry as a Unix time in seconds, instead of --ttl.
         #[arg(long, value_name = "UNIX_TIME")]
@@ -169,7 +178,9 @@ fn load_with(common: &Common, fs: FsChecks) -> Result<(Settings, Vec<String>), E
 
 fn warn_unknown(keys: &[String]) {
     for k in keys {
-        eprintln!("stowaway: warning: unknown config key `{k}` is ignored (check its spelling against examples/stowaway.toml)");
+        eprintln!(
+            "stowaway: warning: unknown config key `{k}` is ignored (check its spelling against examples/stowaway.toml)"
+        );
     }
 }
 
@@ -182,7 +193,9 @@ pub fn init_logging(settings: &Settings) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(format!("{level}{quiet}")))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match settings.log.format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.with_ansi(false).try_init(),
@@ -201,43 +214,91 @@ pub fn main() -> ExitCode {
                     eprintln!("stowaway: unknown keys are errors with --strict");
                     return ExitCode::from(EXIT_CONFIG);
                 }
-                println!("configuration OK: {} mount(s), listening on {}", settings.mounts.len(), settings.server.listen);
+                println!(
+                    "configuration OK: {} mount(s), listening on {}",
+                    settings.mounts.len(),
+                    settings.server.listen
+                );
                 ExitCode::SUCCESS
             }
         },
-        Command::GenConfig { common, front, mode, front_listen, server_name, verdict_cache_dir, lua_dir } => match load_with(&common, FsChecks::Skip) {
+        Command::GenConfig {
+            common,
+            front,
+            mode,
+            front_listen,
+            server_name,
+            verdict_cache_dir,
+            lua_dir,
+        } => match load_with(&common, FsChecks::Skip) {
             Err(code) => code,
             Ok((settings, unknown)) => {
                 warn_unknown(&unknown);
-                let opts = FrontOptions { listen: front_listen, server_name, verdict_cache_dir, lua_dir };
+                let opts = FrontOptions {
+                    listen: front_listen,
+                    server_name,
+                    verdict_cache_dir,
+                    lua_dir,
+                };
                 match (front, mode) {
-                    (FrontKind::Nginx, NginxMode::Proxy) => print!("{}", frontconf::nginx_proxy(&settings, &opts)),
-                    (FrontKind::Nginx, NginxMode::Auth) => print!("{}", frontconf::nginx_auth(&settings, &opts)),
+                    (FrontKind::Nginx, NginxMode::Proxy) => {
+                        print!("{}", frontconf::nginx_proxy(&settings, &opts))
+                    }
+                    (FrontKind::Nginx, NginxMode::Auth) => {
+                        print!("{}", frontconf::nginx_auth(&settings, &opts))
+                    }
                     (FrontKind::Lighttpd, _) => print!("{}", frontconf::lighttpd(&settings, &opts)),
-                    (FrontKind::LighttpdMagnet, _) => print!("{}", frontconf::lighttpd_magnet(&settings, &opts)),
+                    (FrontKind::LighttpdMagnet, _) => {
+                        print!("{}", frontconf::lighttpd_magnet(&settings, &opts))
+                    }
                 }
                 ExitCode::SUCCESS
             }
         },
-        Command::Sign { common, path, ttl, expires, method, ip_prefix, kid, base_url } => match load_with(&common, FsChecks::Skip) {
+        Command::Sign {
+            common,
+            path,
+            ttl,
+            expires,
+            method,
+            ip_prefix,
+            kid,
+            base_url,
+        } => match load_with(&common, FsChecks::Skip) {
             Err(code) => code,
             Ok((settings, unknown)) => {
                 warn_unknown(&unknown);
                 let expires = match (ttl, expires) {
                     (_, Some(e)) => e,
-                    (ttl, None) => match config::parse_duration("--ttl", ttl.as_deref().unwrap_or("")) {
-                        Ok(d) => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |n| n.as_secs()) + d.as_secs(),
-                        Err(e) => {
-                            eprintln!("stowaway: {e}");
-                            return ExitCode::from(EXIT_CONFIG);
+                    (ttl, None) => {
+                        match config::parse_duration("--ttl", ttl.as_deref().unwrap_or("")) {
+                            Ok(d) => {
+                                std::time::SystemTime::now()
+                                    .duration_since(std::time::UNIX_EPOCH)
+                                    .map_or(0, |n| n.as_secs())
+                                    + d.as_secs()
+                            }
+                            Err(e) => {
+                                eprintln!("stowaway: {e}");
+                                return ExitCode::from(EXIT_CONFIG);
+                            }
                         }
-                    },
+                    }
                 };
                 let method = method.map(|m| m.to_ascii_uppercase());
-                let req = crate::access::SignRequest { path: &path, expires, method: method.as_deref(), ip_prefix: ip_prefix.as_deref(), kid: kid.as_deref() };
+                let req = crate::access::SignRequest {
+                    path: &path,
+                    expires,
+                    method: method.as_deref(),
+                    ip_prefix: ip_prefix.as_deref(),
+                    kid: kid.as_deref(),
+                };
                 match crate::access::sign_link(&settings, &req) {
                     Ok(link) => {
-                        println!("{}{link}", base_url.as_deref().unwrap_or("").trim_end_matches('/'));
+                        println!(
+                            "{}{link}",
+                            base_url.as_deref().unwrap_or("").trim_end_matches('/')
+                        );
                         ExitCode::SUCCESS
                     }
                     Err(e) => {
@@ -298,7 +359,11 @@ fn run_async<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyho
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let settings = Arc::new(settings);
     let signer = if settings.needs_signing() {
-        let region = settings.s3.region.clone().context("s3.region is required for presigning")?;
+        let region = settings
+            .s3
+            .region
+            .clone()
+            .context("s3.region is required for presigning")?;
         let sdk = crate::s3::sdk_config(&settings.s3).await;
         let signer = Arc::new(Signer::new(region));
         let provider = crate::s3::init_signer(&sdk, &signer).await?;
@@ -315,14 +380,25 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         None
     };
     let workers = match settings.server.workers {
-        0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+        0 => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2),
         n => n,
     };
-    let server = actix_web::HttpServer::new(move || actix_web::App::new().app_data(state.clone()).configure(configure))
-        .workers(workers)
-        .bind(settings.server.listen)
-        .with_context(|| format!("cannot listen on {} (server.listen)", settings.server.listen))?
-        .run();
+    let server = actix_web::HttpServer::new(move || {
+        actix_web::App::new()
+            .app_data(state.clone())
+            .configure(configure)
+    })
+    .workers(workers)
+    .bind(settings.server.listen)
+    .with_context(|| {
+        format!(
+            "cannot listen on {} (server.listen)",
+            settings.server.listen
+        )
+    })?
+    .run();
     tracing::info!(listen = %settings.server.listen, workers, mounts = settings.mounts.len(), "stowaway serving");
     server.await.context("HTTP server failed")?;
     tracing::info!("stowaway stopped");

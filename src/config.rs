@@ -34,7 +34,12 @@ pub enum ConfigError {
     },
 }
 
-fn invalid(key: impl Into<String>, value: impl fmt::Debug, problem: impl Into<String>, fix: impl Into<String>) -> ConfigError {
+fn invalid(
+    key: impl Into<String>,
+    value: impl fmt::Debug,
+    problem: impl Into<String>,
+    fix: impl Into<String>,
+) -> ConfigError {
     ConfigError::Invalid {
         key: key.into(),
         value: format!("{value:?}"),
@@ -198,14 +203,20 @@ pub fn load(file: Option<&Path>, cli: &CliOverrides) -> Result<Loaded, ConfigErr
                 path.display()
             )));
         }
-        b = b.add_source(config::File::from(path).format(config::FileFormat::Toml).required(true));
+        b = b.add_source(
+            config::File::from(path)
+                .format(config::FileFormat::Toml)
+                .required(true),
+        );
     }
     b = b.add_source(
         config::Environment::with_prefix(ENV_PREFIX)
             .prefix_separator("__")
             .separator("__"),
     );
-    let set = |b: config::ConfigBuilder<config::builder::DefaultState>, k: &str, v: &Option<String>| match v {
+    let set = |b: config::ConfigBuilder<config::builder::DefaultState>,
+               k: &str,
+               v: &Option<String>| match v {
         Some(v) => b.set_override(k, v.as_str()),
         None => Ok(b),
     };
@@ -428,7 +439,11 @@ fn render_toml(out: &mut String, path: &str, v: &serde_json::Value) {
         }
     }
     for (k, val) in map {
-        let sub = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+        let sub = if path.is_empty() {
+            k.clone()
+        } else {
+            format!("{path}.{k}")
+        };
         match val {
             Value::Object(_) => {
                 out.push_str(&format!("\n[{sub}]\n"));
@@ -448,7 +463,10 @@ fn render_toml(out: &mut String, path: &str, v: &serde_json::Value) {
 fn toml_scalar(v: &serde_json::Value) -> String {
     use serde_json::Value;
     match v {
-        Value::Array(a) => format!("[{}]", a.iter().map(toml_scalar).collect::<Vec<_>>().join(", ")),
+        Value::Array(a) => format!(
+            "[{}]",
+            a.iter().map(toml_scalar).collect::<Vec<_>>().join(", ")
+        ),
         Value::String(s) => serde_json::to_string(s).unwrap_or_default(),
         other => other.to_string(),
     }
@@ -468,7 +486,12 @@ pub fn parse_duration(key: &str, s: &str) -> Result<Duration, ConfigError> {
         return Ok(Duration::from_secs(n));
     }
     humantime::parse_duration(t).map_err(|e| {
-        invalid(key, s, format!("not a duration ({e})"), "write a number with a unit, e.g. \"30s\", \"5m\", \"1h\"")
+        invalid(
+            key,
+            s,
+            format!("not a duration ({e})"),
+            "write a number with a unit, e.g. \"30s\", \"5m\", \"1h\"",
+        )
     })
 }
 
@@ -477,7 +500,14 @@ pub fn parse_size(key: &str, s: &str) -> Result<u64, ConfigError> {
     s.trim()
         .parse::<bytesize::ByteSize>()
         .map(|b| b.as_u64())
-        .map_err(|e| invalid(key, s, format!("not a size ({e})"), "write a number with a unit, e.g. \"64MiB\", \"8MB\""))
+        .map_err(|e| {
+            invalid(
+                key,
+                s,
+                format!("not a size ({e})"),
+                "write a number with a unit, e.g. \"64MiB\", \"8MB\"",
+            )
+        })
 }
 
 fn dur(key: &str, v: &Option<String>, default: Duration) -> Result<Duration, ConfigError> {
@@ -498,7 +528,8 @@ fn validate_internal_prefix(p: &str) -> Result<String, ConfigError> {
     let ok = p.starts_with('/')
         && p.ends_with('/')
         && p.len() > 2
-        && p.bytes().all(|b| b.is_ascii_alphanumeric() || b"/_-.".contains(&b))
+        && p.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/_-.".contains(&b))
         && !p.contains("//")
         && !p.split('/').any(|s| s == "." || s == "..");
     if ok {
@@ -515,7 +546,9 @@ fn validate_internal_prefix(p: &str) -> Result<String, ConfigError> {
 
 fn validate_endpoint(e: &str) -> Result<String, ConfigError> {
     let t = e.trim_end_matches('/');
-    let rest = t.strip_prefix("https://").or_else(|| t.strip_prefix("http://"));
+    let rest = t
+        .strip_prefix("https://")
+        .or_else(|| t.strip_prefix("http://"));
     match rest {
         Some(r) if !r.is_empty() && !r.contains(['?', '#', ' ', '@']) => Ok(t.to_string()),
         _ => Err(invalid(
@@ -529,7 +562,8 @@ fn validate_endpoint(e: &str) -> Result<String, ConfigError> {
 
 fn validate_bucket(key: &str, b: &str) -> Result<String, ConfigError> {
     let ok = (3..=63).contains(&b.len())
-        && b.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'.')
+        && b.bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'.')
         && b.as_bytes()[0].is_ascii_alphanumeric()
         && b.as_bytes()[b.len() - 1].is_ascii_alphanumeric();
     if ok {
@@ -565,37 +599,69 @@ fn validate_key_prefix(key: &str, p: &str) -> Result<String, ConfigError> {
 }
 
 fn validate_base_url(key: &str, u: &str) -> Result<String, ConfigError> {
-    let rest = u.strip_prefix("https://").or_else(|| u.strip_prefix("http://"));
+    let rest = u
+        .strip_prefix("https://")
+        .or_else(|| u.strip_prefix("http://"));
     match rest {
-        Some(r) if !r.is_empty() && !u.contains(['?', '#', ' ']) && !u.chars().any(char::is_control) => {
+        Some(r)
+            if !r.is_empty()
+                && !u.contains(['?', '#', ' '])
+                && !u.chars().any(char::is_control) =>
+        {
             let mut s = u.to_string();
             if !s.ends_with('/') {
                 s.push('/');
             }
             Ok(s)
         }
-        _ => Err(invalid(key, u, "must be an http(s) URL", "use e.g. \"https://cdn.example.com/\"")),
+        _ => Err(invalid(
+            key,
+            u,
+            "must be an http(s) URL",
+            "use e.g. \"https://cdn.example.com/\"",
+        )),
     }
 }
 
 fn header_value_ok(key: &str, v: &str) -> Result<String, ConfigError> {
     if v.chars().any(|c| c.is_control()) || v.is_empty() {
-        return Err(invalid(key, v, "must be a non-empty single-line value", "remove line breaks and control characters"));
+        return Err(invalid(
+            key,
+            v,
+            "must be a non-empty single-line value",
+            "remove line breaks and control characters",
+        ));
     }
     Ok(v.to_string())
 }
 
 fn canonical_dir(key: &str, p: &Path, what: &str, fs: FsChecks) -> Result<PathBuf, ConfigError> {
     if !p.is_absolute() {
-        return Err(invalid(key, p, "must be an absolute path", format!("write the full path of the {what}")));
+        return Err(invalid(
+            key,
+            p,
+            "must be an absolute path",
+            format!("write the full path of the {what}"),
+        ));
     }
     if fs == FsChecks::Skip {
         return Ok(p.components().collect());
     }
-    let c = std::fs::canonicalize(p)
-        .map_err(|e| invalid(key, p, format!("cannot open it ({e})"), format!("create the {what} or fix the path")))?;
+    let c = std::fs::canonicalize(p).map_err(|e| {
+        invalid(
+            key,
+            p,
+            format!("cannot open it ({e})"),
+            format!("create the {what} or fix the path"),
+        )
+    })?;
     if !c.is_dir() {
-        return Err(invalid(key, p, "is not a directory", format!("point it at the {what}")));
+        return Err(invalid(
+            key,
+            p,
+            "is not a directory",
+            format!("point it at the {what}"),
+        ));
     }
     Ok(c)
 }
@@ -618,37 +684,73 @@ pub fn validate_with(raw: &RawConfig, fs: FsChecks) -> Result<Settings, ConfigEr
     let s = &raw.server;
     let listen_s = s.listen.clone().unwrap_or_else(|| "127.0.0.1:8700".into());
     let listen: SocketAddr = listen_s.parse().map_err(|_| {
-        invalid("server.listen", &listen_s, "not an IP:port address", "use e.g. \"127.0.0.1:8700\" (loopback is the safe default)")
+        invalid(
+            "server.listen",
+            &listen_s,
+            "not an IP:port address",
+            "use e.g. \"127.0.0.1:8700\" (loopback is the safe default)",
+        )
     })?;
     let workers = s.workers.unwrap_or(0);
     if workers > 256 {
-        return Err(invalid("server.workers", workers, "too many workers", "use 0 (one per core) or a small number"));
+        return Err(invalid(
+            "server.workers",
+            workers,
+            "too many workers",
+            "use 0 (one per core) or a small number",
+        ));
     }
-    let internal_prefix = validate_internal_prefix(s.internal_prefix.as_deref().unwrap_or("/_stowaway_local/"))?;
+    let internal_prefix =
+        validate_internal_prefix(s.internal_prefix.as_deref().unwrap_or("/_stowaway_local/"))?;
     let front = match s.front.as_deref().unwrap_or("nginx") {
         "nginx" => FrontServer::Nginx,
         "lighttpd" => FrontServer::Lighttpd,
-        other => return Err(invalid("server.front", other, "unknown front server", "use \"nginx\" or \"lighttpd\"")),
+        other => {
+            return Err(invalid(
+                "server.front",
+                other,
+                "unknown front server",
+                "use \"nginx\" or \"lighttpd\"",
+            ));
+        }
     };
 
     let log = LogSettings {
         format: match raw.log.format.as_deref().unwrap_or("text") {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
-            other => return Err(invalid("log.format", other, "unknown log format", "use \"text\" or \"json\"")),
+            other => {
+                return Err(invalid(
+                    "log.format",
+                    other,
+                    "unknown log format",
+                    "use \"text\" or \"json\"",
+                ));
+            }
         },
         level: raw.log.level.clone().unwrap_or_else(|| "info".into()),
     };
     if tracing_subscriber::EnvFilter::try_new(&log.level).is_err() {
-        return Err(invalid("log.level", &log.level, "not a log filter", "use \"error\", \"warn\", \"info\", \"debug\" or a RUST_LOG-style filter"));
+        return Err(invalid(
+            "log.level",
+            &log.level,
+            "not a log filter",
+            "use \"error\", \"warn\", \"info\", \"debug\" or a RUST_LOG-style filter",
+        ));
     }
 
     let r = &raw.s3;
     let region = r.region.clone().filter(|x| !x.is_empty());
-    if let Some(reg) = &region {
-        if !reg.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-') {
-            return Err(invalid("s3.region", reg, "not a region name", "use e.g. \"eu-west-1\""));
-        }
+    if let Some(reg) = region
+        .as_ref()
+        .filter(|r| !r.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-'))
+    {
+        return Err(invalid(
+            "s3.region",
+            reg,
+            "not a region name",
+            "use e.g. \"eu-west-1\"",
+        ));
     }
     let endpoint = r.endpoint.as_deref().map(validate_endpoint).transpose()?;
     let addressing_style = match r.addressing_style.as_deref() {
@@ -661,7 +763,14 @@ pub fn validate_with(raw: &RawConfig, fs: FsChecks) -> Result<Settings, ConfigEr
         }
         Some("virtual") => AddressingStyle::Virtual,
         Some("path") => AddressingStyle::Path,
-        Some(other) => return Err(invalid("s3.addressing_style", other, "unknown addressing style", "use \"virtual\" or \"path\"")),
+        Some(other) => {
+            return Err(invalid(
+                "s3.addressing_style",
+                other,
+                "unknown addressing style",
+                "use \"virtual\" or \"path\"",
+            ));
+        }
     };
     let secret = match (&r.secret_access_key, &r.secret_access_key_file) {
         (Some(_), Some(_)) => {
@@ -684,30 +793,71 @@ pub fn validate_with(raw: &RawConfig, fs: FsChecks) -> Result<Settings, ConfigEr
             "set both, or neither to use the standard AWS credential chain",
         ));
     }
-    let s3 = S3Settings { region, endpoint, addressing_style, access_key_id: r.access_key_id.clone(), secret_access_key: secret };
+    let s3 = S3Settings {
+        region,
+        endpoint,
+        addressing_style,
+        access_key_id: r.access_key_id.clone(),
+        secret_access_key: secret,
+    };
 
     let u = &raw.uploader;
     let uploader = UploaderSettings {
         enabled: u.enabled.unwrap_or(true),
         settle: dur("uploader.settle", &u.settle, Duration::from_secs(5))?,
         rename_is_ready: u.rename_is_ready.unwrap_or(false),
-        rescan_interval: dur("uploader.rescan_interval", &u.rescan_interval, Duration::from_secs(600))?,
+        rescan_interval: dur(
+            "uploader.rescan_interval",
+            &u.rescan_interval,
+            Duration::from_secs(600),
+        )?,
         concurrency: u.concurrency.unwrap_or(4),
-        multipart_threshold: size("uploader.multipart_threshold", &u.multipart_threshold, 64 << 20)?,
+        multipart_threshold: size(
+            "uploader.multipart_threshold",
+            &u.multipart_threshold,
+            64 << 20,
+        )?,
         part_size: size("uploader.part_size", &u.part_size, 16 << 20)?,
         max_attempts: u.max_attempts.unwrap_or(5),
-        retry_min_delay: dur("uploader.retry_min_delay", &u.retry_min_delay, Duration::from_millis(500))?,
-        retry_max_delay: dur("uploader.retry_max_delay", &u.retry_max_delay, Duration::from_secs(30))?,
-        cache_control: u.cache_control.as_deref().map(|v| header_value_ok("uploader.cache_control", v)).transpose()?,
+        retry_min_delay: dur(
+            "uploader.retry_min_delay",
+            &u.retry_min_delay,
+            Duration::from_millis(500),
+        )?,
+        retry_max_delay: dur(
+            "uploader.retry_max_delay",
+            &u.retry_max_delay,
+            Duration::from_secs(30),
+        )?,
+        cache_control: u
+            .cache_control
+            .as_deref()
+            .map(|v| header_value_ok("uploader.cache_control", v))
+            .transpose()?,
     };
     if uploader.concurrency == 0 || uploader.concurrency > 256 {
-        return Err(invalid("uploader.concurrency", uploader.concurrency, "must be between 1 and 256", "use e.g. 4"));
+        return Err(invalid(
+            "uploader.concurrency",
+            uploader.concurrency,
+            "must be between 1 and 256",
+            "use e.g. 4",
+        ));
     }
     if uploader.max_attempts == 0 {
-        return Err(invalid("uploader.max_attempts", 0, "must be at least 1", "use e.g. 5"));
+        return Err(invalid(
+            "uploader.max_attempts",
+            0,
+            "must be at least 1",
+            "use e.g. 5",
+        ));
     }
     if uploader.part_size < (5 << 20) || uploader.part_size > (5 << 30) {
-        return Err(invalid("uploader.part_size", uploader.part_size, "S3 parts must be 5 MiB to 5 GiB", "use e.g. \"16MiB\""));
+        return Err(invalid(
+            "uploader.part_size",
+            uploader.part_size,
+            "S3 parts must be 5 MiB to 5 GiB",
+            "use e.g. \"16MiB\"",
+        ));
     }
     if uploader.multipart_threshold < uploader.part_size {
         return Err(invalid(
@@ -718,7 +868,12 @@ pub fn validate_with(raw: &RawConfig, fs: FsChecks) -> Result<Settings, ConfigEr
         ));
     }
     if uploader.rescan_interval < Duration::from_secs(1) {
-        return Err(invalid("uploader.rescan_interval", "<1s", "too short", "use at least \"1s\" (minutes in production)"));
+        return Err(invalid(
+            "uploader.rescan_interval",
+            "<1s",
+            "too short",
+            "use at least \"1s\" (minutes in production)",
+        ));
     }
 
     if raw.mounts.is_empty() {
@@ -733,41 +888,104 @@ pub fn validate_with(raw: &RawConfig, fs: FsChecks) -> Result<Settings, ConfigEr
     let mut access: Vec<AccessSettings> = Vec::new();
     for (i, m) in raw.mounts.iter().enumerate() {
         let k = |f: &str| format!("mount[{i}].{f}");
-        let prefix_s = m.prefix.as_deref().ok_or_else(|| invalid(k("prefix"), "<unset>", "missing", "set the public URL prefix, e.g. \"/static/\""))?;
-        let prefix = MountPrefix::parse(prefix_s).map_err(|problem| invalid(k("prefix"), prefix_s, problem, "use an absolute path of plain segments ending in `/`, e.g. \"/static/\""))?;
-        if prefix.as_str().starts_with(internal_prefix.as_str()) || internal_prefix.starts_with(prefix.as_str()) {
-            return Err(invalid(k("prefix"), prefix_s, "overlaps server.internal_prefix", "use distinct prefixes"));
+        let prefix_s = m.prefix.as_deref().ok_or_else(|| {
+            invalid(
+                k("prefix"),
+                "<unset>",
+                "missing",
+                "set the public URL prefix, e.g. \"/static/\"",
+            )
+        })?;
+        let prefix = MountPrefix::parse(prefix_s).map_err(|problem| {
+            invalid(
+                k("prefix"),
+                prefix_s,
+                problem,
+                "use an absolute path of plain segments ending in `/`, e.g. \"/static/\"",
+            )
+        })?;
+        if prefix.as_str().starts_with(internal_prefix.as_str())
+            || internal_prefix.starts_with(prefix.as_str())
+        {
+            return Err(invalid(
+                k("prefix"),
+                prefix_s,
+                "overlaps server.internal_prefix",
+                "use distinct prefixes",
+            ));
         }
         for (j, other) in mounts.iter().enumerate() {
-            if other.prefix.as_str().starts_with(prefix.as_str()) || prefix.as_str().starts_with(other.prefix.as_str()) {
-                return Err(invalid(k("prefix"), prefix_s, format!("overlaps mount[{j}].prefix {:?}", other.prefix.as_str()), "give every mount its own, non-nested prefix"));
+            if other.prefix.as_str().starts_with(prefix.as_str())
+                || prefix.as_str().starts_with(other.prefix.as_str())
+            {
+                return Err(invalid(
+                    k("prefix"),
+                    prefix_s,
+                    format!("overlaps mount[{j}].prefix {:?}", other.prefix.as_str()),
+                    "give every mount its own, non-nested prefix",
+                ));
             }
         }
-        let root_raw = m.root.as_deref().ok_or_else(|| invalid(k("root"), "<unset>", "missing", "set the local directory the web app writes to"))?;
+        let root_raw = m.root.as_deref().ok_or_else(|| {
+            invalid(
+                k("root"),
+                "<unset>",
+                "missing",
+                "set the local directory the web app writes to",
+            )
+        })?;
         let root = canonical_dir(&k("root"), root_raw, "local root directory", fs)?;
-        let bucket_s = m.bucket.as_deref().ok_or_else(|| invalid(k("bucket"), "<unset>", "missing", "set the S3 bucket name"))?;
+        let bucket_s = m
+            .bucket
+            .as_deref()
+            .ok_or_else(|| invalid(k("bucket"), "<unset>", "missing", "set the S3 bucket name"))?;
         let bucket = validate_bucket(&k("bucket"), bucket_s)?;
-        let key_prefix = validate_key_prefix(&k("key_prefix"), m.key_prefix.as_deref().unwrap_or(""))?;
+        let key_prefix =
+            validate_key_prefix(&k("key_prefix"), m.key_prefix.as_deref().unwrap_or(""))?;
         let kind = match m.url.as_deref().unwrap_or("presigned") {
             "presigned" => UrlKind::Presigned,
             "public" => UrlKind::Public,
-            other => return Err(invalid(k("url"), other, "unknown URL kind", "use \"presigned\" or \"public\"")),
+            other => {
+                return Err(invalid(
+                    k("url"),
+                    other,
+                    "unknown URL kind",
+                    "use \"presigned\" or \"public\"",
+                ));
+            }
         };
-        let public_base_url = m.public_base_url.as_deref().map(|u| validate_base_url(&k("public_base_url"), u)).transpose()?;
+        let public_base_url = m
+            .public_base_url
+            .as_deref()
+            .map(|u| validate_base_url(&k("public_base_url"), u))
+            .transpose()?;
         if public_base_url.is_some() && kind == UrlKind::Presigned {
-            return Err(invalid(k("public_base_url"), m.public_base_url.as_deref().unwrap_or(""), "a public base URL cannot carry a SigV4 signature", "set url = \"public\" or remove public_base_url"));
+            return Err(invalid(
+                k("public_base_url"),
+                m.public_base_url.as_deref().unwrap_or(""),
+                "a public base URL cannot carry a SigV4 signature",
+                "set url = \"public\" or remove public_base_url",
+            ));
         }
         let expires = dur(&k("expires"), &m.expires, Duration::from_secs(3600))?;
         let window = dur(&k("window"), &m.window, Duration::from_secs(300))?;
         if kind == UrlKind::Presigned {
             if expires < Duration::from_secs(1) {
-                return Err(invalid(k("expires"), m.expires.as_deref().unwrap_or(""), "must be at least 1s", "use e.g. \"1h\""));
+                return Err(invalid(
+                    k("expires"),
+                    m.expires.as_deref().unwrap_or(""),
+                    "must be at least 1s",
+                    "use e.g. \"1h\"",
+                ));
             }
             if expires + window > MAX_PRESIGN_EXPIRY {
                 return Err(invalid(
                     k("expires"),
                     m.expires.as_deref().unwrap_or("1h"),
-                    format!("expires + window = {} is longer than S3's 7-day limit for presigned URLs", humantime::format_duration(expires + window)),
+                    format!(
+                        "expires + window = {} is longer than S3's 7-day limit for presigned URLs",
+                        humantime::format_duration(expires + window)
+                    ),
                     "use at most \"7d\" in total, e.g. expires = \"1h\", window = \"5m\"",
                 ));
             }
@@ -775,34 +993,68 @@ pub fn validate_with(raw: &RawConfig, fs: FsChecks) -> Result<Settings, ConfigEr
                 return Err(invalid(
                     "s3.region",
                     "<unset>",
-                    format!("mount[{i}] signs its redirects (url = \"presigned\"), which needs the bucket's region"),
+                    format!(
+                        "mount[{i}] signs its redirects (url = \"presigned\"), which needs the bucket's region"
+                    ),
                     "set s3.region (e.g. \"eu-west-1\"), or STOWAWAY__S3__REGION",
                 ));
             }
         }
-        let redirect_max_age = dur(&k("redirect_max_age"), &m.redirect_max_age, Duration::from_secs(300))?;
-        let hv = |f: &str, v: &Option<String>| v.as_deref().map(|x| header_value_ok(&k(f), x)).transpose();
+        let redirect_max_age = dur(
+            &k("redirect_max_age"),
+            &m.redirect_max_age,
+            Duration::from_secs(300),
+        )?;
+        let hv = |f: &str, v: &Option<String>| {
+            v.as_deref().map(|x| header_value_ok(&k(f), x)).transpose()
+        };
         let url = UrlSettings {
             kind,
             public_base_url,
             expires,
             window,
             redirect_max_age,
-            response_content_disposition: hv("response_content_disposition", &m.response_content_disposition)?,
+            response_content_disposition: hv(
+                "response_content_disposition",
+                &m.response_content_disposition,
+            )?,
             response_content_type: hv("response_content_type", &m.response_content_type)?,
             response_cache_control: hv("response_cache_control", &m.response_cache_control)?,
         };
-        if kind == UrlKind::Public && (url.response_content_disposition.is_some() || url.response_content_type.is_some() || url.response_cache_control.is_some()) {
-            return Err(invalid(k("response_content_type"), "<set>", "response overrides only work inside a signature", "set url = \"presigned\" or remove the response_* keys"));
+        if kind == UrlKind::Public
+            && (url.response_content_disposition.is_some()
+                || url.response_content_type.is_some()
+                || url.response_cache_control.is_some())
+        {
+            return Err(invalid(
+                k("response_content_type"),
+                "<set>",
+                "response overrides only work inside a signature",
+                "set url = \"presigned\" or remove the response_* keys",
+            ));
         }
         if s3.region.is_none() && s3.endpoint.is_none() && url.public_base_url.is_none() {
-            return Err(invalid("s3.region", "<unset>", format!("mount[{i}] needs a bucket URL, which needs the region (or s3.endpoint, or public_base_url)"), "set s3.region, e.g. \"eu-west-1\""));
+            return Err(invalid(
+                "s3.region",
+                "<unset>",
+                format!(
+                    "mount[{i}] needs a bucket URL, which needs the region (or s3.endpoint, or public_base_url)"
+                ),
+                "set s3.region, e.g. \"eu-west-1\"",
+            ));
         }
         let finalize = match m.finalize.as_deref().unwrap_or("archive") {
             "archive" => Finalize::Archive,
             "delete" => Finalize::Delete,
             "keep" => Finalize::Keep,
-            other => return Err(invalid(k("finalize"), other, "unknown finalize action", "use \"archive\", \"delete\" or \"keep\"")),
+            other => {
+                return Err(invalid(
+                    k("finalize"),
+                    other,
+                    "unknown finalize action",
+                    "use \"archive\", \"delete\" or \"keep\"",
+                ));
+            }
         };
         if let Some(a) = m.access.as_ref().filter(|a| a.enabled != Some(false)) {
             access.push(validate_access(i, prefix.as_str(), a, kind)?);
@@ -812,19 +1064,37 @@ pub fn validate_with(raw: &RawConfig, fs: FsChecks) -> Result<Settings, ConfigEr
             (Some(a), _, _) => {
                 let c = canonical_dir(&k("archive_root"), a, "archive directory", fs)?;
                 if c.starts_with(&root) || root.starts_with(&c) {
-                    return Err(invalid(k("archive_root"), a, "is inside the root (or contains it)", "put the archive outside the served root, e.g. /srv/site/archive/static"));
+                    return Err(invalid(
+                        k("archive_root"),
+                        a,
+                        "is inside the root (or contains it)",
+                        "put the archive outside the served root, e.g. /srv/site/archive/static",
+                    ));
                 }
                 Some(c)
             }
             (None, Finalize::Archive, true) => {
-                return Err(invalid(k("archive_root"), "<unset>", "finalize = \"archive\" needs an archive directory", "set archive_root, or finalize = \"delete\" / \"keep\""));
+                return Err(invalid(
+                    k("archive_root"),
+                    "<unset>",
+                    "finalize = \"archive\" needs an archive directory",
+                    "set archive_root, or finalize = \"delete\" / \"keep\"",
+                ));
             }
             (None, _, _) => None,
         };
-        let ignore = m.ignore.clone().unwrap_or_else(|| vec![".*".into(), "*.tmp".into(), "*.part".into()]);
+        let ignore = m
+            .ignore
+            .clone()
+            .unwrap_or_else(|| vec![".*".into(), "*.tmp".into(), "*.part".into()]);
         for pat in &ignore {
             if pat.is_empty() || pat.contains('/') {
-                return Err(invalid(k("ignore"), pat, "patterns match file names, not paths", "use e.g. \".*\", \"*.tmp\""));
+                return Err(invalid(
+                    k("ignore"),
+                    pat,
+                    "patterns match file names, not paths",
+                    "use e.g. \".*\", \"*.tmp\"",
+                ));
             }
         }
         mounts.push(Mount {
@@ -857,7 +1127,12 @@ pub fn validate_with(raw: &RawConfig, fs: FsChecks) -> Result<Settings, ConfigEr
     })
 }
 
-fn validate_access(i: usize, prefix: &str, a: &RawAccess, kind: UrlKind) -> Result<AccessSettings, ConfigError> {
+fn validate_access(
+    i: usize,
+    prefix: &str,
+    a: &RawAccess,
+    kind: UrlKind,
+) -> Result<AccessSettings, ConfigError> {
     let k = |f: &str| format!("mount[{i}].access.{f}");
     if kind != UrlKind::Presigned {
         return Err(invalid(
@@ -868,23 +1143,59 @@ fn validate_access(i: usize, prefix: &str, a: &RawAccess, kind: UrlKind) -> Resu
         ));
     }
     if a.keys.is_empty() {
-        return Err(invalid(k("keys"), "[]", "access control needs at least one key", "add a [[mount.access.keys]] table with id and secret_file"));
+        return Err(invalid(
+            k("keys"),
+            "[]",
+            "access control needs at least one key",
+            "add a [[mount.access.keys]] table with id and secret_file",
+        ));
     }
     let mut keys: Vec<LinkKey> = Vec::with_capacity(a.keys.len());
     for (j, rk) in a.keys.iter().enumerate() {
         let kk = |f: &str| k(&format!("keys[{j}].{f}"));
-        let id = rk.id.clone().ok_or_else(|| invalid(kk("id"), "<unset>", "missing", "give every key an id, e.g. \"2026-11\""))?;
+        let id = rk.id.clone().ok_or_else(|| {
+            invalid(
+                kk("id"),
+                "<unset>",
+                "missing",
+                "give every key an id, e.g. \"2026-11\"",
+            )
+        })?;
         if !crate::access::valid_key_id(&id) {
-            return Err(invalid(kk("id"), &id, "not a key id", "use 1-64 letters, digits, `.`, `_` or `-`"));
+            return Err(invalid(
+                kk("id"),
+                &id,
+                "not a key id",
+                "use 1-64 letters, digits, `.`, `_` or `-`",
+            ));
         }
         if keys.iter().any(|x| x.id == id) {
-            return Err(invalid(kk("id"), &id, "duplicate key id", "give every key its own id"));
+            return Err(invalid(
+                kk("id"),
+                &id,
+                "duplicate key id",
+                "give every key its own id",
+            ));
         }
         let secret = match (&rk.secret, &rk.secret_file) {
-            (Some(_), Some(_)) => return Err(invalid(kk("secret_file"), "<set>", "both secret and secret_file are set", "keep only one of them")),
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    kk("secret_file"),
+                    "<set>",
+                    "both secret and secret_file are set",
+                    "keep only one of them",
+                ));
+            }
             (Some(s), None) => s.clone(),
             (None, Some(f)) => read_secret_file(&kk("secret_file"), f)?,
-            (None, None) => return Err(invalid(kk("secret_file"), "<unset>", "the key has no secret", "set secret_file (mode 0600) or secret")),
+            (None, None) => {
+                return Err(invalid(
+                    kk("secret_file"),
+                    "<unset>",
+                    "the key has no secret",
+                    "set secret_file (mode 0600) or secret",
+                ));
+            }
         };
         if secret.expose().len() < crate::access::MIN_SECRET_BYTES {
             return Err(invalid(
@@ -898,28 +1209,66 @@ fn validate_access(i: usize, prefix: &str, a: &RawAccess, kind: UrlKind) -> Resu
     }
     let sign_with = a.sign_with.clone().unwrap_or_else(|| keys[0].id.clone());
     if !keys.iter().any(|x| x.id == sign_with) {
-        return Err(invalid(k("sign_with"), &sign_with, "no key has this id", "name one of the [[mount.access.keys]] ids"));
+        return Err(invalid(
+            k("sign_with"),
+            &sign_with,
+            "no key has this id",
+            "name one of the [[mount.access.keys]] ids",
+        ));
     }
-    Ok(AccessSettings { mount: i, prefix: prefix.to_string(), sign_with, keys })
+    Ok(AccessSettings {
+        mount: i,
+        prefix: prefix.to_string(),
+        sign_with,
+        keys,
+    })
 }
 
 /// Reads a secret from a file, refusing files other users can read.
 pub fn read_secret_file(key: &str, path: &Path) -> Result<Secret, ConfigError> {
     use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path).map_err(|e| invalid(key, path, format!("cannot read it ({e})"), "create the file or fix the path"))?;
+    let meta = std::fs::metadata(path).map_err(|e| {
+        invalid(
+            key,
+            path,
+            format!("cannot read it ({e})"),
+            "create the file or fix the path",
+        )
+    })?;
     if meta.permissions().mode() & 0o077 != 0 {
-        return Err(invalid(key, path, "the secret file is readable by group or others", format!("run: chmod 600 {}", path.display())));
+        return Err(invalid(
+            key,
+            path,
+            "the secret file is readable by group or others",
+            format!("run: chmod 600 {}", path.display()),
+        ));
     }
-    let s = std::fs::read_to_string(path).map_err(|e| invalid(key, path, format!("cannot read it ({e})"), "make the file readable by stowaway's user"))?;
+    let s = std::fs::read_to_string(path).map_err(|e| {
+        invalid(
+            key,
+            path,
+            format!("cannot read it ({e})"),
+            "make the file readable by stowaway's user",
+        )
+    })?;
     let t = s.trim_end_matches(['\n', '\r']);
     if t.is_empty() {
-        return Err(invalid(key, path, "the secret file is empty", "write the secret into it"));
+        return Err(invalid(
+            key,
+            path,
+            "the secret file is empty",
+            "write the secret into it",
+        ));
     }
     Ok(Secret(t.to_string()))
 }
 
 /// Loads and validates in one go; unknown keys are returned for the caller to report.
-pub fn load_settings(file: Option<&Path>, cli: &CliOverrides, fs: FsChecks) -> Result<(Settings, Vec<String>), ConfigError> {
+pub fn load_settings(
+    file: Option<&Path>,
+    cli: &CliOverrides,
+    fs: FsChecks,
+) -> Result<(Settings, Vec<String>), ConfigError> {
     let loaded = load(file, cli)?;
     let settings = validate_with(&loaded.raw, fs)?;
     Ok((settings, loaded.unknown_keys))

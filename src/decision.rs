@@ -9,7 +9,7 @@
 use std::fs;
 use std::path::Path;
 
-use crate::paths::{MapResult, PathError, is_file_key, map_request};
+use crate::paths::{MapResult, Mapped, PathError, is_file_key, map_request};
 
 /// What the local file system says about a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,9 +48,15 @@ pub fn local_state(root: &Path, key: &str) -> LocalState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict<'a> {
     /// Serve the local file.
-    Local { mount: usize, key: std::borrow::Cow<'a, str> },
+    Local {
+        mount: usize,
+        key: std::borrow::Cow<'a, str>,
+    },
     /// Redirect to the object in S3.
-    Remote { mount: usize, key: std::borrow::Cow<'a, str> },
+    Remote {
+        mount: usize,
+        key: std::borrow::Cow<'a, str>,
+    },
     /// 404: outside every mount, a directory, or a refused file.
     NotFound,
     /// 400: a hostile or malformed path.
@@ -59,27 +65,37 @@ pub enum Verdict<'a> {
 
 /// Decides for a raw request target. `recheck` is set when the front server asks again after
 /// the file vanished: the answer is then never "local".
-pub fn decide<'a, P: AsRef<str>>(prefixes: &[P], roots: &[&Path], target: &'a str, recheck: bool) -> Verdict<'a> {
+pub fn decide<'a, P: AsRef<str>, R: AsRef<Path>>(
+    prefixes: &[P],
+    roots: &[R],
+    target: &'a str,
+    recheck: bool,
+) -> Verdict<'a> {
     match map_request(prefixes, target) {
         MapResult::Bad(e) => Verdict::BadRequest(e),
         MapResult::NoMount => Verdict::NotFound,
-        MapResult::Mapped(m) => {
-            if !is_file_key(&m.key) {
-                return Verdict::NotFound;
-            }
-            if recheck {
-                // The file was just reported missing by the front server; a symlink still gets 404.
-                return match local_state(roots[m.mount], &m.key) {
-                    LocalState::Refused => Verdict::NotFound,
-                    _ => Verdict::Remote { mount: m.mount, key: m.key },
-                };
-            }
-            match local_state(roots[m.mount], &m.key) {
-                LocalState::File => Verdict::Local { mount: m.mount, key: m.key },
-                LocalState::Missing => Verdict::Remote { mount: m.mount, key: m.key },
-                LocalState::Refused => Verdict::NotFound,
-            }
-        }
+        MapResult::Mapped(m) => decide_mapped(roots, m, recheck),
+    }
+}
+
+/// [`decide`] for a path already mapped to a mount (so it is parsed only once per request).
+pub fn decide_mapped<'a, R: AsRef<Path>>(roots: &[R], m: Mapped<'a>, recheck: bool) -> Verdict<'a> {
+    if !is_file_key(&m.key) {
+        return Verdict::NotFound;
+    }
+    let state = local_state(roots[m.mount].as_ref(), &m.key);
+    match (state, recheck) {
+        // A symlink (or directory) is refused whether or not the front server asks again.
+        (LocalState::Refused, _) => Verdict::NotFound,
+        // The file was just reported missing by the front server: never "local" again.
+        (_, true) | (LocalState::Missing, false) => Verdict::Remote {
+            mount: m.mount,
+            key: m.key,
+        },
+        (LocalState::File, false) => Verdict::Local {
+            mount: m.mount,
+            key: m.key,
+        },
     }
 }
 
@@ -106,13 +122,25 @@ mod tests {
         assert!(matches!(d("/static/a.jpg"), Verdict::Local { .. }));
         assert!(matches!(d("/static/sub/b.jpg"), Verdict::Local { .. }));
         assert!(matches!(d("/static/nope.jpg"), Verdict::Remote { .. }));
-        assert!(matches!(d("/static/a.jpg/x"), Verdict::Remote { .. }), "ENOTDIR is missing");
+        assert!(
+            matches!(d("/static/a.jpg/x"), Verdict::Remote { .. }),
+            "ENOTDIR is missing"
+        );
         assert_eq!(d("/static/link.txt"), Verdict::NotFound);
         assert_eq!(d("/static/out/secret.txt"), Verdict::NotFound);
         assert_eq!(d("/static/sub"), Verdict::NotFound);
         assert_eq!(d("/static/sub/"), Verdict::NotFound);
-        assert_eq!(d("/static/%2e%2e/outside/secret.txt"), Verdict::BadRequest(PathError::DotDot));
-        assert!(matches!(decide(&p, &roots, "/static/a.jpg", true), Verdict::Remote { .. }));
-        assert_eq!(decide(&p, &roots, "/static/link.txt", true), Verdict::NotFound);
+        assert_eq!(
+            d("/static/%2e%2e/outside/secret.txt"),
+            Verdict::BadRequest(PathError::DotDot)
+        );
+        assert!(matches!(
+            decide(&p, &roots, "/static/a.jpg", true),
+            Verdict::Remote { .. }
+        ));
+        assert_eq!(
+            decide(&p, &roots, "/static/link.txt", true),
+            Verdict::NotFound
+        );
     }
 }

@@ -32,8 +32,10 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::access::{Denial, Grant, LinkKeys};
 use crate::config::{FrontServer, Settings};
-use crate::decision::{Verdict, decide};
-use crate::paths::{MapResult, accel_target, is_file_key, map_request, sendfile_target, strip_query};
+use crate::decision::{Verdict, decide_mapped};
+use crate::paths::{
+    MapResult, accel_target, is_file_key, map_request, sendfile_target, strip_query,
+};
 use crate::presign::{MountUrls, ObjectUrl, Signer};
 
 /// Header carrying the object URL next to a local answer, and the URL in auth mode.
@@ -79,15 +81,26 @@ pub struct AppState {
 impl AppState {
     /// Precomputes per-mount data. `signer` must be set when a mount presigns.
     pub fn new(settings: Arc<Settings>, signer: Option<Arc<Signer>>) -> Self {
-        let prefixes = settings.mounts.iter().map(|m| m.prefix.as_str().to_string()).collect();
+        let prefixes = settings
+            .mounts
+            .iter()
+            .map(|m| m.prefix.as_str().to_string())
+            .collect();
         let roots = settings.mounts.iter().map(|m| m.root.clone()).collect();
-        let urls = settings.mounts.iter().map(|m| MountUrls::new(&settings.s3, m)).collect();
+        let urls = settings
+            .mounts
+            .iter()
+            .map(|m| MountUrls::new(&settings.s3, m))
+            .collect();
         let public_cache_control = settings
             .mounts
             .iter()
             .map(|m| {
-                HeaderValue::try_from(format!("public, max-age={}", m.url.redirect_max_age.as_secs()))
-                    .unwrap_or(HeaderValue::from_static("no-store"))
+                HeaderValue::try_from(format!(
+                    "public, max-age={}",
+                    m.url.redirect_max_age.as_secs()
+                ))
+                .unwrap_or(HeaderValue::from_static("no-store"))
             })
             .collect();
         let mut gates: Vec<Gate> = settings.mounts.iter().map(|_| Gate::Open).collect();
@@ -101,22 +114,39 @@ impl AppState {
             };
         }
         let any_access = !settings.access.is_empty();
-        AppState { settings, prefixes, roots, urls, public_cache_control, signer, gates, any_access }
-    }
-
-    /// The redirect URL for `key` of mount `mount`, signed for `method` when the mount presigns.
-    pub fn object_url(&self, mount: usize, method: &str, key: &str, now: SystemTime) -> Result<ObjectUrl, crate::presign::PresignError> {
-        let urls = &self.urls[mount];
-        if urls.is_presigned() {
-            let signer = self.signer.as_ref().ok_or(crate::presign::PresignError::NoCredentials)?;
-            signer.presign(urls, method, key, now)
-        } else {
-            Ok(ObjectUrl { url: urls.public_url(key), max_age: None })
+        AppState {
+            settings,
+            prefixes,
+            roots,
+            urls,
+            public_cache_control,
+            signer,
+            gates,
+            any_access,
         }
     }
 
-    fn roots(&self) -> Vec<&std::path::Path> {
-        self.roots.iter().map(PathBuf::as_path).collect()
+    /// The redirect URL for `key` of mount `mount`, signed for `method` when the mount presigns.
+    pub fn object_url(
+        &self,
+        mount: usize,
+        method: &str,
+        key: &str,
+        now: SystemTime,
+    ) -> Result<ObjectUrl, crate::presign::PresignError> {
+        let urls = &self.urls[mount];
+        if urls.is_presigned() {
+            let signer = self
+                .signer
+                .as_ref()
+                .ok_or(crate::presign::PresignError::NoCredentials)?;
+            signer.presign(urls, method, key, now)
+        } else {
+            Ok(ObjectUrl {
+                url: urls.public_url(key),
+                max_age: None,
+            })
+        }
     }
 
     /// Readiness: every root is a readable directory and, when signing, credentials are valid.
@@ -143,21 +173,34 @@ fn text(status: StatusCode, body: &'static str) -> HttpResponse {
         .body(body)
 }
 
-fn redirect_response(state: &AppState, mount: usize, u: ObjectUrl, grant: Option<Grant>, now: u64) -> HttpResponse {
+fn redirect_response(
+    state: &AppState,
+    mount: usize,
+    u: ObjectUrl,
+    grant: Option<Grant>,
+    now: u64,
+) -> HttpResponse {
     let Ok(loc) = HeaderValue::try_from(u.url) else {
         return text(StatusCode::BAD_REQUEST, "bad request\n");
     };
     // A redirect reached through a signed link is not cached beyond the link's expiry.
     let max_age = match grant {
-        Some(g) => u.max_age.map(|n| n.min(g.expires.saturating_sub(now))).filter(|&n| n > 0),
+        Some(g) => u
+            .max_age
+            .map(|n| n.min(g.expires.saturating_sub(now)))
+            .filter(|&n| n > 0),
         None => u.max_age,
     };
     let cc = match (state.urls[mount].is_presigned(), max_age) {
-        (true, Some(n)) => HeaderValue::try_from(format!("private, max-age={n}")).unwrap_or(HeaderValue::from_static("no-store")),
+        (true, Some(n)) => HeaderValue::try_from(format!("private, max-age={n}"))
+            .unwrap_or(HeaderValue::from_static("no-store")),
         (true, None) => HeaderValue::from_static("no-store"),
         (false, _) => state.public_cache_control[mount].clone(),
     };
-    HttpResponse::Found().insert_header((header::LOCATION, loc)).insert_header((header::CACHE_CONTROL, cc)).finish()
+    HttpResponse::Found()
+        .insert_header((header::LOCATION, loc))
+        .insert_header((header::CACHE_CONTROL, cc))
+        .finish()
 }
 
 fn signing_failed(e: crate::presign::PresignError) -> HttpResponse {
@@ -203,28 +246,41 @@ enum Judged<'a> {
 }
 
 /// Access check (mounts with `[mount.access]`), then the local-or-remote decision.
-fn judge<'a>(state: &AppState, req: &HttpRequest, target: &'a str, method: &str, recheck: bool, now: u64) -> Judged<'a> {
+fn judge<'a>(
+    state: &AppState,
+    req: &HttpRequest,
+    target: &'a str,
+    method: &str,
+    recheck: bool,
+    now: u64,
+) -> Judged<'a> {
+    let m = match map_request(&state.prefixes, target) {
+        MapResult::Bad(e) => return Judged::Decided(Verdict::BadRequest(e), None),
+        MapResult::NoMount => return Judged::Decided(Verdict::NotFound, None),
+        MapResult::Mapped(m) => m,
+    };
     let mut grant = None;
-    if state.any_access {
-        // Hostile paths and paths outside every mount fall through: `decide` answers them.
-        if let MapResult::Mapped(m) = map_request(&state.prefixes, target)
-            && is_file_key(&m.key)
-        {
-            match &state.gates[m.mount] {
-                Gate::Open => {}
-                Gate::Closed => return Judged::Denied(Denial::UnknownKey),
-                Gate::Signed(keys) => {
-                    let front = state.settings.server.front;
-                    match keys.verify(&state.prefixes[m.mount], &m.key, query_of(target), method, || client_ip(req, front), now) {
-                        Ok(g) => grant = Some(g),
-                        Err(d) => return Judged::Denied(d),
-                    }
+    if state.any_access && is_file_key(&m.key) {
+        match &state.gates[m.mount] {
+            Gate::Open => {}
+            Gate::Closed => return Judged::Denied(Denial::UnknownKey),
+            Gate::Signed(keys) => {
+                let front = state.settings.server.front;
+                match keys.verify(
+                    &state.prefixes[m.mount],
+                    &m.key,
+                    query_of(target),
+                    method,
+                    || client_ip(req, front),
+                    now,
+                ) {
+                    Ok(g) => grant = Some(g),
+                    Err(d) => return Judged::Denied(d),
                 }
             }
         }
     }
-    let roots = state.roots();
-    Judged::Decided(decide(&state.prefixes, &roots, target, recheck), grant)
+    Judged::Decided(decide_mapped(&state.roots, m, recheck), grant)
 }
 
 fn denied_response(d: Denial) -> HttpResponse {
@@ -247,7 +303,10 @@ pub async fn decision(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
             .body("method not allowed\n");
     };
     let recheck = req.headers().contains_key(X_RECHECK);
-    let own_target = req.uri().path_and_query().map_or_else(|| req.uri().path(), |p| p.as_str());
+    let own_target = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| req.uri().path(), |p| p.as_str());
     let target = if recheck {
         match req.headers().get(X_ORIGINAL_URI).map(HeaderValue::to_str) {
             Some(Ok(t)) => t,
@@ -268,7 +327,13 @@ pub async fn decision(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
         Judged::Decided(v, g) => (v, g),
     };
     // The path only: a signed link's query is a credential.
-    tracing::debug!(method, path = strip_query(target), recheck, ?verdict, "decision");
+    tracing::debug!(
+        method,
+        path = strip_query(target),
+        recheck,
+        ?verdict,
+        "decision"
+    );
     match verdict {
         Verdict::BadRequest(_) => text(StatusCode::BAD_REQUEST, "bad request\n"),
         Verdict::NotFound => text(StatusCode::NOT_FOUND, "not found\n"),
@@ -279,7 +344,11 @@ pub async fn decision(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
         Verdict::Local { mount, key } => {
             let m = &state.settings.mounts[mount];
             let target = match state.settings.server.front {
-                FrontServer::Nginx => accel_target(&state.settings.server.internal_prefix, m.prefix.as_str(), &key),
+                FrontServer::Nginx => accel_target(
+                    &state.settings.server.internal_prefix,
+                    m.prefix.as_str(),
+                    &key,
+                ),
                 FrontServer::Lighttpd => sendfile_target(&m.root, &key),
             };
             let Ok(target) = HeaderValue::try_from(target) else {
@@ -305,14 +374,23 @@ pub async fn decision(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
 
 /// `X-Amz-Expires` of a presigned URL, 0 if absent.
 fn amz_expires(url: &str) -> u64 {
-    url.split_once("X-Amz-Expires=").and_then(|(_, r)| r.split('&').next()).and_then(|n| n.parse().ok()).unwrap_or(0)
+    url.split_once("X-Amz-Expires=")
+        .and_then(|(_, r)| r.split('&').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 impl AppState {
     /// How long nginx may cache an auth verdict: `server.verdict_ttl`, but never longer than
     /// the redirect URL stays usable (a presigned URL's cacheable age, or half its validity
     /// when it is minted per request) nor past a signed link's expiry.
-    pub fn verdict_ttl(&self, mount: usize, url: Option<&ObjectUrl>, grant: Option<Grant>, now: u64) -> u64 {
+    pub fn verdict_ttl(
+        &self,
+        mount: usize,
+        url: Option<&ObjectUrl>,
+        grant: Option<Grant>,
+        now: u64,
+    ) -> u64 {
         let mut ttl = self.settings.server.verdict_ttl.as_secs();
         if let Some(u) = url
             && self.urls[mount].is_presigned()
@@ -341,12 +419,20 @@ fn auth_refused(status: u16, ttl: u64) -> HttpResponse {
 /// The nginx `auth_request` endpoint (`GET /_stowaway/auth`).
 pub async fn auth(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let base_ttl = state.settings.server.verdict_ttl.as_secs();
-    let method = match req.headers().get(X_ORIGINAL_METHOD).map(HeaderValue::as_bytes) {
+    let method = match req
+        .headers()
+        .get(X_ORIGINAL_METHOD)
+        .map(HeaderValue::as_bytes)
+    {
         None | Some(b"GET") => "GET",
         Some(b"HEAD") => "HEAD",
         Some(_) => return auth_refused(405, base_ttl),
     };
-    let Some(target) = req.headers().get(X_ORIGINAL_URI).and_then(|v| v.to_str().ok()) else {
+    let Some(target) = req
+        .headers()
+        .get(X_ORIGINAL_URI)
+        .and_then(|v| v.to_str().ok())
+    else {
         // Not a request from the generated config (or a non-ASCII target): never cached.
         return auth_refused(400, 0);
     };
@@ -359,15 +445,25 @@ pub async fn auth(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
         }
         Judged::Decided(v, g) => (v, g),
     };
-    tracing::debug!(method, path = strip_query(target), ?verdict, "auth: decision");
+    tracing::debug!(
+        method,
+        path = strip_query(target),
+        ?verdict,
+        "auth: decision"
+    );
     match verdict {
         Verdict::BadRequest(_) => auth_refused(400, base_ttl),
         Verdict::NotFound => auth_refused(404, base_ttl),
         Verdict::Remote { mount, key } => match state.object_url(mount, method, &key, now) {
             Ok(u) => {
                 let ttl = state.verdict_ttl(mount, Some(&u), grant, now_s);
-                let Ok(loc) = HeaderValue::try_from(u.url) else { return auth_refused(400, 0) };
-                HttpResponse::Unauthorized().insert_header((X_ACCEL_EXPIRES, ttl_value(ttl))).insert_header((X_S3_LOCATION, loc)).finish()
+                let Ok(loc) = HeaderValue::try_from(u.url) else {
+                    return auth_refused(400, 0);
+                };
+                HttpResponse::Unauthorized()
+                    .insert_header((X_ACCEL_EXPIRES, ttl_value(ttl)))
+                    .insert_header((X_S3_LOCATION, loc))
+                    .finish()
             }
             Err(e) => {
                 tracing::error!(error = %e, "cannot presign a redirect");
@@ -377,7 +473,12 @@ pub async fn auth(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
         Verdict::Local { mount, key } => {
             let mut resp = HttpResponse::Ok();
             let ttl = if state.settings.server.fallback_header {
-                match state.object_url(mount, method, &key, now).map(|u| (state.verdict_ttl(mount, Some(&u), grant, now_s), HeaderValue::try_from(u.url))) {
+                match state.object_url(mount, method, &key, now).map(|u| {
+                    (
+                        state.verdict_ttl(mount, Some(&u), grant, now_s),
+                        HeaderValue::try_from(u.url),
+                    )
+                }) {
                     Ok((ttl, Ok(v))) => {
                         resp.insert_header((X_S3_LOCATION, v));
                         ttl

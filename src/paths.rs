@@ -68,7 +68,10 @@ impl MountPrefix {
             if seg.is_empty() || seg == "." || seg == ".." {
                 return Err("must not contain empty, `.` or `..` segments".into());
             }
-            if !seg.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b)) {
+            if !seg
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b))
+            {
                 return Err("segments may only use letters, digits, `-`, `_`, `.`, `~`".into());
             }
         }
@@ -160,7 +163,10 @@ pub fn normalize(raw: &str) -> Result<Cow<'_, str>, PathError> {
         while j < sb.len() {
             let b = sb[j];
             if b == b'%' {
-                let (h, l) = match (sb.get(j + 1).copied().and_then(hex_val), sb.get(j + 2).copied().and_then(hex_val)) {
+                let (h, l) = match (
+                    sb.get(j + 1).copied().and_then(hex_val),
+                    sb.get(j + 2).copied().and_then(hex_val),
+                ) {
                     (Some(h), Some(l)) => (h, l),
                     _ => return Err(PathError::BadPercent),
                 };
@@ -366,7 +372,10 @@ mod tests {
         assert_eq!(key("/static/a.jpg"), Ok((0, "a.jpg".into())));
         assert_eq!(key("/media/x/d/e.png?x=1"), Ok((1, "d/e.png".into())));
         match map_request(P, "/static/a/b.jpg") {
-            MapResult::Mapped(Mapped { key: Cow::Borrowed(_), .. }) => {}
+            MapResult::Mapped(Mapped {
+                key: Cow::Borrowed(_),
+                ..
+            }) => {}
             other => panic!("expected borrowed key, got {other:?}"),
         }
     }
@@ -401,29 +410,56 @@ mod tests {
             assert_eq!(key(t), Err("400 DotDot".into()), "{t}");
         }
         assert_eq!(key("/static/a%2fb.jpg"), Err("400 EncodedSlash".into()));
-        assert_eq!(key("/static/..%2f..%2fetc%2fpasswd"), Err("400 EncodedSlash".into()));
+        assert_eq!(
+            key("/static/..%2f..%2fetc%2fpasswd"),
+            Err("400 EncodedSlash".into())
+        );
         assert_eq!(key("/static/a%5cb"), Err("400 Backslash".into()));
         assert_eq!(key("/static/a\\b"), Err("400 Backslash".into()));
         assert_eq!(key("/static/%00.jpg"), Err("400 Forbidden".into()));
-        assert_eq!(key("/static/a%0d%0aSet-Cookie:%20x"), Err("400 Forbidden".into()));
+        assert_eq!(
+            key("/static/a%0d%0aSet-Cookie:%20x"),
+            Err("400 Forbidden".into())
+        );
         assert_eq!(key("/static/a%7f"), Err("400 Forbidden".into()));
-        assert_eq!(key("/static/a%c2%85"), Err("400 Forbidden".into()), "C1 NEL");
-        assert_eq!(key("/static/a\u{85}"), Err("400 Forbidden".into()), "raw C1 NEL");
+        assert_eq!(
+            key("/static/a%c2%85"),
+            Err("400 Forbidden".into()),
+            "C1 NEL"
+        );
+        assert_eq!(
+            key("/static/a\u{85}"),
+            Err("400 Forbidden".into()),
+            "raw C1 NEL"
+        );
         assert_eq!(key("/static/%c0%ae%c0%ae/x"), Err("400 BadUtf8".into()));
         assert_eq!(key("/static/%ff"), Err("400 BadUtf8".into()));
         assert_eq!(key("/static/%"), Err("400 BadPercent".into()));
         assert_eq!(key("/static/%2"), Err("400 BadPercent".into()));
         assert_eq!(key("/static/%zz"), Err("400 BadPercent".into()));
         assert_eq!(key("static/a"), Err("400 NotAbsolute".into()));
-        assert_eq!(key(&format!("/static/{}", "a".repeat(256))), Err("400 SegmentTooLong".into()));
-        assert_eq!(key(&format!("/static/{}", "a/".repeat(2100))), Err("400 TooLong".into()));
-        assert_eq!(key(&format!("/static/{}", "abcdefgh/".repeat(120))), Err("400 TooLong".into()));
+        assert_eq!(
+            key(&format!("/static/{}", "a".repeat(256))),
+            Err("400 SegmentTooLong".into())
+        );
+        assert_eq!(
+            key(&format!("/static/{}", "a/".repeat(2100))),
+            Err("400 TooLong".into())
+        );
+        assert_eq!(
+            key(&format!("/static/{}", "abcdefgh/".repeat(120))),
+            Err("400 TooLong".into())
+        );
     }
 
     #[test]
     fn outside_every_mount_is_404() {
         assert_eq!(key("/static"), Err("404".into()));
-        assert_eq!(key("/static/"), Err("404".into()), "the mount itself is not a file");
+        assert_eq!(
+            key("/static/"),
+            Err("404".into()),
+            "the mount itself is not a file"
+        );
         assert_eq!(key("/staticx/a.jpg"), Err("404".into()));
         assert_eq!(key("/_stowaway_local/static/a.jpg"), Err("404".into()));
         assert_eq!(key("/media/a.jpg"), Err("404".into()));
@@ -432,8 +468,14 @@ mod tests {
 
     #[test]
     fn targets_are_encoded() {
-        assert_eq!(accel_target("/_l/", "/static/", "a b/q?x#%€.jpg"), "/_l/static/a%20b/q%3Fx%23%25%E2%82%AC.jpg");
-        assert_eq!(sendfile_target(Path::new("/srv/my site"), "a+b.jpg"), "/srv/my%20site/a%2Bb.jpg");
+        assert_eq!(
+            accel_target("/_l/", "/static/", "a b/q?x#%€.jpg"),
+            "/_l/static/a%20b/q%3Fx%23%25%E2%82%AC.jpg"
+        );
+        assert_eq!(
+            sendfile_target(Path::new("/srv/my site"), "a+b.jpg"),
+            "/srv/my%20site/a%2Bb.jpg"
+        );
         let mut q = String::new();
         push_encoded_query(&mut q, "AK/2026/us-east-1");
         assert_eq!(q, "AK%2F2026%2Fus-east-1");
@@ -453,7 +495,10 @@ mod tests {
     #[test]
     fn local_keys_round_trip() {
         let root = Path::new("/srv/root");
-        assert_eq!(key_for_local(root, Path::new("/srv/root/a/b c.jpg")), Some("a/b c.jpg".into()));
+        assert_eq!(
+            key_for_local(root, Path::new("/srv/root/a/b c.jpg")),
+            Some("a/b c.jpg".into())
+        );
         assert_eq!(key_for_local(root, Path::new("/srv/other/a")), None);
         assert_eq!(key_for_local(root, Path::new("/srv/root/a\nb")), None);
     }

@@ -53,7 +53,9 @@ pub struct Signer {
 
 impl std::fmt::Debug for Signer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Signer").field("region", &self.region).finish_non_exhaustive()
+        f.debug_struct("Signer")
+            .field("region", &self.region)
+            .finish_non_exhaustive()
     }
 }
 
@@ -133,7 +135,10 @@ impl MountUrls {
         let mut overrides = String::new();
         for (name, v) in [
             ("response-cache-control", &m.url.response_cache_control),
-            ("response-content-disposition", &m.url.response_content_disposition),
+            (
+                "response-content-disposition",
+                &m.url.response_content_disposition,
+            ),
             ("response-content-type", &m.url.response_content_type),
         ] {
             if let Some(v) = v {
@@ -162,7 +167,8 @@ impl MountUrls {
 
     /// The unsigned URL of `key` (relative key, not yet encoded).
     pub fn public_url(&self, key: &str) -> String {
-        let mut s = String::with_capacity(self.origin.len() + self.path_base.len() + key.len() + 16);
+        let mut s =
+            String::with_capacity(self.origin.len() + self.path_base.len() + key.len() + 16);
         s.push_str(&self.origin);
         s.push_str(&self.path_base);
         push_encoded_path(&mut s, key);
@@ -212,7 +218,10 @@ fn ascii(b: &[u8]) -> &str {
 impl Signer {
     /// A signer for `region` with no credentials yet.
     pub fn new(region: impl Into<String>) -> Self {
-        Signer { region: region.into(), state: ArcSwapOption::empty() }
+        Signer {
+            region: region.into(),
+            state: ArcSwapOption::empty(),
+        }
     }
 
     /// The region URLs are signed for.
@@ -227,7 +236,11 @@ impl Signer {
             token_param.push_str("&X-Amz-Security-Token=");
             push_encoded_query(&mut token_param, t.expose());
         }
-        self.state.store(Some(Arc::new(SignerState { creds, token_param, key: Mutex::new(None) })));
+        self.state.store(Some(Arc::new(SignerState {
+            creds,
+            token_param,
+            key: Mutex::new(None),
+        })));
     }
 
     /// When the current credentials expire, if they do.
@@ -245,14 +258,30 @@ impl Signer {
 
     /// A presigned URL for `method` (`GET` or `HEAD`) on `key` of a mount, signed at `now`
     /// (rounded down to the mount's window).
-    pub fn presign(&self, urls: &MountUrls, method: &str, key: &str, now: SystemTime) -> Result<ObjectUrl, PresignError> {
+    pub fn presign(
+        &self,
+        urls: &MountUrls,
+        method: &str,
+        key: &str,
+        now: SystemTime,
+    ) -> Result<ObjectUrl, PresignError> {
         let guard = self.state.load();
         let st = guard.as_ref().ok_or(PresignError::NoCredentials)?;
-        let now_s = now.duration_since(UNIX_EPOCH).map_err(|_| PresignError::Clock)?.as_secs();
-        let start = if urls.window > 0 { now_s - now_s % urls.window } else { now_s };
+        let now_s = now
+            .duration_since(UNIX_EPOCH)
+            .map_err(|_| PresignError::Clock)?
+            .as_secs();
+        let start = if urls.window > 0 {
+            now_s - now_s % urls.window
+        } else {
+            now_s
+        };
         let mut valid_until = start + urls.window + urls.grace;
         if let Some(exp) = st.creds.expires_at {
-            let exp_s = exp.duration_since(UNIX_EPOCH).map_err(|_| PresignError::Clock)?.as_secs();
+            let exp_s = exp
+                .duration_since(UNIX_EPOCH)
+                .map_err(|_| PresignError::Clock)?
+                .as_secs();
             if exp_s <= now_s + 1 {
                 return Err(PresignError::CredentialsExpired);
             }
@@ -329,10 +358,8 @@ impl Signer {
         let day = start / 86_400;
         // A poisoned lock only means another thread panicked mid-update; the cache is still usable.
         let mut g = st.key.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((d, k)) = *g {
-            if d == day {
-                return k;
-            }
+        if let Some((_, k)) = g.filter(|(d, _)| *d == day) {
+            return k;
         }
         let derived = aws_sigv4::sign::v4::generate_signing_key(
             st.creds.secret_access_key.expose(),
@@ -426,11 +453,19 @@ mod tests {
             "https://my-bucket.s3.us-east-1.amazonaws.com/media/a%20b.jpg"
         );
         assert_eq!(
-            MountUrls::new(&s3(Some("http://127.0.0.1:8014"), AddressingStyle::Path), &m).public_url("€.jpg"),
+            MountUrls::new(
+                &s3(Some("http://127.0.0.1:8014"), AddressingStyle::Path),
+                &m
+            )
+            .public_url("€.jpg"),
             "http://127.0.0.1:8014/my-bucket/media/%E2%82%AC.jpg"
         );
         assert_eq!(
-            MountUrls::new(&s3(Some("https://s3.example.com:443"), AddressingStyle::Path), &m).public_url("x"),
+            MountUrls::new(
+                &s3(Some("https://s3.example.com:443"), AddressingStyle::Path),
+                &m
+            )
+            .public_url("x"),
             "https://s3.example.com/my-bucket/media/x"
         );
         let cdn = mount(UrlKind::Public, 0, Some("https://cdn.example.com/files/"));
@@ -445,7 +480,8 @@ mod tests {
     fn matches_aws_sigv4_reference_signer() {
         use aws_credential_types::Credentials;
         use aws_sigv4::http_request::{
-            PercentEncodingMode, SignableBody, SignableRequest, SignatureLocation, SigningSettings, UriPathNormalizationMode, sign,
+            PercentEncodingMode, SignableBody, SignableRequest, SignatureLocation, SigningSettings,
+            UriPathNormalizationMode, sign,
         };
         use aws_sigv4::sign::v4;
 
@@ -455,10 +491,20 @@ mod tests {
         let signer = Signer::new("us-east-1");
         signer.set_credentials(creds());
         let t = UNIX_EPOCH + Duration::from_secs(1_764_084_600);
-        for (method, key) in [("GET", "dir/hello world ü+(1)=&.txt"), ("HEAD", "a%b?c#d.jpg")] {
+        for (method, key) in [
+            ("GET", "dir/hello world ü+(1)=&.txt"),
+            ("HEAD", "a%b?c#d.jpg"),
+        ] {
             let ours = signer.presign(&urls, method, key, t).unwrap().url;
 
-            let identity = Credentials::new("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", None, None, "t").into();
+            let identity = Credentials::new(
+                "AKIDEXAMPLE",
+                "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+                None,
+                None,
+                "t",
+            )
+            .into();
             let mut settings = SigningSettings::default();
             settings.signature_location = SignatureLocation::QueryParams;
             settings.expires_in = Some(Duration::from_secs(600));
@@ -474,7 +520,13 @@ mod tests {
                 .unwrap()
                 .into();
             let base = urls.public_url(key);
-            let req = SignableRequest::new(method, base.as_str(), std::iter::empty(), SignableBody::UnsignedPayload).unwrap();
+            let req = SignableRequest::new(
+                method,
+                base.as_str(),
+                std::iter::empty(),
+                SignableBody::UnsignedPayload,
+            )
+            .unwrap();
             let (instr, _) = sign(req, &params).unwrap().into_parts();
             let mut theirs = base.clone();
             theirs.push('?');
@@ -497,9 +549,15 @@ mod tests {
         let signer = Signer::new("us-east-1");
         signer.set_credentials(creds());
         let t0 = UNIX_EPOCH + Duration::from_secs(1_764_084_600); // window start
-        let a = signer.presign(&urls, "GET", "k.jpg", t0 + Duration::from_secs(10)).unwrap();
-        let b = signer.presign(&urls, "GET", "k.jpg", t0 + Duration::from_secs(299)).unwrap();
-        let c = signer.presign(&urls, "GET", "k.jpg", t0 + Duration::from_secs(300)).unwrap();
+        let a = signer
+            .presign(&urls, "GET", "k.jpg", t0 + Duration::from_secs(10))
+            .unwrap();
+        let b = signer
+            .presign(&urls, "GET", "k.jpg", t0 + Duration::from_secs(299))
+            .unwrap();
+        let c = signer
+            .presign(&urls, "GET", "k.jpg", t0 + Duration::from_secs(300))
+            .unwrap();
         assert_eq!(a.url, b.url);
         assert_ne!(a.url, c.url);
         assert!(a.url.contains("X-Amz-Expires=900&"));
@@ -507,7 +565,10 @@ mod tests {
         assert_eq!(a.max_age, Some(900 - 10 - 60));
         assert_eq!(b.max_age, Some(900 - 299 - 60));
         let head = signer.presign(&urls, "HEAD", "k.jpg", t0).unwrap();
-        assert_ne!(head.url, signer.presign(&urls, "GET", "k.jpg", t0).unwrap().url);
+        assert_ne!(
+            head.url,
+            signer.presign(&urls, "GET", "k.jpg", t0).unwrap().url
+        );
     }
 
     #[test]
@@ -516,17 +577,26 @@ mod tests {
         let urls = MountUrls::new(&st, &mount(UrlKind::Presigned, 0, None));
         let signer = Signer::new("us-east-1");
         let t = UNIX_EPOCH + Duration::from_secs(1_764_084_600);
-        assert_eq!(signer.presign(&urls, "GET", "k", t), Err(PresignError::NoCredentials));
+        assert_eq!(
+            signer.presign(&urls, "GET", "k", t),
+            Err(PresignError::NoCredentials)
+        );
         let mut c = creds();
         c.session_token = Some(Secret::new("tok/en+=="));
         c.expires_at = Some(t + Duration::from_secs(120));
         signer.set_credentials(c.clone());
         let u = signer.presign(&urls, "GET", "k", t).unwrap();
         assert!(u.url.contains("X-Amz-Expires=120&"), "{}", u.url);
-        assert!(u.url.contains("X-Amz-Security-Token=tok%2Fen%2B%3D%3D&X-Amz-SignedHeaders"));
+        assert!(
+            u.url
+                .contains("X-Amz-Security-Token=tok%2Fen%2B%3D%3D&X-Amz-SignedHeaders")
+        );
         c.expires_at = Some(t);
         signer.set_credentials(c);
-        assert_eq!(signer.presign(&urls, "GET", "k", t), Err(PresignError::CredentialsExpired));
+        assert_eq!(
+            signer.presign(&urls, "GET", "k", t),
+            Err(PresignError::CredentialsExpired)
+        );
         assert!(!signer.has_valid_credentials(t));
     }
 
@@ -539,8 +609,18 @@ mod tests {
         let urls = MountUrls::new(&st, &m);
         let signer = Signer::new("us-east-1");
         signer.set_credentials(creds());
-        let u = signer.presign(&urls, "GET", "k", UNIX_EPOCH + Duration::from_secs(1_764_084_600)).unwrap().url;
-        let i = u.find("response-content-disposition=attachment%3B%20filename%3D%22x.png%22").unwrap();
+        let u = signer
+            .presign(
+                &urls,
+                "GET",
+                "k",
+                UNIX_EPOCH + Duration::from_secs(1_764_084_600),
+            )
+            .unwrap()
+            .url;
+        let i = u
+            .find("response-content-disposition=attachment%3B%20filename%3D%22x.png%22")
+            .unwrap();
         let j = u.find("response-content-type=image%2Fpng").unwrap();
         assert!(u.find("X-Amz-SignedHeaders").unwrap() < i && i < j);
     }

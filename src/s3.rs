@@ -39,7 +39,13 @@ pub async fn sdk_config(s3: &S3Settings) -> aws_config::SdkConfig {
         loader = loader.endpoint_url(ep);
     }
     if let (Some(ak), Some(sk)) = (&s3.access_key_id, &s3.secret_access_key) {
-        loader = loader.credentials_provider(Credentials::new(ak.clone(), sk.expose().to_string(), None, None, "stowaway-config"));
+        loader = loader.credentials_provider(Credentials::new(
+            ak.clone(),
+            sk.expose().to_string(),
+            None,
+            None,
+            "stowaway-config",
+        ));
     }
     loader.load().await
 }
@@ -53,8 +59,13 @@ pub fn client(sdk: &aws_config::SdkConfig, s3: &S3Settings) -> aws_sdk_s3::Clien
 }
 
 /// Asks the provider chain for credentials once.
-pub async fn fetch_credentials(provider: &SharedCredentialsProvider) -> Result<SigningCredentials, CredentialsError> {
-    let c = provider.provide_credentials().await.map_err(|e| CredentialsError::Provider(error_chain(&e)))?;
+pub async fn fetch_credentials(
+    provider: &SharedCredentialsProvider,
+) -> Result<SigningCredentials, CredentialsError> {
+    let c = provider
+        .provide_credentials()
+        .await
+        .map_err(|e| CredentialsError::Provider(error_chain(&e)))?;
     Ok(SigningCredentials {
         access_key_id: c.access_key_id().to_string(),
         secret_access_key: Secret::new(c.secret_access_key()),
@@ -64,8 +75,13 @@ pub async fn fetch_credentials(provider: &SharedCredentialsProvider) -> Result<S
 }
 
 /// Loads credentials into `signer` now, failing if none can be had.
-pub async fn init_signer(sdk: &aws_config::SdkConfig, signer: &Signer) -> Result<SharedCredentialsProvider, CredentialsError> {
-    let provider = sdk.credentials_provider().ok_or(CredentialsError::NoProvider)?;
+pub async fn init_signer(
+    sdk: &aws_config::SdkConfig,
+    signer: &Signer,
+) -> Result<SharedCredentialsProvider, CredentialsError> {
+    let provider = sdk
+        .credentials_provider()
+        .ok_or(CredentialsError::NoProvider)?;
     let creds = fetch_credentials(&provider).await?;
     signer.set_credentials(creds);
     Ok(provider)
@@ -85,7 +101,10 @@ pub fn refresh_delay(now: SystemTime, expires_at: Option<SystemTime>) -> Duratio
 /// Keeps refreshing the signer's credentials before they expire. Failures are logged (and
 /// shown by `/readyz` once the old credentials run out); the old credentials stay in use
 /// while they are valid.
-pub fn spawn_refresher(signer: Arc<Signer>, provider: SharedCredentialsProvider) -> tokio::task::JoinHandle<()> {
+pub fn spawn_refresher(
+    signer: Arc<Signer>,
+    provider: SharedCredentialsProvider,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             let delay = refresh_delay(SystemTime::now(), signer.credentials_expiry());
@@ -95,7 +114,9 @@ pub fn spawn_refresher(signer: Arc<Signer>, provider: SharedCredentialsProvider)
                     tracing::debug!(expires_at = ?c.expires_at, "AWS credentials refreshed");
                     signer.set_credentials(c);
                 }
-                Err(e) => tracing::error!(error = %e, "AWS credentials refresh failed; presigned redirects stop when the current credentials expire"),
+                Err(e) => {
+                    tracing::error!(error = %e, "AWS credentials refresh failed; presigned redirects stop when the current credentials expire")
+                }
             }
         }
     })
@@ -124,8 +145,17 @@ mod tests {
     fn refresh_delays() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
         assert_eq!(refresh_delay(now, None), Duration::from_secs(300));
-        assert_eq!(refresh_delay(now, Some(now + Duration::from_secs(3600))), Duration::from_secs(300));
-        assert_eq!(refresh_delay(now, Some(now + Duration::from_secs(100))), Duration::from_secs(50));
-        assert_eq!(refresh_delay(now, Some(now - Duration::from_secs(1))), Duration::from_secs(5));
+        assert_eq!(
+            refresh_delay(now, Some(now + Duration::from_secs(3600))),
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            refresh_delay(now, Some(now + Duration::from_secs(100))),
+            Duration::from_secs(50)
+        );
+        assert_eq!(
+            refresh_delay(now, Some(now - Duration::from_secs(1))),
+            Duration::from_secs(5)
+        );
     }
 }

@@ -46,29 +46,71 @@ fn bad_values_exit_2_naming_key_value_and_fix() {
     let d = tempfile::tempdir().unwrap();
     let root = d.path();
     let cases: Vec<(String, &str)> = vec![
-        (base(root, "expires = \"8d\"\nwindow = \"0s\""), "mount[0].expires"),
+        (
+            base(root, "expires = \"8d\"\nwindow = \"0s\""),
+            "mount[0].expires",
+        ),
         (base(root, "expires = \"7d\"\nwindow = \"5m\""), "7-day"),
         (base(root, "expires = \"soon\""), "mount[0].expires"),
         (base(root, "url = \"signed\""), "mount[0].url"),
-        (format!("[server]\nlisten = \"localhost\"\n{}", base(root, "")), "server.listen"),
-        (format!("[log]\nformat = \"xml\"\n{}", base(root, "")), "log.format"),
-        (base(root, "").replace("region = \"eu-west-1\"", ""), "s3.region"),
-        (base(root, "").replace(&root.display().to_string(), "/nonexistent/stowaway/root"), "mount[0].root"),
-        (base(root, "").replace(&root.display().to_string(), "relative/dir"), "absolute"),
-        (format!("[uploader]\npart_size = \"1MiB\"\n{}", base(root, "").replace("[uploader]\nenabled = false\n", "")), "uploader.part_size"),
-        (base(root, "finalize = \"archive\"").replace("enabled = false", "enabled = true"), "mount[0].archive_root"),
+        (
+            format!("[server]\nlisten = \"localhost\"\n{}", base(root, "")),
+            "server.listen",
+        ),
+        (
+            format!("[log]\nformat = \"xml\"\n{}", base(root, "")),
+            "log.format",
+        ),
+        (
+            base(root, "").replace("region = \"eu-west-1\"", ""),
+            "s3.region",
+        ),
+        (
+            base(root, "").replace(&root.display().to_string(), "/nonexistent/stowaway/root"),
+            "mount[0].root",
+        ),
+        (
+            base(root, "").replace(&root.display().to_string(), "relative/dir"),
+            "absolute",
+        ),
+        (
+            format!(
+                "[uploader]\npart_size = \"1MiB\"\n{}",
+                base(root, "").replace("[uploader]\nenabled = false\n", "")
+            ),
+            "uploader.part_size",
+        ),
+        (
+            base(root, "finalize = \"archive\"").replace("enabled = false", "enabled = true"),
+            "mount[0].archive_root",
+        ),
         ("[s3]\nregion = \"eu-west-1\"\n".to_string(), "mount"),
-        ("this is = = not toml".to_string(), "cannot load configuration"),
-        (format!("[server]\nworkers = \"many\"\n{}", base(root, "")), "cannot load configuration"),
-        (base(root, "public_base_url = \"https://cdn.example.com/\""), "mount[0].public_base_url"),
+        (
+            "this is = = not toml".to_string(),
+            "cannot load configuration",
+        ),
+        (
+            format!("[server]\nworkers = \"many\"\n{}", base(root, "")),
+            "cannot load configuration",
+        ),
+        (
+            base(root, "public_base_url = \"https://cdn.example.com/\""),
+            "mount[0].public_base_url",
+        ),
     ];
     for (cfg, needle) in cases {
         let p = write_config(d.path(), &cfg);
         let o = run(&["check-config", "--config", &p], &[]);
         let err = stderr(&o);
         assert_eq!(o.status.code(), Some(2), "config:\n{cfg}\nstderr: {err}");
-        assert!(err.contains(needle), "expected {needle:?} in: {err}\nconfig:\n{cfg}");
-        assert!(err.contains("fix") || err.contains("cannot load"), "no fix in: {err}");
+        assert!(
+            err.contains(needle),
+            "expected {needle:?} in: {err}\nconfig:\n{cfg}"
+        );
+        assert!(
+            err.contains("fix") || err.contains("cannot load"),
+            "no fix in: {err}"
+        );
         assert!(!err.contains("panicked"), "{err}");
     }
 }
@@ -76,11 +118,17 @@ fn bad_values_exit_2_naming_key_value_and_fix() {
 #[test]
 fn bad_bucket_and_prefix_name_their_keys() {
     let d = tempfile::tempdir().unwrap();
-    let p = write_config(d.path(), &base(d.path(), "").replace("my-bucket", "No_Such"));
+    let p = write_config(
+        d.path(),
+        &base(d.path(), "").replace("my-bucket", "No_Such"),
+    );
     let o = run(&["check-config", "--config", &p], &[]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("mount[0].bucket"), "{}", stderr(&o));
-    let p = write_config(d.path(), &base(d.path(), "").replace("\"/static/\"", "\"static\""));
+    let p = write_config(
+        d.path(),
+        &base(d.path(), "").replace("\"/static/\"", "\"static\""),
+    );
     let o = run(&["check-config", "--config", &p], &[]);
     assert!(stderr(&o).contains("mount[0].prefix"), "{}", stderr(&o));
 }
@@ -88,23 +136,41 @@ fn bad_bucket_and_prefix_name_their_keys() {
 #[test]
 fn unknown_keys_are_reported_and_strict_fails() {
     let d = tempfile::tempdir().unwrap();
-    let p = write_config(d.path(), &format!("[server]\nlisen = \"127.0.0.1:1\"\n{}", base(d.path(), "expirse = \"1h\"")));
+    let p = write_config(
+        d.path(),
+        &format!(
+            "[server]\nlisen = \"127.0.0.1:1\"\n{}",
+            base(d.path(), "expirse = \"1h\"")
+        ),
+    );
     let o = run(&["check-config", "--config", &p], &[]);
     assert!(o.status.success());
     let err = stderr(&o);
-    assert!(err.contains("server.lisen") && err.contains("expirse"), "{err}");
+    assert!(
+        err.contains("server.lisen") && err.contains("expirse"),
+        "{err}"
+    );
     let o = run(&["check-config", "--strict", "--config", &p], &[]);
     assert_eq!(o.status.code(), Some(2));
     // Unknown environment keys are reported too.
     let p = write_config(d.path(), &base(d.path(), ""));
-    let o = run(&["check-config", "--config", &p], &[("STOWAWAY__SERVER__LISTN", "x")]);
+    let o = run(
+        &["check-config", "--config", &p],
+        &[("STOWAWAY__SERVER__LISTN", "x")],
+    );
     assert!(stderr(&o).contains("server.listn"), "{}", stderr(&o));
 }
 
 #[test]
 fn layering_defaults_file_env_cli() {
     let d = tempfile::tempdir().unwrap();
-    let p = write_config(d.path(), &format!("[server]\nlisten = \"127.0.0.1:7001\"\n[log]\nlevel = \"warn\"\n{}", base(d.path(), "")));
+    let p = write_config(
+        d.path(),
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:7001\"\n[log]\nlevel = \"warn\"\n{}",
+            base(d.path(), "")
+        ),
+    );
     let show = |env: &[(&str, &str)], extra: &[&str]| {
         let mut args = vec!["print-config", "--config", &p];
         args.extend_from_slice(extra);
@@ -114,14 +180,29 @@ fn layering_defaults_file_env_cli() {
     };
     let out = show(&[], &[]);
     assert!(out.contains("listen = \"127.0.0.1:7001\""), "{out}");
-    assert!(out.contains("internal_prefix = \"/_stowaway_local/\""), "defaults shown: {out}");
+    assert!(
+        out.contains("internal_prefix = \"/_stowaway_local/\""),
+        "defaults shown: {out}"
+    );
     assert!(out.contains("level = \"warn\""));
     let out = show(&[("STOWAWAY__SERVER__LISTEN", "127.0.0.1:7002")], &[]);
-    assert!(out.contains("listen = \"127.0.0.1:7002\""), "env wins over file: {out}");
-    let out = show(&[("STOWAWAY__SERVER__LISTEN", "127.0.0.1:7002")], &["--listen", "127.0.0.1:7003"]);
-    assert!(out.contains("listen = \"127.0.0.1:7003\""), "flag wins over env: {out}");
+    assert!(
+        out.contains("listen = \"127.0.0.1:7002\""),
+        "env wins over file: {out}"
+    );
+    let out = show(
+        &[("STOWAWAY__SERVER__LISTEN", "127.0.0.1:7002")],
+        &["--listen", "127.0.0.1:7003"],
+    );
+    assert!(
+        out.contains("listen = \"127.0.0.1:7003\""),
+        "flag wins over env: {out}"
+    );
     let out = show(&[("STOWAWAY__UPLOADER__SETTLE", "45s")], &[]);
-    assert!(out.contains("settle = \"45s\""), "human units from env: {out}");
+    assert!(
+        out.contains("settle = \"45s\""),
+        "human units from env: {out}"
+    );
 }
 
 #[test]
@@ -130,7 +211,10 @@ fn secrets_are_redacted_in_print_config_and_errors() {
     let secret = "Sup3rS3cretValue/ForTests+xyz";
     let p = write_config(
         d.path(),
-        &base(d.path(), "").replace("[s3]\n", &format!("[s3]\naccess_key_id = \"AKIDX\"\nsecret_access_key = \"{secret}\"\n")),
+        &base(d.path(), "").replace(
+            "[s3]\n",
+            &format!("[s3]\naccess_key_id = \"AKIDX\"\nsecret_access_key = \"{secret}\"\n"),
+        ),
     );
     let o = run(&["print-config", "--config", &p], &[]);
     let out = String::from_utf8_lossy(&o.stdout);
@@ -139,7 +223,10 @@ fn secrets_are_redacted_in_print_config_and_errors() {
     // A failing config does not echo the secret either.
     let p = write_config(
         d.path(),
-        &base(d.path(), "expires = \"9d\"").replace("[s3]\n", &format!("[s3]\naccess_key_id = \"AKIDX\"\nsecret_access_key = \"{secret}\"\n")),
+        &base(d.path(), "expires = \"9d\"").replace(
+            "[s3]\n",
+            &format!("[s3]\naccess_key_id = \"AKIDX\"\nsecret_access_key = \"{secret}\"\n"),
+        ),
     );
     let o = run(&["check-config", "--config", &p], &[]);
     assert_eq!(o.status.code(), Some(2));
@@ -150,7 +237,13 @@ fn secrets_are_redacted_in_print_config_and_errors() {
     std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
     let p = write_config(
         d.path(),
-        &base(d.path(), "").replace("[s3]\n", &format!("[s3]\naccess_key_id = \"AKIDX\"\nsecret_access_key_file = \"{}\"\n", f.display())),
+        &base(d.path(), "").replace(
+            "[s3]\n",
+            &format!(
+                "[s3]\naccess_key_id = \"AKIDX\"\nsecret_access_key_file = \"{}\"\n",
+                f.display()
+            ),
+        ),
     );
     let o = run(&["check-config", "--config", &p], &[]);
     assert_eq!(o.status.code(), Some(2));
@@ -163,7 +256,10 @@ fn secrets_are_redacted_in_print_config_and_errors() {
 
 #[test]
 fn missing_config_file_is_a_clear_error() {
-    let o = run(&["check-config", "--config", "/nonexistent/stowaway.toml"], &[]);
+    let o = run(
+        &["check-config", "--config", "/nonexistent/stowaway.toml"],
+        &[],
+    );
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("/nonexistent/stowaway.toml"));
 }
@@ -171,7 +267,14 @@ fn missing_config_file_is_a_clear_error() {
 #[test]
 fn serve_fails_clearly_without_credentials() {
     let d = tempfile::tempdir().unwrap();
-    let p = write_config(d.path(), &format!("[server]\nlisten = \"127.0.0.1:{}\"\n{}", free_port(), base(d.path(), "")));
+    let p = write_config(
+        d.path(),
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:{}\"\n{}",
+            free_port(),
+            base(d.path(), "")
+        ),
+    );
     let o = stowaway_cmd()
         .args(["serve", "--config", &p])
         .env_remove("AWS_ACCESS_KEY_ID")
@@ -187,10 +290,23 @@ fn serve_fails_clearly_without_credentials() {
 #[test]
 fn example_config_generates_the_shipped_nginx_config() {
     let out = run(
-        &["gen-config", "nginx", "--config", "examples/stowaway.toml", "--front-listen", "80", "--server-name", "www.example.com"],
+        &[
+            "gen-config",
+            "nginx",
+            "--config",
+            "examples/stowaway.toml",
+            "--front-listen",
+            "80",
+            "--server-name",
+            "www.example.com",
+        ],
         &[],
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let shipped = std::fs::read_to_string("nginx/stowaway-proxy.conf").unwrap();
-    assert_eq!(String::from_utf8(out.stdout).unwrap(), shipped, "nginx/stowaway-proxy.conf drifted: regenerate it");
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        shipped,
+        "nginx/stowaway-proxy.conf drifted: regenerate it"
+    );
 }

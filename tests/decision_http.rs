@@ -3,7 +3,12 @@
 mod common;
 use common::*;
 
-fn start(dir: &std::path::Path, root: &std::path::Path, s3: &S3Server, server_extra: &str) -> Stowaway {
+fn start(
+    dir: &std::path::Path,
+    root: &std::path::Path,
+    s3: &S3Server,
+    server_extra: &str,
+) -> Stowaway {
     Stowaway::start(
         dir,
         &format!(
@@ -26,15 +31,31 @@ fn local_answer_is_an_empty_200_with_accel_redirect_and_fallback_url() {
     for method in ["GET", "HEAD"] {
         let r = request(st.addr, method, "/static/a%3Fb.txt", &[]);
         assert_eq!(r.status, 200);
-        assert_eq!(r.header("x-accel-redirect"), Some("/_stowaway_local/static/a%3Fb.txt"));
+        assert_eq!(
+            r.header("x-accel-redirect"),
+            Some("/_stowaway_local/static/a%3Fb.txt")
+        );
         assert_eq!(r.header("content-length"), Some("0"));
         assert!(r.body.is_empty());
-        assert_eq!(r.header("x-s3-location").unwrap(), format!("{}/bkt-one/a%3Fb.txt", s3.endpoint));
-        assert!(r.header("content-type").is_none(), "nginx must pick the type from the file");
+        assert_eq!(
+            r.header("x-s3-location").unwrap(),
+            format!("{}/bkt-one/a%3Fb.txt", s3.endpoint)
+        );
+        assert!(
+            r.header("content-type").is_none(),
+            "nginx must pick the type from the file"
+        );
     }
     let r = get(st.addr, "/media/avatars/face%201.png");
-    assert_eq!(r.header("x-accel-redirect"), Some("/_stowaway_local/media/avatars/face%201.png"));
-    assert!(r.header("x-s3-location").unwrap().contains("/bkt-two/av/face%201.png?X-Amz-Algorithm="));
+    assert_eq!(
+        r.header("x-accel-redirect"),
+        Some("/_stowaway_local/media/avatars/face%201.png")
+    );
+    assert!(
+        r.header("x-s3-location")
+            .unwrap()
+            .contains("/bkt-two/av/face%201.png?X-Amz-Algorithm=")
+    );
 }
 
 #[test]
@@ -46,19 +67,43 @@ fn remote_answer_is_a_302_with_cache_control() {
     let st = start(d.path(), &root, &s3, "");
     let r = get(st.addr, "/static/gone.jpg");
     assert_eq!(r.status, 302);
-    assert_eq!(r.header("location").unwrap(), format!("{}/bkt-one/gone.jpg", s3.endpoint));
+    assert_eq!(
+        r.header("location").unwrap(),
+        format!("{}/bkt-one/gone.jpg", s3.endpoint)
+    );
     assert_eq!(r.header("cache-control"), Some("public, max-age=300"));
     let r = get(st.addr, "/media/avatars/gone.jpg");
     assert_eq!(r.status, 302);
     let cc = r.header("cache-control").unwrap();
-    let n: u64 = cc.strip_prefix("private, max-age=").unwrap().parse().unwrap();
+    let n: u64 = cc
+        .strip_prefix("private, max-age=")
+        .unwrap()
+        .parse()
+        .unwrap();
     // Valid for at most window + expires (15 min), minus the safety margin.
     assert!(n > 0 && n <= 900 - 60, "{cc}");
     // A recheck (file reported vanished) is never local.
     write_file(&root, "here.jpg", b"z");
     assert_eq!(get(st.addr, "/static/here.jpg").status, 200);
-    assert_eq!(request(st.addr, "GET", "/static/here.jpg", &[("X-Sidecar-Recheck", "1")]).status, 302);
-    let r = request(st.addr, "GET", "/_stowaway_recheck", &[("X-Sidecar-Recheck", "1"), ("X-Original-URI", "/static/here.jpg?x=1")]);
+    assert_eq!(
+        request(
+            st.addr,
+            "GET",
+            "/static/here.jpg",
+            &[("X-Sidecar-Recheck", "1")]
+        )
+        .status,
+        302
+    );
+    let r = request(
+        st.addr,
+        "GET",
+        "/_stowaway_recheck",
+        &[
+            ("X-Sidecar-Recheck", "1"),
+            ("X-Original-URI", "/static/here.jpg?x=1"),
+        ],
+    );
     assert_eq!(r.status, 302);
     assert!(r.header("location").unwrap().ends_with("/bkt-one/here.jpg"));
 }
@@ -87,10 +132,22 @@ fn bad_requests_and_not_found() {
     }
     let long = format!("/static/{}", "a".repeat(300));
     assert_eq!(get(st.addr, &long).status, 400);
-    for t in ["/", "/static/", "/other/x", "/_stowaway_local/static/ok.txt", "/static/sub/", "/staticx"] {
+    for t in [
+        "/",
+        "/static/",
+        "/other/x",
+        "/_stowaway_local/static/ok.txt",
+        "/static/sub/",
+        "/staticx",
+    ] {
         assert_eq!(get(st.addr, t).status, 404, "{t}");
     }
-    let r = request(st.addr, "POST", "/static/ok.txt", &[("Content-Length", "0")]);
+    let r = request(
+        st.addr,
+        "POST",
+        "/static/ok.txt",
+        &[("Content-Length", "0")],
+    );
     assert_eq!(r.status, 405);
     assert_eq!(get(st.addr, "/healthz").status, 200);
     assert_eq!(get(st.addr, "/readyz").status, 200);
@@ -107,7 +164,14 @@ fn lighttpd_front_answers_with_x_sendfile() {
     let r = get(st.addr, "/static/a%25b.txt");
     assert_eq!(r.status, 200);
     let canon = std::fs::canonicalize(&root).unwrap();
-    let want = format!("{}/a%25b.txt", canon.display().to_string().replace(' ', "%20"));
+    let want = format!(
+        "{}/a%25b.txt",
+        canon.display().to_string().replace(' ', "%20")
+    );
     assert_eq!(r.header("x-sendfile"), Some(want.as_str()));
-    assert!(r.header("x-accel-redirect").is_none() && r.header("etag").is_none() && r.header("last-modified").is_none());
+    assert!(
+        r.header("x-accel-redirect").is_none()
+            && r.header("etag").is_none()
+            && r.header("last-modified").is_none()
+    );
 }

@@ -31,16 +31,30 @@ fn stowaway_config(s3: &S3Server, root: &Path, url: &str, fallback_header: bool)
 /// directory than stowaway (to stage the vanished-file race deterministically).
 fn nginx_conf(st: &Stowaway, alias_override: Option<&Path>) -> String {
     let out = stowaway_cmd()
-        .args(["gen-config", "nginx", "--front-listen", "127.0.0.1:@PORT@", "--config"])
+        .args([
+            "gen-config",
+            "nginx",
+            "--front-listen",
+            "127.0.0.1:@PORT@",
+            "--config",
+        ])
         .arg(&st.config)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let conf = String::from_utf8(out.stdout).unwrap();
     match alias_override {
         None => conf,
         Some(other) => {
-            let line = conf.lines().find(|l| l.trim_start().starts_with("alias ")).unwrap().to_string();
+            let line = conf
+                .lines()
+                .find(|l| l.trim_start().starts_with("alias "))
+                .unwrap()
+                .to_string();
             conf.replace(&line, &format!("        alias {}/;", other.display()))
         }
     }
@@ -60,7 +74,14 @@ fn site(url: &str, fallback_header: bool, split_alias: bool) -> Site {
     std::fs::create_dir_all(&empty).unwrap();
     let conf = nginx_conf(&st, split_alias.then_some(empty.as_path()));
     let nginx = Nginx::start(&dir, &conf);
-    Site { _dir: tmp, dir, root, s3, st, nginx }
+    Site {
+        _dir: tmp,
+        dir,
+        root,
+        s3,
+        st,
+        nginx,
+    }
 }
 
 fn content(n: usize) -> Vec<u8> {
@@ -78,10 +99,19 @@ fn local_file_is_served_by_nginx_with_range_head_and_304() {
     assert_eq!(r.status, 200, "{}", r.raw_head);
     assert_eq!(r.body, body);
     assert_eq!(r.header("content-type"), Some("image/jpeg"));
-    assert!(r.header("x-accel-redirect").is_none() && r.header("x-s3-location").is_none(), "internal headers leak: {}", r.raw_head);
+    assert!(
+        r.header("x-accel-redirect").is_none() && r.header("x-s3-location").is_none(),
+        "internal headers leak: {}",
+        r.raw_head
+    );
     let etag = r.header("etag").unwrap().to_string();
 
-    let r = request(s.nginx.addr, "GET", "/static/photo123.jpg", &[("Range", "bytes=0-99")]);
+    let r = request(
+        s.nginx.addr,
+        "GET",
+        "/static/photo123.jpg",
+        &[("Range", "bytes=0-99")],
+    );
     assert_eq!(r.status, 206);
     assert_eq!(r.header("content-range"), Some("bytes 0-99/10240"));
     assert_eq!(r.body, &body[..100]);
@@ -91,7 +121,12 @@ fn local_file_is_served_by_nginx_with_range_head_and_304() {
     assert_eq!(r.header("content-length"), Some("10240"));
     assert!(r.body.is_empty());
 
-    let r = request(s.nginx.addr, "GET", "/static/photo123.jpg", &[("If-None-Match", &etag)]);
+    let r = request(
+        s.nginx.addr,
+        "GET",
+        "/static/photo123.jpg",
+        &[("If-None-Match", &etag)],
+    );
     assert_eq!(r.status, 304);
 
     // Awkward names survive the X-Accel-Redirect encoding.
@@ -112,7 +147,13 @@ fn missing_file_redirects_to_a_presigned_url_that_s3_accepts() {
         let r = request(s.nginx.addr, method, "/static/gone/pic%201+2.png", &[]);
         assert_eq!(r.status, 302, "{}", r.raw_head);
         let loc = r.header("location").unwrap();
-        assert!(loc.starts_with(&format!("{}/site-media/static/gone/pic%201%2B2.png?", s.s3.endpoint)), "{loc}");
+        assert!(
+            loc.starts_with(&format!(
+                "{}/site-media/static/gone/pic%201%2B2.png?",
+                s.s3.endpoint
+            )),
+            "{loc}"
+        );
         assert_eq!(r.header("cache-control"), Some("no-store"));
         let obj = fetch_url(method, loc);
         assert_eq!(obj.status, 200, "{method} {loc}");
@@ -129,7 +170,10 @@ fn public_mode_redirects_to_the_plain_object_url() {
     let s = site("public", true, false);
     let r = get(s.nginx.addr, "/static/dir/x%20y.jpg");
     assert_eq!(r.status, 302);
-    assert_eq!(r.header("location").unwrap(), format!("{}/site-media/static/dir/x%20y.jpg", s.s3.endpoint));
+    assert_eq!(
+        r.header("location").unwrap(),
+        format!("{}/site-media/static/dir/x%20y.jpg", s.s3.endpoint)
+    );
     assert_eq!(r.header("cache-control"), Some("public, max-age=300"));
 }
 
@@ -144,7 +188,11 @@ fn file_vanishing_after_the_decision_still_ends_in_a_302() {
         s.s3.put("site-media", "static/vanish.jpg", &body);
         for method in ["GET", "HEAD"] {
             let r = request(s.nginx.addr, method, "/static/vanish.jpg", &[]);
-            assert_eq!(r.status, 302, "fallback_header={fallback_header} {method}: {}", r.raw_head);
+            assert_eq!(
+                r.status, 302,
+                "fallback_header={fallback_header} {method}: {}",
+                r.raw_head
+            );
             let loc = r.header("location").unwrap().to_string();
             let obj = fetch_url(method, &loc);
             assert_eq!(obj.status, 200, "{loc}");
@@ -159,13 +207,25 @@ fn file_vanishing_after_the_decision_still_ends_in_a_302() {
 fn internal_prefix_is_not_reachable_from_outside() {
     let s = site("presigned", true, false);
     write_file(&s.root, "photo.jpg", b"data");
-    for t in ["/_stowaway_local/static/photo.jpg", "/_stowaway_local/static/missing.jpg", "/_stowaway_local/"] {
+    for t in [
+        "/_stowaway_local/static/photo.jpg",
+        "/_stowaway_local/static/missing.jpg",
+        "/_stowaway_local/",
+    ] {
         let r = get(s.nginx.addr, t);
         assert_eq!(r.status, 404, "{t}: {}", r.raw_head);
         assert!(r.header("location").is_none());
     }
     // A client cannot force a recheck or smuggle another URI.
-    let r = request(s.nginx.addr, "GET", "/static/photo.jpg", &[("X-Sidecar-Recheck", "1"), ("X-Original-URI", "/static/other.jpg")]);
+    let r = request(
+        s.nginx.addr,
+        "GET",
+        "/static/photo.jpg",
+        &[
+            ("X-Sidecar-Recheck", "1"),
+            ("X-Original-URI", "/static/other.jpg"),
+        ],
+    );
     assert_eq!(r.status, 200);
     assert_eq!(r.body, b"data");
 }
@@ -174,7 +234,11 @@ fn internal_prefix_is_not_reachable_from_outside() {
 fn hostile_urls_never_reach_outside_the_root() {
     let s = site("presigned", true, false);
     write_file(&s.root, "ok.jpg", b"fine");
-    std::os::unix::fs::symlink(s.dir.join("site/other/outside.txt"), s.root.join("link.txt")).unwrap();
+    std::os::unix::fs::symlink(
+        s.dir.join("site/other/outside.txt"),
+        s.root.join("link.txt"),
+    )
+    .unwrap();
     std::os::unix::fs::symlink(s.dir.join("site/other"), s.root.join("linkdir")).unwrap();
     let cases: &[&[u8]] = &[
         b"/static/../other/outside.txt",
@@ -196,14 +260,32 @@ fn hostile_urls_never_reach_outside_the_root() {
     for t in cases {
         let r = request_bytes(s.nginx.addr, "GET", t, &[]);
         let shown = String::from_utf8_lossy(t);
-        assert!(!r.body.windows(SECRET_MARKER.len()).any(|w| w == SECRET_MARKER), "{shown} leaked the secret");
-        assert!(matches!(r.status, 400 | 403 | 404 | 302), "{shown}: {}", r.raw_head);
+        assert!(
+            !r.body
+                .windows(SECRET_MARKER.len())
+                .any(|w| w == SECRET_MARKER),
+            "{shown} leaked the secret"
+        );
+        assert!(
+            matches!(r.status, 400 | 403 | 404 | 302),
+            "{shown}: {}",
+            r.raw_head
+        );
         if r.status == 302 {
             // Only a redirect into the bucket, for a key inside the mount.
-            assert!(r.header("location").unwrap().starts_with(&format!("{}/site-media/static/", s.s3.endpoint)), "{shown}");
+            assert!(
+                r.header("location")
+                    .unwrap()
+                    .starts_with(&format!("{}/site-media/static/", s.s3.endpoint)),
+                "{shown}"
+            );
         }
         let head = r.raw_head.to_ascii_lowercase();
-        assert!(!head.contains("set-cookie") && !head.contains("x-injected"), "{shown} injected a header: {}", r.raw_head);
+        assert!(
+            !head.contains("set-cookie") && !head.contains("x-injected"),
+            "{shown} injected a header: {}",
+            r.raw_head
+        );
     }
     // Symlinks are refused by stowaway itself (404), not just by nginx.
     assert_eq!(get(s.st.addr, "/static/link.txt").status, 404);

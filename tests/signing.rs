@@ -31,7 +31,9 @@ fn redirect_url_downloads_the_exact_bytes() {
 }
 
 fn follow(r: &Response, method: &str) -> Response {
-    let loc = r.header("location").unwrap_or_else(|| panic!("no Location: {}", r.raw_head));
+    let loc = r
+        .header("location")
+        .unwrap_or_else(|| panic!("no Location: {}", r.raw_head));
     fetch_url(method, loc)
 }
 
@@ -43,7 +45,16 @@ fn awkward_keys_round_trip() {
     let root = dir.path().join("root");
     std::fs::create_dir_all(&root).unwrap();
     let st = Stowaway::start(dir.path(), &config(&s3, &root, ""));
-    let names = ["a b.jpg", "plus+sign.png", "per%cent.txt", "q?mark.gif", "hash#tag.css", "eq=and&amp.js", "ünïcødé/€ 東京.txt", "dir/sub dir/x y+z.bin"];
+    let names = [
+        "a b.jpg",
+        "plus+sign.png",
+        "per%cent.txt",
+        "q?mark.gif",
+        "hash#tag.css",
+        "eq=and&amp.js",
+        "ünïcødé/€ 東京.txt",
+        "dir/sub dir/x y+z.bin",
+    ];
     for (i, name) in names.iter().enumerate() {
         let body = format!("object number {i}: {name}").into_bytes();
         s3.put("media-bucket", &format!("static/{name}"), &body);
@@ -65,25 +76,59 @@ fn tampered_and_expired_urls_are_refused_by_s3() {
     let root = dir.path().join("root");
     std::fs::create_dir_all(&root).unwrap();
     let st = Stowaway::start(dir.path(), &config(&s3, &root, "window = \"0s\""));
-    let loc = get(st.addr, "/static/x.txt").header("location").unwrap().to_string();
+    let loc = get(st.addr, "/static/x.txt")
+        .header("location")
+        .unwrap()
+        .to_string();
     assert_eq!(fetch_url("GET", &loc).status, 200);
     // Flip the last signature digit.
     let last = loc.chars().last().unwrap();
-    let tampered = format!("{}{}", &loc[..loc.len() - 1], if last == '0' { '1' } else { '0' });
+    let tampered = format!(
+        "{}{}",
+        &loc[..loc.len() - 1],
+        if last == '0' { '1' } else { '0' }
+    );
     assert_eq!(fetch_url("GET", &tampered).status, 403);
     // Another object's path with this signature.
     s3.put("media-bucket", "static/y.txt", b"other");
-    assert_eq!(fetch_url("GET", &loc.replace("/x.txt?", "/y.txt?")).status, 403);
+    assert_eq!(
+        fetch_url("GET", &loc.replace("/x.txt?", "/y.txt?")).status,
+        403
+    );
     // A longer expiry than signed.
-    assert_eq!(fetch_url("GET", &loc.replace("X-Amz-Expires=600", "X-Amz-Expires=6000")).status, 403);
+    assert_eq!(
+        fetch_url(
+            "GET",
+            &loc.replace("X-Amz-Expires=600", "X-Amz-Expires=6000")
+        )
+        .status,
+        403
+    );
 
     // Expired: a mount with a 1s expiry and no window; the URL dies after a second.
-    let st2 = Stowaway::start(dir.path(), &config(&s3, &root, "window = \"0s\"").replace("expires = \"10m\"", "expires = \"1s\""));
-    let loc = get(st2.addr, "/static/x.txt").header("location").unwrap().to_string();
+    let st2 = Stowaway::start(
+        dir.path(),
+        &config(&s3, &root, "window = \"0s\"").replace("expires = \"10m\"", "expires = \"1s\""),
+    );
+    let loc = get(st2.addr, "/static/x.txt")
+        .header("location")
+        .unwrap()
+        .to_string();
     assert!(loc.contains("X-Amz-Expires=1&"), "{loc}");
-    assert!(wait_until(std::time::Duration::from_secs(10), || fetch_url("GET", &loc).status == 403), "expired URL still accepted");
+    assert!(
+        wait_until(std::time::Duration::from_secs(10), || fetch_url(
+            "GET", &loc
+        )
+        .status
+            == 403),
+        "expired URL still accepted"
+    );
     let r = fetch_url("GET", &loc);
-    assert!(String::from_utf8_lossy(&r.body).contains("expired"), "{}", String::from_utf8_lossy(&r.body));
+    assert!(
+        String::from_utf8_lossy(&r.body).contains("expired"),
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
     drop(st);
 }
 
@@ -128,7 +173,15 @@ fn one_window_one_url() {
     }
     assert!(same, "two back-to-back requests never shared a URL");
     let first = loc("/static/w.jpg");
-    assert!(wait_until(std::time::Duration::from_secs(10), || loc("/static/w.jpg") != first), "URL never changed across windows");
+    assert!(
+        wait_until(std::time::Duration::from_secs(10), || loc("/static/w.jpg")
+            != first),
+        "URL never changed across windows"
+    );
     let r = get(st.addr, "/static/w.jpg");
-    assert!(r.header("cache-control").unwrap().starts_with("private, max-age="));
+    assert!(
+        r.header("cache-control")
+            .unwrap()
+            .starts_with("private, max-age=")
+    );
 }

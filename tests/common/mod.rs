@@ -19,7 +19,11 @@ pub const REGION: &str = "us-east-1";
 
 /// A free loopback TCP port (bound and released).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Polls `f` until it is true or `deadline` passes; returns whether it became true.
@@ -52,7 +56,10 @@ pub struct Response {
 impl Response {
     /// The first header named `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -63,7 +70,12 @@ pub fn request(addr: SocketAddr, method: &str, target: &str, extra: &[(&str, &st
 }
 
 /// Like [`request`] with a raw byte target (for NUL, CR/LF and invalid UTF-8 cases).
-pub fn request_bytes(addr: SocketAddr, method: &str, target: &[u8], extra: &[(&str, &str)]) -> Response {
+pub fn request_bytes(
+    addr: SocketAddr,
+    method: &str,
+    target: &[u8],
+    extra: &[(&str, &str)],
+) -> Response {
     let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut req = Vec::new();
@@ -82,26 +94,38 @@ pub fn request_bytes(addr: SocketAddr, method: &str, target: &[u8], extra: &[(&s
 }
 
 fn parse_response(buf: &[u8], head: bool) -> Response {
-    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(buf)));
+    let end = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(buf)));
     let raw_head = String::from_utf8_lossy(&buf[..end]).to_string();
     let mut lines = raw_head.split("\r\n");
     let status_line = lines.next().unwrap();
     let status: u16 = status_line.split(' ').nth(1).unwrap().parse().unwrap();
     let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())))
+        .filter_map(|l| {
+            l.split_once(':')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        })
         .collect();
     let mut body = buf[end + 4..].to_vec();
-    let chunked = headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
     if chunked && !head {
         body = dechunk(&body);
     }
-    Response { status, headers, body, raw_head }
+    Response {
+        status,
+        headers,
+        body,
+        raw_head,
+    }
 }
 
 fn dechunk(mut b: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    loop {
-        let Some(i) = b.windows(2).position(|w| w == b"\r\n") else { break };
+    while let Some(i) = b.windows(2).position(|w| w == b"\r\n") {
         let n = usize::from_str_radix(String::from_utf8_lossy(&b[..i]).trim(), 16).unwrap_or(0);
         if n == 0 {
             break;
@@ -119,7 +143,9 @@ pub fn get(addr: SocketAddr, target: &str) -> Response {
 
 /// Fetches an absolute `http://host:port/path?query` URL (such as a presigned S3 URL).
 pub fn fetch_url(method: &str, url: &str) -> Response {
-    let rest = url.strip_prefix("http://").unwrap_or_else(|| panic!("not an http URL: {url}"));
+    let rest = url
+        .strip_prefix("http://")
+        .unwrap_or_else(|| panic!("not an http URL: {url}"));
     let (host, target) = rest.split_at(rest.find('/').unwrap());
     let addr: SocketAddr = host.parse().unwrap();
     request(addr, method, target, &[])
@@ -142,7 +168,10 @@ impl Proc {
     }
     /// Sends a signal by number (e.g. 15 for SIGTERM) via `kill`.
     pub fn signal(&self, sig: i32) {
-        let _ = Command::new("kill").arg(format!("-{sig}")).arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status();
     }
 }
 
@@ -206,7 +235,15 @@ impl Stowaway {
         let logf = std::fs::File::create(&log).unwrap();
         cmd.stdout(Stdio::null()).stderr(logf);
         let child = cmd.spawn().expect("spawn stowaway");
-        let mut s = Stowaway { proc: Proc { child, name: "stowaway".into() }, addr, config: path, log };
+        let mut s = Stowaway {
+            proc: Proc {
+                child,
+                name: "stowaway".into(),
+            },
+            addr,
+            config: path,
+            log,
+        };
         let up = wait_until(Duration::from_secs(30), || {
             if let Ok(Some(_)) = s.proc.child.try_wait() {
                 return true;
@@ -242,7 +279,9 @@ impl Nginx {
         std::fs::create_dir_all(dir.join("logs")).unwrap();
         std::fs::create_dir_all(dir.join("tmp")).unwrap();
         let d = dir.display();
-        let body = server_and_upstreams.replace("@PORT@", &port.to_string()).replace("@DIR@", &d.to_string());
+        let body = server_and_upstreams
+            .replace("@PORT@", &port.to_string())
+            .replace("@DIR@", &d.to_string());
         let conf = format!(
             "user root;\nworker_processes 1;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/logs/error.log info;\n\
              events {{ worker_connections 512; }}\n\
@@ -252,8 +291,20 @@ impl Nginx {
         );
         let conf_path = dir.join("nginx.conf");
         std::fs::write(&conf_path, conf).unwrap();
-        let out = Command::new(nginx_bin()).arg("-t").arg("-p").arg(&dir).arg("-c").arg(&conf_path).output().expect("run nginx -t");
-        assert!(out.status.success(), "nginx -t failed:\n{}\n{}", String::from_utf8_lossy(&out.stderr), std::fs::read_to_string(&conf_path).unwrap());
+        let out = Command::new(nginx_bin())
+            .arg("-t")
+            .arg("-p")
+            .arg(&dir)
+            .arg("-c")
+            .arg(&conf_path)
+            .output()
+            .expect("run nginx -t");
+        assert!(
+            out.status.success(),
+            "nginx -t failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(&conf_path).unwrap()
+        );
         let child = Command::new(nginx_bin())
             .arg("-p")
             .arg(&dir)
@@ -264,8 +315,18 @@ impl Nginx {
             .spawn()
             .expect("spawn nginx");
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let n = Nginx { proc: Proc { child, name: "nginx".into() }, addr, dir };
-        assert!(wait_until(Duration::from_secs(20), || TcpStream::connect(addr).is_ok()), "nginx did not come up");
+        let n = Nginx {
+            proc: Proc {
+                child,
+                name: "nginx".into(),
+            },
+            addr,
+            dir,
+        };
+        assert!(
+            wait_until(Duration::from_secs(20), || TcpStream::connect(addr).is_ok()),
+            "nginx did not come up"
+        );
         n
     }
 
@@ -279,13 +340,19 @@ impl Drop for Nginx {
     fn drop(&mut self) {
         // SIGTERM the master so the workers go too, then make sure.
         self.proc.signal(15);
-        let _ = wait_until(Duration::from_secs(5), || matches!(self.proc.child.try_wait(), Ok(Some(_))));
+        let _ = wait_until(Duration::from_secs(5), || {
+            matches!(self.proc.child.try_wait(), Ok(Some(_)))
+        });
     }
 }
 
 /// Path of the nginx binary.
 pub fn nginx_bin() -> &'static str {
-    if Path::new("/usr/sbin/nginx").exists() { "/usr/sbin/nginx" } else { "nginx" }
+    if Path::new("/usr/sbin/nginx").exists() {
+        "/usr/sbin/nginx"
+    } else {
+        "nginx"
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -313,7 +380,11 @@ impl S3Server {
         let tmp = tempfile::tempdir().unwrap();
         let data = tmp.path().join("s3data");
         std::fs::create_dir_all(&data).unwrap();
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
         let port = free_port();
         let s = S3Server {
             rt,
@@ -321,7 +392,10 @@ impl S3Server {
             endpoint: format!("http://127.0.0.1:{port}"),
             data,
             _tmp: Some(tmp),
-            inner: Arc::new(Mutex::new(S3Inner { stop: None, task: None })),
+            inner: Arc::new(Mutex::new(S3Inner {
+                stop: None,
+                task: None,
+            })),
         };
         s.resume();
         s
@@ -391,7 +465,9 @@ impl S3Server {
             .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
             .region(aws_sdk_s3::config::Region::new(REGION))
             .endpoint_url(&self.endpoint)
-            .credentials_provider(aws_sdk_s3::config::Credentials::new(AK, SK, None, None, "test"))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                AK, SK, None, None, "test",
+            ))
             .force_path_style(true)
             .build();
         aws_sdk_s3::Client::from_conf(conf)
@@ -400,14 +476,25 @@ impl S3Server {
     /// Creates a bucket.
     pub fn create_bucket(&self, name: &str) {
         let c = self.client();
-        self.rt.block_on(async { c.create_bucket().bucket(name).send().await }).expect("create bucket");
+        self.rt
+            .block_on(async { c.create_bucket().bucket(name).send().await })
+            .expect("create bucket");
     }
 
     /// Stores an object.
     pub fn put(&self, bucket: &str, key: &str, body: &[u8]) {
         let c = self.client();
         let body = aws_sdk_s3::primitives::ByteStream::from(body.to_vec());
-        self.rt.block_on(async { c.put_object().bucket(bucket).key(key).body(body).send().await }).expect("put object");
+        self.rt
+            .block_on(async {
+                c.put_object()
+                    .bucket(bucket)
+                    .key(key)
+                    .body(body)
+                    .send()
+                    .await
+            })
+            .expect("put object");
     }
 
     /// Reads an object, `None` if it does not exist.
@@ -426,8 +513,18 @@ impl S3Server {
             let mut keys = Vec::new();
             let mut token = None;
             loop {
-                let r = c.list_objects_v2().bucket(bucket).set_continuation_token(token.clone()).send().await.expect("list");
-                keys.extend(r.contents().iter().filter_map(|o| o.key().map(String::from)));
+                let r = c
+                    .list_objects_v2()
+                    .bucket(bucket)
+                    .set_continuation_token(token.clone())
+                    .send()
+                    .await
+                    .expect("list");
+                keys.extend(
+                    r.contents()
+                        .iter()
+                        .filter_map(|o| o.key().map(String::from)),
+                );
                 token = r.next_continuation_token().map(String::from);
                 if token.is_none() {
                     break;
@@ -440,7 +537,10 @@ impl S3Server {
 
     /// Configuration TOML for the `[s3]` section pointing at this server.
     pub fn s3_section(&self) -> String {
-        format!("[s3]\nregion = \"{REGION}\"\nendpoint = \"{}\"\naddressing_style = \"path\"\n", self.endpoint)
+        format!(
+            "[s3]\nregion = \"{REGION}\"\nendpoint = \"{}\"\naddressing_style = \"path\"\n",
+            self.endpoint
+        )
     }
 }
 
@@ -460,12 +560,25 @@ pub fn write_file(root: &Path, rel: &str, content: &[u8]) -> PathBuf {
 
 /// Like [`request`], but from the local address `src` (any 127.0.0.0/8 address works on
 /// loopback), so that a front server sees another client address.
-pub fn request_from(src: std::net::IpAddr, addr: SocketAddr, method: &str, target: &str, extra: &[(&str, &str)]) -> Response {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_io().build().unwrap();
+pub fn request_from(
+    src: std::net::IpAddr,
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    extra: &[(&str, &str)],
+) -> Response {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .unwrap();
     let s = rt.block_on(async {
         let sock = tokio::net::TcpSocket::new_v4().unwrap();
-        sock.bind(SocketAddr::new(src, 0)).unwrap_or_else(|e| panic!("bind {src}: {e}"));
-        let s = sock.connect(addr).await.unwrap_or_else(|e| panic!("connect {addr} from {src}: {e}"));
+        sock.bind(SocketAddr::new(src, 0))
+            .unwrap_or_else(|e| panic!("bind {src}: {e}"));
+        let s = sock
+            .connect(addr)
+            .await
+            .unwrap_or_else(|e| panic!("connect {addr} from {src}: {e}"));
         s.into_std().unwrap()
     });
     s.set_nonblocking(false).unwrap();
@@ -473,7 +586,13 @@ pub fn request_from(src: std::net::IpAddr, addr: SocketAddr, method: &str, targe
 }
 
 /// Sends one request on `s` (`Connection: close`) and reads the whole response.
-pub fn exchange(mut s: TcpStream, addr: SocketAddr, method: &str, target: &[u8], extra: &[(&str, &str)]) -> Response {
+pub fn exchange(
+    mut s: TcpStream,
+    addr: SocketAddr,
+    method: &str,
+    target: &[u8],
+    extra: &[(&str, &str)],
+) -> Response {
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut req = Vec::new();
     req.extend_from_slice(method.as_bytes());
