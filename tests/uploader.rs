@@ -708,6 +708,9 @@ fn archive_on_another_file_system_and_when_it_is_full() {
     }
     st.proc.kill();
     assert!(stayed > 0, "the archive was never full");
+    // What a copy interrupted by a crash leaves behind (pid 0 is never a live process).
+    let stale = w.archive.join("y/.stowaway-tmp.0.deadbeef.3");
+    std::fs::write(&stale, b"half a copy").unwrap();
     // Room again: the restart (or the next rescan) completes the move.
     tmpfs.resize("16m");
     st = Stowaway::start(w.dir.path(), &w.config(&[], &[]));
@@ -718,6 +721,11 @@ fn archive_on_another_file_system_and_when_it_is_full() {
         st.log_text()
     );
     w.assert_all_migrated(&big);
+    assert!(
+        !stale.exists(),
+        "the stale temp file is cleaned up at start-up"
+    );
+    assert!(w.temp_files_in_archive().is_empty());
     drop(st);
     eprintln!("MEASURE tmpfs: {stayed}/8 files stayed local while the archive was full");
 }

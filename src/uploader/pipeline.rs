@@ -150,7 +150,7 @@ pub async fn process(sh: &Shared, job: &Job) -> Outcome {
                     sh.stats
                         .verify_failures
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    return fail(Class::Transient, e.to_string());
+                    return fail(Class::Permanent, e.to_string());
                 }
             }
         }
@@ -192,7 +192,9 @@ pub async fn process(sh: &Shared, job: &Job) -> Outcome {
         sh.stats
             .verify_failures
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        return fail(Class::Transient, msg);
+        // Not retried at once and not counted by the outage breaker: a mismatch is about
+        // this object, and it is tried again (from scratch) at the next rescan.
+        return fail(Class::Permanent, msg);
     }
 
     // 4. The local file must still be what was hashed (a writer may have appended or replaced

@@ -84,6 +84,8 @@ pub struct Found {
     pub mount: usize,
     pub path: PathBuf,
     pub stamp: FileStamp,
+    /// Found by a full scan (counts towards the backlog figures), not a subtree walk.
+    pub full: bool,
 }
 
 /// What walkers send to the coordinator.
@@ -113,7 +115,7 @@ pub struct WalkTarget {
 
 /// Walks `start` (the mount root, or a directory inside it) without following symlinks and
 /// sends every regular, not ignored file. Returns false if the receiver is gone (shutdown).
-pub fn walk(target: &WalkTarget, start: &Path, tx: &mpsc::Sender<ScanMsg>) -> bool {
+pub fn walk(target: &WalkTarget, start: &Path, full: bool, tx: &mpsc::Sender<ScanMsg>) -> bool {
     if start != target.root && target.ignore.path_ignored(&target.root, start) {
         return true;
     }
@@ -128,6 +130,7 @@ pub fn walk(target: &WalkTarget, start: &Path, tx: &mpsc::Sender<ScanMsg>) -> bo
             Ok(e) if e.file_type().is_file() => match e.metadata() {
                 Ok(m) => ScanMsg::File(Found {
                     mount: target.mount,
+                    full,
                     stamp: FileStamp::from_meta(&m),
                     path: e.into_path(),
                 }),
@@ -165,7 +168,7 @@ pub fn full_scan(targets: &[WalkTarget], tx: &mpsc::Sender<ScanMsg>) {
     let started = Instant::now();
     let mut completed = true;
     for t in targets {
-        if !walk(t, &t.root, tx) {
+        if !walk(t, &t.root, true, tx) {
             return;
         }
         // A root that cannot be read at all makes the scan incomplete (no backlog figures).

@@ -290,7 +290,7 @@ impl Coordinator {
         let tx = self.scan_tx.clone();
         tokio::task::spawn_blocking(move || {
             let started = Instant::now();
-            if walk(&t, &dir, &tx) {
+            if walk(&t, &dir, false, &tx) {
                 let _ = tx.blocking_send(ScanMsg::Done {
                     full: false,
                     started,
@@ -302,9 +302,12 @@ impl Coordinator {
 
     fn on_scan(&mut self, msg: ScanMsg) {
         match msg {
-            ScanMsg::File(Found { mount, path, stamp }) => {
-                self.consider(mount, path, stamp, false, self.full_running)
-            }
+            ScanMsg::File(Found {
+                mount,
+                path,
+                stamp,
+                full,
+            }) => self.consider(mount, path, stamp, false, full),
             ScanMsg::Error { mount, message } => {
                 tracing::warn!(mount = %self.sh.settings.mounts[mount].prefix.as_str(), error = %message, "scan: cannot read an entry");
             }
