@@ -5,13 +5,16 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{self, CliOverrides, FsChecks, LogFormat, Settings};
 use crate::frontconf::{self, FrontOptions};
-use crate::http::{AppState, configure};
+use crate::health::Health;
+use crate::http::{AppState, configure_metrics, configure_with};
+use crate::metrics::Metrics;
 use crate::presign::Signer;
 
 /// Exit code for a configuration that cannot be used.
@@ -126,6 +129,28 @@ pub enum Command {
         /// Printed in front of the link, e.g. https://www.example.com.
         #[arg(long, value_name = "URL")]
         base_url: Option<String>,
+    },
+    /// Ask the running service whether it is alive (GET /healthz) or, with --ready, ready
+    /// (GET /readyz: roots readable, credentials valid, S3 reachable, uploader not stuck).
+    /// Exit 0 if so, 1 if not: for scripts, Docker and systemd.
+    Healthcheck {
+        #[command(flatten)]
+        common: Common,
+        /// Check readiness instead of liveness.
+        #[arg(long)]
+        ready: bool,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 3)]
+        timeout: u64,
+    },
+    /// Per mount: the backlog still to upload (files, bytes, oldest age) and the archive size,
+    /// from a scan of the folders (no S3 calls).
+    Status {
+        #[command(flatten)]
+        common: Common,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
     },
     /// Print the effective configuration (defaults, file, environment and flags merged) as
     /// TOML, with secrets redacted.
@@ -308,6 +333,28 @@ pub fn main() -> ExitCode {
                 }
             }
         },
+        Command::Healthcheck {
+            common,
+            ready,
+            timeout,
+        } => match load_with(&common, FsChecks::Skip) {
+            Err(code) => code,
+            Ok((settings, _)) => healthcheck(&settings, ready, Duration::from_secs(timeout)),
+        },
+        Command::Status { common, json } => match load(&common) {
+            Err(code) => code,
+            Ok((settings, unknown)) => {
+                warn_unknown(&unknown);
+                let mounts = crate::status::scan(&settings);
+                if json {
+                    let v = serde_json::json!({ "mounts": mounts });
+                    println!("{v:#}");
+                } else {
+                    print!("{}", crate::status::render_text(&mounts));
+                }
+                ExitCode::SUCCESS
+            }
+        },
         Command::PrintConfig { common } => match load(&common) {
             Err(code) => code,
             Ok((settings, unknown)) => {
@@ -336,6 +383,49 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// GETs `/healthz` or `/readyz` on the configured listener with a plain HTTP/1.0 request.
+fn healthcheck(settings: &Settings, ready: bool, timeout: Duration) -> ExitCode {
+    use std::io::{Read, Write};
+    let mut addr = settings.server.listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    let path = if ready { "/readyz" } else { "/healthz" };
+    let result = (|| -> std::io::Result<String> {
+        let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+        s.set_read_timeout(Some(timeout))?;
+        s.set_write_timeout(Some(timeout))?;
+        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())?;
+        let mut buf = String::new();
+        s.take(64 * 1024).read_to_string(&mut buf)?;
+        Ok(buf)
+    })();
+    match result {
+        Ok(resp) if resp.starts_with("HTTP/1.1 200") || resp.starts_with("HTTP/1.0 200") => {
+            println!("{} ok", &path[1..]);
+            ExitCode::SUCCESS
+        }
+        Ok(resp) => {
+            let body = resp.split("\r\n\r\n").nth(1).unwrap_or("").trim();
+            eprintln!(
+                "stowaway: {addr}{path}: {}",
+                if body.is_empty() { "not ok" } else { body }
+            );
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!(
+                "stowaway: cannot reach {addr}{path}: {e} (is `stowaway serve` running with this config?)"
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn report(r: anyhow::Result<()>) -> ExitCode {
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -358,39 +448,71 @@ fn run_async<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyho
 /// Runs the service until SIGTERM/SIGINT.
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let settings = Arc::new(settings);
-    let signer = if settings.needs_signing() {
-        let region = settings
-            .s3
-            .region
-            .clone()
-            .context("s3.region is required for presigning")?;
-        let sdk = crate::s3::sdk_config(&settings.s3).await;
-        let signer = Arc::new(Signer::new(region));
-        let provider = crate::s3::init_signer(&sdk, &signer).await?;
-        crate::s3::spawn_refresher(signer.clone(), provider);
-        Some(signer)
+    let uploading = settings.uploader.enabled && settings.mounts.iter().any(|m| m.upload);
+    let sdk = if settings.needs_signing() || uploading {
+        Some(crate::s3::sdk_config(&settings.s3).await)
     } else {
         None
     };
-    let state = actix_web::web::Data::new(AppState::new(settings.clone(), signer));
-    // The background uploader; its counters are for the status/metrics endpoints.
-    let _uploader = if settings.uploader.enabled && settings.mounts.iter().any(|m| m.upload) {
+    let signer = match (&sdk, settings.needs_signing()) {
+        (Some(sdk), true) => {
+            let region = settings
+                .s3
+                .region
+                .clone()
+                .context("s3.region is required for presigning")?;
+            let signer = Arc::new(Signer::new(region));
+            let provider = crate::s3::init_signer(sdk, &signer).await?;
+            crate::s3::spawn_refresher(signer.clone(), provider);
+            Some(signer)
+        }
+        _ => None,
+    };
+    // The background uploader; its counters feed /metrics and readiness.
+    let uploader = if uploading {
         Some(crate::uploader::spawn(settings.clone()).await)
     } else {
         None
     };
+    let health = Arc::new(Health::default());
+    if let Some(u) = &uploader {
+        health.watch_uploader(u.stats.clone(), settings.uploader.rescan_interval);
+    }
+    if let Some(sdk) = &sdk
+        && !settings.server.s3_probe_interval.is_zero()
+    {
+        let mut buckets: Vec<String> = settings.mounts.iter().map(|m| m.bucket.clone()).collect();
+        buckets.sort();
+        buckets.dedup();
+        crate::health::spawn_s3_probe(
+            health.clone(),
+            crate::s3::client(sdk, &settings.s3),
+            buckets,
+            settings.server.s3_probe_interval,
+        );
+    }
+    let metrics = Arc::new(Metrics::new(
+        &settings,
+        uploader.as_ref().map(|u| u.stats.clone()),
+    ));
+    let state = actix_web::web::Data::new(
+        AppState::new(settings.clone(), signer).with_observability(Some(metrics), health),
+    );
     let workers = match settings.server.workers {
         0 => std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2),
         n => n,
     };
+    let separate_metrics = settings.server.metrics_listen;
+    let main_state = state.clone();
     let server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
-            .app_data(state.clone())
-            .configure(configure)
+            .app_data(main_state.clone())
+            .configure(|c| configure_with(c, separate_metrics.is_none()))
     })
     .workers(workers)
+    .shutdown_timeout(settings.server.shutdown_timeout.as_secs())
     .bind(settings.server.listen)
     .with_context(|| {
         format!(
@@ -399,8 +521,30 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         )
     })?
     .run();
-    tracing::info!(listen = %settings.server.listen, workers, mounts = settings.mounts.len(), "stowaway serving");
-    server.await.context("HTTP server failed")?;
+    let metrics_server = match separate_metrics {
+        Some(addr) => Some(
+            actix_web::HttpServer::new(move || {
+                actix_web::App::new()
+                    .app_data(state.clone())
+                    .configure(configure_metrics)
+            })
+            .workers(1)
+            .shutdown_timeout(1)
+            .bind(addr)
+            .with_context(|| format!("cannot listen on {addr} (server.metrics_listen)"))?
+            .run(),
+        ),
+        None => None,
+    };
+    tracing::info!(listen = %settings.server.listen, metrics = ?separate_metrics, workers, mounts = settings.mounts.len(), "stowaway serving");
+    // Both servers must be polled to run; the metrics one stops when the main one does.
+    let metrics_task = metrics_server.map(|ms| (ms.handle(), tokio::spawn(ms)));
+    let result = server.await;
+    if let Some((handle, task)) = metrics_task {
+        handle.stop(true).await;
+        let _ = task.await;
+    }
+    result.context("HTTP server failed")?;
     tracing::info!("stowaway stopped");
     Ok(())
 }

@@ -100,6 +100,9 @@ pub struct RawServer {
     pub front: Option<String>,
     pub fallback_header: Option<bool>,
     pub verdict_ttl: Option<String>,
+    pub metrics_listen: Option<String>,
+    pub shutdown_timeout: Option<String>,
+    pub s3_probe_interval: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -295,6 +298,14 @@ pub struct ServerSettings {
     /// Longest time nginx may cache an auth_request verdict (`X-Accel-Expires`); zero disables.
     #[serde(with = "human_duration")]
     pub verdict_ttl: Duration,
+    /// Separate listener for `/metrics`; `None` serves it on `listen`.
+    pub metrics_listen: Option<SocketAddr>,
+    /// On SIGTERM/SIGINT: how long in-flight requests and uploads get to finish.
+    #[serde(with = "human_duration")]
+    pub shutdown_timeout: Duration,
+    /// How often readiness probes S3 (HeadBucket per bucket); zero disables the probe.
+    #[serde(with = "human_duration")]
+    pub s3_probe_interval: Duration,
 }
 
 /// Log settings.
@@ -691,6 +702,25 @@ pub fn validate_with(raw: &RawConfig, fs: FsChecks) -> Result<Settings, ConfigEr
             "use e.g. \"127.0.0.1:8700\" (loopback is the safe default)",
         )
     })?;
+    let metrics_listen = match s.metrics_listen.as_deref() {
+        None | Some("") => None,
+        Some(a) => Some(a.parse::<SocketAddr>().map_err(|_| {
+            invalid(
+                "server.metrics_listen",
+                a,
+                "not an IP:port address",
+                "use e.g. \"127.0.0.1:9700\", or remove it to serve /metrics on server.listen",
+            )
+        })?),
+    };
+    if metrics_listen == Some(listen) {
+        return Err(invalid(
+            "server.metrics_listen",
+            listen,
+            "the same address as server.listen",
+            "use another port, or remove it to serve /metrics on server.listen",
+        ));
+    }
     let workers = s.workers.unwrap_or(0);
     if workers > 256 {
         return Err(invalid(
@@ -1118,6 +1148,17 @@ pub fn validate_with(raw: &RawConfig, fs: FsChecks) -> Result<Settings, ConfigEr
             front,
             fallback_header: s.fallback_header.unwrap_or(true),
             verdict_ttl: dur("server.verdict_ttl", &s.verdict_ttl, Duration::from_secs(5))?,
+            metrics_listen,
+            shutdown_timeout: dur(
+                "server.shutdown_timeout",
+                &s.shutdown_timeout,
+                Duration::from_secs(30),
+            )?,
+            s3_probe_interval: dur(
+                "server.s3_probe_interval",
+                &s.s3_probe_interval,
+                Duration::from_secs(15),
+            )?,
         },
         log,
         s3,

@@ -24,7 +24,7 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
@@ -33,6 +33,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use crate::access::{Denial, Grant, LinkKeys};
 use crate::config::{FrontServer, Settings};
 use crate::decision::{Verdict, decide_mapped};
+use crate::health::Health;
+use crate::metrics::{Metrics, Outcome};
 use crate::paths::{
     MapResult, accel_target, is_file_key, map_request, sendfile_target, strip_query,
 };
@@ -76,6 +78,8 @@ pub struct AppState {
     signer: Option<Arc<Signer>>,
     gates: Vec<Gate>,
     any_access: bool,
+    metrics: Option<Arc<Metrics>>,
+    health: Arc<Health>,
 }
 
 impl AppState {
@@ -123,7 +127,38 @@ impl AppState {
             signer,
             gates,
             any_access,
+            metrics: None,
+            health: Arc::new(Health::default()),
         }
+    }
+
+    /// Adds metrics and the readiness state shared with the background probes.
+    pub fn with_observability(
+        mut self,
+        metrics: Option<Arc<Metrics>>,
+        health: Arc<Health>,
+    ) -> Self {
+        self.metrics = metrics;
+        self.health = health;
+        self
+    }
+
+    /// Counts a finished decision by the status it produced.
+    fn observe(&self, mount: Option<usize>, resp: &HttpResponse, start: Instant) {
+        let Some(m) = &self.metrics else { return };
+        let status = match resp.headers().get(X_STOWAWAY_STATUS) {
+            Some(v) => v.to_str().ok().and_then(|s| s.parse().ok()).unwrap_or(403),
+            None => resp.status().as_u16(),
+        };
+        let outcome = match status {
+            200..=299 => Outcome::Local,
+            301..=303 | 307 | 401 => Outcome::Remote,
+            403 | 410 => Outcome::Denied,
+            404 => Outcome::NotFound,
+            503 => Outcome::Unavailable,
+            _ => Outcome::BadRequest,
+        };
+        m.decision(mount, outcome, start.elapsed().as_secs_f64());
     }
 
     /// The redirect URL for `key` of mount `mount`, signed for `method` when the mount presigns.
@@ -140,7 +175,11 @@ impl AppState {
                 .signer
                 .as_ref()
                 .ok_or(crate::presign::PresignError::NoCredentials)?;
-            signer.presign(urls, method, key, now)
+            let u = signer.presign(urls, method, key, now)?;
+            if let Some(m) = &self.metrics {
+                m.presigned();
+            }
+            Ok(u)
         } else {
             Ok(ObjectUrl {
                 url: urls.public_url(key),
@@ -149,7 +188,8 @@ impl AppState {
         }
     }
 
-    /// Readiness: every root is a readable directory and, when signing, credentials are valid.
+    /// Readiness: every root is a readable directory, credentials (when signing) are valid,
+    /// and the background probes (S3 reachable, uploader not stuck) last reported success.
     pub fn readiness(&self) -> Result<(), String> {
         for r in &self.roots {
             if std::fs::read_dir(r).is_err() {
@@ -162,7 +202,7 @@ impl AppState {
                 _ => return Err("no valid AWS credentials for presigning".into()),
             }
         }
-        Ok(())
+        self.health.check()
     }
 }
 
@@ -242,7 +282,7 @@ fn client_ip(req: &HttpRequest, front: FrontServer) -> Option<IpAddr> {
 /// The outcome of the access check and the decision for one request.
 enum Judged<'a> {
     Decided(Verdict<'a>, Option<Grant>),
-    Denied(Denial),
+    Denied(Denial, usize),
 }
 
 /// Access check (mounts with `[mount.access]`), then the local-or-remote decision.
@@ -263,7 +303,7 @@ fn judge<'a>(
     if state.any_access && is_file_key(&m.key) {
         match &state.gates[m.mount] {
             Gate::Open => {}
-            Gate::Closed => return Judged::Denied(Denial::UnknownKey),
+            Gate::Closed => return Judged::Denied(Denial::UnknownKey, m.mount),
             Gate::Signed(keys) => {
                 let front = state.settings.server.front;
                 match keys.verify(
@@ -275,7 +315,7 @@ fn judge<'a>(
                     now,
                 ) {
                     Ok(g) => grant = Some(g),
-                    Err(d) => return Judged::Denied(d),
+                    Err(d) => return Judged::Denied(d, m.mount),
                 }
             }
         }
@@ -292,6 +332,18 @@ fn denied_response(d: Denial) -> HttpResponse {
 
 /// The decision endpoint (nginx `proxy_pass` and lighttpd `mod_proxy` mode).
 pub async fn decision(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let start = Instant::now();
+    let mut mount = None;
+    let resp = decision_response(&req, &state, &mut mount);
+    state.observe(mount, &resp, start);
+    resp
+}
+
+fn decision_response(
+    req: &HttpRequest,
+    state: &AppState,
+    mount_seen: &mut Option<usize>,
+) -> HttpResponse {
     let method = if req.method() == Method::GET {
         "GET"
     } else if req.method() == Method::HEAD {
@@ -318,9 +370,10 @@ pub async fn decision(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
     };
     let now = SystemTime::now();
     let now_s = unix_secs(now);
-    let judged = judge(&state, &req, target, method, recheck, now_s);
+    let judged = judge(state, req, target, method, recheck, now_s);
     let (verdict, grant) = match judged {
-        Judged::Denied(d) => {
+        Judged::Denied(d, mount) => {
+            *mount_seen = Some(mount);
             tracing::debug!(method, path = strip_query(target), recheck, denial = %d, "refused");
             return denied_response(d);
         }
@@ -337,11 +390,15 @@ pub async fn decision(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
     match verdict {
         Verdict::BadRequest(_) => text(StatusCode::BAD_REQUEST, "bad request\n"),
         Verdict::NotFound => text(StatusCode::NOT_FOUND, "not found\n"),
-        Verdict::Remote { mount, key } => match state.object_url(mount, method, &key, now) {
-            Ok(u) => redirect_response(&state, mount, u, grant, now_s),
-            Err(e) => signing_failed(e),
-        },
+        Verdict::Remote { mount, key } => {
+            *mount_seen = Some(mount);
+            match state.object_url(mount, method, &key, now) {
+                Ok(u) => redirect_response(state, mount, u, grant, now_s),
+                Err(e) => signing_failed(e),
+            }
+        }
         Verdict::Local { mount, key } => {
+            *mount_seen = Some(mount);
             let m = &state.settings.mounts[mount];
             let target = match state.settings.server.front {
                 FrontServer::Nginx => accel_target(
@@ -418,6 +475,18 @@ fn auth_refused(status: u16, ttl: u64) -> HttpResponse {
 
 /// The nginx `auth_request` endpoint (`GET /_stowaway/auth`).
 pub async fn auth(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let start = Instant::now();
+    let mut mount = None;
+    let resp = auth_response(&req, &state, &mut mount);
+    state.observe(mount, &resp, start);
+    resp
+}
+
+fn auth_response(
+    req: &HttpRequest,
+    state: &AppState,
+    mount_seen: &mut Option<usize>,
+) -> HttpResponse {
     let base_ttl = state.settings.server.verdict_ttl.as_secs();
     let method = match req
         .headers()
@@ -438,8 +507,9 @@ pub async fn auth(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
     };
     let now = SystemTime::now();
     let now_s = unix_secs(now);
-    let (verdict, grant) = match judge(&state, &req, target, method, false, now_s) {
-        Judged::Denied(d) => {
+    let (verdict, grant) = match judge(state, req, target, method, false, now_s) {
+        Judged::Denied(d, mount) => {
+            *mount_seen = Some(mount);
             tracing::debug!(method, path = strip_query(target), denial = %d, "auth: refused");
             return auth_refused(d.status(), base_ttl);
         }
@@ -456,6 +526,7 @@ pub async fn auth(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
         Verdict::NotFound => auth_refused(404, base_ttl),
         Verdict::Remote { mount, key } => match state.object_url(mount, method, &key, now) {
             Ok(u) => {
+                *mount_seen = Some(mount);
                 let ttl = state.verdict_ttl(mount, Some(&u), grant, now_s);
                 let Ok(loc) = HeaderValue::try_from(u.url) else {
                     return auth_refused(400, 0);
@@ -471,6 +542,7 @@ pub async fn auth(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
             }
         },
         Verdict::Local { mount, key } => {
+            *mount_seen = Some(mount);
             let mut resp = HttpResponse::Ok();
             let ttl = if state.settings.server.fallback_header {
                 match state.object_url(mount, method, &key, now).map(|u| {
@@ -512,6 +584,38 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
                 .body(format!("not ready: {why}\n"))
         }
     }
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    match &state.metrics {
+        Some(m) => HttpResponse::Ok()
+            .insert_header((
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            ))
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .body(m.render()),
+        None => text(
+            StatusCode::NOT_FOUND,
+            "metrics are served on server.metrics_listen\n",
+        ),
+    }
+}
+
+/// Routes of a separate metrics listener (`server.metrics_listen`).
+pub fn configure_metrics(cfg: &mut web::ServiceConfig) {
+    cfg.route("/metrics", web::get().to(metrics))
+        .route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz));
+}
+
+/// Registers all routes on an actix `App`; `/metrics` only when `with_metrics`.
+pub fn configure_with(cfg: &mut web::ServiceConfig, with_metrics: bool) {
+    if with_metrics {
+        cfg.route("/metrics", web::get().to(metrics));
+    }
+    configure(cfg);
 }
 
 /// Registers all routes on an actix `App`.

@@ -12,6 +12,7 @@
 //! * [`http`]: the actix-web endpoints;
 //! * [`frontconf`]: nginx and lighttpd configuration generated from ours;
 //! * [`uploader`]: watch, settle, upload, verify, then archive — the background migration;
+//! * [`metrics`], [`health`], [`status`]: Prometheus metrics, readiness, backlog report;
 //! * [`cli`]: the command line.
 
 #![forbid(unsafe_code)]
@@ -21,8 +22,11 @@ pub mod cli;
 pub mod config;
 pub mod decision;
 pub mod frontconf;
+pub mod health;
 pub mod http;
+pub mod metrics;
 pub mod paths;
 pub mod presign;
 pub mod s3;
+pub mod status;
 pub mod uploader;

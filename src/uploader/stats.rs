@@ -38,6 +38,12 @@ pub struct Stats {
     pub last_rescan_unix_ms: AtomicU64,
     /// Duration of the last full rescan in milliseconds.
     pub last_rescan_duration_ms: AtomicU64,
+    /// File-system events received from the watcher.
+    pub watch_events: AtomicU64,
+    /// Watcher overflows and errors (each one triggers a full rescan).
+    pub watch_overflows: AtomicU64,
+    /// Directories currently watched.
+    pub watches: AtomicU64,
     /// One entry per configured mount, in configuration order.
     pub mounts: Vec<MountStats>,
 }
