@@ -806,6 +806,15 @@ fn new_and_moved_in_directories_are_found_without_a_rescan() {
         st.log_text()
     );
     w.assert_all_migrated(&files);
+    // The watcher's counters reach /metrics (events seen, directories watched).
+    let m = String::from_utf8_lossy(&get(st.addr, "/metrics").body).to_string();
+    let value = |name: &str| -> f64 {
+        m.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{m}"))
+    };
+    assert!(value("stowaway_watch_events_total ") > 0.0, "{m}");
+    assert!(value("stowaway_watches ") >= 1.0, "{m}");
 }
 
 #[test]

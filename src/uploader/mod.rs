@@ -117,11 +117,14 @@ pub struct Uploader {
 pub async fn spawn(settings: Arc<Settings>) -> Uploader {
     let stats = Arc::new(Stats::new(settings.mounts.len()));
     let sh = shared(settings.clone(), stats.clone()).await;
+    let stats_task = stats.clone();
     let task = tokio::spawn(async move {
+        let stats = stats_task;
         let s = settings.clone();
         tokio::task::spawn_blocking(move || clean_archives(&s));
         let roots = upload_roots(&settings);
-        let watch = match tokio::task::spawn_blocking(move || watch::start(&roots)).await {
+        let st = stats.clone();
+        let watch = match tokio::task::spawn_blocking(move || watch::start(&roots, st)).await {
             Ok(Ok(w)) => Some(w),
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "running without file events; new files are found by the periodic rescans");

@@ -97,8 +97,10 @@ pub enum ScanMsg {
     Error { mount: usize, message: String },
     /// Nothing in this mount can be uploaded (checked before its walk starts).
     MountUnusable { mount: usize, message: String },
-    /// A walk finished. `full` walks cover every mount.
+    /// A walk finished. `full` walks cover every mount; `dirs` is how many directories it
+    /// walked (for a full scan with a recursive watch: about the number of watches).
     Done {
+        dirs: u64,
         full: bool,
         started: Instant,
         completed: bool,
@@ -114,11 +116,18 @@ pub struct WalkTarget {
 }
 
 /// Walks `start` (the mount root, or a directory inside it) without following symlinks and
-/// sends every regular, not ignored file. Returns false if the receiver is gone (shutdown).
-pub fn walk(target: &WalkTarget, start: &Path, full: bool, tx: &mpsc::Sender<ScanMsg>) -> bool {
+/// sends every regular, not ignored file. Returns the number of directories walked, or
+/// `None` if the receiver is gone (shutdown).
+pub fn walk(
+    target: &WalkTarget,
+    start: &Path,
+    full: bool,
+    tx: &mpsc::Sender<ScanMsg>,
+) -> Option<u64> {
     if start != target.root && target.ignore.path_ignored(&target.root, start) {
-        return true;
+        return Some(0);
     }
+    let mut dirs = 0;
     let it = walkdir::WalkDir::new(start)
         .follow_links(false)
         // A directory that is itself a symlink is not walked either.
@@ -145,7 +154,12 @@ pub fn walk(target: &WalkTarget, start: &Path, full: bool, tx: &mpsc::Sender<Sca
                     message: err.to_string(),
                 },
             },
-            Ok(_) => continue,
+            Ok(e) => {
+                if e.file_type().is_dir() {
+                    dirs += 1;
+                }
+                continue;
+            }
             Err(err) => {
                 if err.io_error().map(|i| i.kind()) == Some(std::io::ErrorKind::NotFound) {
                     continue;
@@ -157,26 +171,29 @@ pub fn walk(target: &WalkTarget, start: &Path, full: bool, tx: &mpsc::Sender<Sca
             }
         };
         if tx.blocking_send(msg).is_err() {
-            return false;
+            return None;
         }
     }
-    true
+    Some(dirs)
 }
 
 /// Walks every target in turn, then sends `Done`.
 pub fn full_scan(targets: &[WalkTarget], tx: &mpsc::Sender<ScanMsg>) {
     let started = Instant::now();
     let mut completed = true;
+    let mut dirs = 0;
     for t in targets {
-        if !walk(t, &t.root, true, tx) {
+        let Some(n) = walk(t, &t.root, true, tx) else {
             return;
-        }
+        };
+        dirs += n;
         // A root that cannot be read at all makes the scan incomplete (no backlog figures).
         if std::fs::read_dir(&t.root).is_err() {
             completed = false;
         }
     }
     let _ = tx.blocking_send(ScanMsg::Done {
+        dirs,
         full: true,
         started,
         completed,

@@ -117,6 +117,8 @@ pub struct Coordinator {
     rejected: HashSet<u64>,
     /// Mounts paused until the next full rescan after a bucket or credentials error.
     blocked: Vec<bool>,
+    /// Whether a file watcher is running (set by `run`).
+    watching: bool,
     /// Files in a row per mount that failed transiently even after their retries.
     transient_streak: Vec<u32>,
     full_running: bool,
@@ -174,6 +176,7 @@ impl Coordinator {
             logged: HashMap::new(),
             rejected: HashSet::new(),
             blocked: vec![false; n],
+            watching: false,
             transient_streak: vec![0; n],
             full_running: false,
             full_pending: false,
@@ -199,6 +202,7 @@ impl Coordinator {
             Some((g, e, r)) => (Some(g), Some(e), Some(r)),
             None => (None, None, None),
         };
+        self.watching = events.is_some();
         self.start_full_scan();
         let u = &self.sh.settings.uploader;
         let mut tick = tokio::time::interval(tick_interval(u.settle));
@@ -290,8 +294,9 @@ impl Coordinator {
         let tx = self.scan_tx.clone();
         tokio::task::spawn_blocking(move || {
             let started = Instant::now();
-            if walk(&t, &dir, false, &tx) {
+            if let Some(dirs) = walk(&t, &dir, false, &tx) {
                 let _ = tx.blocking_send(ScanMsg::Done {
+                    dirs,
                     full: false,
                     started,
                     completed: true,
@@ -319,11 +324,17 @@ impl Coordinator {
                 full: true,
                 started,
                 completed,
+                dirs,
             } => {
                 self.full_running = false;
                 self.full_scans_done += 1;
                 let took = started.elapsed();
                 self.sh.stats.rescan_done(SystemTime::now(), took);
+                if self.watching {
+                    // notify keeps no count; the directories of a full walk come closest
+                    // (it also watches ignored directories, which the walk skips).
+                    self.sh.stats.watches.store(dirs, Relaxed);
+                }
                 if completed {
                     for (i, ((f, b), (ff, fb))) in self
                         .scan_backlog

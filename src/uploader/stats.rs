@@ -62,6 +62,9 @@ pub struct StatsSnapshot {
     pub rescans: u64,
     pub last_rescan_unix_ms: u64,
     pub last_rescan_duration_ms: u64,
+    pub watch_events: u64,
+    pub watch_overflows: u64,
+    pub watches: u64,
     /// (files, bytes) per mount.
     pub backlog: Vec<(u64, u64)>,
 }
@@ -89,6 +92,9 @@ impl Stats {
             rescans: self.rescans.load(Relaxed),
             last_rescan_unix_ms: self.last_rescan_unix_ms.load(Relaxed),
             last_rescan_duration_ms: self.last_rescan_duration_ms.load(Relaxed),
+            watch_events: self.watch_events.load(Relaxed),
+            watch_overflows: self.watch_overflows.load(Relaxed),
+            watches: self.watches.load(Relaxed),
             backlog: self
                 .mounts
                 .iter()

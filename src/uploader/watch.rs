@@ -5,9 +5,12 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 
 use notify::{Config, Event, RecursiveMode, Watcher};
 use tokio::sync::{Notify, mpsc};
+
+use super::stats::Stats;
 
 /// Events buffered between the watcher thread and the coordinator.
 const CAPACITY: usize = 16 * 1024;
@@ -31,20 +34,26 @@ pub enum WatchError {
 /// Starts watching `roots` recursively, without following symlinks. A root that cannot be
 /// watched (e.g. `fs.inotify.max_user_watches` reached) is logged and left to the rescans.
 /// Blocking: adding recursive watches walks the trees.
-pub fn start(roots: &[PathBuf]) -> Result<Watch, WatchError> {
+pub fn start(roots: &[PathBuf], stats: Arc<Stats>) -> Result<Watch, WatchError> {
     let (tx, events) = mpsc::channel(CAPACITY);
     let rescan = Arc::new(Notify::new());
     let flag = rescan.clone();
+    // Runs on notify's thread: only atomics, `try_send` and `notify_one`, nothing that waits.
+    let lost = move |stats: &Stats| {
+        stats.watch_overflows.fetch_add(1, Relaxed);
+        flag.notify_one();
+    };
     let handler = move |res: notify::Result<Event>| match res {
-        Ok(ev) if ev.need_rescan() => flag.notify_one(),
+        Ok(ev) if ev.need_rescan() => lost(&stats),
         Ok(ev) => {
+            stats.watch_events.fetch_add(1, Relaxed);
             if tx.try_send(ev).is_err() {
-                flag.notify_one();
+                lost(&stats);
             }
         }
         Err(e) => {
             tracing::warn!(error = %e, "file watcher error; a full rescan follows");
-            flag.notify_one();
+            lost(&stats);
         }
     };
     let mut w =
