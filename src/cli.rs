@@ -426,6 +426,22 @@ fn healthcheck(settings: &Settings, ready: bool, timeout: Duration) -> ExitCode 
     }
 }
 
+/// Waits for SIGTERM or SIGINT; returns the signal's name.
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = tokio::signal::ctrl_c() => "SIGINT",
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM; only SIGINT stops stowaway gracefully");
+            let _ = tokio::signal::ctrl_c().await;
+            "SIGINT"
+        }
+    }
+}
+
 fn report(r: anyhow::Result<()>) -> ExitCode {
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -512,6 +528,8 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
             .configure(|c| configure_with(c, separate_metrics.is_none()))
     })
     .workers(workers)
+    // Signals are ours: the uploader must drain alongside the HTTP server.
+    .disable_signals()
     .shutdown_timeout(settings.server.shutdown_timeout.as_secs())
     .bind(settings.server.listen)
     .with_context(|| {
@@ -529,6 +547,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
                     .configure(configure_metrics)
             })
             .workers(1)
+            .disable_signals()
             .shutdown_timeout(1)
             .bind(addr)
             .with_context(|| format!("cannot listen on {addr} (server.metrics_listen)"))?
@@ -537,14 +556,40 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         None => None,
     };
     tracing::info!(listen = %settings.server.listen, metrics = ?separate_metrics, workers, mounts = settings.mounts.len(), "stowaway serving");
-    // Both servers must be polled to run; the metrics one stops when the main one does.
+    // Both servers must be polled to run.
+    let main_handle = server.handle();
+    let mut main_task = tokio::spawn(server);
     let metrics_task = metrics_server.map(|ms| (ms.handle(), tokio::spawn(ms)));
-    let result = server.await;
-    if let Some((handle, task)) = metrics_task {
-        handle.stop(true).await;
+    let early = tokio::select! {
+        r = &mut main_task => Some(r),
+        sig = shutdown_signal() => {
+            tracing::info!(signal = sig, timeout = %humantime::format_duration(settings.server.shutdown_timeout), "shutting down: finishing in-flight requests and uploads");
+            None
+        }
+    };
+    // Stop taking work everywhere at once; both sides respect server.shutdown_timeout.
+    let http = async {
+        main_handle.stop(true).await;
+        if let Some((handle, _)) = &metrics_task {
+            handle.stop(true).await;
+        }
+    };
+    let uploads = async {
+        if let Some(u) = uploader {
+            u.shutdown(settings.server.shutdown_timeout).await;
+        }
+    };
+    tokio::join!(http, uploads);
+    let result = match early {
+        Some(r) => r,
+        None => main_task.await,
+    };
+    if let Some((_, task)) = metrics_task {
         let _ = task.await;
     }
-    result.context("HTTP server failed")?;
+    result
+        .context("HTTP server task failed")?
+        .context("HTTP server failed")?;
     tracing::info!("stowaway stopped");
     Ok(())
 }

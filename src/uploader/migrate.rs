@@ -30,7 +30,7 @@ pub async fn run(
         let s = settings.clone();
         let _ = tokio::task::spawn_blocking(move || clean_archives(&s)).await;
     }
-    let sh = shared(settings, stats).await;
+    let sh = shared(settings, stats, Arc::new(super::stop::Stop::default())).await;
     let mode = if dry_run { Mode::DryRun } else { Mode::Once };
     let (c, inputs) = Coordinator::new(sh, mode, progress);
     Ok(c.run(inputs, None).await)

@@ -28,12 +28,14 @@ pub mod scan;
 pub mod service;
 pub mod settle;
 pub mod stats;
+pub mod stop;
 pub mod upload;
 pub mod verify;
 pub mod watch;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use aws_sdk_s3::config::RequestChecksumCalculation;
 use aws_sdk_s3::config::retry::RetryConfig;
@@ -43,6 +45,7 @@ pub use stats::{Stats, StatsSnapshot};
 use crate::config::Settings;
 use pipeline::Shared;
 use service::{Coordinator, Mode};
+use stop::Stop;
 
 /// Why the uploader cannot run at all.
 #[derive(Debug, thiserror::Error)]
@@ -71,9 +74,9 @@ pub async fn client(settings: &Settings) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(conf)
 }
 
-async fn shared(settings: Arc<Settings>, stats: Arc<Stats>) -> Arc<Shared> {
+async fn shared(settings: Arc<Settings>, stats: Arc<Stats>, stop: Arc<Stop>) -> Arc<Shared> {
     let client = client(&settings).await;
-    let retrier = retry::Retrier::new(&settings.uploader, stats.clone());
+    let retrier = retry::Retrier::new(&settings.uploader, stats.clone(), stop);
     Arc::new(Shared {
         settings,
         client,
@@ -108,15 +111,45 @@ fn clean_archives(settings: &Settings) {
 pub struct Uploader {
     /// Live counters.
     pub stats: Arc<Stats>,
-    /// The coordinator task (runs until the process ends).
+    /// The coordinator task (runs until [`Uploader::shutdown`]).
     pub task: tokio::task::JoinHandle<()>,
+    /// Shutdown flags shared with the workers.
+    pub stop: Arc<Stop>,
 }
+
+impl Uploader {
+    /// Stops taking new files and waits up to `timeout` for the running ones; then aborts
+    /// them (multipart uploads are aborted between parts) and waits a little longer. Files
+    /// not finished stay local and are picked up by the next start.
+    pub async fn shutdown(mut self, timeout: Duration) {
+        self.stop.drain();
+        if tokio::time::timeout(timeout, &mut self.task).await.is_ok() {
+            tracing::info!("uploader stopped: in-flight uploads finished");
+            return;
+        }
+        tracing::warn!(timeout = %humantime::format_duration(timeout), "uploads still running at the shutdown deadline: aborting them");
+        self.stop.abort();
+        if tokio::time::timeout(ABORT_GRACE, &mut self.task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("uploads did not stop in time; their files stay local");
+            self.task.abort();
+        } else {
+            tracing::info!("uploader stopped: in-flight uploads aborted, their files stay local");
+        }
+    }
+}
+
+/// After an abort: time for workers to notice and abort their multipart uploads.
+const ABORT_GRACE: Duration = Duration::from_secs(10);
 
 /// Starts the uploader inside `serve`: watches first, then the initial full scan, then
 /// events, settle checks and periodic rescans for as long as the process runs.
 pub async fn spawn(settings: Arc<Settings>) -> Uploader {
     let stats = Arc::new(Stats::new(settings.mounts.len()));
-    let sh = shared(settings.clone(), stats.clone()).await;
+    let stop = Arc::new(Stop::default());
+    let sh = shared(settings.clone(), stats.clone(), stop.clone()).await;
     let stats_task = stats.clone();
     let task = tokio::spawn(async move {
         let stats = stats_task;
@@ -146,5 +179,5 @@ pub async fn spawn(settings: Arc<Settings>) -> Uploader {
         let (c, inputs) = Coordinator::new(sh, Mode::Service, None);
         c.run(inputs, watch).await;
     });
-    Uploader { stats, task }
+    Uploader { stats, task, stop }
 }

@@ -143,6 +143,9 @@ pub async fn process(sh: &Shared, job: &Job) -> Outcome {
                     });
                 }
                 Err(e @ UploadError::Local { .. }) => return fail(Class::Permanent, e.to_string()),
+                Err(e @ UploadError::Aborted { .. }) => {
+                    return fail(Class::Transient, e.to_string());
+                }
                 Err(e @ UploadError::PartMismatch { .. }) => {
                     if let Some(o) = still_same(path, job.stamp).await {
                         return o;

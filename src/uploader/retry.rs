@@ -17,6 +17,7 @@ use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use backon::ExponentialBuilder;
 
 use super::stats::Stats;
+use super::stop::Stop;
 use crate::config::UploaderSettings;
 
 /// How a failure should be handled.
@@ -227,15 +228,22 @@ impl Retryable for S3Failure {
 pub struct Retrier {
     policy: ExponentialBuilder,
     stats: Arc<Stats>,
+    stop: Arc<Stop>,
 }
 
 impl Retrier {
-    /// A retrier for the uploader settings.
-    pub fn new(u: &UploaderSettings, stats: Arc<Stats>) -> Self {
+    /// A retrier for the uploader settings; `stop` cuts back-off short on shutdown.
+    pub fn new(u: &UploaderSettings, stats: Arc<Stats>, stop: Arc<Stop>) -> Self {
         Retrier {
             policy: policy(u),
             stats,
+            stop,
         }
+    }
+
+    /// The shutdown flags.
+    pub fn stop(&self) -> &Stop {
+        &self.stop
     }
 
     /// Runs `f` until it succeeds, fails permanently, or the attempts are used up.
@@ -246,9 +254,19 @@ impl Retrier {
         Fut: Future<Output = Result<T, E>>,
     {
         use backon::Retryable as _;
+        let stop = self.stop.clone();
         f.retry(self.policy)
-            .sleep(tokio::time::sleep)
-            .when(|e: &E| e.is_transient())
+            // An abort on shutdown wakes a back-off sleep at once, and no retry follows.
+            .sleep(move |d| {
+                let stop = stop.clone();
+                async move {
+                    tokio::select! {
+                        _ = tokio::time::sleep(d) => {}
+                        _ = stop.aborted() => {}
+                    }
+                }
+            })
+            .when(|e: &E| e.is_transient() && !self.stop.is_aborting())
             .notify(|e: &E, d: Duration| {
                 self.stats.retries.fetch_add(1, Relaxed);
                 tracing::warn!(error = %e, retry_in = ?d, "{what}: transient failure, retrying");

@@ -211,22 +211,37 @@ impl Coordinator {
         let mut rescan_timer = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         rescan_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let service = self.mode == Mode::Service;
+        let sh = self.sh.clone();
+        // On shutdown: no new files; the running ones finish (or are aborted by the caller).
+        let mut draining = false;
         loop {
-            self.dispatch();
+            if !draining {
+                self.dispatch();
+            } else if self.running == 0 {
+                break;
+            }
             if !service && self.finished() {
                 break;
             }
-            let scan_open = self.ready.len() < READY_CAP;
+            let scan_open = self.ready.len() < READY_CAP && !draining;
+            let live = !draining;
             tokio::select! {
+                _ = sh.retrier.stop().drained(), if live => {
+                    draining = true;
+                    for job in self.ready.drain(..) {
+                        self.in_flight.remove(&job.path);
+                    }
+                    tracing::info!(running = self.running, "uploader draining: no new files, waiting for the running uploads");
+                }
                 Some(msg) = inputs.scan_rx.recv(), if scan_open => self.on_scan(msg),
                 Some((job, out)) = inputs.done_rx.recv() => self.on_done(job, out),
-                Some(ev) = async { match events.as_mut() { Some(e) => e.recv().await, None => None } }, if events.is_some() => self.on_event(ev),
-                _ = async { match rescan.as_ref() { Some(n) => n.notified().await, None => std::future::pending().await } }, if rescan.is_some() => {
+                Some(ev) = async { match events.as_mut() { Some(e) => e.recv().await, None => None } }, if events.is_some() && live => self.on_event(ev),
+                _ = async { match rescan.as_ref() { Some(n) => n.notified().await, None => std::future::pending().await } }, if rescan.is_some() && live => {
                     tracing::info!("file events were lost (queue overflow or watcher error); full rescan");
                     self.request_full_scan();
                 }
-                _ = tick.tick() => self.on_tick(),
-                _ = rescan_timer.tick(), if service => self.request_full_scan(),
+                _ = tick.tick(), if live => self.on_tick(),
+                _ = rescan_timer.tick(), if service && live => self.request_full_scan(),
             }
         }
         self.summary

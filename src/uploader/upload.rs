@@ -38,6 +38,9 @@ pub enum UploadError {
         got: String,
         want: String,
     },
+    /// Shutdown ran out of time: the multipart upload was abandoned (and aborted).
+    #[error("upload of {key} abandoned: stowaway is shutting down")]
+    Aborted { key: String },
 }
 
 impl Retryable for UploadError {
@@ -167,6 +170,12 @@ async fn put_multipart(
             ),
         }));
     };
+    tracing::info!(
+        key = t.key,
+        bytes = d.size,
+        parts = d.part_md5s.len(),
+        "multipart upload started"
+    );
     match send_parts(client, retrier, path, t, d, part_size, &upload_id).await {
         Ok(()) => Ok(()),
         Err(e) => {
@@ -198,6 +207,11 @@ async fn send_parts(
 ) -> Result<(), UploadError> {
     let mut done = Vec::with_capacity(d.part_md5s.len());
     for (i, md5) in d.part_md5s.iter().enumerate() {
+        if retrier.stop().is_aborting() {
+            return Err(UploadError::Aborted {
+                key: t.key.to_string(),
+            });
+        }
         let n = i as i32 + 1;
         let offset = i as u64 * part_size;
         let len = part_size.min(d.size - offset);
