@@ -12,4 +12,4 @@ export AWS_EC2_METADATA_DISABLED=true AWS_REGION=us-east-1
 export AWS_ACCESS_KEY_ID=AKIDSTOWAWAYTEST AWS_SECRET_ACCESS_KEY=stowaway/test+secret/KEY0123456789
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
-cargo test --locked --all-targets
+cargo test --locked --all-targets --no-fail-fast

@@ -336,7 +336,9 @@ pub struct UploaderSettings {
     #[serde(with = "human_duration")]
     pub rescan_interval: Duration,
     pub concurrency: usize,
+    #[serde(with = "human_size")]
     pub multipart_threshold: u64,
+    #[serde(with = "human_size")]
     pub part_size: u64,
     pub max_attempts: usize,
     #[serde(with = "human_duration")]
@@ -349,6 +351,7 @@ pub struct UploaderSettings {
 /// How the 302 URL for a mount is built.
 #[derive(Debug, Clone, Serialize)]
 pub struct UrlSettings {
+    #[serde(rename = "url")]
     pub kind: UrlKind,
     /// For public URLs: a CDN or custom domain that replaces the bucket URL.
     pub public_base_url: Option<String>,
@@ -375,6 +378,8 @@ pub struct Mount {
     pub bucket: String,
     /// Prepended to the relative key; empty or ending in `/`.
     pub key_prefix: String,
+    /// Shown flat, as it is written in the file.
+    #[serde(flatten)]
     pub url: UrlSettings,
     pub upload: bool,
     pub finalize: Finalize,
@@ -394,6 +399,7 @@ pub struct Settings {
     #[serde(rename = "mount")]
     pub mounts: Vec<Mount>,
     /// Signed-link access control, for the mounts that have a `[mount.access]` section.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub access: Vec<AccessSettings>,
 }
 
@@ -480,6 +486,23 @@ fn toml_scalar(v: &serde_json::Value) -> String {
         ),
         Value::String(s) => serde_json::to_string(s).unwrap_or_default(),
         other => other.to_string(),
+    }
+}
+
+mod human_size {
+    /// Exact, and readable back by `parse_size`: "64MiB", "1GiB", "1000B".
+    pub fn serialize<S: serde::Serializer>(n: &u64, s: S) -> Result<S::Ok, S::Error> {
+        let units = [
+            (1u64 << 40, "TiB"),
+            (1 << 30, "GiB"),
+            (1 << 20, "MiB"),
+            (1 << 10, "KiB"),
+        ];
+        let text = units
+            .iter()
+            .find(|(u, _)| *n > 0 && n.is_multiple_of(*u))
+            .map_or_else(|| format!("{n}B"), |(u, name)| format!("{}{name}", n / u));
+        s.serialize_str(&text)
     }
 }
 

@@ -310,3 +310,48 @@ fn example_config_generates_the_shipped_nginx_config() {
         "nginx/stowaway-proxy.conf drifted: regenerate it"
     );
 }
+
+#[test]
+fn print_config_output_is_a_valid_config_again() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("root");
+    let archive = d.path().join("archive");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::create_dir_all(&archive).unwrap();
+    let p = write_config(
+        d.path(),
+        &base(
+            &root,
+            &format!(
+                "archive_root = \"{}\"\nwindow = \"2m\"\nresponse_content_type = \"image/png\"",
+                archive.display()
+            ),
+        )
+        .replace(
+            "enabled = false",
+            "enabled = true\nmultipart_threshold = \"96MiB\"\nsettle = \"1m 30s\"",
+        ),
+    );
+    let first = run(&["print-config", "--config", &p], &[]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let again = d.path().join("again.toml");
+    std::fs::write(&again, &first.stdout).unwrap();
+    let again = again.display().to_string();
+    let o = run(&["check-config", "--strict", "--config", &again], &[]);
+    assert!(
+        o.status.success(),
+        "print-config output is not a valid config: {}\n{}",
+        stderr(&o),
+        String::from_utf8_lossy(&first.stdout)
+    );
+    let second = run(&["print-config", "--config", &again], &[]);
+    assert_eq!(
+        String::from_utf8_lossy(&first.stdout),
+        String::from_utf8_lossy(&second.stdout)
+    );
+    let text = String::from_utf8_lossy(&first.stdout);
+    assert!(
+        text.contains("multipart_threshold = \"96MiB\"") && text.contains("settle = \"1m 30s\""),
+        "{text}"
+    );
+}

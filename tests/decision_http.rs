@@ -111,6 +111,9 @@ fn remote_answer_is_a_302_with_cache_control() {
 #[test]
 fn bad_requests_and_not_found() {
     let s3 = S3Server::start();
+    // Readiness probes the buckets.
+    s3.create_bucket("bkt-one");
+    s3.create_bucket("bkt-two");
     let d = tempfile::tempdir().unwrap();
     let root = d.path().join("r");
     write_file(&root, "ok.txt", b"ok");
@@ -150,7 +153,8 @@ fn bad_requests_and_not_found() {
     );
     assert_eq!(r.status, 405);
     assert_eq!(get(st.addr, "/healthz").status, 200);
-    assert_eq!(get(st.addr, "/readyz").status, 200);
+    // Ready once the background S3 probe has succeeded.
+    assert!(wait_until(std::time::Duration::from_secs(20), || get(st.addr, "/readyz").status == 200));
 }
 
 #[test]

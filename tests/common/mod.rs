@@ -76,21 +76,8 @@ pub fn request_bytes(
     target: &[u8],
     extra: &[(&str, &str)],
 ) -> Response {
-    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut req = Vec::new();
-    req.extend_from_slice(method.as_bytes());
-    req.push(b' ');
-    req.extend_from_slice(target);
-    req.extend_from_slice(format!(" HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n").as_bytes());
-    for (k, v) in extra {
-        req.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
-    }
-    req.extend_from_slice(b"\r\n");
-    s.write_all(&req).unwrap();
-    let mut buf = Vec::new();
-    let _ = s.read_to_end(&mut buf);
-    parse_response(&buf, method == "HEAD")
+    let s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    exchange(s, addr, method, target, extra)
 }
 
 fn parse_response(buf: &[u8], head: bool) -> Response {
@@ -607,4 +594,47 @@ pub fn exchange(
     let mut buf = Vec::new();
     let _ = s.read_to_end(&mut buf);
     parse_response(&buf, method == "HEAD")
+}
+
+/// Sends one raw request (`Connection: close`; header values are raw bytes) and returns every
+/// byte the server sent back, whatever it is: nothing, a reset, an HTTP/0.9 body, a response.
+pub fn raw_exchange(
+    addr: SocketAddr,
+    method: &str,
+    target: &[u8],
+    extra: &[(&str, &[u8])],
+) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req = Vec::new();
+    req.extend_from_slice(method.as_bytes());
+    req.push(b' ');
+    req.extend_from_slice(target);
+    req.extend_from_slice(format!(" HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n").as_bytes());
+    for (k, v) in extra {
+        req.extend_from_slice(k.as_bytes());
+        req.extend_from_slice(b": ");
+        req.extend_from_slice(v);
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"\r\n");
+    // The server may refuse and close before it has read everything (a reset is an answer too).
+    let _ = s.write_all(&req);
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    buf
+}
+
+/// Parses what [`raw_exchange`] returned; `None` unless it is an HTTP/1.x response with a
+/// complete head.
+pub fn try_parse_response(buf: &[u8], head_request: bool) -> Option<Response> {
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let line_end = buf.windows(2).position(|w| w == b"\r\n")?;
+    let status_line = std::str::from_utf8(&buf[..line_end]).ok()?;
+    let mut parts = status_line.split(' ');
+    if !parts.next()?.starts_with("HTTP/1.") || line_end > end {
+        return None;
+    }
+    parts.next()?.parse::<u16>().ok()?;
+    Some(parse_response(buf, head_request))
 }
