@@ -1,0 +1,462 @@
+#!/usr/bin/env python3
+"""Helpers for benches/run.sh (standard library only).
+
+  bench.py freeport                          a free loopback TCP port
+  bench.py wrk FILE                          wrk --latency output -> "rps p50 p90 p99 errors non2xx3xx requests"
+  bench.py mkfiles DIR COUNT SIZE [START]    files DIR/dNNN/fNNNNNNN.bin, i in [START, COUNT); bounded by COUNT
+  bench.py sample PREFIX COUNT N SEED        N request paths PREFIX dNNN/fNNNNNNN.bin drawn from COUNT files
+  bench.py rss PID                           VmRSS of PID in KiB (0 if gone)
+  bench.py criterion DIR NAME...             median ns of each criterion benchmark (DIR/NAME/new/estimates.json)
+  bench.py summarize RESULTS.tsv META.tsv    the markdown tables of BENCHMARKS.md
+"""
+
+import json
+import os
+import random
+import re
+import socket
+import statistics
+import sys
+
+FANOUT = 1000
+
+
+def freeport():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    print(s.getsockname()[1])
+    s.close()
+
+
+UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0, "h": 3600000.0}
+
+
+def to_ms(v):
+    m = re.fullmatch(r"([0-9.]+)(us|ms|s|m|h)", v)
+    if not m:
+        raise ValueError(f"latency {v!r}")
+    return float(m.group(1)) * UNITS[m.group(2)]
+
+
+def parse_wrk(path):
+    text = open(path, encoding="utf-8", errors="replace").read()
+    rps = re.search(r"Requests/sec:\s+([0-9.]+)", text)
+    if not rps:
+        raise SystemExit(f"no Requests/sec in {path}:\n{text}")
+    pct = {}
+    for p, v in re.findall(r"^\s+(50|75|90|99)%\s+(\S+)$", text, re.M):
+        pct[p] = to_ms(v)
+    errors = 0
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    if m:
+        errors = sum(int(x) for x in m.groups())
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    non = int(m.group(1)) if m else 0
+    m = re.search(r"(\d+) requests in", text)
+    reqs = int(m.group(1)) if m else 0
+    return float(rps.group(1)), pct.get("50", 0.0), pct.get("90", 0.0), pct.get("99", 0.0), errors, non, reqs
+
+
+def wrk(path):
+    print(" ".join(str(x) for x in parse_wrk(path)))
+
+
+def rel(i):
+    return f"d{i % FANOUT:03d}/f{i:07d}.bin"
+
+
+def mkfiles(d, count, size, start=0):
+    count, size, start = int(count), int(size), int(start)
+    if count > 2_000_000:
+        raise SystemExit("refusing to create more than 2,000,000 files")
+    rnd = random.Random(7)
+    block = rnd.randbytes(min(size, 1 << 20)) if size else b""
+    made = set()
+    for i in range(start, count):
+        p = os.path.join(d, rel(i))
+        parent = os.path.dirname(p)
+        if parent not in made:
+            os.makedirs(parent, exist_ok=True)
+            made.add(parent)
+        with open(p, "wb") as f:
+            left = size
+            # Every file differs (its index first), so no two objects are identical.
+            head = i.to_bytes(8, "little")[: min(8, size)]
+            f.write(head)
+            left -= len(head)
+            while left > 0:
+                n = min(left, len(block))
+                f.write(block[:n])
+                left -= n
+
+
+def sample(prefix, count, n, seed):
+    rnd = random.Random(int(seed))
+    count, n = int(count), int(n)
+    for _ in range(n):
+        print(prefix + rel(rnd.randrange(count)))
+
+
+def rss(pid):
+    try:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith("VmRSS:"):
+                print(line.split()[1])
+                return
+    except OSError:
+        pass
+    print(0)
+
+
+def criterion(d, *names):
+    out = []
+    for n in names:
+        with open(os.path.join(d, n, "new", "estimates.json")) as f:
+            out.append(f"{json.load(f)['median']['point_estimate']:.1f}")
+    print(" ".join(out))
+
+
+# ------------------------------------------------------------------------------------------
+# Summary
+
+RUNS = {}
+
+
+def load(results):
+    """results.tsv rows: case variant run metric value -> {(case, variant, metric): [values]}."""
+    data = {}
+    for line in open(results):
+        parts = line.rstrip("\n").split("\t")
+        if len(parts) != 5 or parts[0] == "case":
+            continue
+        c, v, _run, metric, value = parts
+        try:
+            x = float(value)
+        except ValueError:
+            continue
+        data.setdefault((c, v, metric), []).append(x)
+        try:
+            RUNS.setdefault((c, v, metric), []).append((int(_run), x))
+        except ValueError:
+            pass
+    return data
+
+
+def fmt_int(x):
+    return f"{x:,.0f}"
+
+
+class Summary:
+    def __init__(self, data, meta):
+        self.d = data
+        self.meta = meta
+        self.out = []
+        self.goals = []
+
+    def runs(self, c, v, m):
+        return RUNS.get((c, v, m), [])
+
+    def vals(self, c, v, m):
+        return self.d.get((c, v, m), [])
+
+    def med(self, c, v, m):
+        xs = self.vals(c, v, m)
+        return statistics.median(xs) if xs else None
+
+    def p(self, s=""):
+        self.out.append(s)
+
+    def goal(self, case, text, value, ok):
+        self.goals.append((case, text, value, ok))
+
+    def wrk_table(self, c, rows, base, ref=None, ref_label=""):
+        """rows: [(variant, label)]; base: the baseline variant; ref: a second reference (a
+        constant sidecar in stowaway's place), shown as its own ratio column for rows marked *."""
+        b = self.med(c, base, "rps")
+        rr = self.med(c, ref, "rps") if ref else None
+        head = "| variant | req/s (each run) | median req/s | vs baseline |"
+        rule = "|---|---|---:|---:|"
+        if rr:
+            head += f" vs {ref_label} |"
+            rule += "---:|"
+        self.p(head + " p50 ms | p99 ms | errors | non-2xx/3xx | CPU µs/req: front + sidecar + wrk |")
+        self.p(rule + "---:|---:|---:|---:|---|")
+        for v, label in rows:
+            xs = self.vals(c, v, "rps")
+            if not xs:
+                continue
+            mark = label.endswith("*")
+            label = label.rstrip("*")
+            r = self.med(c, v, "rps")
+            ratio = f"{r / b:.2f}×" if b else "–"
+            if v == base:
+                ratio = "1.00× (baseline)"
+            errs = sum(self.vals(c, v, "errors"))
+            non = sum(self.vals(c, v, "non2xx3xx"))
+            line = f"| {label} | {', '.join(fmt_int(x) for x in xs)} | **{fmt_int(r)}** | {ratio} |"
+            if rr:
+                line += f" {r / rr:.2f}× |" if mark or v == ref else " |"
+            self.p(line + f" {self.med(c, v, 'p50'):.2f} | {self.med(c, v, 'p99'):.2f} | {errs:.0f} | {non:.0f} | {self.cpu(c, v)} |")
+        self.p()
+
+    def cpu(self, c, v):
+        """Median CPU µs per request, by role: front server (nginx, lighttpd), sidecar
+        (stowaway or a ceiling), the load generator."""
+        roles = {"front": 0.0, "sidecar": 0.0, "wrk": 0.0}
+        seen = False
+        for (cc, vv, m), xs in self.d.items():
+            if cc != c or vv != v or not m.startswith("cpu_us:"):
+                continue
+            name = m[len("cpu_us:"):]
+            role = ("front" if name.startswith(("nginx", "lighttpd")) else
+                    "sidecar" if name.startswith(("stowaway", "ceiling")) else
+                    "wrk" if name == "wrk" else None)
+            if role:
+                roles[role] += statistics.median(xs)
+                seen = True
+        if not seen:
+            return ""
+        total = sum(roles.values())
+        return f"{roles['front']:.1f} + {roles['sidecar']:.1f} + {roles['wrk']:.1f} = {total:.1f}"
+
+    def ratio(self, c, v, base, metric="rps"):
+        a, b = self.med(c, v, metric), self.med(c, base, metric)
+        return a / b if a is not None and b else None
+
+    def render(self):
+        c = "1"
+        if any(k[0] == c for k in self.d):
+            self.p("### Case 1: local hit, 10 KiB file, through nginx (wrk -t2 -c64)")
+            self.p()
+            self.wrk_table(c, [
+                ("direct", "nginx `try_files` (baseline: nginx alone)"),
+                ("direct-nofollow", "nginx `try_files` + `disable_symlinks on` (as the generated configs)"),
+                ("xaccel-stub", "nginx proxy mode → nginx stub (constant X-Accel answer from config)"),
+                ("xaccel-ceiling", "nginx proxy mode → examples/ceiling.rs (constant X-Accel answer, actix)"),
+                ("xaccel", "nginx + stowaway, proxy mode (X-Accel-Redirect)*"),
+                ("xaccel-nofallback", "nginx + stowaway, proxy mode, fallback_header = false (no presign on local hits)*"),
+                ("auth", "nginx + stowaway, auth_request mode, verdict cache (5 s)"),
+                ("auth-nocache", "nginx + stowaway, auth_request mode, no cache (verdict_ttl = 0s)"),
+            ], "direct", "xaccel-ceiling", "actix ceiling in stowaway's place")
+            for v, target, what in (("xaccel", 0.5, "X-Accel"), ("auth", 0.85, "auth + verdict cache")):
+                r = self.ratio(c, v, "direct")
+                if r is not None:
+                    self.goal(1, f"{what} ≥ {target:.0%} of nginx direct", f"{r:.0%}", r >= target)
+            for v, what in (("xaccel", "X-Accel"), ("auth", "auth + cache")):
+                a, b = self.med(c, v, "p99"), self.med(c, "direct", "p99")
+                if a is not None and b is not None:
+                    self.goal(1, f"p99 added latency ≤ 1 ms at 64 connections ({what})", f"{a - b:+.2f} ms", a - b <= 1.0)
+        c = "1c1"
+        if any(k[0] == c for k in self.d):
+            self.p("Unloaded latency (wrk -t1 -c1): what one request costs without queueing.")
+            self.p()
+            self.p("| variant | median req/s | p50 ms | p99 ms | p99 added vs nginx direct |")
+            self.p("|---|---:|---:|---:|---:|")
+            b99 = self.med(c, "direct", "p99")
+            for v, label in (("direct", "nginx `try_files`"), ("xaccel", "nginx + stowaway, proxy"), ("auth", "nginx + stowaway, auth + cache")):
+                if self.vals(c, v, "rps"):
+                    p99 = self.med(c, v, "p99")
+                    self.p(f"| {label} | {fmt_int(self.med(c, v, 'rps'))} | {self.med(c, v, 'p50'):.3f} | {p99:.3f} | {p99 - b99:+.3f} ms |")
+            self.p()
+        c = "2"
+        if any(k[0] == c for k in self.d):
+            self.p("### Case 2: missing file, 302, through nginx (wrk -t2 -c64)")
+            self.p()
+            self.wrk_table(c, [
+                ("nginx302", "nginx `try_files` → `return 302` (baseline: config only)"),
+                ("stub302", "nginx proxy mode → nginx stub (constant presigned-size 302 from config)"),
+                ("ceiling302", "nginx proxy mode → examples/ceiling.rs (constant presigned-size 302, actix)"),
+                ("public", "nginx + stowaway, unsigned 302 (url = \"public\")*"),
+                ("presigned", "nginx + stowaway, presigned 302*"),
+            ], "nginx302", "ceiling302", "actix ceiling in stowaway's place")
+            r = self.ratio(c, "presigned", "nginx302")
+            if r is not None:
+                self.goal(2, "presigned 302 ≥ 50% of nginx's config-only 302", f"{r:.0%}", r >= 0.5)
+        c = "3"
+        if any(k[0] == c for k in self.d):
+            self.p("### Case 3: lighttpd + mod_magnet vs lighttpd + stowaway (wrk -t2 -c64)")
+            self.p()
+            self.wrk_table(c, [
+                ("magnet-local", "lighttpd + `local-or-s3.lua`, local 10 KiB (baseline)"),
+                ("stowaway-local", "lighttpd + stowaway, local 10 KiB (X-Sendfile)"),
+            ], "magnet-local")
+            self.wrk_table(c, [
+                ("magnet-302", "lighttpd + `local-or-s3.lua`, missing → unsigned 302 (baseline)"),
+                ("stowaway-302", "lighttpd + stowaway, missing → unsigned 302"),
+                ("stowaway-302-presigned", "lighttpd + stowaway, missing → presigned 302"),
+            ], "magnet-302")
+        c = "4"
+        if any(k[0] == c for k in self.d):
+            self.p("### Case 4: wrk straight at stowaway vs the actix-web ceiling (wrk -t2 -c64)")
+            self.p()
+            self.wrk_table(c, [
+                ("ceiling-public", "examples/ceiling.rs, constant 302 (public-sized Location) (baseline)"),
+                ("public", "stowaway, missing → unsigned 302"),
+            ], "ceiling-public")
+            self.wrk_table(c, [
+                ("ceiling-presigned", "examples/ceiling.rs, constant 302 (presigned-sized Location) (baseline)"),
+                ("presigned", "stowaway, missing → presigned 302"),
+            ], "ceiling-presigned")
+            self.wrk_table(c, [
+                ("ceiling-local", "examples/ceiling.rs, constant 200 + X-Accel-Redirect + X-S3-Location (baseline)"),
+                ("local", "stowaway, local hit → 200 + X-Accel-Redirect + presigned X-S3-Location"),
+                ("local-nofallback", "stowaway, local hit, fallback_header = false (X-Accel-Redirect only)"),
+            ], "ceiling-local")
+            for v, base, what in (("public", "ceiling-public", "unsigned 302"), ("presigned", "ceiling-presigned", "presigned 302"),
+                                  ("local", "ceiling-local", "local hit (X-Accel + presigned X-S3-Location)")):
+                r = self.ratio(c, v, base)
+                if r is not None:
+                    self.goal(4, f"{what} ≥ 90% of the framework ceiling", f"{r:.0%}", r >= 0.9)
+        c = "5"
+        if any(k[0] == c for k in self.d):
+            self.p("### Case 5: presign cost (criterion, benches/presign.rs, median per URL)")
+            self.p()
+            self.p("| signer | median | vs stowaway |")
+            self.p("|---|---:|---:|")
+            s = self.med(c, "stowaway_signer", "ns")
+            for v, label in (("stowaway_signer", "stowaway `Signer::presign` (cached signing key)"),
+                             ("aws_sigv4_http_request_sign", "aws-sigv4 `http_request::sign`"),
+                             ("aws_sdk_s3_presigned", "aws-sdk-s3 `presigned()`"),
+                             ("map_request", "(for scale) stowaway `map_request`, path parsing")):
+                x = self.med(c, v, "ns")
+                if x is not None:
+                    self.p(f"| {label} | {x / 1000:.2f} µs | {x / s:.1f}× |")
+            self.p()
+            sdk = self.med(c, "aws_sdk_s3_presigned", "ns")
+            if s is not None:
+                self.goal(5, "≤ 3 µs per URL", f"{s / 1000:.2f} µs", s <= 3000)
+            if s and sdk:
+                self.goal(5, "≥ 10× faster than the SDK", f"{sdk / s:.1f}×", sdk / s >= 10)
+        c = "5h"
+        if any(k[0] == c for k in self.d):
+            self.p("Per-request work of the decision handler without the network (criterion, benches/handler.rs: "
+                   "`stowaway::http::decision` on a prepared request, current-thread runtime; median):")
+            self.p()
+            self.p("| what | median | over the constant handler |")
+            self.p("|---|---:|---:|")
+            base = self.med(c, "handler/constant_302", "ns")
+            for v in sorted({k[1] for k in self.d if k[0] == c}):
+                x = self.med(c, v, "ns")
+                extra = f"+{(x - base) / 1000:.2f} µs" if v.startswith("handler/") and base and v != "handler/constant_302" else ""
+                self.p(f"| `{v}` | {x / 1000:.3f} µs | {extra} |")
+            self.p()
+        c = "6"
+        if any(k[0] == c for k in self.d):
+            self.p("### Case 6: uploader throughput into the same s3s-fs (examples/local_s3)")
+            self.p()
+            self.p("| set | tool | wall s (each run) | median s | files/s | MB/s | vs rclone | peak RSS MiB (max) | CPU s: tool + s3s-fs |")
+            self.p("|---|---|---|---:|---:|---:|---:|---:|---|")
+            sets = sorted({k[1].split(":")[0] for k in self.d if k[0] == c})
+            for st in sets:
+                rc = self.med(c, f"{st}:rclone", "secs")
+                for tool in ("stowaway", "rclone"):
+                    v = f"{st}:{tool}"
+                    xs = self.vals(c, v, "secs")
+                    if not xs:
+                        continue
+                    secs = statistics.median(xs)
+                    files = self.med(c, v, "files")
+                    mb = self.med(c, v, "bytes") / 1e6
+                    rss = max(self.vals(c, v, "rss_kib")) / 1024
+                    ratio = f"{rc / secs:.2f}×" if rc else "–"
+                    self.p(f"| {self.meta.get('set_' + st, st)} | {tool} | {', '.join(f'{x:.2f}' for x in xs)} | "
+                           f"**{secs:.2f}** | {files / secs:.1f} | {mb / secs:.1f} | {ratio} | {rss:.1f} | "
+                           f"{self.med(c, v, 'cpu_s') or 0:.2f} + {self.med(c, v, 's3_cpu_s') or 0:.2f} |")
+                    if tool == "stowaway" and rc:
+                        self.goal(6, f"{self.meta.get('set_' + st, st)}: ≥ 1.0× rclone's throughput", f"{rc / secs:.2f}×", rc / secs >= 1.0)
+                        self.goal(6, f"{self.meta.get('set_' + st, st)}: peak RSS ≤ 100 MiB", f"{rss:.1f} MiB", rss <= 100)
+            self.p()
+        c = "7"
+        if any(k[0] == c for k in self.d):
+            self.p("### Case 7: growth — decision throughput and rescan with more files in the root")
+            self.p()
+            self.p("Decision throughput: wrk straight at stowaway, local hits spread over 1,000 random files of the root (wrk -t2 -c64, Lua path list).")
+            self.p()
+            self.p("| files in root | req/s (each run) | median req/s | vs smallest | rescan s (`migrate --dry-run`) | rescan peak RSS MiB |")
+            self.p("|---:|---|---:|---:|---:|---:|")
+            sizes = sorted({int(k[1]) for k in self.d if k[0] == c})
+            base = self.med(c, str(sizes[0]), "rps") if sizes else None
+            for n in sizes:
+                v = str(n)
+                xs = self.vals(c, v, "rps")
+                r = self.med(c, v, "rps")
+                scan = self.med(c, v, "scan_secs")
+                rss = self.med(c, v, "scan_rss_kib")
+                self.p(f"| {fmt_int(n)} | {', '.join(fmt_int(x) for x in xs)} | **{fmt_int(r)}** | "
+                       f"{r / base:.2f}× | {'' if scan is None else f'{scan:.2f}'} | {'' if rss is None else f'{rss / 1024:.1f}'} |")
+            self.p()
+            if len(sizes) >= 2:
+                r = self.med(c, str(sizes[-1]), "rps") / base
+                self.goal(7, f"decision throughput within 5% from {fmt_int(sizes[0])} to {fmt_int(sizes[-1])} files", f"{r:.2f}×", abs(1 - r) <= 0.05)
+                scanned = [n for n in sizes if self.med(c, str(n), "scan_rss_kib") is not None]
+                if len(scanned) >= 2:
+                    a, b = scanned[0], scanned[-1]
+                    ra, rb = self.med(c, str(a), "scan_rss_kib"), self.med(c, str(b), "scan_rss_kib")
+                    # "Far slower": RSS's relative growth under a tenth of the file count's.
+                    self.goal(7, f"rescan memory grows far slower than the file count ({fmt_int(a)} → {fmt_int(b)} files: {b / a:.0f}×)",
+                              f"{rb / ra:.2f}× RSS ({ra / 1024:.1f} → {rb / 1024:.1f} MiB)", (rb - ra) / ra < 0.1 * (b - a) / a)
+        c = "8"
+        if any(k[0] == c for k in self.d):
+            self.p("### Case 8: soak through nginx proxy mode (wrk -t2 -c256, mixed paths: half local hits, a quarter presigned and a quarter unsigned 302s)")
+            self.p()
+            self.p("| variant | duration | requests | req/s | p99 ms | socket errors | non-2xx/3xx | stowaway RSS MiB: before → after 10 s → end (growth after 10 s) | bytes per request |")
+            self.p("|---|---:|---:|---:|---:|---:|---:|---|---:|")
+            every = float(self.meta.get("rss_every", "2"))
+            for v, label in (("soak", "nobody scrapes /metrics"), ("soak-scraped", "/metrics scraped every 5 s")):
+                rows = {}
+                for line_run, x in self.runs(c, v, "rss_kib"):
+                    rows[line_run] = x
+                if not rows:
+                    continue
+                errs = sum(self.vals(c, v, "errors"))
+                non = sum(self.vals(c, v, "non2xx3xx"))
+                reqs = sum(self.vals(c, v, "requests"))
+                before = rows.get(0, 0)
+                series = [rows[k] for k in sorted(rows) if k > 0]
+                k10 = max(0, int(10 / every) - 1)
+                at10 = series[min(k10, len(series) - 1)]
+                end = series[-1]
+                grow = end - at10
+                per_req = grow * 1024 / (reqs * (len(series) - 1 - k10) / len(series)) if reqs and len(series) - 1 > k10 else 0
+                self.p(f"| {label} | {self.meta.get('soak_secs', '?')} s | {fmt_int(reqs)} | {fmt_int(self.med(c, v, 'rps'))} | "
+                       f"{self.med(c, v, 'p99'):.2f} | {errs:.0f} | {non:.0f} | {before / 1024:.1f} → {at10 / 1024:.1f} → {end / 1024:.1f} "
+                       f"({grow / 1024:+.1f}) | {per_req:.1f} |")
+                self.goal(8, f"{label}: zero errors (socket errors + non-2xx/3xx)", f"{errs + non:.0f}", errs + non == 0)
+                self.goal(8, f"{label}: memory flat (RSS growth after the first 10 s ≤ 2 MiB)", f"{grow / 1024:+.1f} MiB", grow <= 2048)
+            self.p()
+            for v in ("soak", "soak-scraped"):
+                series = [x for r, x in sorted(self.runs(c, v, "rss_kib")) if r > 0]
+                if series:
+                    self.p(f"RSS samples of `{v}` (MiB, every {every:g} s): " + ", ".join(f"{x / 1024:.1f}" for x in series))
+                    self.p()
+        self.p("### Goals")
+        self.p()
+        self.p("| case | goal | measured | met |")
+        self.p("|---|---|---:|---|")
+        for case, text, value, ok in self.goals:
+            self.p(f"| {case} | {text} | {value} | {'✅ met' if ok else '❌ missed'} |")
+        self.p()
+        return "\n".join(self.out)
+
+
+def summarize(results, meta_path):
+    meta = {}
+    if os.path.exists(meta_path):
+        for line in open(meta_path):
+            if "\t" in line:
+                k, v = line.rstrip("\n").split("\t", 1)
+                meta[k] = v
+    print(Summary(load(results), meta).render())
+
+
+if __name__ == "__main__":
+    cmd, args = sys.argv[1], sys.argv[2:]
+    {
+        "freeport": freeport,
+        "wrk": wrk,
+        "mkfiles": mkfiles,
+        "sample": sample,
+        "rss": rss,
+        "criterion": criterion,
+        "summarize": summarize,
+    }[cmd](*args)
