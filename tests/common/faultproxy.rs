@@ -1,0 +1,477 @@
+//! A fault-injecting HTTP/1.1 proxy for the S3 traffic of the tests: stowaway talks to it as
+//! its S3 endpoint, it forwards to the real s3s-fs server, and for a configurable share of the
+//! requests it misbehaves instead — a 500 or 503 with an S3 error body, an `AccessDenied`, a
+//! connection reset before or after S3 executed the request, a response cut off halfway, or a
+//! very slow, trickled answer. Faults can be switched at any time. Include it next to
+//! `mod common;` with `#[path = "common/faultproxy.rs"] mod faultproxy;`.
+//!
+//! Requests are forwarded byte for byte (only `Expect: 100-continue` is answered by the proxy
+//! and removed), so SigV4 signatures stay valid. Loopback only; every socket has a timeout.
+#![allow(dead_code)]
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// What the proxy does to one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Fault {
+    /// `500 InternalError`, not forwarded.
+    Status500,
+    /// `503 SlowDown`, not forwarded.
+    Status503,
+    /// `403 AccessDenied` (a bucket policy that forbids the request), not forwarded.
+    AccessDenied,
+    /// The connection is reset once the request was read; S3 never sees it.
+    ResetBefore,
+    /// S3 executes the request, then the client's connection is reset: the answer is lost.
+    ResetAfter,
+    /// S3 executes the request; the client gets the head and half the body, then a reset.
+    Truncate,
+    /// Forwarded, but the answer comes late and in small pieces.
+    Slow,
+}
+
+/// Every fault kind.
+pub const ALL_FAULTS: &[Fault] = &[
+    Fault::Status500,
+    Fault::Status503,
+    Fault::AccessDenied,
+    Fault::ResetBefore,
+    Fault::ResetAfter,
+    Fault::Truncate,
+    Fault::Slow,
+];
+
+#[derive(Debug, Clone)]
+struct Plan {
+    /// Chance in [0, 1] that a request gets a fault.
+    probability: f64,
+    /// The faults to choose from (uniformly).
+    faults: Vec<Fault>,
+    /// Only requests with one of these methods get faults (empty: all).
+    methods: Vec<String>,
+    /// Delay of a `Slow` answer before its first byte; the rest trickles over the same time.
+    slow: Duration,
+}
+
+/// Counters of what went through.
+#[derive(Debug, Default)]
+pub struct Counts {
+    pub requests: AtomicU64,
+    pub forwarded: AtomicU64,
+    pub injected: AtomicU64,
+    by_fault: Mutex<std::collections::BTreeMap<Fault, u64>>,
+}
+
+/// A running proxy; stops accepting on drop (open connections end with their sockets).
+pub struct FaultProxy {
+    pub addr: SocketAddr,
+    /// `http://127.0.0.1:PORT`, for `s3.endpoint`.
+    pub endpoint: String,
+    upstream: SocketAddr,
+    plan: Arc<Mutex<Plan>>,
+    pub counts: Arc<Counts>,
+    stop: Arc<AtomicBool>,
+}
+
+impl FaultProxy {
+    /// Starts a proxy in front of `upstream` (an `http://127.0.0.1:PORT` endpoint or address)
+    /// that passes everything through until [`FaultProxy::set`] is called.
+    pub fn start(upstream: &str) -> FaultProxy {
+        let upstream: SocketAddr = upstream
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .parse()
+            .expect("upstream address");
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let plan = Arc::new(Mutex::new(Plan {
+            probability: 0.0,
+            faults: Vec::new(),
+            methods: Vec::new(),
+            slow: Duration::from_millis(500),
+        }));
+        let counts = Arc::new(Counts::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let (p, c, s) = (plan.clone(), counts.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if s.load(Relaxed) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let (p, c) = (p.clone(), c.clone());
+                std::thread::spawn(move || {
+                    let _ = serve(conn, upstream, &p, &c);
+                });
+            }
+        });
+        FaultProxy {
+            addr,
+            endpoint: format!("http://{addr}"),
+            upstream,
+            plan,
+            counts,
+            stop,
+        }
+    }
+
+    /// From now on, each request (of `methods`, all if empty) gets one of `faults` with
+    /// `probability`.
+    pub fn set(&self, probability: f64, faults: &[Fault], methods: &[&str]) {
+        let mut p = self.plan.lock().unwrap();
+        p.probability = probability;
+        p.faults = faults.to_vec();
+        p.methods = methods.iter().map(|m| m.to_string()).collect();
+    }
+
+    /// How long a `Slow` answer takes (about twice this: the wait, then the trickle).
+    pub fn set_slow(&self, d: Duration) {
+        self.plan.lock().unwrap().slow = d;
+    }
+
+    /// Passes everything through again.
+    pub fn off(&self) {
+        self.set(0.0, &[], &[]);
+    }
+
+    /// Faults injected so far.
+    pub fn injected(&self) -> u64 {
+        self.counts.injected.load(Relaxed)
+    }
+
+    /// Requests seen so far.
+    pub fn requests(&self) -> u64 {
+        self.counts.requests.load(Relaxed)
+    }
+
+    /// Faults injected so far, by kind.
+    pub fn by_fault(&self) -> std::collections::BTreeMap<Fault, u64> {
+        self.counts.by_fault.lock().unwrap().clone()
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Relaxed);
+        let _ = TcpStream::connect(self.addr);
+    }
+}
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One HTTP message as raw bytes: the head (without the blank line) and the body.
+struct Message {
+    head: Vec<u8>,
+    body: Vec<u8>,
+}
+
+impl Message {
+    fn first_line(&self) -> String {
+        let h = String::from_utf8_lossy(&self.head);
+        h.lines().next().unwrap_or("").to_string()
+    }
+    fn header(&self, name: &str) -> Option<String> {
+        let h = String::from_utf8_lossy(&self.head);
+        h.split("\r\n").skip(1).find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_string())
+        })
+    }
+    fn bytes(&self) -> Vec<u8> {
+        let mut v = self.head.clone();
+        v.extend_from_slice(b"\r\n\r\n");
+        v.extend_from_slice(&self.body);
+        v
+    }
+}
+
+/// Reads a head up to the blank line; `None` at a clean end of stream.
+fn read_head(r: &mut BufReader<TcpStream>) -> io::Result<Option<Vec<u8>>> {
+    let mut head = Vec::new();
+    loop {
+        let mut line = Vec::new();
+        let n = r.read_until(b'\n', &mut line)?;
+        if n == 0 {
+            return if head.is_empty() {
+                Ok(None)
+            } else {
+                Err(io::ErrorKind::UnexpectedEof.into())
+            };
+        }
+        if line == b"\r\n" {
+            if head.is_empty() {
+                continue;
+            }
+            // Drop the final CRLF of the last header line.
+            head.truncate(head.len() - 2);
+            return Ok(Some(head));
+        }
+        head.extend_from_slice(&line);
+        if head.len() > 1 << 20 {
+            return Err(io::Error::other("head too large"));
+        }
+    }
+}
+
+/// Reads a body framed by Content-Length or chunked encoding (kept raw, for forwarding).
+fn read_body(
+    r: &mut BufReader<TcpStream>,
+    m: &Message,
+    no_body: bool,
+    to_eof: bool,
+) -> io::Result<Vec<u8>> {
+    if no_body {
+        return Ok(Vec::new());
+    }
+    if m.header("transfer-encoding")
+        .is_some_and(|t| t.to_ascii_lowercase().contains("chunked"))
+    {
+        let mut raw = Vec::new();
+        loop {
+            let mut line = Vec::new();
+            r.read_until(b'\n', &mut line)?;
+            raw.extend_from_slice(&line);
+            let size = usize::from_str_radix(
+                String::from_utf8_lossy(&line)
+                    .trim()
+                    .split(';')
+                    .next()
+                    .unwrap_or(""),
+                16,
+            )
+            .map_err(|_| io::Error::other("bad chunk size"))?;
+            if size == 0 {
+                // Trailers until the blank line.
+                loop {
+                    let mut t = Vec::new();
+                    r.read_until(b'\n', &mut t)?;
+                    raw.extend_from_slice(&t);
+                    if t == b"\r\n" || t.is_empty() {
+                        return Ok(raw);
+                    }
+                }
+            }
+            let mut chunk = vec![0u8; size + 2];
+            r.read_exact(&mut chunk)?;
+            raw.extend_from_slice(&chunk);
+        }
+    }
+    if let Some(n) = m.header("content-length") {
+        let n: usize = n.parse().map_err(|_| io::Error::other("bad length"))?;
+        let mut body = vec![0u8; n];
+        r.read_exact(&mut body)?;
+        return Ok(body);
+    }
+    let mut body = Vec::new();
+    if to_eof {
+        r.read_to_end(&mut body)?;
+    }
+    Ok(body)
+}
+
+/// Closes `s` with a TCP reset (SO_LINGER 0; std has no stable setter, tokio does).
+fn reset(s: &TcpStream) {
+    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    let rt = RT.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .unwrap()
+    });
+    if let Ok(dup) = s.try_clone() {
+        let _ = dup.set_nonblocking(true);
+        let _guard = rt.enter();
+        if let Ok(t) = tokio::net::TcpStream::from_std(dup) {
+            let _ = t.set_zero_linger();
+            // Shut down the other handles' reading and writing; the last close sends the RST.
+            let _ = s.shutdown(Shutdown::Read);
+            drop(t);
+        }
+    }
+}
+
+fn error_response(status: u16, reason: &str, code: &str, head_only: bool) -> Vec<u8> {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>injected by the test proxy</Message><RequestId>faultproxy</RequestId></Error>"
+    );
+    let mut r = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    if !head_only {
+        r.extend_from_slice(body.as_bytes());
+    }
+    r
+}
+
+/// Serves one client connection (keep-alive) until it closes or a fault ends it.
+fn serve(
+    client: TcpStream,
+    upstream: SocketAddr,
+    plan: &Mutex<Plan>,
+    counts: &Counts,
+) -> io::Result<()> {
+    client.set_read_timeout(Some(TIMEOUT))?;
+    client.set_write_timeout(Some(TIMEOUT))?;
+    let mut out = client.try_clone()?;
+    let mut reader = BufReader::new(client);
+    let mut up: Option<(TcpStream, BufReader<TcpStream>)> = None;
+    loop {
+        let Some(head) = read_head(&mut reader)? else {
+            return Ok(());
+        };
+        let mut req = Message {
+            head,
+            body: Vec::new(),
+        };
+        let line = req.first_line();
+        let method = line.split(' ').next().unwrap_or("").to_string();
+        if req
+            .header("expect")
+            .is_some_and(|e| e.eq_ignore_ascii_case("100-continue"))
+        {
+            out.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+            let h = String::from_utf8_lossy(&req.head).to_string();
+            req.head = h
+                .split("\r\n")
+                .filter(|l| !l.to_ascii_lowercase().starts_with("expect:"))
+                .collect::<Vec<_>>()
+                .join("\r\n")
+                .into_bytes();
+        }
+        req.body = read_body(&mut reader, &req, false, false)?;
+        counts.requests.fetch_add(1, Relaxed);
+        let (fault, slow) = {
+            let p = plan.lock().unwrap();
+            let eligible = p.methods.is_empty() || p.methods.iter().any(|m| *m == method);
+            let f = (eligible && !p.faults.is_empty() && fastrand::f64() < p.probability)
+                .then(|| p.faults[fastrand::usize(..p.faults.len())]);
+            (f, p.slow)
+        };
+        if let Some(f) = fault {
+            counts.injected.fetch_add(1, Relaxed);
+            *counts.by_fault.lock().unwrap().entry(f).or_default() += 1;
+        }
+        let head_only = method == "HEAD";
+        match fault {
+            Some(Fault::Status500) => {
+                out.write_all(&error_response(
+                    500,
+                    "Internal Server Error",
+                    "InternalError",
+                    head_only,
+                ))?;
+                return Ok(());
+            }
+            Some(Fault::Status503) => {
+                out.write_all(&error_response(
+                    503,
+                    "Service Unavailable",
+                    "SlowDown",
+                    head_only,
+                ))?;
+                return Ok(());
+            }
+            Some(Fault::AccessDenied) => {
+                out.write_all(&error_response(403, "Forbidden", "AccessDenied", head_only))?;
+                return Ok(());
+            }
+            Some(Fault::ResetBefore) => {
+                reset(&out);
+                return Ok(());
+            }
+            _ => {}
+        }
+        // Forward (reconnecting if S3 closed the kept-alive connection).
+        if up.is_none() {
+            match TcpStream::connect_timeout(&upstream, Duration::from_secs(5)) {
+                Ok(s) => {
+                    s.set_read_timeout(Some(TIMEOUT))?;
+                    s.set_write_timeout(Some(TIMEOUT))?;
+                    let r = BufReader::new(s.try_clone()?);
+                    up = Some((s, r));
+                }
+                Err(_) => {
+                    // S3 is down: so is its proxy.
+                    reset(&out);
+                    return Ok(());
+                }
+            }
+        }
+        let (us, ur) = up.as_mut().unwrap();
+        let sent = us.write_all(&req.bytes());
+        let resp_head = match sent.and_then(|()| read_head(ur)) {
+            Ok(Some(h)) => h,
+            _ => {
+                reset(&out);
+                return Ok(());
+            }
+        };
+        let mut resp = Message {
+            head: resp_head,
+            body: Vec::new(),
+        };
+        let status: u16 = resp
+            .first_line()
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let no_body = head_only || status == 204 || status == 304 || (100..200).contains(&status);
+        let close = resp
+            .header("connection")
+            .is_some_and(|c| c.eq_ignore_ascii_case("close"));
+        resp.body = match read_body(ur, &resp, no_body, true) {
+            Ok(b) => b,
+            Err(_) => {
+                reset(&out);
+                return Ok(());
+            }
+        };
+        counts.forwarded.fetch_add(1, Relaxed);
+        if close {
+            up = None;
+        }
+        let bytes = resp.bytes();
+        match fault {
+            Some(Fault::ResetAfter) => {
+                reset(&out);
+                return Ok(());
+            }
+            Some(Fault::Truncate) => {
+                let cut = resp.head.len() + 4 + resp.body.len() / 2;
+                // A body-less answer is cut inside its head.
+                let cut = if resp.body.is_empty() {
+                    resp.head.len() / 2
+                } else {
+                    cut
+                };
+                out.write_all(&bytes[..cut])?;
+                out.flush()?;
+                reset(&out);
+                return Ok(());
+            }
+            Some(Fault::Slow) => {
+                std::thread::sleep(slow);
+                let pieces = 8;
+                let step = bytes.len().div_ceil(pieces).max(1);
+                for chunk in bytes.chunks(step) {
+                    out.write_all(chunk)?;
+                    out.flush()?;
+                    std::thread::sleep(slow / pieces as u32);
+                }
+            }
+            _ => out.write_all(&bytes)?,
+        }
+        if close {
+            return Ok(());
+        }
+    }
+}
