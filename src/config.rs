@@ -206,6 +206,7 @@ pub fn load(file: Option<&Path>, cli: &CliOverrides) -> Result<Loaded, ConfigErr
                 path.display()
             )));
         }
+        check_toml(path)?;
         b = b.add_source(
             config::File::from(path)
                 .format(config::FileFormat::Toml)
@@ -231,6 +232,34 @@ pub fn load(file: Option<&Path>, cli: &CliOverrides) -> Result<Loaded, ConfigErr
     let raw: RawConfig = serde_ignored::deserialize(cfg, |p| unknown_keys.push(p.to_string()))
         .map_err(|e| ConfigError::Load(e.to_string()))?;
     Ok(Loaded { raw, unknown_keys })
+}
+
+/// Parses the file as TOML first: the `config` crate reports numbers out of range without a
+/// line, and its syntax errors quote the offending line, which may hold a secret. This names
+/// the line and column and never quotes the file.
+fn check_toml(path: &Path) -> Result<(), ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::Load(format!("cannot read {}: {e}", path.display())))?;
+    let Err(e) = toml::from_str::<toml::Table>(&text) else {
+        return Ok(());
+    };
+    let at = match e.span() {
+        Some(span) => {
+            let before = text.get(..span.start).unwrap_or(&text);
+            let line = before.matches('\n').count() + 1;
+            let column = before[before.rfind('\n').map_or(0, |i| i + 1)..]
+                .chars()
+                .count()
+                + 1;
+            format!(" at line {line}, column {column}")
+        }
+        None => String::new(),
+    };
+    Err(ConfigError::Load(format!(
+        "TOML parse error{at}: {} in {}",
+        e.message().trim_end(),
+        path.display()
+    )))
 }
 
 // ---------------------------------------------------------------------------------------------
