@@ -729,6 +729,35 @@ fn canonical_dir(key: &str, p: &Path, what: &str, fs: FsChecks) -> Result<PathBu
     Ok(c)
 }
 
+/// Whether files can be created in `dir`, by trying: permission bits do not tell for root, nor
+/// for a read-only mount. The probe is named like an archive temp file, so if it is ever left
+/// behind the uploader's start-up clean-up removes it.
+fn check_writable(key: &str, dir: &Path) -> Result<(), ConfigError> {
+    let probe = dir.join(format!(
+        "{}{}.{:08x}.check",
+        crate::uploader::finalize::TEMP_PREFIX,
+        std::process::id(),
+        fastrand::u32(..)
+    ));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(invalid(
+            key,
+            dir,
+            format!("the uploader cannot create files in it ({e})"),
+            "make it writable for the user stowaway runs as (and not a read-only mount), or use finalize = \"delete\" / \"keep\"",
+        )),
+    }
+}
+
 /// Whether validation looks at the file system (roots exist, are directories; paths are
 /// canonicalised). Generating a front-server config on another machine skips it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1152,6 +1181,13 @@ pub fn validate_with(raw: &RawConfig, fs: FsChecks) -> Result<Settings, ConfigEr
                         "is inside the root (or contains it)",
                         "put the archive outside the served root, e.g. /srv/site/archive/static",
                     ));
+                }
+                if fs == FsChecks::Check
+                    && finalize == Finalize::Archive
+                    && upload
+                    && uploader.enabled
+                {
+                    check_writable(&k("archive_root"), &c)?;
                 }
                 Some(c)
             }
