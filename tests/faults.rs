@@ -281,7 +281,7 @@ impl Oracle {
                 ));
             }
             if phase == Phase::Final {
-                let migrated = !local.is_some() && good(&object) && good(&archived);
+                let migrated = local.is_none() && good(&object) && good(&archived);
                 if stays.contains(&f.rel) {
                     if !good(&local) {
                         bad.push(format!("{}: should have stayed local", f.rel));

@@ -350,7 +350,7 @@ fn serve(
         counts.requests.fetch_add(1, Relaxed);
         let (fault, slow) = {
             let p = plan.lock().unwrap();
-            let eligible = p.methods.is_empty() || p.methods.iter().any(|m| *m == method);
+            let eligible = p.methods.is_empty() || p.methods.contains(&method);
             let f = (eligible && !p.faults.is_empty() && fastrand::f64() < p.probability)
                 .then(|| p.faults[fastrand::usize(..p.faults.len())]);
             (f, p.slow)
