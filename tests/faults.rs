@@ -581,15 +581,23 @@ fn access_denied_keeps_files_local_until_granted() {
         "{}",
         st.log_text()
     );
-    // Two more rescans: all still local, nothing in the bucket, each failure logged once.
-    let rescans = |l: &str| l.matches("AccessDenied").count();
-    let before = rescans(&st.log_text());
-    std::thread::sleep(Duration::from_millis(2500));
+    // Two more rescans (every file refused twice more): all still local, nothing in the
+    // bucket, each failure logged once.
+    let logged = |l: &str| l.matches("AccessDenied").count();
+    let before = logged(&st.log_text());
+    let refused = proxy.injected();
+    let n = w.files.len() as u64;
+    assert!(
+        wait_until(Duration::from_secs(20), || proxy.injected()
+            >= refused + 2 * n),
+        "{}",
+        st.log_text()
+    );
     let all: BTreeSet<String> = w.files.iter().map(|f| f.rel.clone()).collect();
     o.check(&s3, &w, Phase::Final, &all);
     assert!(s3.list(&w.bucket).is_empty());
     assert_eq!(
-        rescans(&st.log_text()),
+        logged(&st.log_text()),
         before,
         "a permanent failure is logged once per file, not on every rescan"
     );
