@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the tests, the demo and the benchmarks need on a fresh Debian machine with
-# Rust: nginx, lighttpd (+ Lua for mod_magnet), curl, wrk; rustfmt and clippy. Quick when
-# everything is already there.
+# Rust: nginx, lighttpd (+ Lua for mod_magnet), curl, faketime (the clock-jump test), wrk;
+# rustfmt and clippy. Quick when everything is already there.
 set -euo pipefail
-pkgs=(nginx lighttpd lighttpd-modules-lua curl ca-certificates)
+pkgs=(nginx lighttpd lighttpd-modules-lua curl ca-certificates faketime)
 [ "${WITH_BENCH_TOOLS:-0}" = 1 ] && pkgs+=(wrk rclone)
 missing=()
 for p in "${pkgs[@]}"; do
