@@ -395,7 +395,7 @@ EOF
 # The shared serving set-up of cases 1, 2, 4 and 8 (started once).
 FRONTS_UP=0
 ST_A_PORT=""; ST_A_PID=""; NG_BASE=""; NG_PROXY=""; NG_AUTH=""; NG_AUTH0=""
-ST_D_PORT=""; NG_PROXY_D=""; NG_PROXY_STUB=""; NG_PROXY_CEIL_LOCAL=""; NG_PROXY_CEIL_302=""; CEIL_LOCAL=""; CEIL_PUB=""; CEIL_PRE=""
+ST_D_PORT=""; NG_PROXY_D=""; NG_BASE_OFC=""; NG_AUTH_OFC=""; OFC=""; NG_PROXY_STUB=""; NG_PROXY_CEIL_LOCAL=""; NG_PROXY_CEIL_UDS=""; NG_PROXY_CEIL_302=""; CEIL_LOCAL=""; CEIL_PUB=""; CEIL_PRE=""
 setup_serving() {
   [ "$FRONTS_UP" = 1 ] && return
   FRONTS_UP=1
@@ -445,6 +445,20 @@ server {
   "$ST" gen-config nginx --mode auth --config "$WORK/stowaway-a.toml" --front-listen "127.0.0.1:$NG_AUTH" \
     --verdict-cache-dir "$WORK/nginx-auth/verdicts" > "$WORK/gen-auth.conf"
   nginx_start nginx-auth "$NG_AUTH" "$(cat "$WORK/gen-auth.conf")"
+  # The same two with nginx's open_file_cache (descriptors, stat and symlink checks cached for
+  # up to 1 s; the verdict cache's files too), to show what it buys auth mode.
+  OFC="open_file_cache max=10000 inactive=30s; open_file_cache_valid 1s; open_file_cache_errors off;"
+  NG_BASE_OFC=$(freeport)
+  nginx_start nginx-base-ofc "$NG_BASE_OFC" "$OFC
+server {
+  listen 127.0.0.1:$NG_BASE_OFC;
+  location ~ \"^/static/(?<k>.+)\$\" { root $ROOT; try_files /\$k =404; }
+}"
+  NG_AUTH_OFC=$(freeport)
+  "$ST" gen-config nginx --mode auth --config "$WORK/stowaway-a.toml" --front-listen "127.0.0.1:$NG_AUTH_OFC" \
+    --verdict-cache-dir "$WORK/nginx-auth-ofc/verdicts" > "$WORK/gen-auth-ofc.conf"
+  nginx_start nginx-auth-ofc "$NG_AUTH_OFC" "$OFC
+$(cat "$WORK/gen-auth-ofc.conf")"
   NG_AUTH0=$(freeport)
   "$ST" gen-config nginx --mode auth --config "$WORK/stowaway-b.toml" --front-listen "127.0.0.1:$NG_AUTH0" \
     --verdict-cache-dir "$WORK/nginx-auth0/verdicts" > "$WORK/gen-auth0.conf"
@@ -491,12 +505,20 @@ server {
   nginx_start nginx-proxy-stub "$NG_PROXY_STUB" "$(sed "s/server 127.0.0.1:$ST_A_PORT;/server 127.0.0.1:$stub;/; s/listen 127.0.0.1:$NG_PROXY;/listen 127.0.0.1:$NG_PROXY_STUB;/" "$WORK/gen-proxy.conf")"
   NG_PROXY_CEIL_LOCAL=$(freeport)
   nginx_start nginx-proxy-ceil-local "$NG_PROXY_CEIL_LOCAL" "$(sed "s/server 127.0.0.1:$ST_A_PORT;/server 127.0.0.1:$CEIL_LOCAL;/; s/listen 127.0.0.1:$NG_PROXY;/listen 127.0.0.1:$NG_PROXY_CEIL_LOCAL;/" "$WORK/gen-proxy.conf")"
+  # ... and the X-Accel ceiling on a Unix socket (nginx: `server unix:PATH;`).
+  local usock="$WORK/ceiling-local.sock" i
+  start_bg ceiling-local-uds "$CEIL" --uds "$usock" --status 200 --header "X-Accel-Redirect: $loc_local" --header "X-S3-Location: $s3loc_local"
+  for i in $(seq 100); do [ -S "$usock" ] && break; sleep 0.1; done
+  [ -S "$usock" ] || die "ceiling did not create $usock"
+  NG_PROXY_CEIL_UDS=$(freeport)
+  nginx_start nginx-proxy-ceil-uds "$NG_PROXY_CEIL_UDS" "$(sed "s#server 127.0.0.1:$ST_A_PORT;#server unix:$usock;#; s/listen 127.0.0.1:$NG_PROXY;/listen 127.0.0.1:$NG_PROXY_CEIL_UDS;/" "$WORK/gen-proxy.conf")"
   NG_PROXY_CEIL_302=$(freeport)
   nginx_start nginx-proxy-ceil-302 "$NG_PROXY_CEIL_302" "$(sed "s/server 127.0.0.1:$ST_A_PORT;/server 127.0.0.1:$CEIL_PRE;/; s/listen 127.0.0.1:$NG_PROXY;/listen 127.0.0.1:$NG_PROXY_CEIL_302;/" "$WORK/gen-proxy.conf")"
 
   local n
   for n in "$NG_BASE/static" "$NG_BASE/nofollow" "$NG_PROXY/static" "$NG_PROXY/pub" "$NG_PROXY_D/static" "$NG_AUTH/static" "$NG_AUTH0/static" \
-           "$NG_PROXY_STUB/static" "$NG_PROXY_CEIL_LOCAL/static"; do
+           "$NG_BASE_OFC/static" "$NG_AUTH_OFC/static" \
+           "$NG_PROXY_STUB/static" "$NG_PROXY_CEIL_LOCAL/static" "$NG_PROXY_CEIL_UDS/static"; do
     check "http://127.0.0.1:${n}/bench10k.jpg" 200 '^content-length: 10240'
   done
   check "http://127.0.0.1:$NG_BASE/static/missing.jpg" 302 "^location: http://127.0.0.1:$S3PORT/site-media/static/missing.jpg"
@@ -536,10 +558,13 @@ if want 1; then
     "direct-nofollow http://127.0.0.1:$NG_BASE/nofollow/bench10k.jpg" \
     "xaccel-stub http://127.0.0.1:$NG_PROXY_STUB/static/bench10k.jpg" \
     "xaccel-ceiling http://127.0.0.1:$NG_PROXY_CEIL_LOCAL/static/bench10k.jpg" \
+    "xaccel-ceiling-uds http://127.0.0.1:$NG_PROXY_CEIL_UDS/static/bench10k.jpg" \
     "xaccel http://127.0.0.1:$NG_PROXY/static/bench10k.jpg" \
     "xaccel-nofallback http://127.0.0.1:$NG_PROXY_D/static/bench10k.jpg" \
     "auth http://127.0.0.1:$NG_AUTH/static/bench10k.jpg" \
-    "auth-nocache http://127.0.0.1:$NG_AUTH0/static/bench10k.jpg"
+    "auth-nocache http://127.0.0.1:$NG_AUTH0/static/bench10k.jpg" \
+    "direct-ofc http://127.0.0.1:$NG_BASE_OFC/static/bench10k.jpg" \
+    "auth-ofc http://127.0.0.1:$NG_AUTH_OFC/static/bench10k.jpg"
   # Unloaded latency: one connection, no queueing.
   WRK_C=1 WRK_T=1 wrk_case 1c1 \
     "direct http://127.0.0.1:$NG_BASE/static/bench10k.jpg" \
@@ -557,7 +582,8 @@ if want 2; then
     "stub302 http://127.0.0.1:$NG_PROXY_STUB/static/missing.jpg" \
     "ceiling302 http://127.0.0.1:$NG_PROXY_CEIL_302/static/missing.jpg" \
     "public http://127.0.0.1:$NG_PROXY/pub/missing.jpg" \
-    "presigned http://127.0.0.1:$NG_PROXY/static/missing.jpg"
+    "presigned http://127.0.0.1:$NG_PROXY/static/missing.jpg" \
+    "auth302 http://127.0.0.1:$NG_AUTH/static/missing.jpg"
 fi
 
 # --- Case 3: lighttpd -----------------------------------------------------------------------
@@ -584,9 +610,28 @@ if want 3; then
     check "http://127.0.0.1:$p/pub/missing.jpg" 302 "^location: http://127.0.0.1:$S3PORT/site-media/static/missing.jpg"
   done
   check "http://127.0.0.1:$L_ST/static/missing.jpg" 302 '^location: .*X-Amz-Signature='
+  # lighttpd's mod_proxy opens a new connection to the backend for every request. A constant
+  # X-Sendfile sidecar (examples/ceiling.rs) over TCP and over a Unix socket shows what that
+  # costs and what a socket would save (stowaway listens on TCP only).
+  sendfile_path=$(header_of "http://127.0.0.1:$c_port/pub/bench10k.jpg" x-sendfile)
+  [ -n "$sendfile_path" ] || die "no X-Sendfile from stowaway (front = lighttpd)"
+  ceil_l=$(freeport)
+  start_bg ceiling-lighttpd "$CEIL" --port "$ceil_l" --status 200 --header "X-Sendfile: $sendfile_path"
+  wait_port "$ceil_l" "$LASTPID" ceiling-lighttpd
+  L_CEIL=$(freeport)
+  lighttpd_start lighttpd-ceiling "$L_CEIL" "$(sed -E "s/\"port\" => $c_port/\"port\" => $ceil_l/" "$WORK/gen-lighttpd.conf")"
+  sock="$WORK/ceiling.sock"
+  start_bg ceiling-lighttpd-uds "$CEIL" --uds "$sock" --status 200 --header "X-Sendfile: $sendfile_path"
+  for i in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done
+  [ -S "$sock" ] || die "ceiling did not create $sock"
+  L_CEIL_UDS=$(freeport)
+  lighttpd_start lighttpd-ceiling-uds "$L_CEIL_UDS" "$(sed -E "s#\"host\" => \"127.0.0.1\", \"port\" => $c_port#\"socket\" => \"$sock\"#; /\"host\" => \"127.0.0.1\",\$/d; s#\"port\" => $c_port,#\"socket\" => \"$sock\",#" "$WORK/gen-lighttpd.conf")"
+  for p in "$L_CEIL" "$L_CEIL_UDS"; do check "http://127.0.0.1:$p/pub/bench10k.jpg" 200 '^content-length: 10240'; done
   wrk_case 3 \
     "magnet-local http://127.0.0.1:$L_MAG/pub/bench10k.jpg" \
     "stowaway-local http://127.0.0.1:$L_ST/pub/bench10k.jpg" \
+    "ceiling-local http://127.0.0.1:$L_CEIL/pub/bench10k.jpg" \
+    "ceiling-uds-local http://127.0.0.1:$L_CEIL_UDS/pub/bench10k.jpg" \
     "magnet-302 http://127.0.0.1:$L_MAG/pub/missing.jpg" \
     "stowaway-302 http://127.0.0.1:$L_ST/pub/missing.jpg" \
     "stowaway-302-presigned http://127.0.0.1:$L_ST/static/missing.jpg"

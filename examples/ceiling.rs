@@ -26,6 +26,9 @@ struct Args {
     /// A constant header, `Name: value` (repeatable).
     #[arg(long = "header")]
     headers: Vec<String>,
+    /// Listen on this Unix domain socket instead of the loopback port.
+    #[arg(long)]
+    uds: Option<std::path::PathBuf>,
     /// Worker threads; 0 = one per CPU core (stowaway's `server.workers` default).
     #[arg(long, default_value_t = 0)]
     workers: usize,
@@ -78,13 +81,23 @@ fn main() -> anyhow::Result<()> {
                     .app_data(data.clone())
                     .default_service(web::to(answer))
             })
-            .workers(workers)
-            .bind(addr)?
+            .workers(workers);
+            let server = match &args.uds {
+                Some(p) => server.bind_uds(p)?,
+                None => server.bind(addr)?,
+            }
             .run();
-            eprintln!(
-                "ceiling: constant {} on http://{addr}, {workers} workers",
-                args.status
-            );
+            match &args.uds {
+                Some(p) => eprintln!(
+                    "ceiling: constant {} on unix:{}, {workers} workers",
+                    args.status,
+                    p.display()
+                ),
+                None => eprintln!(
+                    "ceiling: constant {} on http://{addr}, {workers} workers",
+                    args.status
+                ),
+            }
             server.await?;
             Ok(())
         })
