@@ -154,7 +154,11 @@ fn bad_requests_and_not_found() {
     assert_eq!(r.status, 405);
     assert_eq!(get(st.addr, "/healthz").status, 200);
     // Ready once the background S3 probe has succeeded.
-    assert!(wait_until(std::time::Duration::from_secs(20), || get(st.addr, "/readyz").status == 200));
+    assert!(wait_until(std::time::Duration::from_secs(20), || get(
+        st.addr, "/readyz"
+    )
+    .status
+        == 200));
 }
 
 #[test]
