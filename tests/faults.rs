@@ -239,7 +239,7 @@ impl Oracle {
     fn check(&mut self, s3: &S3Server, w: &World, phase: Phase, stays: &BTreeSet<String>) {
         self.checks += 1;
         let mut bad = Vec::new();
-        let keys: BTreeSet<String> = if s3.get_bucket_exists(&w.bucket) {
+        let keys: BTreeSet<String> = if s3.bucket_exists(&w.bucket) {
             s3.list(&w.bucket).into_iter().collect()
         } else {
             BTreeSet::new()
@@ -330,11 +330,11 @@ impl Oracle {
 
 /// Small additions to the harness's S3 server.
 trait S3Ext {
-    fn get_bucket_exists(&self, bucket: &str) -> bool;
+    fn bucket_exists(&self, bucket: &str) -> bool;
 }
 
 impl S3Ext for S3Server {
-    fn get_bucket_exists(&self, bucket: &str) -> bool {
+    fn bucket_exists(&self, bucket: &str) -> bool {
         self.data.join(bucket).is_dir()
     }
 }
@@ -483,7 +483,8 @@ fn proxy_case(case: &str, faults: &[Fault], probability: f64, slow: Duration) {
         &[],
         true,
     );
-    let injected_enough = wait_until(Duration::from_secs(60), || {
+    let deadline = Duration::from_secs(if thorough() { 300 } else { 60 });
+    let injected_enough = wait_until(deadline, || {
         proxy.injected() >= min_faults || w.all_archived()
     });
     assert!(injected_enough, "{}", st.log_text());
@@ -537,7 +538,7 @@ fn s3_answering_very_slowly_and_everything_at_once() {
         "slow",
         &[Fault::Slow],
         0.5,
-        Duration::from_millis(if thorough() { 1500 } else { 250 }),
+        Duration::from_millis(if thorough() { 800 } else { 250 }),
     );
     proxy_case(
         "mixed",
@@ -705,7 +706,7 @@ fn kill_9_at_random_points_many_times() {
     let _g = serial();
     seed("kill_9");
     let runs = if thorough() { 200 } else { 20 };
-    let max_delay_ms = if thorough() { 2500 } else { 700 };
+    let max_delay_ms = if thorough() { 1000 } else { 700 };
     let s3 = S3Server::start();
     let mut o = Oracle::default();
     // Half of the runs archive onto another file system (copy, fsync, rename, temp files).
