@@ -17,6 +17,6 @@ if [ ${#missing[@]} -gt 0 ]; then
   # The Debian packages may start their daemons where systemd runs; the tests start their own.
   for svc in nginx lighttpd; do $SUDO service "$svc" stop >/dev/null 2>&1 || true; done
 fi
-for c in rustfmt clippy; do
-  rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
-done
+# rustfmt and clippy ship with the usual rustup toolchain; add them only if missing.
+cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
+cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
