@@ -3,7 +3,7 @@
 # Rust: nginx, lighttpd (+ Lua for mod_magnet), curl, faketime (the clock-jump test), wrk;
 # rustfmt and clippy. Quick when everything is already there.
 set -euo pipefail
-pkgs=(nginx lighttpd lighttpd-modules-lua curl ca-certificates faketime)
+pkgs=(nginx lighttpd lighttpd-modules-lua curl ca-certificates faketime openssl util-linux procps)
 [ "${WITH_BENCH_TOOLS:-0}" = 1 ] && pkgs+=(wrk rclone)
 missing=()
 for p in "${pkgs[@]}"; do
