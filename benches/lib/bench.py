@@ -246,10 +246,18 @@ class Summary:
                 r = self.ratio(c, v, "direct")
                 if r is not None:
                     self.goal(1, f"{what} ≥ {target:.0%} of nginx direct", f"{r:.0%}", r >= target)
+            # On a shared machine the baseline's own p99 can swing by more than the 1 ms being
+            # looked for; then the difference says nothing and is reported as inconclusive.
+            bs = self.vals(c, "direct", "p99")
             for v, what in (("xaccel", "X-Accel"), ("auth", "auth + cache")):
                 a, b = self.med(c, v, "p99"), self.med(c, "direct", "p99")
                 if a is not None and b is not None:
-                    self.goal(1, f"p99 added latency ≤ 1 ms at 64 connections ({what})", f"{a - b:+.2f} ms", a - b <= 1.0)
+                    spread = max(bs) - min(bs)
+                    if spread > 1.0:
+                        self.goal(1, f"p99 added latency ≤ 1 ms at 64 connections ({what})",
+                                  f"{a - b:+.2f} ms (baseline p99 ranged {min(bs):.1f}–{max(bs):.1f} ms)", None)
+                    else:
+                        self.goal(1, f"p99 added latency ≤ 1 ms at 64 connections ({what})", f"{a - b:+.2f} ms", a - b <= 1.0)
         c = "1c1"
         if any(k[0] == c for k in self.d):
             self.p("Unloaded latency (wrk -t1 -c1, one request at a time): the round trip through stowaway without queueing. "
@@ -258,11 +266,15 @@ class Summary:
             self.p("| variant | median req/s | p50 ms | p90 ms | p99 ms | added p50 | added p99 |")
             self.p("|---|---:|---:|---:|---:|---:|---:|")
             b50, b99 = self.med(c, "direct", "p50"), self.med(c, "direct", "p99")
-            for v, label in (("direct", "nginx `try_files`"), ("xaccel", "nginx + stowaway, proxy"), ("auth", "nginx + stowaway, auth + cache")):
+            for v, label in (("direct", "nginx `try_files`"), ("xaccel", "nginx + stowaway, proxy"),
+                             ("xaccel-nofallback", "nginx + stowaway, proxy, fallback_header = false"),
+                             ("auth", "nginx + stowaway, auth + cache")):
                 if self.vals(c, v, "rps"):
                     p50, p99 = self.med(c, v, "p50"), self.med(c, v, "p99")
                     self.p(f"| {label} | {fmt_int(self.med(c, v, 'rps'))} | {p50:.3f} | {self.med(c, v, 'p90'):.3f} | {p99:.3f} | "
                            f"{(p50 - b50) * 1000:+.0f} µs | {(p99 - b99) * 1000:+.0f} µs |")
+                    if v in ("xaccel", "auth"):
+                        self.goal(1, f"added latency per request, unloaded, p50 ≤ 1 ms ({label})", f"{(p50 - b50) * 1000:+.0f} µs", p50 - b50 <= 1.0)
             self.p()
         c = "2"
         if any(k[0] == c for k in self.d):
@@ -361,7 +373,7 @@ class Summary:
             sets = sorted({k[1].split(":")[0] for k in self.d if k[0] == c})
             for st in sets:
                 rc = self.med(c, f"{st}:rclone", "secs")
-                for tool in ("stowaway", "rclone"):
+                for tool in ("stowaway", "rclone", "rclone-nohead"):
                     v = f"{st}:{tool}"
                     xs = self.vals(c, v, "secs")
                     if not xs:
@@ -371,7 +383,8 @@ class Summary:
                     mb = self.med(c, v, "bytes") / 1e6
                     rss = max(self.vals(c, v, "rss_kib")) / 1024
                     ratio = f"{rc / secs:.2f}×" if rc else "–"
-                    self.p(f"| {self.meta.get('set_' + st, st)} | {tool} | {', '.join(f'{x:.2f}' for x in xs)} | "
+                    shown = {"rclone-nohead": "rclone --s3-no-head"}.get(tool, tool)
+                    self.p(f"| {self.meta.get('set_' + st, st)} | {shown} | {', '.join(f'{x:.2f}' for x in xs)} | "
                            f"**{secs:.2f}** | {files / secs:.1f} | {mb / secs:.1f} | {ratio} | {rss:.1f} | "
                            f"{self.med(c, v, 'cpu_s') or 0:.2f} + {self.med(c, v, 's3_cpu_s') or 0:.2f} |")
                     if tool == "stowaway" and rc:
@@ -446,7 +459,8 @@ class Summary:
         self.p("| case | goal | measured | met |")
         self.p("|---|---|---:|---|")
         for case, text, value, ok in self.goals:
-            self.p(f"| {case} | {text} | {value} | {'✅ met' if ok else '❌ missed'} |")
+            mark = "➖ inconclusive" if ok is None else "✅ met" if ok else "❌ missed"
+            self.p(f"| {case} | {text} | {value} | {mark} |")
         self.p()
         return "\n".join(self.out)
 
