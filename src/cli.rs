@@ -511,6 +511,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         &settings,
         uploader.as_ref().map(|u| u.stats.clone()),
     ));
+    metrics.spawn_upkeep();
     let state = actix_web::web::Data::new(
         AppState::new(settings.clone(), signer).with_observability(Some(metrics), health),
     );

@@ -285,6 +285,21 @@ impl Metrics {
         self.latency.record(seconds);
     }
 
+    /// Folds recorded histogram samples into their buckets every few seconds. Without it the
+    /// exporter keeps every decision-latency sample until the next scrape, so memory grows
+    /// with traffic when nobody scrapes `/metrics`.
+    pub fn spawn_upkeep(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let m = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                m.handle.run_upkeep();
+            }
+        })
+    }
+
     /// Counts one presigned URL.
     #[inline]
     pub fn presigned(&self) {
