@@ -43,6 +43,7 @@ fn settings() -> (S3Settings, Mount) {
         archive_root: None,
         finalize_grace: Duration::ZERO,
         ignore: vec![],
+        serve_ignored: false,
     };
     (s3, m)
 }

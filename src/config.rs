@@ -158,6 +158,7 @@ pub struct RawMount {
     pub archive_root: Option<PathBuf>,
     pub finalize_grace: Option<String>,
     pub ignore: Option<Vec<String>>,
+    pub serve_ignored: Option<bool>,
     pub upload: Option<bool>,
     pub access: Option<RawAccess>,
 }
@@ -416,6 +417,8 @@ pub struct Mount {
     #[serde(with = "human_duration")]
     pub finalize_grace: Duration,
     pub ignore: Vec<String>,
+    /// Serve files the ignore patterns match (default: answer 404 for them).
+    pub serve_ignored: bool,
 }
 
 /// The validated configuration every part of stowaway runs on.
@@ -1226,6 +1229,7 @@ pub fn validate_with(raw: &RawConfig, fs: FsChecks) -> Result<Settings, ConfigEr
             archive_root,
             finalize_grace: dur(&k("finalize_grace"), &m.finalize_grace, Duration::ZERO)?,
             ignore,
+            serve_ignored: m.serve_ignored.unwrap_or(false),
         });
     }
     Ok(Settings {

@@ -22,7 +22,6 @@
 //!   that precedes `X-Accel-Expires` veto caching, and actix does not keep header order).
 
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -31,9 +30,11 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::access::{Denial, Grant, LinkKeys};
+use crate::beneath::DirHandle;
 use crate::config::{FrontServer, Settings};
 use crate::decision::{Verdict, decide_mapped};
 use crate::health::Health;
+use crate::ignore::Ignore;
 use crate::metrics::{Metrics, Outcome};
 use crate::paths::{
     MapResult, accel_target, is_file_key, map_request, sendfile_target, strip_query,
@@ -72,7 +73,10 @@ enum Gate {
 pub struct AppState {
     pub settings: Arc<Settings>,
     prefixes: Vec<String>,
-    roots: Vec<PathBuf>,
+    /// Handles of the mount roots, opened once: every lookup is resolved beneath them.
+    roots: Vec<Option<DirHandle>>,
+    /// Per mount: what is never served (`None` when the mount sets `serve_ignored`).
+    ignores: Vec<Option<Ignore>>,
     urls: Vec<MountUrls>,
     public_cache_control: Vec<HeaderValue>,
     signer: Option<Arc<Signer>>,
@@ -90,7 +94,22 @@ impl AppState {
             .iter()
             .map(|m| m.prefix.as_str().to_string())
             .collect();
-        let roots = settings.mounts.iter().map(|m| m.root.clone()).collect();
+        let roots = settings
+            .mounts
+            .iter()
+            .map(|m| match DirHandle::open(&m.root) {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    tracing::error!(mount = %m.prefix.as_str(), root = %m.root.display(), error = %e, "cannot open the mount root: nothing is served from local disk for this mount until stowaway restarts");
+                    None
+                }
+            })
+            .collect();
+        let ignores = settings
+            .mounts
+            .iter()
+            .map(|m| (!m.serve_ignored).then(|| Ignore::new(&m.ignore)))
+            .collect();
         let urls = settings
             .mounts
             .iter()
@@ -122,6 +141,7 @@ impl AppState {
             settings,
             prefixes,
             roots,
+            ignores,
             urls,
             public_cache_control,
             signer,
@@ -191,9 +211,9 @@ impl AppState {
     /// Readiness: every root is a readable directory, credentials (when signing) are valid,
     /// and the background probes (S3 reachable, uploader not stuck) last reported success.
     pub fn readiness(&self) -> Result<(), String> {
-        for r in &self.roots {
-            if std::fs::read_dir(r).is_err() {
-                return Err(format!("root {} is not readable", r.display()));
+        for m in &self.settings.mounts {
+            if std::fs::read_dir(&m.root).is_err() {
+                return Err(format!("root {} is not readable", m.root.display()));
             }
         }
         if self.settings.needs_signing() {
@@ -319,6 +339,12 @@ fn judge<'a>(
                 }
             }
         }
+    }
+    // Files the uploader ignores (`.env`, `*.part`, dotfiles…) are private to the machine.
+    if let Some(ig) = &state.ignores[m.mount]
+        && ig.key_ignored(&m.key)
+    {
+        return Judged::Decided(Verdict::NotFound, grant);
     }
     Judged::Decided(decide_mapped(&state.roots, m, recheck), grant)
 }

@@ -5,7 +5,9 @@
 //! Modules, one per concern:
 //! * [`access`]: signed, expiring client links (HMAC-SHA256);
 //! * [`config`]: TOML + env + CLI → validated [`config::Settings`];
+//! * [`beneath`]: kernel-resolved file access beneath a root (no symlink, no escape, no races);
 //! * [`paths`]: pure request-path → key → local path / object key / header mapping;
+//! * [`ignore`]: per-mount ignore patterns (never uploaded, never served);
 //! * [`decision`]: local, remote or refused, for one request;
 //! * [`presign`]: public and SigV4-presigned object URLs;
 //! * [`s3`]: SDK configuration, client and credential refresh;
@@ -18,12 +20,14 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod beneath;
 pub mod cli;
 pub mod config;
 pub mod decision;
 pub mod frontconf;
 pub mod health;
 pub mod http;
+pub mod ignore;
 pub mod metrics;
 pub mod paths;
 pub mod presign;

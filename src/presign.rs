@@ -424,6 +424,7 @@ mod tests {
             archive_root: None,
             finalize_grace: Duration::ZERO,
             ignore: vec![],
+            serve_ignored: false,
         }
     }
 

@@ -8,7 +8,7 @@ use serde::Serialize;
 use walkdir::WalkDir;
 
 use crate::config::Settings;
-use crate::uploader::ignore::Ignore;
+use crate::ignore::Ignore;
 
 /// One mount's backlog and archive.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]

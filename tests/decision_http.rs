@@ -183,3 +183,46 @@ fn lighttpd_front_answers_with_x_sendfile() {
             && r.header("last-modified").is_none()
     );
 }
+
+#[test]
+fn ignored_files_are_not_served_unless_the_mount_says_so() {
+    let s3 = S3Server::start();
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("r");
+    write_file(&root, ".env", b"DB_PASSWORD=x");
+    write_file(&root, "up/photo.jpg.part", b"half");
+    write_file(&root, ".git/config", b"[core]");
+    write_file(&root, "notes.tmp", b"t");
+    write_file(&root, "photo.jpg", b"ok");
+    let st = start(d.path(), &root, &s3, "");
+    for t in [
+        "/static/.env",
+        "/static/up/photo.jpg.part",
+        "/static/.git/config",
+        "/static/notes.tmp",
+        // Not local either: an ignored name is never sent to S3 (it was never uploaded).
+        "/static/.htpasswd",
+    ] {
+        let r = get(st.addr, t);
+        assert_eq!(r.status, 404, "{t}");
+        assert!(r.header("x-accel-redirect").is_none(), "{t}");
+        assert!(r.header("location").is_none(), "{t}");
+    }
+    assert_eq!(get(st.addr, "/static/photo.jpg").status, 200);
+    // A mount that opts in serves them as before.
+    let d2 = tempfile::tempdir().unwrap();
+    let st2 = Stowaway::start(
+        d2.path(),
+        &format!(
+            "[server]\nlisten = \"@LISTEN@\"\n[uploader]\nenabled = false\n{}\n[[mount]]\nprefix = \"/static/\"\nroot = \"{}\"\nbucket = \"bkt-one\"\nurl = \"public\"\nserve_ignored = true\n",
+            s3.s3_section(),
+            root.display()
+        ),
+    );
+    let r = get(st2.addr, "/static/.env");
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("x-accel-redirect"),
+        Some("/_stowaway_local/static/.env")
+    );
+}

@@ -1056,6 +1056,7 @@ mod signer {
             archive_root: None,
             finalize_grace: Duration::ZERO,
             ignore: vec![],
+            serve_ignored: false,
         };
         MountUrls::new(&s3, &m)
     }

@@ -123,7 +123,10 @@ proptest! {
         }
         FIX.with(|(_tmp, root)| {
             let target = format!("/static/{}", tokens.concat());
-            let roots = [root.as_path(), root.as_path()];
+            let roots = [
+                stowaway::beneath::DirHandle::open(root).ok(),
+                stowaway::beneath::DirHandle::open(root).ok(),
+            ];
             match decide(PREFIXES, &roots, &target, recheck) {
                 Verdict::Local { key, .. } => {
                     prop_assert!(!recheck);

@@ -1,26 +1,40 @@
 //! What happens to a local file once its object is verified: `archive` (move it under
 //! `archive_root`, same relative path), `delete`, or `keep`.
 //!
-//! A move within one file system is a single `rename(2)`: the file is at one of its two
-//! paths at every instant. Across file systems it is a copy to a hidden temp name in the
-//! destination directory, `fsync`, `rename` into place, `fsync` of the directory, and only
-//! then removal of the source; any failure (a full disk…) removes the temp file and leaves the
-//! source alone. Temp files of a crashed run are removed at start-up ([`clean_temp_files`]);
-//! a destination that already holds identical content (crash after the rename) only needs the
-//! source removed. Directories in the root are never removed.
+//! Every step works on directory handles resolved beneath the mount root and the archive root
+//! (see [`crate::beneath`]), never on paths: a directory swapped for a symlink at any instant is
+//! refused by the kernel, so nothing outside the roots is ever moved, copied or removed.
+//!
+//! The file first leaves its name atomically: it is renamed to a private name in its own
+//! directory (`.stowaway-rm.<pid>.<n>.<name>`), and only if the inode found there is the one
+//! that was verified does it go on (into the archive, or unlinked). If the app replaced the
+//! file in between, the new content is what was renamed: it is put back (no replace) and the
+//! file is uploaded again. So a replacing writer can never lose its bytes to a delete.
+//!
+//! Within one file system the archive move is a `renameat` of the detached file. Across file
+//! systems the verified descriptor is copied to a hidden temp name in the archive directory,
+//! `fsync`ed, and only after the source was detached and checked is the copy renamed into place
+//! (`fsync` of the directory) and the source unlinked; any failure removes the temp file and
+//! puts the source back. Temp files of a crashed run are removed at start-up
+//! ([`clean_temp_files`]), detached files of a crashed run are put back
+//! ([`restore_detached`]). Directories in the root are never removed.
 
-use std::fs;
-use std::io;
-use std::os::unix::fs::OpenOptionsExt;
+use std::ffi::{OsStr, OsString};
+use std::io::{self, Read};
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use super::hash::{Digests, Layout, hash_file};
-use super::scan::{FileStamp, stat_file};
+use super::hash::{Digests, Layout, hash_reader};
+use crate::beneath::{self, DirHandle, FileStamp, OpenFile, fd};
 use crate::config::{Finalize, Mount};
 
 /// Prefix of archive temp files: `.stowaway-tmp.<pid>.<run>.<n>`.
 pub const TEMP_PREFIX: &str = ".stowaway-tmp.";
+/// Prefix of a file detached from its name on its way out: `.stowaway-rm.<pid>.<n>.<name>`.
+pub const DETACHED_PREFIX: &str = ".stowaway-rm.";
 
 /// Why a file could not be finalized. The local file is always still there (or, for a
 /// finished archive move, complete at its archive path).
@@ -82,6 +96,18 @@ impl Default for TempNamer {
 }
 
 impl TempNamer {
+    /// A fresh detached name for `name` (no directory), or `None` when it would be too long
+    /// for a file name (then the file stays: it is reported, never removed unchecked).
+    pub fn detached(&self, name: &OsStr) -> Option<OsString> {
+        let mut n = OsString::from(format!(
+            "{DETACHED_PREFIX}{}.{}.",
+            self.pid,
+            self.n.fetch_add(1, Relaxed)
+        ));
+        n.push(name);
+        (n.len() <= 255).then_some(n)
+    }
+
     /// A fresh temp file name (no directory).
     pub fn next(&self) -> String {
         format!(
@@ -93,29 +119,35 @@ impl TempNamer {
     }
 }
 
-/// Fails with `Changed` unless `path` still has exactly `stamp`.
-fn ensure_unchanged(path: &Path, stamp: &FileStamp) -> Result<(), FinalizeError> {
-    match stat_file(path).map_err(io_err("stat", path))? {
-        Some(s) if s == *stamp => Ok(()),
-        _ => Err(FinalizeError::Changed(path.to_path_buf())),
+/// Where a file to finalize lives: its root handle, its relative key, the descriptor it was
+/// hashed and uploaded from, and the stamp that was verified.
+pub struct Source<'a> {
+    pub root: &'a DirHandle,
+    pub rel: &'a str,
+    pub open: &'a OpenFile,
+    pub stamp: &'a FileStamp,
+}
+
+impl Source<'_> {
+    fn path(&self) -> PathBuf {
+        self.root.path().join(self.rel)
     }
 }
 
-/// Finalizes `path` (relative key `rel`) of `mount`, provided it still has `stamp`, the state
-/// that was hashed to `d` and verified in S3. Blocking.
+/// Finalizes `src` of `mount`, provided it still is the verified file. Blocking.
 pub fn finalize(
     mount: &Mount,
-    path: &Path,
-    rel: &str,
-    stamp: &FileStamp,
+    src: &Source<'_>,
     d: &Digests,
     names: &TempNamer,
 ) -> Result<Finalized, FinalizeError> {
     match mount.finalize {
         Finalize::Keep => Ok(Finalized::Kept),
         Finalize::Delete => {
-            ensure_unchanged(path, stamp)?;
-            fs::remove_file(path).map_err(io_err("remove", path))?;
+            let (dir, name) = open_parent(src)?;
+            let detached = detach(src, &dir, name, names)?;
+            beneath::unlink_at(fd(&dir), &detached).map_err(io_err("remove", &src.path()))?;
+            let _ = beneath::sync_dir(fd(&dir));
             Ok(Finalized::Deleted)
         }
         Finalize::Archive => {
@@ -123,118 +155,221 @@ pub fn finalize(
                 .archive_root
                 .as_deref()
                 .ok_or(FinalizeError::NoArchiveRoot)?;
-            archive_file(path, &archive.join(rel), stamp, d, names)
+            archive_file(src, archive, d, names)
         }
     }
 }
 
-/// Moves `src` to `dst` (see the module docs).
-pub fn archive_file(
-    src: &Path,
-    dst: &Path,
-    stamp: &FileStamp,
-    d: &Digests,
-    names: &TempNamer,
-) -> Result<Finalized, FinalizeError> {
-    ensure_unchanged(src, stamp)?;
-    let dir = dst.parent().unwrap_or(Path::new("/"));
-    fs::create_dir_all(dir).map_err(io_err("create archive directory", dir))?;
-    match fs::rename(src, dst) {
-        Ok(()) => {
-            // A writer could have replaced the file between the check and the rename; then the
-            // archive holds content S3 does not have. Put it back to be uploaded again.
-            match stat_file(dst) {
-                Ok(Some(s)) if s.same_content(stamp) => Ok(Finalized::Archived {
-                    to: dst.to_path_buf(),
-                    copied: false,
-                }),
-                _ => {
-                    if !src.exists()
-                        && let Err(e) = fs::rename(dst, src)
-                    {
-                        tracing::error!(from = %dst.display(), to = %src.display(), error = %e, "file changed while being archived and could not be moved back; it is only in the archive");
-                    }
-                    Err(FinalizeError::Changed(src.to_path_buf()))
-                }
-            }
-        }
-        Err(e) if e.kind() == io::ErrorKind::CrossesDevices => {
-            copy_across(src, dst, dir, stamp, d, names)
+fn open_parent<'a>(src: &Source<'a>) -> Result<(OwnedFd, &'a OsStr), FinalizeError> {
+    match src.root.parent(Path::new(src.rel)) {
+        Ok(p) => Ok(p),
+        // The directory vanished or became a symlink: not the file that was verified.
+        Err(e) if beneath::is_missing(&e) || beneath::is_refused(&e) => {
+            Err(FinalizeError::Changed(src.path()))
         }
         Err(e) => Err(FinalizeError::Io {
-            op: "move to the archive",
-            path: src.to_path_buf(),
+            op: "open the directory of",
+            path: src.path(),
             source: e,
         }),
     }
 }
 
-fn copy_across(
-    src: &Path,
-    dst: &Path,
-    dir: &Path,
-    stamp: &FileStamp,
+/// Takes `name` in `dir` away from the app atomically: renames it to a private name and checks
+/// that what was renamed is the verified inode. On a mismatch (the app replaced the file just
+/// before) the file is put back and `Changed` returned. Returns the private name.
+fn detach(
+    src: &Source<'_>,
+    dir: &OwnedFd,
+    name: &OsStr,
+    names: &TempNamer,
+) -> Result<OsString, FinalizeError> {
+    let path = src.path();
+    // A cheap first look; the check that counts is the one after the rename.
+    match beneath::stat_at(fd(dir), name).map_err(io_err("stat", &path))? {
+        Some(s) if s == *src.stamp => {}
+        _ => return Err(FinalizeError::Changed(path)),
+    }
+    let Some(private) = names.detached(name) else {
+        return Err(FinalizeError::Io {
+            op: "detach",
+            path,
+            source: io::Error::other("the name is too long for a private temp name"),
+        });
+    };
+    match beneath::rename_noreplace(fd(dir), name, fd(dir), &private) {
+        Ok(()) => {}
+        Err(e) if beneath::is_missing(&e) => return Err(FinalizeError::Changed(path)),
+        Err(e) => return Err(io_err("detach", &path)(e)),
+    }
+    let held = beneath::stat_at(fd(dir), &private).ok().flatten();
+    let verified = src.open.restat().is_ok_and(|s| s.same_content(src.stamp));
+    if verified && held.is_some_and(|s| s.same_content(src.stamp)) {
+        return Ok(private);
+    }
+    reattach(dir, &private, name, &path);
+    Err(FinalizeError::Changed(path))
+}
+
+/// Puts a detached file back under its name, never over a newer file of the app's.
+fn reattach(dir: &OwnedFd, private: &OsStr, name: &OsStr, path: &Path) {
+    if let Err(e) = beneath::rename_noreplace(fd(dir), private, fd(dir), name) {
+        tracing::error!(file = %path.display(), kept_as = %Path::new(private).display(), error = %e, "a file replaced while it was being finalized could not be put back (the app wrote its name again); it is kept under the private name");
+    }
+}
+
+/// Moves the verified file into `archive` (see the module docs).
+pub fn archive_file(
+    src: &Source<'_>,
+    archive: &Path,
     d: &Digests,
     names: &TempNamer,
 ) -> Result<Finalized, FinalizeError> {
-    if !identical(dst, d) {
-        let tmp = dir.join(names.next());
-        let res = copy_to_temp(src, &tmp, dst, stamp).and_then(|()| {
-            // Still the verified file after the copy? Then the copy is that content.
-            ensure_unchanged(src, stamp)?;
-            fs::rename(&tmp, dst).map_err(io_err("rename into place", dst))?;
-            fsync_dir(dir).map_err(io_err("fsync", dir))
-        });
-        if let Err(e) = res {
-            let _ = fs::remove_file(&tmp);
-            return Err(e);
+    let rel = Path::new(src.rel);
+    let dst_path = archive.join(rel);
+    let archive_h = DirHandle::open(archive).map_err(io_err("open the archive", archive))?;
+    let dst_rel_dir = rel.parent().unwrap_or(Path::new(""));
+    let dst_dir = archive_h.create_dirs(dst_rel_dir).map_err(io_err(
+        "create archive directory",
+        &archive.join(dst_rel_dir),
+    ))?;
+    let (src_dir, name) = open_parent(src)?;
+    let same_fs = rustix::fs::fstat(&src_dir)
+        .ok()
+        .zip(rustix::fs::fstat(&dst_dir).ok())
+        .is_some_and(|(a, b)| a.st_dev == b.st_dev);
+    if same_fs {
+        let detached = detach(src, &src_dir, name, names)?;
+        match beneath::rename_at(fd(&src_dir), &detached, fd(&dst_dir), name) {
+            Ok(()) => {
+                let _ = beneath::sync_dir(fd(&dst_dir));
+                let _ = beneath::sync_dir(fd(&src_dir));
+                return Ok(Finalized::Archived {
+                    to: dst_path,
+                    copied: false,
+                });
+            }
+            Err(e) if e.kind() != io::ErrorKind::CrossesDevices => {
+                reattach(&src_dir, &detached, name, &src.path());
+                return Err(io_err("move to the archive", &src.path())(e));
+            }
+            // A bind mount on the same device: copy after all.
+            Err(_) => reattach(&src_dir, &detached, name, &src.path()),
         }
     }
-    // The archive copy is complete and durable: now the source may go.
-    fs::remove_file(src).map_err(io_err("remove the archived source", src))?;
-    if let Some(p) = src.parent() {
-        let _ = fsync_dir(p);
+    copy_across(src, &src_dir, name, &dst_dir, &dst_path, d, names)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn copy_across(
+    src: &Source<'_>,
+    src_dir: &OwnedFd,
+    name: &OsStr,
+    dst_dir: &OwnedFd,
+    dst_path: &Path,
+    d: &Digests,
+    names: &TempNamer,
+) -> Result<Finalized, FinalizeError> {
+    if identical(dst_dir, name, d) {
+        // Left by a crash after the rename into place: only the source is left to remove.
+        let detached = detach(src, src_dir, name, names)?;
+        beneath::unlink_at(fd(src_dir), &detached)
+            .map_err(io_err("remove the archived source", &src.path()))?;
+        let _ = beneath::sync_dir(fd(src_dir));
+        return Ok(Finalized::Archived {
+            to: dst_path.to_path_buf(),
+            copied: true,
+        });
+    }
+    let tmp = OsString::from(names.next());
+    let res = copy_to_temp(src, dst_dir, &tmp, dst_path).and_then(|()| {
+        // Still the verified file after the copy? Then the copy is that content.
+        let detached = detach(src, src_dir, name, names)?;
+        if let Err(e) = beneath::rename_at(fd(dst_dir), &tmp, fd(dst_dir), name) {
+            reattach(src_dir, &detached, name, &src.path());
+            return Err(io_err("rename into place", dst_path)(e));
+        }
+        if let Err(e) = beneath::sync_dir(fd(dst_dir)) {
+            tracing::warn!(dir = %dst_path.display(), error = %e, "fsync of the archive directory failed");
+        }
+        // The archive copy is complete and durable: now the source may go.
+        beneath::unlink_at(fd(src_dir), &detached)
+            .map_err(io_err("remove the archived source", &src.path()))?;
+        let _ = beneath::sync_dir(fd(src_dir));
+        Ok(())
+    });
+    if let Err(e) = res {
+        let _ = beneath::unlink_at(fd(dst_dir), &tmp);
+        return Err(e);
     }
     Ok(Finalized::Archived {
-        to: dst.to_path_buf(),
+        to: dst_path.to_path_buf(),
         copied: true,
     })
 }
 
-/// Whether `dst` already holds exactly the verified content (left by a crash after the
-/// rename into place and before the source was removed).
-fn identical(dst: &Path, d: &Digests) -> bool {
-    match stat_file(dst) {
-        Ok(Some(s)) if s.size == d.size => {
-            hash_file(dst, s.size, Layout::Single).is_ok_and(|h| h.sha256 == d.sha256)
-        }
+/// Reads a file from its start through positional reads (the descriptor's offset is left
+/// alone, so the same descriptor can be read again).
+pub struct ReadAt<'a> {
+    file: &'a std::fs::File,
+    pos: u64,
+}
+
+impl<'a> ReadAt<'a> {
+    pub fn new(file: &'a std::fs::File) -> Self {
+        ReadAt { file, pos: 0 }
+    }
+}
+
+impl Read for ReadAt<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// Whether `name` in `dir` already holds exactly the verified content (left by a crash after
+/// the rename into place and before the source was removed).
+fn identical(dir: &OwnedFd, name: &OsStr, d: &Digests) -> bool {
+    let Ok(Some(s)) = beneath::stat_at(fd(dir), name) else {
+        return false;
+    };
+    if s.size != d.size {
+        return false;
+    }
+    let Ok(h) = DirHandle::from_fd(dir) else {
+        return false;
+    };
+    match h.open_file(Path::new(name)) {
+        Ok(Some(f)) => hash_reader(&mut ReadAt::new(&f.file), s.size, Layout::Single)
+            .is_ok_and(|h| h.sha256 == d.sha256),
         _ => false,
     }
 }
 
-/// Copies `src` into the new file `tmp`; errors name `dst` (the temp name changes with every
-/// attempt, and a stable message is logged once instead of on every rescan).
+/// Copies the verified descriptor into the new file `tmp` in `dst_dir`; errors name `dst`
+/// (the temp name changes with every attempt, and a stable message is logged once instead of
+/// on every rescan).
 fn copy_to_temp(
-    src: &Path,
-    tmp: &Path,
+    src: &Source<'_>,
+    dst_dir: &OwnedFd,
+    tmp: &OsStr,
     dst: &Path,
-    stamp: &FileStamp,
 ) -> Result<(), FinalizeError> {
-    let mut from = fs::File::open(src).map_err(io_err("open", src))?;
-    let meta = from.metadata().map_err(io_err("stat", src))?;
-    // Copy the inode that was verified, not whatever the path names now.
-    if !FileStamp::from_meta(&meta).same_content(stamp) {
-        return Err(FinalizeError::Changed(src.to_path_buf()));
+    let meta = src
+        .open
+        .file
+        .metadata()
+        .map_err(io_err("stat", &src.path()))?;
+    if !FileStamp::from_meta(&meta).same_content(src.stamp) {
+        return Err(FinalizeError::Changed(src.path()));
     }
-    let mut to = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(tmp)
+    let mut to = beneath::create_new_at(fd(dst_dir), tmp, 0o600)
         .map_err(io_err("create a temp file for", dst))?;
-    let n = io::copy(&mut from, &mut to).map_err(io_err("copy to", dst))?;
-    if n != stamp.size {
-        return Err(FinalizeError::Changed(src.to_path_buf()));
+    let n = io::copy(&mut ReadAt::new(&src.open.file), &mut to).map_err(io_err("copy to", dst))?;
+    if n != src.stamp.size {
+        return Err(FinalizeError::Changed(src.path()));
     }
     to.set_permissions(meta.permissions())
         .map_err(io_err("set permissions of", dst))?;
@@ -244,65 +379,172 @@ fn copy_to_temp(
     to.sync_all().map_err(io_err("fsync the copy of", dst))
 }
 
-fn fsync_dir(dir: &Path) -> io::Result<()> {
-    fs::File::open(dir)?.sync_all()
-}
-
-/// Removes temp files left in `archive_root` by stowaway processes that are gone (crashed
-/// mid-copy). Returns how many were removed. Blocking; walks the whole archive.
-pub fn clean_temp_files(archive_root: &Path) -> usize {
-    let me = std::process::id();
-    let mut removed = 0;
-    for e in walkdir::WalkDir::new(archive_root)
-        .follow_links(false)
-        .into_iter()
-        .flatten()
-    {
-        let name = e.file_name().to_string_lossy();
-        let Some(rest) = name.strip_prefix(TEMP_PREFIX) else {
+/// Visits every file whose name starts with `prefix` below `top` (resolved beneath it, never
+/// through a symlink), with the handle of its directory.
+fn visit_own_files(top: &Path, prefix: &str, mut f: impl FnMut(&OwnedFd, &OsStr, &Path)) {
+    let Ok(h) = DirHandle::open(top) else {
+        return;
+    };
+    let mut pending = vec![PathBuf::new()];
+    while let Some(rel) = pending.pop() {
+        let Ok(dir) = h.open_dir(&rel) else {
             continue;
         };
-        if !e.file_type().is_file() {
+        let Ok(entries) = beneath::read_dir(&dir) else {
             continue;
-        }
-        let pid: Option<u32> = rest.split('.').next().and_then(|p| p.parse().ok());
-        let alive = pid.is_some_and(|p| p == me || Path::new(&format!("/proc/{p}")).exists());
-        if alive {
-            continue;
-        }
-        match fs::remove_file(e.path()) {
-            Ok(()) => {
-                tracing::info!(path = %e.path().display(), "removed the temp file of an interrupted archive copy");
-                removed += 1;
-            }
-            Err(err) => {
-                tracing::warn!(path = %e.path().display(), error = %err, "cannot remove a stale archive temp file")
+        };
+        for (name, ft) in entries {
+            let name = beneath::os(&name);
+            let ft = if ft == rustix::fs::FileType::Unknown {
+                match beneath::type_at(fd(&dir), name) {
+                    Ok(Some(t)) => t,
+                    _ => continue,
+                }
+            } else {
+                ft
+            };
+            match ft {
+                rustix::fs::FileType::Directory => pending.push(rel.join(name)),
+                rustix::fs::FileType::RegularFile
+                    if name.as_bytes().starts_with(prefix.as_bytes()) =>
+                {
+                    f(&dir, name, &top.join(&rel).join(name))
+                }
+                _ => {}
             }
         }
     }
+}
+
+/// The pid in `<prefix><pid>.…`, and whether that process is alive (or is us).
+fn owner_alive(name: &OsStr, prefix: &str) -> bool {
+    let rest = &name.as_bytes()[prefix.len()..];
+    let pid: Option<u32> = rest
+        .split(|&b| b == b'.')
+        .next()
+        .and_then(|p| std::str::from_utf8(p).ok())
+        .and_then(|p| p.parse().ok());
+    let me = std::process::id();
+    pid.is_some_and(|p| p == me || Path::new(&format!("/proc/{p}")).exists())
+}
+
+/// Removes temp files of interrupted archive copies of dead processes below `archive_root`.
+pub fn clean_temp_files(archive_root: &Path) -> usize {
+    let mut removed = 0;
+    visit_own_files(archive_root, TEMP_PREFIX, |dir, name, path| {
+        if owner_alive(name, TEMP_PREFIX) {
+            return;
+        }
+        match beneath::unlink_at(fd(dir), name) {
+            Ok(()) => {
+                tracing::info!(path = %path.display(), "removed the temp file of an interrupted archive copy");
+                removed += 1;
+            }
+            Err(err) => {
+                tracing::warn!(path = %path.display(), error = %err, "cannot remove a stale archive temp file")
+            }
+        }
+    });
     removed
+}
+
+/// Puts files that a crashed process had detached (renamed to a private name on their way to
+/// the archive or to deletion) back under their names, so they are looked at again. Never
+/// over a file the app wrote since.
+pub fn restore_detached(root: &Path) -> usize {
+    let mut restored = 0;
+    visit_own_files(root, DETACHED_PREFIX, |dir, name, path| {
+        if owner_alive(name, DETACHED_PREFIX) {
+            return;
+        }
+        // `.stowaway-rm.<pid>.<n>.<name>`: the original name follows the second dot.
+        let rest = &name.as_bytes()[DETACHED_PREFIX.len()..];
+        let mut parts = rest.splitn(3, |&b| b == b'.');
+        let (Some(_), Some(_), Some(orig)) = (parts.next(), parts.next(), parts.next()) else {
+            return;
+        };
+        if orig.is_empty() {
+            return;
+        }
+        match beneath::rename_noreplace(fd(dir), name, fd(dir), OsStr::from_bytes(orig)) {
+            Ok(()) => {
+                tracing::info!(path = %path.display(), "put back a file an interrupted run had taken off its name");
+                restored += 1;
+            }
+            Err(err) => {
+                tracing::warn!(path = %path.display(), error = %err, "cannot put back a file an interrupted run had taken off its name (the app wrote the name again?); it is left as it is")
+            }
+        }
+    });
+    restored
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::hash::hash_file;
     use super::*;
+    use std::fs;
 
-    fn setup(content: &[u8]) -> (tempfile::TempDir, PathBuf, FileStamp, Digests) {
+    struct Fx {
+        dir: tempfile::TempDir,
+        root: DirHandle,
+        src: PathBuf,
+        open: OpenFile,
+        d: Digests,
+    }
+
+    impl Fx {
+        fn source(&self) -> Source<'_> {
+            Source {
+                root: &self.root,
+                rel: "a/b.txt",
+                open: &self.open,
+                stamp: &self.open.stamp,
+            }
+        }
+        fn archive(&self) -> PathBuf {
+            self.dir.path().join("archive")
+        }
+    }
+
+    fn setup(content: &[u8]) -> Fx {
         let dir = tempfile::tempdir().unwrap();
         let src = dir.path().join("root/a/b.txt");
         fs::create_dir_all(src.parent().unwrap()).unwrap();
+        fs::create_dir_all(dir.path().join("archive")).unwrap();
         fs::write(&src, content).unwrap();
-        let stamp = stat_file(&src).unwrap().unwrap();
-        let d = hash_file(&src, stamp.size, Layout::Single).unwrap();
-        (dir, src, stamp, d)
+        let root = DirHandle::open(&dir.path().join("root")).unwrap();
+        let open = root.open_file(Path::new("a/b.txt")).unwrap().unwrap();
+        let d = hash_reader(
+            &mut ReadAt::new(&open.file),
+            open.stamp.size,
+            Layout::Single,
+        )
+        .unwrap();
+        Fx {
+            dir,
+            root,
+            src,
+            open,
+            d,
+        }
+    }
+
+    /// Files in `dir` (names), to check that no private or temp name is left behind.
+    fn names_in(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .collect();
+        v.sort();
+        v
     }
 
     #[test]
     fn same_fs_archive_is_a_rename() {
-        let (dir, src, stamp, d) = setup(b"data");
-        let dst = dir.path().join("archive/a/b.txt");
-        let r = archive_file(&src, &dst, &stamp, &d, &TempNamer::default()).unwrap();
+        let fx = setup(b"data");
+        let r = archive_file(&fx.source(), &fx.archive(), &fx.d, &TempNamer::default()).unwrap();
+        let dst = fx.archive().join("a/b.txt");
         assert_eq!(
             r,
             Finalized::Archived {
@@ -310,35 +552,78 @@ mod tests {
                 copied: false
             }
         );
-        assert!(!src.exists());
+        assert!(!fx.src.exists());
         assert_eq!(fs::read(&dst).unwrap(), b"data");
         assert!(
-            src.parent().unwrap().is_dir(),
+            fx.src.parent().unwrap().is_dir(),
             "directories in the root stay"
         );
+        assert!(names_in(fx.src.parent().unwrap()).is_empty());
     }
 
     #[test]
     fn changed_file_is_not_archived() {
-        let (dir, src, stamp, d) = setup(b"data");
-        fs::write(&src, b"new data").unwrap();
-        let dst = dir.path().join("archive/a/b.txt");
+        let fx = setup(b"data");
+        fs::write(&fx.src, b"new data").unwrap();
         assert!(matches!(
-            archive_file(&src, &dst, &stamp, &d, &TempNamer::default()),
+            archive_file(&fx.source(), &fx.archive(), &fx.d, &TempNamer::default()),
             Err(FinalizeError::Changed(_))
         ));
-        assert_eq!(fs::read(&src).unwrap(), b"new data");
-        assert!(!dst.exists());
+        assert_eq!(fs::read(&fx.src).unwrap(), b"new data");
+        assert!(!fx.archive().join("a/b.txt").exists());
+    }
+
+    #[test]
+    fn replaced_file_is_neither_deleted_nor_archived() {
+        // The app replaces the file (new inode, same size, same mtime even) after the upload
+        // was verified: the detach step sees another inode and puts it back.
+        for mode in [Finalize::Delete, Finalize::Archive] {
+            let fx = setup(b"old!");
+            let tmp = fx.dir.path().join("root/a/.new");
+            fs::write(&tmp, b"new!").unwrap();
+            fs::rename(&tmp, &fx.src).unwrap();
+            let mut m = test_mount(fx.dir.path());
+            m.finalize = mode;
+            m.archive_root = Some(fx.archive());
+            let r = finalize(&m, &fx.source(), &fx.d, &TempNamer::default());
+            assert!(
+                matches!(r, Err(FinalizeError::Changed(_))),
+                "{mode:?}: {r:?}"
+            );
+            assert_eq!(fs::read(&fx.src).unwrap(), b"new!", "{mode:?}");
+            assert_eq!(names_in(fx.src.parent().unwrap()), vec!["b.txt"]);
+        }
+    }
+
+    #[test]
+    fn detach_puts_back_a_file_replaced_between_check_and_rename() {
+        // The window the old check-then-remove had: the name is replaced after the stat.
+        let fx = setup(b"verified");
+        let (dir, name) = fx.root.parent(Path::new("a/b.txt")).unwrap();
+        let names = TempNamer::default();
+        let src = fx.source();
+        // Simulate the race by replacing right after the first look inside `detach`: do the
+        // rename ourselves and check what `detach` would find.
+        let private = names.detached(name).unwrap();
+        fs::write(fx.dir.path().join("root/a/.n"), b"replaced").unwrap();
+        fs::rename(fx.dir.path().join("root/a/.n"), &fx.src).unwrap();
+        beneath::rename_noreplace(fd(&dir), name, fd(&dir), &private).unwrap();
+        let held = beneath::stat_at(fd(&dir), &private).unwrap().unwrap();
+        assert!(!held.same_content(src.stamp));
+        reattach(&dir, &private, name, &fx.src);
+        assert_eq!(fs::read(&fx.src).unwrap(), b"replaced");
     }
 
     #[test]
     fn cross_fs_copy_and_identical_destination() {
-        let (dir, src, stamp, d) = setup(b"payload");
-        let dst = dir.path().join("archive/a/b.txt");
-        fs::create_dir_all(dst.parent().unwrap()).unwrap();
+        let fx = setup(b"payload");
         let names = TempNamer::default();
+        let archive = DirHandle::open(&fx.archive()).unwrap();
+        let dst_dir = archive.create_dirs(Path::new("a")).unwrap();
+        let dst = fx.archive().join("a/b.txt");
+        let (src_dir, name) = fx.root.parent(Path::new("a/b.txt")).unwrap();
         // The copy path, called directly (a second file system is not needed for it).
-        let r = copy_across(&src, &dst, dst.parent().unwrap(), &stamp, &d, &names).unwrap();
+        let r = copy_across(&fx.source(), &src_dir, name, &dst_dir, &dst, &fx.d, &names).unwrap();
         assert_eq!(
             r,
             Finalized::Archived {
@@ -347,17 +632,23 @@ mod tests {
             }
         );
         assert_eq!(fs::read(&dst).unwrap(), b"payload");
-        assert!(!src.exists());
-        let leftovers: Vec<_> = fs::read_dir(dst.parent().unwrap())
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name())
-            .collect();
-        assert_eq!(leftovers.len(), 1, "no temp file left: {leftovers:?}");
+        assert!(!fx.src.exists());
+        assert_eq!(
+            names_in(dst.parent().unwrap()),
+            vec!["b.txt"],
+            "no temp file left"
+        );
+        assert!(names_in(fx.src.parent().unwrap()).is_empty());
         // Crash after the rename, before the source was removed: the source comes back.
-        fs::write(&src, b"payload").unwrap();
-        let stamp2 = stat_file(&src).unwrap().unwrap();
-        let r = copy_across(&src, &dst, dst.parent().unwrap(), &stamp2, &d, &names).unwrap();
+        fs::write(&fx.src, b"payload").unwrap();
+        let open2 = fx.root.open_file(Path::new("a/b.txt")).unwrap().unwrap();
+        let src2 = Source {
+            root: &fx.root,
+            rel: "a/b.txt",
+            open: &open2,
+            stamp: &open2.stamp,
+        };
+        let r = copy_across(&src2, &src_dir, name, &dst_dir, &dst, &fx.d, &names).unwrap();
         assert_eq!(
             r,
             Finalized::Archived {
@@ -365,26 +656,39 @@ mod tests {
                 copied: true
             }
         );
-        assert!(!src.exists());
+        assert!(!fx.src.exists());
     }
 
     #[test]
     fn delete_and_keep() {
-        let (dir, src, stamp, d) = setup(b"x");
-        let mut m = test_mount(dir.path());
+        let fx = setup(b"x");
+        let mut m = test_mount(fx.dir.path());
         m.finalize = Finalize::Keep;
         assert_eq!(
-            finalize(&m, &src, "a/b.txt", &stamp, &d, &TempNamer::default()).unwrap(),
+            finalize(&m, &fx.source(), &fx.d, &TempNamer::default()).unwrap(),
             Finalized::Kept
         );
-        assert!(src.exists());
+        assert!(fx.src.exists());
         m.finalize = Finalize::Delete;
         assert_eq!(
-            finalize(&m, &src, "a/b.txt", &stamp, &d, &TempNamer::default()).unwrap(),
+            finalize(&m, &fx.source(), &fx.d, &TempNamer::default()).unwrap(),
             Finalized::Deleted
         );
-        assert!(!src.exists());
-        assert!(src.parent().unwrap().is_dir());
+        assert!(!fx.src.exists());
+        assert!(fx.src.parent().unwrap().is_dir());
+        assert!(names_in(fx.src.parent().unwrap()).is_empty());
+    }
+
+    #[test]
+    fn archive_through_a_symlinked_archive_directory_is_refused() {
+        let fx = setup(b"data");
+        let outside = fx.dir.path().join("outside");
+        fs::create_dir_all(&outside).unwrap();
+        std::os::unix::fs::symlink(&outside, fx.archive().join("a")).unwrap();
+        let r = archive_file(&fx.source(), &fx.archive(), &fx.d, &TempNamer::default());
+        assert!(r.is_err(), "{r:?}");
+        assert!(fx.src.exists(), "the source stays");
+        assert!(names_in(&outside).is_empty(), "nothing written outside");
     }
 
     #[test]
@@ -400,6 +704,22 @@ mod tests {
         assert_eq!(clean_temp_files(dir.path()), 1);
         assert!(mine.exists());
         assert!(sub.join("real.jpg").exists());
+    }
+
+    #[test]
+    fn detached_files_of_a_dead_run_are_put_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("x");
+        fs::create_dir_all(&sub).unwrap();
+        fs::write(sub.join(".stowaway-rm.0.7.photo.v2.jpg"), b"p").unwrap();
+        fs::write(sub.join(".stowaway-rm.0.8.taken.jpg"), b"old").unwrap();
+        fs::write(sub.join("taken.jpg"), b"newer, by the app").unwrap();
+        assert_eq!(restore_detached(dir.path()), 1);
+        assert_eq!(fs::read(sub.join("photo.v2.jpg")).unwrap(), b"p");
+        assert_eq!(
+            fs::read(sub.join("taken.jpg")).unwrap(),
+            b"newer, by the app"
+        );
     }
 
     fn test_mount(root: &Path) -> Mount {

@@ -20,7 +20,6 @@
 
 pub mod finalize;
 pub mod hash;
-pub mod ignore;
 pub mod migrate;
 pub mod pipeline;
 pub mod retry;
@@ -95,9 +94,14 @@ fn upload_roots(settings: &Settings) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Removes temp files of interrupted archive copies in every archive directory. Blocking.
+/// Removes temp files of interrupted archive copies in every archive directory, and puts
+/// files an interrupted run had detached back under their names. Blocking.
 fn clean_archives(settings: &Settings) {
     for m in settings.mounts.iter().filter(|m| m.upload) {
+        let n = finalize::restore_detached(&m.root);
+        if n > 0 {
+            tracing::info!(root = %m.root.display(), restored = n, "put back files an interrupted run had taken off their names");
+        }
         if let Some(a) = &m.archive_root {
             let n = finalize::clean_temp_files(a);
             if n > 0 {

@@ -8,13 +8,14 @@ use std::time::Instant;
 
 use aws_sdk_s3::Client;
 
-use super::finalize::{FinalizeError, Finalized, TempNamer, finalize};
-use super::hash::{Digests, HashError, Layout, hash_file};
+use super::finalize::{FinalizeError, Finalized, ReadAt, Source, TempNamer, finalize};
+use super::hash::{Digests, HashError, Layout, hash_reader};
 use super::retry::{Class, Retrier};
-use super::scan::{FileStamp, stat_file};
+use super::scan::FileStamp;
 use super::stats::Stats;
 use super::upload::{Target, UploadError, content_type, upload};
 use super::verify::{Head, check, head};
+use crate::beneath::{DirHandle, Lookup, OpenFile};
 use crate::config::Settings;
 use crate::paths::object_key;
 
@@ -32,6 +33,8 @@ pub struct Shared {
 #[derive(Debug, Clone)]
 pub struct Job {
     pub mount: usize,
+    /// The mount root every access of this job is resolved beneath.
+    pub root: Arc<DirHandle>,
     pub path: PathBuf,
     /// Relative key inside the mount (no key prefix).
     pub key: String,
@@ -76,13 +79,26 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
         .map_err(|e| fail(Class::Permanent, format!("internal error: {e}")))
 }
 
-/// Whether the file still has `stamp`: `None` if so, else the outcome to report.
-async fn still_same(path: &Path, stamp: FileStamp) -> Option<Outcome> {
-    let p = path.to_path_buf();
-    match blocking(move || stat_file(&p)).await {
-        Ok(Ok(Some(s))) if s == stamp => None,
-        Ok(Ok(Some(_))) => Some(Outcome::Changed),
-        Ok(Ok(None)) => Some(Outcome::Vanished),
+/// Whether the open file and its name both still have `stamp`: `None` if so, else the outcome
+/// to report. The descriptor says whether the bytes changed; the lookup beneath the root says
+/// whether the name still leads to them (without any symlink).
+async fn still_same(job: &Job, open: &Arc<OpenFile>) -> Option<Outcome> {
+    let (root, key, open, stamp) = (job.root.clone(), job.key.clone(), open.clone(), job.stamp);
+    let path = job.path.clone();
+    let r = blocking(move || {
+        let now = open.restat()?;
+        if now != stamp {
+            return Ok(Some(Outcome::Changed));
+        }
+        Ok::<_, std::io::Error>(match root.lookup(Path::new(&key))? {
+            Lookup::File(s) if s == stamp => None,
+            Lookup::File(_) => Some(Outcome::Changed),
+            Lookup::Missing | Lookup::Dir | Lookup::Refused => Some(Outcome::Vanished),
+        })
+    })
+    .await;
+    match r {
+        Ok(Ok(o)) => o,
         Ok(Err(e)) => Some(fail(
             Class::Permanent,
             format!("cannot stat {}: {e}", path.display()),
@@ -97,20 +113,15 @@ pub async fn process(sh: &Shared, job: &Job) -> Outcome {
     let mount = &sh.settings.mounts[job.mount];
     let u = &sh.settings.uploader;
     let path = &job.path;
-    if let Some(o) = still_same(path, job.stamp).await {
-        return o;
-    }
 
-    // 1. Hash the content once; these values are sent with the upload and checked after it.
-    let layout = Layout::for_size(job.stamp.size, u.multipart_threshold, u.part_size);
-    let (p, size) = (path.clone(), job.stamp.size);
-    let d: Digests = match blocking(move || hash_file(&p, size, layout)).await {
-        Ok(Ok(d)) => d,
-        Ok(Err(HashError::SizeChanged { .. })) => return Outcome::Changed,
-        Ok(Err(HashError::Io(e))) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Outcome::Vanished;
-        }
-        Ok(Err(HashError::Io(e))) => {
+    // 0. Open the file once, beneath the root; hashing, upload and the archive copy all read
+    //    this descriptor, and it is never reopened by path.
+    let (root, key) = (job.root.clone(), job.key.clone());
+    let open = match blocking(move || root.open_file(Path::new(&key))).await {
+        Ok(Ok(Some(f))) if f.stamp == job.stamp => Arc::new(f),
+        Ok(Ok(Some(_))) => return Outcome::Changed,
+        Ok(Ok(None)) => return Outcome::Vanished,
+        Ok(Err(e)) => {
             return fail(
                 Class::Permanent,
                 format!("cannot read local file {}: {e}", path.display()),
@@ -118,7 +129,23 @@ pub async fn process(sh: &Shared, job: &Job) -> Outcome {
         }
         Err(o) => return o,
     };
-    if let Some(o) = still_same(path, job.stamp).await {
+
+    // 1. Hash the content once; these values are sent with the upload and checked after it.
+    let layout = Layout::for_size(job.stamp.size, u.multipart_threshold, u.part_size);
+    let (f, size) = (open.clone(), job.stamp.size);
+    let d: Digests =
+        match blocking(move || hash_reader(&mut ReadAt::new(&f.file), size, layout)).await {
+            Ok(Ok(d)) => d,
+            Ok(Err(HashError::SizeChanged { .. })) => return Outcome::Changed,
+            Ok(Err(HashError::Io(e))) => {
+                return fail(
+                    Class::Permanent,
+                    format!("cannot read local file {}: {e}", path.display()),
+                );
+            }
+            Err(o) => return o,
+        };
+    if let Some(o) = still_same(job, &open).await {
         return o;
     }
 
@@ -134,7 +161,7 @@ pub async fn process(sh: &Shared, job: &Job) -> Outcome {
                 content_type: content_type(path),
                 cache_control: u.cache_control.as_deref(),
             };
-            match upload(&sh.client, &sh.retrier, path, &t, &d).await {
+            match upload(&sh.client, &sh.retrier, &open.file, path, &t, &d).await {
                 Ok(()) => true,
                 Err(UploadError::S3(f)) => {
                     return Outcome::Failed(Failure {
@@ -147,7 +174,7 @@ pub async fn process(sh: &Shared, job: &Job) -> Outcome {
                     return fail(Class::Transient, e.to_string());
                 }
                 Err(e @ UploadError::PartMismatch { .. }) => {
-                    if let Some(o) = still_same(path, job.stamp).await {
+                    if let Some(o) = still_same(job, &open).await {
                         return o;
                     }
                     sh.stats
@@ -189,7 +216,7 @@ pub async fn process(sh: &Shared, job: &Job) -> Outcome {
         }
     };
     if let Err(msg) = verdict {
-        if let Some(o) = still_same(path, job.stamp).await {
+        if let Some(o) = still_same(job, &open).await {
             return o;
         }
         sh.stats
@@ -202,15 +229,25 @@ pub async fn process(sh: &Shared, job: &Job) -> Outcome {
 
     // 4. The local file must still be what was hashed (a writer may have appended or replaced
     //    it during the upload), also after the grace period.
-    if let Some(o) = still_same(path, job.stamp).await {
+    if let Some(o) = still_same(job, &open).await {
         return o;
     }
     if !mount.finalize_grace.is_zero() {
         tokio::time::sleep(mount.finalize_grace).await;
     }
-    let (m, p, rel, stamp) = (mount.clone(), path.clone(), job.key.clone(), job.stamp);
-    let (digests, names) = (d.clone(), sh.names.clone());
-    let finalized = match blocking(move || finalize(&m, &p, &rel, &stamp, &digests, &names)).await {
+    let (m, root, rel, stamp) = (mount.clone(), job.root.clone(), job.key.clone(), job.stamp);
+    let (digests, names, f) = (d.clone(), sh.names.clone(), open.clone());
+    let finalized = match blocking(move || {
+        let src = Source {
+            root: &root,
+            rel: &rel,
+            open: &f,
+            stamp: &stamp,
+        };
+        finalize(&m, &src, &digests, &names)
+    })
+    .await
+    {
         Ok(Ok(f)) => f,
         Ok(Err(FinalizeError::Changed(_))) => return Outcome::Changed,
         Ok(Err(e)) => {

@@ -3,78 +3,27 @@
 //! bounded channel, so a walk of a million-file root holds a handful of paths in memory and
 //! simply waits while the uploader is busy.
 
-use std::fs::Metadata;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::Arc;
+use std::time::Instant;
 
+use rustix::fs::FileType;
 use tokio::sync::mpsc;
 
-use super::ignore::Ignore;
+pub use crate::beneath::FileStamp;
+use crate::beneath::{self, DirHandle, Lookup};
+use crate::ignore::Ignore;
 
-/// What identifies a file's content at one instant without reading it: if any of these
-/// changed, the file may have changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct FileStamp {
-    pub size: u64,
-    /// Modification time, nanoseconds since the epoch.
-    pub mtime_ns: i128,
-    /// Status-change time: also moves on `utimes`, `rename`, `chmod`, which mtime alone misses.
-    pub ctime_ns: i128,
-    pub ino: u64,
-    pub dev: u64,
-}
-
-impl FileStamp {
-    /// The stamp of `lstat` metadata.
-    pub fn from_meta(m: &Metadata) -> Self {
-        FileStamp {
-            size: m.len(),
-            mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
-            ctime_ns: i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec()),
-            ino: m.ino(),
-            dev: m.dev(),
-        }
-    }
-
-    /// Same inode, size and mtime; ctime is left out because a `rename` moves it.
-    pub fn same_content(&self, other: &FileStamp) -> bool {
-        self.size == other.size
-            && self.mtime_ns == other.mtime_ns
-            && self.ino == other.ino
-            && self.dev == other.dev
-    }
-
-    /// How long ago the file last changed (newest of mtime and ctime), by the wall clock;
-    /// zero if that lies in the future.
-    pub fn age(&self, now: SystemTime) -> Duration {
-        let now_ns = now
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as i128)
-            .unwrap_or(0);
-        let changed = self.mtime_ns.max(self.ctime_ns);
-        let age = now_ns - changed;
-        if age <= 0 {
-            Duration::ZERO
-        } else {
-            Duration::from_nanos(u64::try_from(age).unwrap_or(u64::MAX))
-        }
-    }
-}
-
-/// `lstat` of `path`: `Ok(Some)` for a regular file, `Ok(None)` when it is gone or is not a
-/// regular file (symlink, directory, FIFO…), `Err` for other I/O errors.
-pub fn stat_file(path: &Path) -> std::io::Result<Option<FileStamp>> {
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_file() => Ok(Some(FileStamp::from_meta(&m))),
-        Ok(_) => Ok(None),
-        Err(e)
-            if e.kind() == std::io::ErrorKind::NotFound
-                || e.raw_os_error() == Some(20 /* ENOTDIR */) =>
-        {
-            Ok(None)
-        }
-        Err(e) => Err(e),
+/// The stamp of the regular file `path` below `root`, resolved beneath the root handle:
+/// `Ok(None)` when it is gone, outside the root, reached through a symlink, or not a regular
+/// file (symlink, directory, FIFO…); `Err` for other I/O errors.
+pub fn stat_beneath(root: &DirHandle, path: &Path) -> std::io::Result<Option<FileStamp>> {
+    let Some(rel) = root.relative(path) else {
+        return Ok(None);
+    };
+    match root.lookup(rel)? {
+        Lookup::File(s) => Ok(Some(s)),
+        _ => Ok(None),
     }
 }
 
@@ -112,66 +61,110 @@ pub enum ScanMsg {
 pub struct WalkTarget {
     pub mount: usize,
     pub root: PathBuf,
+    /// The root, opened once; every walk and lookup is resolved beneath it.
+    pub dir: Arc<DirHandle>,
     pub ignore: Ignore,
 }
 
-/// Walks `start` (the mount root, or a directory inside it) without following symlinks and
-/// sends every regular, not ignored file. Returns the number of directories walked, or
-/// `None` if the receiver is gone (shutdown).
+impl WalkTarget {
+    /// The mount's target, if its root can be opened.
+    pub fn open(mount: usize, root: &Path, ignore: Ignore) -> std::io::Result<WalkTarget> {
+        Ok(WalkTarget {
+            mount,
+            root: root.to_path_buf(),
+            dir: Arc::new(DirHandle::open(root)?),
+            ignore,
+        })
+    }
+}
+
+/// Walks `start` (the mount root, or a directory inside it) and sends every regular, not
+/// ignored file. Every directory is opened beneath the root handle by its relative path
+/// (`openat2`, no symlinks): a directory swapped for a symlink at any instant of the walk is
+/// refused by the kernel, not entered. Returns the number of directories walked, or `None` if
+/// the receiver is gone (shutdown).
 pub fn walk(
     target: &WalkTarget,
     start: &Path,
     full: bool,
     tx: &mpsc::Sender<ScanMsg>,
 ) -> Option<u64> {
-    if start != target.root && target.ignore.path_ignored(&target.root, start) {
+    let Some(start_rel) = target.dir.relative(start) else {
+        return Some(0);
+    };
+    if target.ignore.path_ignored(&target.root, start) && !start_rel.as_os_str().is_empty() {
         return Some(0);
     }
     let mut dirs = 0;
-    let it = walkdir::WalkDir::new(start)
-        .follow_links(false)
-        // A directory that is itself a symlink is not walked either.
-        .follow_root_links(false)
-        .into_iter()
-        .filter_entry(|e| e.depth() == 0 || !target.ignore.name_ignored(e.file_name()));
-    for entry in it {
-        let msg = match entry {
-            Ok(e) if e.file_type().is_file() => match e.metadata() {
-                Ok(m) => ScanMsg::File(Found {
+    let mut pending: Vec<PathBuf> = vec![start_rel.to_path_buf()];
+    while let Some(rel) = pending.pop() {
+        let fd = match target.dir.open_dir(&rel) {
+            Ok(fd) => fd,
+            // Gone, or swapped for a symlink / a file since it was listed: nothing to walk.
+            Err(e) if beneath::is_missing(&e) || beneath::is_refused(&e) => continue,
+            Err(e) => {
+                let msg = ScanMsg::Error {
                     mount: target.mount,
-                    full,
-                    stamp: FileStamp::from_meta(&m),
-                    path: e.into_path(),
-                }),
-                // Vanished between readdir and lstat: nothing to do.
-                Err(err)
-                    if err.io_error().map(|i| i.kind()) == Some(std::io::ErrorKind::NotFound) =>
-                {
-                    continue;
-                }
-                Err(err) => ScanMsg::Error {
-                    mount: target.mount,
-                    message: err.to_string(),
-                },
-            },
-            Ok(e) => {
-                if e.file_type().is_dir() {
-                    dirs += 1;
+                    message: format!("cannot open {}: {e}", target.root.join(&rel).display()),
+                };
+                if tx.blocking_send(msg).is_err() {
+                    return None;
                 }
                 continue;
             }
-            Err(err) => {
-                if err.io_error().map(|i| i.kind()) == Some(std::io::ErrorKind::NotFound) {
-                    continue;
-                }
-                ScanMsg::Error {
+        };
+        dirs += 1;
+        let entries = match beneath::read_dir(&fd) {
+            Ok(e) => e,
+            Err(e) => {
+                let msg = ScanMsg::Error {
                     mount: target.mount,
-                    message: err.to_string(),
+                    message: format!("cannot read {}: {e}", target.root.join(&rel).display()),
+                };
+                if tx.blocking_send(msg).is_err() {
+                    return None;
                 }
+                continue;
             }
         };
-        if tx.blocking_send(msg).is_err() {
-            return None;
+        for (name, mut ft) in entries {
+            let name = beneath::os(&name);
+            if target.ignore.name_ignored(name) {
+                continue;
+            }
+            if ft == FileType::Unknown {
+                ft = match beneath::type_at(beneath::fd(&fd), name) {
+                    Ok(Some(t)) => t,
+                    _ => continue,
+                };
+            }
+            match ft {
+                FileType::Directory => pending.push(rel.join(name)),
+                FileType::RegularFile => {
+                    let msg = match beneath::stat_at(beneath::fd(&fd), name) {
+                        Ok(Some(stamp)) => ScanMsg::File(Found {
+                            mount: target.mount,
+                            full,
+                            stamp,
+                            path: target.root.join(&rel).join(name),
+                        }),
+                        // Vanished or replaced since readdir: nothing to do.
+                        Ok(None) => continue,
+                        Err(e) => ScanMsg::Error {
+                            mount: target.mount,
+                            message: format!(
+                                "cannot stat {}: {e}",
+                                target.root.join(&rel).join(name).display()
+                            ),
+                        },
+                    };
+                    if tx.blocking_send(msg).is_err() {
+                        return None;
+                    }
+                }
+                // Symlinks, FIFOs, sockets, devices: never uploaded, never opened.
+                _ => {}
+            }
         }
     }
     Some(dirs)
@@ -188,7 +181,7 @@ pub fn full_scan(targets: &[WalkTarget], tx: &mpsc::Sender<ScanMsg>) {
         };
         dirs += n;
         // A root that cannot be read at all makes the scan incomplete (no backlog figures).
-        if std::fs::read_dir(&t.root).is_err() {
+        if t.dir.open_dir(Path::new("")).is_err() {
             completed = false;
         }
     }
@@ -219,11 +212,7 @@ mod tests {
         std::fs::write(outside.join("o.jpg"), b"o").unwrap();
         std::os::unix::fs::symlink(&outside, root.join("linkdir")).unwrap();
         std::os::unix::fs::symlink(outside.join("o.jpg"), root.join("link.jpg")).unwrap();
-        let t = WalkTarget {
-            mount: 0,
-            root: root.clone(),
-            ignore: Ignore::new(&[".*".into(), "*.tmp".into()]),
-        };
+        let t = WalkTarget::open(0, &root, Ignore::new(&[".*".into(), "*.tmp".into()])).unwrap();
         let (tx, mut rx) = mpsc::channel(64);
         std::thread::spawn(move || full_scan(&[t], &tx))
             .join()
@@ -246,19 +235,48 @@ mod tests {
 
     #[test]
     fn stamps_and_age() {
+        use std::time::{Duration, SystemTime};
         let dir = tempfile::tempdir().unwrap();
+        let h = DirHandle::open(dir.path()).unwrap();
         let p = dir.path().join("f");
         std::fs::write(&p, b"abc").unwrap();
-        let s = stat_file(&p).unwrap().unwrap();
+        let s = stat_beneath(&h, &p).unwrap().unwrap();
         assert_eq!(s.size, 3);
         assert!(s.age(SystemTime::now() + Duration::from_secs(10)) >= Duration::from_secs(9));
         assert_eq!(s.age(SystemTime::UNIX_EPOCH), Duration::ZERO);
-        assert_eq!(stat_file(&dir.path().join("nope")).unwrap(), None);
+        assert_eq!(stat_beneath(&h, &dir.path().join("nope")).unwrap(), None);
         assert_eq!(
-            stat_file(dir.path()).unwrap(),
+            stat_beneath(&h, dir.path()).unwrap(),
             None,
             "a directory is not a candidate"
         );
-        assert_eq!(stat_file(&p.join("under-a-file")).unwrap(), None);
+        assert_eq!(stat_beneath(&h, &p.join("under-a-file")).unwrap(), None);
+        assert_eq!(
+            stat_beneath(&h, Path::new("/etc/passwd")).unwrap(),
+            None,
+            "outside the root"
+        );
+    }
+
+    #[test]
+    fn walk_of_a_directory_swapped_for_a_symlink_finds_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(root.join("d")).unwrap();
+        std::fs::create_dir_all(outside.join("keys")).unwrap();
+        std::fs::write(outside.join("keys/id_rsa"), b"PRIVATE").unwrap();
+        let t = WalkTarget::open(0, &root, Ignore::default()).unwrap();
+        // The repro of the review: the watcher saw `d`, then it became a link out.
+        std::fs::rename(root.join("d"), root.join("d.real")).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("d")).unwrap();
+        let (tx, mut rx) = mpsc::channel(64);
+        let start = root.join("d");
+        std::thread::spawn(move || walk(&t, &start, false, &tx))
+            .join()
+            .unwrap();
+        while let Ok(m) = rx.try_recv() {
+            assert!(!matches!(m, ScanMsg::File(_)), "{m:?}");
+        }
     }
 }

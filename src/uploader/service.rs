@@ -18,14 +18,14 @@ use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind, RenameMode};
 use tokio::sync::{Semaphore, mpsc};
 
 use super::finalize::Finalized;
-use super::ignore::Ignore;
 use super::pipeline::{Job, Outcome, Shared, process};
 use super::retry::Class;
-use super::scan::{Found, ScanMsg, WalkTarget, full_scan, stat_file, walk};
+use super::scan::{Found, ScanMsg, WalkTarget, full_scan, stat_beneath, walk};
 use super::settle::{Settle, SettleMap, tick_interval};
 use super::watch::Watch;
+use crate::beneath::Lookup;
 use crate::config::Finalize;
-use crate::decision::{LocalState, local_state};
+use crate::ignore::Ignore;
 use crate::paths::{key_for_local, object_key};
 
 /// Files queued for a worker before walks are made to wait.
@@ -155,11 +155,16 @@ impl Coordinator {
             .iter()
             .enumerate()
             .map(|(i, m)| {
-                m.upload.then(|| WalkTarget {
-                    mount: i,
-                    root: m.root.clone(),
-                    ignore: Ignore::new(&m.ignore),
-                })
+                if !m.upload {
+                    return None;
+                }
+                match WalkTarget::open(i, &m.root, Ignore::new(&m.ignore)) {
+                    Ok(t) => Some(t),
+                    Err(e) => {
+                        tracing::error!(mount = %m.prefix.as_str(), root = %m.root.display(), error = %e, "cannot open the mount root: nothing is uploaded from this mount until stowaway restarts");
+                        None
+                    }
+                }
             })
             .collect();
         let n = s.mounts.len();
@@ -386,11 +391,11 @@ impl Coordinator {
         renamed: bool,
         count_backlog: bool,
     ) {
-        let Some(root) = self
+        let Some((root, dir)) = self
             .targets
             .get(mount)
             .and_then(|t| t.as_ref())
-            .map(|t| t.root.clone())
+            .map(|t| (t.root.clone(), t.dir.clone()))
         else {
             return;
         };
@@ -458,6 +463,7 @@ impl Coordinator {
                 self.in_flight.insert(path.clone());
                 self.ready.push_back(Job {
                     mount,
+                    root: dir,
                     path,
                     key: rel,
                     stamp,
@@ -559,7 +565,7 @@ impl Coordinator {
                 stats.changed_during_upload.fetch_add(1, Relaxed);
                 if self.mode == Mode::Service {
                     tracing::info!(file = %job.path.display(), "changed while being uploaded; settling again");
-                    if let Ok(Some(s)) = stat_file(&job.path) {
+                    if let Ok(Some(s)) = stat_beneath(&job.root, &job.path) {
                         self.consider(job.mount, job.path.clone(), s, false, false);
                     }
                 } else {
@@ -643,18 +649,18 @@ impl Coordinator {
             if self.in_flight.contains(&path) {
                 continue;
             }
-            match stat_file(&path) {
+            let Some(t) = self.targets.get(mount).and_then(|t| t.as_ref()) else {
+                continue;
+            };
+            match stat_beneath(&t.dir, &path) {
                 Ok(Some(s)) if s == seen => {
                     // Unchanged for the whole settle time.
-                    if let Some(rel) = self
-                        .targets
-                        .get(mount)
-                        .and_then(|t| t.as_ref())
-                        .and_then(|t| key_for_local(&t.root, &path))
-                    {
+                    if let Some(rel) = key_for_local(&t.root, &path) {
+                        let root = t.dir.clone();
                         self.in_flight.insert(path.clone());
                         self.ready.push_back(Job {
                             mount,
+                            root,
                             path,
                             key: rel,
                             stamp: s,
@@ -710,28 +716,18 @@ impl Coordinator {
         if t.ignore.path_ignored(&t.root, path) || self.in_flight.contains(path) {
             return;
         }
-        let Ok(meta) = std::fs::symlink_metadata(path) else {
-            self.settle.forget(path);
+        // Resolved beneath the root with no symlink anywhere on the way: a directory or file
+        // reached through a link is neither walked nor considered.
+        let Some(rel) = t.dir.relative(path) else {
             return;
         };
-        if meta.file_type().is_dir() {
+        match t.dir.lookup(rel) {
             // Files in a new or moved-in directory produce no events of their own.
-            self.start_subtree_walk(mount, path.to_path_buf());
-        } else if meta.file_type().is_file() {
-            // Same rule as the decision endpoint: nothing reached through a symlink.
-            let root = t.root.clone();
-            let Some(rel) = key_for_local(&root, path) else {
-                return;
-            };
-            if local_state(&root, &rel) == LocalState::File {
-                self.consider(
-                    mount,
-                    path.to_path_buf(),
-                    super::scan::FileStamp::from_meta(&meta),
-                    renamed,
-                    false,
-                );
+            Ok(Lookup::Dir) => self.start_subtree_walk(mount, path.to_path_buf()),
+            Ok(Lookup::File(stamp)) => {
+                self.consider(mount, path.to_path_buf(), stamp, renamed, false)
             }
+            Ok(Lookup::Missing | Lookup::Refused) | Err(_) => self.settle.forget(path),
         }
     }
 }

@@ -3,6 +3,7 @@
 //! from disk — for multipart, one part's byte range at a time — so memory stays bounded
 //! whatever the file size. A failed multipart upload is aborted.
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use aws_sdk_s3::Client;
@@ -74,9 +75,16 @@ fn unquote(s: &str) -> &str {
     s.trim_matches('"')
 }
 
-async fn body(path: &Path, offset: u64, len: u64) -> Result<ByteStream, UploadError> {
+/// A body of `len` bytes from `offset` of the open file, through a duplicate of its descriptor
+/// (never reopened by path: the bytes are those of the inode that was hashed).
+async fn body(file: &File, path: &Path, offset: u64, len: u64) -> Result<ByteStream, UploadError> {
+    let local = |source: std::io::Error| UploadError::Local {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dup = file.try_clone().map_err(local)?;
     ByteStream::read_from()
-        .path(path)
+        .file(tokio::fs::File::from_std(dup))
         .offset(offset)
         .length(Length::Exact(len))
         .buffer_size(256 * 1024)
@@ -88,18 +96,20 @@ async fn body(path: &Path, offset: u64, len: u64) -> Result<ByteStream, UploadEr
         })
 }
 
-/// Uploads `path` (whose content hashed to `d`) as `t`, by the layout in `d`.
+/// Uploads the open `file` (`path` names it in messages; its content hashed to `d`) as `t`,
+/// by the layout in `d`.
 pub async fn upload(
     client: &Client,
     retrier: &Retrier,
+    file: &File,
     path: &Path,
     t: &Target<'_>,
     d: &Digests,
 ) -> Result<(), UploadError> {
     match d.layout {
-        Layout::Single => put_single(client, retrier, path, t, d).await,
+        Layout::Single => put_single(client, retrier, file, path, t, d).await,
         Layout::Multipart { part_size } => {
-            put_multipart(client, retrier, path, t, d, part_size).await
+            put_multipart(client, retrier, file, path, t, d, part_size).await
         }
     }
 }
@@ -107,6 +117,7 @@ pub async fn upload(
 async fn put_single(
     client: &Client,
     retrier: &Retrier,
+    file: &File,
     path: &Path,
     t: &Target<'_>,
     d: &Digests,
@@ -120,7 +131,7 @@ async fn put_single(
                 .put_object()
                 .bucket(t.bucket)
                 .key(t.key)
-                .body(body(path, 0, d.size).await?)
+                .body(body(file, path, 0, d.size).await?)
                 .content_length(d.size as i64)
                 .content_type(&t.content_type)
                 .set_cache_control(t.cache_control.map(str::to_string))
@@ -139,6 +150,7 @@ async fn put_single(
 async fn put_multipart(
     client: &Client,
     retrier: &Retrier,
+    file: &File,
     path: &Path,
     t: &Target<'_>,
     d: &Digests,
@@ -176,7 +188,7 @@ async fn put_multipart(
         parts = d.part_md5s.len(),
         "multipart upload started"
     );
-    match send_parts(client, retrier, path, t, d, part_size, &upload_id).await {
+    match send_parts(client, retrier, file, path, t, d, part_size, &upload_id).await {
         Ok(()) => Ok(()),
         Err(e) => {
             // Leave no invisible half-upload behind (it would be billed). One attempt only: if
@@ -196,9 +208,11 @@ async fn put_multipart(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn send_parts(
     client: &Client,
     retrier: &Retrier,
+    file: &File,
     path: &Path,
     t: &Target<'_>,
     d: &Digests,
@@ -229,7 +243,7 @@ async fn send_parts(
                     // Real S3 refuses a part whose bytes do not match (s3s-fs does not check;
                     // the ETag comparison below and the final verification catch it there).
                     .content_md5(&md5_b64)
-                    .body(body(path, offset, len).await?)
+                    .body(body(file, path, offset, len).await?)
                     .send()
                     .await
                     .map_err(|e| UploadError::S3(classify("UploadPart", t.bucket, t.key, &e)))

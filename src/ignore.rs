@@ -1,5 +1,7 @@
 //! Per-mount ignore patterns: shell-style globs (`*`, `?`) matched against single path
-//! components (file and directory names), never against whole paths.
+//! components (file and directory names), never against whole paths. An ignored file is never
+//! uploaded, and (unless the mount sets `serve_ignored = true`) never served either: `.env`,
+//! half-written `*.part` files and dotfiles stay private to the machine.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -27,6 +29,12 @@ impl Ignore {
     pub fn name_ignored(&self, name: &OsStr) -> bool {
         let n = name.as_bytes();
         n.starts_with(OWN_PREFIX.as_bytes()) || self.patterns.iter().any(|p| glob_match(p, n))
+    }
+
+    /// Whether any component of a request key (`a/b/c.jpg`) is ignored.
+    pub fn key_ignored(&self, key: &str) -> bool {
+        key.split('/')
+            .any(|c| !c.is_empty() && self.name_ignored(OsStr::new(c)))
     }
 
     /// Whether any component of `path` below `root` is ignored (a file inside an ignored
@@ -70,6 +78,12 @@ mod tests {
     #[test]
     fn globs() {
         assert!(glob_match(b".*", b".hidden"));
+        let i = Ignore::new(&[".*".into(), "*.part".into()]);
+        assert!(i.key_ignored(".env"));
+        assert!(i.key_ignored("a/.git/config"));
+        assert!(i.key_ignored("up/load.jpg.part"));
+        assert!(i.key_ignored("x/.stowaway-tmp.1.2.3"));
+        assert!(!i.key_ignored("a/b.jpg"));
         assert!(glob_match(b".*", b"."));
         assert!(!glob_match(b".*", b"a.txt"));
         assert!(glob_match(b"*.tmp", b"x.tmp"));
