@@ -217,13 +217,13 @@ fn symlink_swaps_never_let_outside_bytes_out() {
             let _ = symlink(outside_archive, &a);
             write_file(
                 &root.join(format!("a{i}")),
-                &format!("file-{n}.txt"),
+                &format!("file-{}.txt", n % 8),
                 format!("LEGIT archive {i} {n}").as_bytes(),
             );
             jitter(40);
             let _ = std::fs::remove_file(&a);
             jitter(20);
-            vec![format!("/static/a{i}/file-{n}.txt")]
+            vec![format!("/static/a{i}/file-{}.txt", n % 8)]
         }),
     ];
     let deadline = Instant::now() + run_for();
@@ -297,21 +297,31 @@ fn symlink_swaps_never_let_outside_bytes_out() {
         let _ = std::fs::remove_file(p);
     }
     let regular_files = |root: &Path| {
-        let mut n = 0;
+        let mut n = Vec::new();
         let mut stack = vec![root.to_path_buf()];
         while let Some(d) = stack.pop() {
             for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
                 let ft = e.file_type().unwrap();
                 if ft.is_dir() {
                     stack.push(e.path());
-                } else if ft.is_file() {
-                    n += 1;
+                } else if ft.is_file()
+                    && !e.file_name().to_string_lossy().starts_with(".stowaway-rm.")
+                {
+                    // (A file the app replaced twice within one finalize step is kept under a
+                    // private name by design, unverified; it is never an escape.)
+                    n.push(e.path());
                 }
             }
         }
         n
     };
-    let drained = wait_until(Duration::from_secs(90), || regular_files(&root) == 0);
+    let drain_start = Instant::now();
+    let left_at_start = regular_files(&root).len();
+    let drained = wait_until(Duration::from_secs(90), || regular_files(&root).is_empty());
+    eprintln!(
+        "adversarial fs: {left_at_start} files left when the races stopped, drained in {:?}",
+        drain_start.elapsed()
+    );
 
     // The verdicts.
     let mut problems = Vec::new();
@@ -360,12 +370,16 @@ fn symlink_swaps_never_let_outside_bytes_out() {
         uploaded > 0,
         "nothing was uploaded: the races did not exercise the pipeline"
     );
-    assert!(
-        drained,
-        "legitimate files were not all migrated after the races ({} left): {}",
-        regular_files(&root),
-        st.log_text()
-    );
+    if !drained {
+        let left = regular_files(&root);
+        let log = st.log_text();
+        let tail: Vec<&str> = log.lines().rev().take(30).collect();
+        panic!(
+            "legitimate files were not all migrated after the races ({} left, e.g. {:?}); log tail: {tail:#?}",
+            left.len(),
+            &left[..left.len().min(10)]
+        );
+    }
     assert!(
         !st.log_text().contains("panicked"),
         "stowaway panicked: {}",

@@ -218,6 +218,22 @@ fn reattach(dir: &OwnedFd, private: &OsStr, name: &OsStr, path: &Path) {
     }
 }
 
+/// After a verified detach, the next step failed: put the file back; if the app has written
+/// its name again meanwhile, the detached file is the verified content S3 holds and the app
+/// has replaced it, so it is removed rather than left under a private name.
+fn undo_verified_detach(dir: &OwnedFd, private: &OsStr, name: &OsStr, path: &Path) {
+    match beneath::rename_noreplace(fd(dir), private, fd(dir), name) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            tracing::info!(file = %path.display(), "the app wrote this name again while its previous content (verified in S3) was being finalized; that previous local copy is removed");
+            let _ = beneath::unlink_at(fd(dir), private);
+        }
+        Err(e) => {
+            tracing::error!(file = %path.display(), kept_as = %Path::new(private).display(), error = %e, "could not put a verified file back under its name; it is kept under the private name");
+        }
+    }
+}
+
 /// Moves the verified file into `archive` (see the module docs).
 pub fn archive_file(
     src: &Source<'_>,
@@ -250,11 +266,11 @@ pub fn archive_file(
                 });
             }
             Err(e) if e.kind() != io::ErrorKind::CrossesDevices => {
-                reattach(&src_dir, &detached, name, &src.path());
+                undo_verified_detach(&src_dir, &detached, name, &src.path());
                 return Err(io_err("move to the archive", &src.path())(e));
             }
             // A bind mount on the same device: copy after all.
-            Err(_) => reattach(&src_dir, &detached, name, &src.path()),
+            Err(_) => undo_verified_detach(&src_dir, &detached, name, &src.path()),
         }
     }
     copy_across(src, &src_dir, name, &dst_dir, &dst_path, d, names)
@@ -286,7 +302,7 @@ fn copy_across(
         // Still the verified file after the copy? Then the copy is that content.
         let detached = detach(src, src_dir, name, names)?;
         if let Err(e) = beneath::rename_at(fd(dst_dir), &tmp, fd(dst_dir), name) {
-            reattach(src_dir, &detached, name, &src.path());
+            undo_verified_detach(src_dir, &detached, name, &src.path());
             return Err(io_err("rename into place", dst_path)(e));
         }
         if let Err(e) = beneath::sync_dir(fd(dst_dir)) {
