@@ -21,7 +21,7 @@ fn stderr(o: &Output) -> String {
 
 fn write_config(dir: &Path, body: &str) -> String {
     let p = dir.join("c.toml");
-    std::fs::write(&p, body).unwrap();
+    write_private(&p, body);
     p.display().to_string()
 }
 
