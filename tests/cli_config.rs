@@ -568,6 +568,14 @@ fn type_errors_name_the_key_but_never_show_the_value() {
     let big = "123456789012345678901234567890123456789";
     let cases = [
         (
+            format!("[server]\nworkers = \"{secret}\"\n{}", base(d.path(), "")),
+            "server.workers",
+        ),
+        (
+            format!("[server]\nworkers = {big}\n{}", base(d.path(), "")),
+            "line 2",
+        ),
+        (
             base(d.path(), "").replace(
                 "[s3]\n",
                 &format!("[s3]\naccess_key_id = \"AKIDX\"\nsecret_access_key = [\"{secret}\"]\n"),
@@ -582,14 +590,6 @@ fn type_errors_name_the_key_but_never_show_the_value() {
                 ),
             ),
             "mount[0].access.keys[0].secret",
-        ),
-        (
-            format!("[server]\nworkers = \"{secret}\"\n{}", base(d.path(), "")),
-            "server.workers",
-        ),
-        (
-            format!("[server]\nworkers = {big}\n{}", base(d.path(), "")),
-            "line 2",
         ),
     ];
     for (cfg, needle) in &cases {
