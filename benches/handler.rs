@@ -23,10 +23,13 @@ const AK: &str = "AKIDSTOWAWAYBENCH";
 const SK: &str = "stowaway/bench+secret/KEY0123456789";
 
 /// The serving configuration of benches/run.sh: /static/ presigned (1h, window 5m), /pub/
-/// public, one root holding `bench10k.jpg`.
+/// public; the /static/ root holds `bench10k.jpg`. Mounts may not share a root or key prefix
+/// (config refuses overlaps), so /pub/ has its own, empty one: it only answers redirects here.
 fn settings(root: &Path) -> Settings {
     let dir = root.parent().unwrap();
     let path = dir.join("handler-bench.toml");
+    let pub_root = dir.join("pub");
+    std::fs::create_dir_all(&pub_root).unwrap();
     std::fs::write(
         &path,
         format!(
@@ -34,9 +37,10 @@ fn settings(root: &Path) -> Settings {
              [s3]\nregion = \"us-east-1\"\nendpoint = \"http://127.0.0.1:18014\"\naddressing_style = \"path\"\n\
              [[mount]]\nprefix = \"/static/\"\nroot = \"{r}\"\nbucket = \"site-media\"\nkey_prefix = \"static/\"\n\
              url = \"presigned\"\nexpires = \"1h\"\nwindow = \"5m\"\nupload = false\n\
-             [[mount]]\nprefix = \"/pub/\"\nroot = \"{r}\"\nbucket = \"site-media\"\nkey_prefix = \"static/\"\n\
+             [[mount]]\nprefix = \"/pub/\"\nroot = \"{p}\"\nbucket = \"site-media\"\nkey_prefix = \"pub/\"\n\
              url = \"public\"\nupload = false\n",
-            r = root.display()
+            r = root.display(),
+            p = pub_root.display()
         ),
     )
     .unwrap();
@@ -94,7 +98,7 @@ fn bench(c: &mut Criterion) {
         }
     }
     // The ceiling: the same kind of response from constants, and building the request alone.
-    let loc = HeaderValue::from_static("http://127.0.0.1:18014/site-media/static/missing.jpg");
+    let loc = HeaderValue::from_static("http://127.0.0.1:18014/site-media/pub/missing.jpg");
     let cc = HeaderValue::from_static("public, max-age=300");
     g.bench_function("constant_302", |b| {
         b.iter_batched(

@@ -52,6 +52,10 @@ pub enum LinkError {
     BadIpPrefix(String),
     #[error("{0}")]
     BadPath(String),
+    #[error(
+        "the link would stay valid for {asked}, longer than this mount's access.max_link_ttl of {max} (fix: use a shorter --ttl, or raise max_link_ttl in [mount.access])"
+    )]
+    TooLong { asked: String, max: String },
 }
 
 /// Why a request was refused. [`Denial::status`] gives the HTTP status.
@@ -71,10 +75,16 @@ pub enum Denial {
     WrongClient,
     #[error("the link has expired")]
     Expired,
+    /// Authentic, but valid for longer than the mount's `max_link_ttl` allows: minted before
+    /// the limit was lowered, or by someone holding a key who should not mint such links.
+    #[error("the link stays valid for longer than max_link_ttl")]
+    TooLong,
 }
 
 impl Denial {
-    /// `410 Gone` for an authentic link past its expiry, `403 Forbidden` for everything else.
+    /// `410 Gone` for an authentic link past its expiry, `403 Forbidden` for everything else
+    /// (a link that lives too long is refused like a forged one: it is not one this mount
+    /// issues).
     pub fn status(self) -> u16 {
         match self {
             Denial::Expired => 410,
@@ -309,6 +319,8 @@ pub fn signature(
 pub struct LinkKeys {
     keys: Vec<(Box<str>, HmacSha256)>,
     sign_with: usize,
+    /// `max_link_ttl` in seconds.
+    max_ttl: u64,
 }
 
 impl fmt::Debug for LinkKeys {
@@ -341,7 +353,11 @@ impl LinkKeys {
             .iter()
             .position(|(id, _)| **id == *a.sign_with)
             .ok_or_else(|| LinkError::UnknownKey(a.sign_with.clone()))?;
-        Ok(LinkKeys { keys, sign_with })
+        Ok(LinkKeys {
+            keys,
+            sign_with,
+            max_ttl: a.max_link_ttl.as_secs(),
+        })
     }
 
     /// Id of the key new links are signed with.
@@ -399,7 +415,8 @@ impl LinkKeys {
     /// normalised), requested with `method` (`GET`/`HEAD`) at Unix time `now`. `client` is
     /// asked for the client address only when the link is bound to one.
     ///
-    /// Order: parameters, key id, signature (constant time), method, client address, expiry.
+    /// Order: parameters, key id, signature (constant time), method, client address, expiry,
+    /// then `max_link_ttl`: an expiry further than that from `now` is refused.
     pub fn verify(
         &self,
         prefix: &str,
@@ -462,6 +479,9 @@ impl LinkKeys {
         if now > exp {
             return Err(Denial::Expired);
         }
+        if exp > now.saturating_add(self.max_ttl) {
+            return Err(Denial::TooLong);
+        }
         Ok(Grant {
             expires: exp,
             ip_bound: !ip_v.is_empty(),
@@ -482,6 +502,9 @@ pub struct SignRequest<'a> {
     pub ip_prefix: Option<&'a str>,
     /// Another accepted key than the mount's `sign_with`.
     pub kid: Option<&'a str>,
+    /// Unix time (seconds) of signing: the link may not outlive it by more than the mount's
+    /// `max_link_ttl`.
+    pub now: u64,
 }
 
 /// Mints a link for `req.path` on whichever mount it belongs to; the path is normalised
@@ -515,6 +538,14 @@ pub fn sign_link(settings: &Settings, req: &SignRequest<'_>) -> Result<String, L
                 "mount {prefix:?} has no [mount.access] section: its files need no signed link"
             ))
         })?;
+    if req.expires > req.now.saturating_add(access.max_link_ttl.as_secs()) {
+        let secs =
+            |s: u64| humantime::format_duration(std::time::Duration::from_secs(s)).to_string();
+        return Err(LinkError::TooLong {
+            asked: secs(req.expires - req.now),
+            max: secs(access.max_link_ttl.as_secs()),
+        });
+    }
     let keys = LinkKeys::new(access)?;
     let ip = match req.ip_prefix {
         Some(s) => Some(IpPrefix::parse(s).ok_or_else(|| LinkError::BadIpPrefix(s.to_string()))?),
@@ -533,12 +564,15 @@ mod tests {
 
     const S1: &str = "0123456789abcdef0123456789abcdef";
     const S2: &str = "another-secret-that-is-long-enough!!";
+    /// `max_link_ttl` of the test keys; the tests verify at small `now` values.
+    const MAX_TTL: u64 = 7 * 24 * 3600;
 
     fn access(sign_with: &str, keys: &[(&str, &str)]) -> AccessSettings {
         AccessSettings {
             mount: 0,
             prefix: "/static/".into(),
             sign_with: sign_with.into(),
+            max_link_ttl: std::time::Duration::from_secs(MAX_TTL),
             keys: keys
                 .iter()
                 .map(|(id, s)| LinkKey {
@@ -861,6 +895,65 @@ mod tests {
             )
             .is_ok()
         );
+    }
+
+    #[test]
+    fn links_valid_longer_than_max_link_ttl_are_refused() {
+        let k = keys("k1");
+        let now = 1_700_000_000;
+        let v =
+            |link: &str, now| k.verify("/static/", "a.jpg", Some(query(link)), "GET", || None, now);
+        let mint = |expires| k.mint("/static/a.jpg", expires, None, None, None).unwrap();
+        assert!(v(&mint(now + MAX_TTL), now).is_ok(), "exactly at the limit");
+        let long = mint(now + MAX_TTL + 1);
+        assert_eq!(v(&long, now), Err(Denial::TooLong));
+        assert_eq!(Denial::TooLong.status(), 403);
+        assert_eq!(
+            v(&mint(u64::MAX), u64::MAX - 1),
+            Ok(Grant {
+                expires: u64::MAX,
+                ip_bound: false
+            }),
+            "no overflow near the end of time"
+        );
+        assert_eq!(v(&mint(u64::MAX), now), Err(Denial::TooLong));
+        // The limit bounds the validity left at each moment (a link carries no issue time).
+        assert!(v(&long, now + 1).is_ok());
+        // A forged long link is still a bad signature first.
+        let forged = query(&long).replace(&(now + MAX_TTL + 1).to_string(), "99999999999");
+        assert_eq!(
+            k.verify("/static/", "a.jpg", Some(&forged), "GET", || None, now),
+            Err(Denial::BadSignature)
+        );
+    }
+
+    #[test]
+    fn sign_refuses_links_longer_than_max_link_ttl() {
+        let text = format!(
+            "[s3]\nregion = \"eu-west-1\"\n[uploader]\nenabled = false\n\
+             [[mount]]\nprefix = \"/static/\"\nroot = \"/nonexistent/root\"\nbucket = \"media\"\n\
+             [mount.access]\nmax_link_ttl = \"1h\"\n[[mount.access.keys]]\nid = \"k1\"\nsecret = \"{S1}\"\n"
+        );
+        let raw: crate::config::RawConfig = toml::from_str(&text).unwrap();
+        let settings = crate::config::validate_with(&raw, crate::config::FsChecks::Skip).unwrap();
+        let req = |expires| SignRequest {
+            path: "/static/a.jpg",
+            expires,
+            method: None,
+            ip_prefix: None,
+            kid: None,
+            now: 1000,
+        };
+        assert!(sign_link(&settings, &req(1000 + 3600)).is_ok());
+        let e = sign_link(&settings, &req(1000 + 3601)).unwrap_err();
+        assert_eq!(
+            e,
+            LinkError::TooLong {
+                asked: "1h 1s".into(),
+                max: "1h".into()
+            }
+        );
+        assert!(e.to_string().contains("max_link_ttl"), "{e}");
     }
 
     #[test]

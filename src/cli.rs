@@ -293,16 +293,14 @@ pub fn main() -> ExitCode {
             Err(code) => code,
             Ok((settings, unknown)) => {
                 warn_unknown(&unknown);
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |n| n.as_secs());
                 let expires = match (ttl, expires) {
                     (_, Some(e)) => e,
                     (ttl, None) => {
                         match config::parse_duration("--ttl", ttl.as_deref().unwrap_or("")) {
-                            Ok(d) => {
-                                std::time::SystemTime::now()
-                                    .duration_since(std::time::UNIX_EPOCH)
-                                    .map_or(0, |n| n.as_secs())
-                                    + d.as_secs()
-                            }
+                            Ok(d) => now.saturating_add(d.as_secs()),
                             Err(e) => {
                                 eprintln!("stowaway: {e}");
                                 return ExitCode::from(EXIT_CONFIG);
@@ -317,6 +315,7 @@ pub fn main() -> ExitCode {
                     method: method.as_deref(),
                     ip_prefix: ip_prefix.as_deref(),
                     kid: kid.as_deref(),
+                    now,
                 };
                 match crate::access::sign_link(&settings, &req) {
                     Ok(link) => {

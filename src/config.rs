@@ -18,6 +18,11 @@ pub const ENV_PREFIX: &str = "STOWAWAY";
 /// S3 refuses presigned URLs that live longer than seven days.
 pub const MAX_PRESIGN_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
 
+/// Default `access.max_link_ttl`: a link outlives its sharing for at most a week, so a leaked
+/// or mistakenly long link (and one minted with a key later found stolen) stops working
+/// within the usual key-rotation period.
+pub const DEFAULT_MAX_LINK_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// Why the configuration could not be loaded or is not usable.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -169,6 +174,7 @@ pub struct RawMount {
 pub struct RawAccess {
     pub enabled: Option<bool>,
     pub sign_with: Option<String>,
+    pub max_link_ttl: Option<String>,
     pub keys: Vec<RawLinkKey>,
 }
 
@@ -207,7 +213,8 @@ pub fn load(file: Option<&Path>, cli: &CliOverrides) -> Result<Loaded, ConfigErr
                 path.display()
             )));
         }
-        check_toml(path)?;
+        let table = check_toml(path)?;
+        check_inline_secrets(path, &table)?;
         b = b.add_source(
             config::File::from(path)
                 .format(config::FileFormat::Toml)
@@ -228,21 +235,24 @@ pub fn load(file: Option<&Path>, cli: &CliOverrides) -> Result<Loaded, ConfigErr
     b = set(b, "server.listen", &cli.listen).map_err(|e| ConfigError::Load(e.to_string()))?;
     b = set(b, "log.format", &cli.log_format).map_err(|e| ConfigError::Load(e.to_string()))?;
     b = set(b, "log.level", &cli.log_level).map_err(|e| ConfigError::Load(e.to_string()))?;
-    let cfg = b.build().map_err(|e| ConfigError::Load(e.to_string()))?;
+    let cfg = b
+        .build()
+        .map_err(|e| ConfigError::Load(describe_load_error(&e)))?;
     let mut unknown_keys = Vec::new();
     let raw: RawConfig = serde_ignored::deserialize(cfg, |p| unknown_keys.push(p.to_string()))
-        .map_err(|e| ConfigError::Load(e.to_string()))?;
+        .map_err(|e| ConfigError::Load(describe_load_error(&e)))?;
     Ok(Loaded { raw, unknown_keys })
 }
 
 /// Parses the file as TOML first: the `config` crate reports numbers out of range without a
 /// line, and its syntax errors quote the offending line, which may hold a secret. This names
 /// the line and column and never quotes the file.
-fn check_toml(path: &Path) -> Result<(), ConfigError> {
+fn check_toml(path: &Path) -> Result<toml::Table, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError::Load(format!("cannot read {}: {e}", path.display())))?;
-    let Err(e) = toml::from_str::<toml::Table>(&text) else {
-        return Ok(());
+    let e = match toml::from_str::<toml::Table>(&text) {
+        Ok(table) => return Ok(table),
+        Err(e) => e,
     };
     let at = match e.span() {
         Some(span) => {
@@ -258,9 +268,137 @@ fn check_toml(path: &Path) -> Result<(), ConfigError> {
     };
     Err(ConfigError::Load(format!(
         "TOML parse error{at}: {} in {}",
-        e.message().trim_end(),
+        without_value(e.message().trim_end()),
         path.display()
     )))
+}
+
+/// The dotted keys of secrets written inline in the file (not in a `*_file`).
+fn inline_secret_keys(table: &toml::Table) -> Vec<String> {
+    let mut keys = Vec::new();
+    if table
+        .get("s3")
+        .and_then(|s| s.get("secret_access_key"))
+        .is_some()
+    {
+        keys.push("s3.secret_access_key".to_string());
+    }
+    let mounts = table.get("mount").and_then(toml::Value::as_array);
+    for (i, m) in mounts.into_iter().flatten().enumerate() {
+        let link_keys = m
+            .get("access")
+            .and_then(|a| a.get("keys"))
+            .and_then(toml::Value::as_array);
+        for (j, k) in link_keys.into_iter().flatten().enumerate() {
+            if k.get("secret").is_some() {
+                keys.push(format!("mount[{i}].access.keys[{j}].secret"));
+            }
+        }
+    }
+    keys
+}
+
+/// An inline secret is exactly as private as the file holding it, so a config file with one
+/// is held to the rule of [`read_secret_file`]: nobody but its owner may read it. Secrets from
+/// the environment have no file and are not checked here.
+fn check_inline_secrets(path: &Path, table: &toml::Table) -> Result<(), ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    let keys = inline_secret_keys(table);
+    let Some(key) = keys.first() else {
+        return Ok(());
+    };
+    let meta = std::fs::metadata(path)
+        .map_err(|e| ConfigError::Load(format!("cannot read {}: {e}", path.display())))?;
+    if meta.permissions().mode() & 0o077 == 0 {
+        return Ok(());
+    }
+    Err(invalid(
+        key,
+        "<redacted>",
+        format!(
+            "the secret is written inline in the config file {}, which is readable by group or others",
+            path.display()
+        ),
+        format!(
+            "run: chmod 600 {}, or move the secret into {key}_file (mode 0600)",
+            path.display()
+        ),
+    ))
+}
+
+/// The message of a load error without the offending value: type errors quote it (`string
+/// "…"`, `` integer `…` ``), and the value may be a secret in the wrong place.
+fn describe_load_error(e: &config::ConfigError) -> String {
+    use config::ConfigError as E;
+    let at = |key: &Option<String>, origin: &Option<String>| {
+        let mut s = String::new();
+        if let Some(k) = key {
+            // The config crate joins `mount[0]` and `access` without the dot.
+            let mut dotted = String::with_capacity(k.len() + 4);
+            let mut after_index = false;
+            for c in k.chars() {
+                if after_index && c != '.' && c != '[' {
+                    dotted.push('.');
+                }
+                after_index = c == ']';
+                dotted.push(c);
+            }
+            s.push_str(&format!(" for key `{dotted}`"));
+        }
+        if let Some(o) = origin {
+            s.push_str(&format!(" in {o}"));
+        }
+        s
+    };
+    match e {
+        E::Type {
+            origin,
+            unexpected,
+            expected,
+            key,
+        } => {
+            // `Unexpected` prints its kind, then the value in quotes or backticks.
+            let found = unexpected.to_string();
+            let kind = found.split(['`', '"']).next().unwrap_or_default().trim();
+            format!(
+                "invalid type: expected {expected}, found a {kind} (value not shown){}",
+                at(key, origin)
+            )
+        }
+        E::At { error, origin, key } => {
+            format!("{}{}", describe_load_error(error), at(key, origin))
+        }
+        E::Message(m) => without_value(m),
+        E::Foreign(f) => without_value(&f.to_string()),
+        // Syntax errors are reported by `check_toml` first, with a line and no quote.
+        E::FileParse { uri, .. } => format!(
+            "the file is not valid TOML{}",
+            uri.as_deref()
+                .map(|u| format!(" in {u}"))
+                .unwrap_or_default()
+        ),
+        other => without_value(&other.to_string()),
+    }
+}
+
+/// Drops the value from serde's `invalid type: <kind> <value>, expected <what>` messages (and
+/// `invalid value` / `unknown variant`). The real `, expected ` is the last one: the value
+/// comes before it, the schema after.
+fn without_value(m: &str) -> String {
+    for label in [
+        "invalid type",
+        "invalid value",
+        "unknown variant",
+        "invalid length",
+    ] {
+        if m.starts_with(label) {
+            return match m.rsplit_once(", expected ") {
+                Some((_, what)) => format!("{label}: expected {what} (value not shown)"),
+                None => format!("{label} (value not shown)"),
+            };
+        }
+    }
+    m.to_string()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -444,6 +582,10 @@ pub struct AccessSettings {
     pub prefix: String,
     /// Id of the key `stowaway sign` uses.
     pub sign_with: String,
+    /// Longest a link may still be valid: `sign` refuses to mint and verification refuses
+    /// links whose expiry lies further in the future.
+    #[serde(with = "human_duration")]
+    pub max_link_ttl: Duration,
     /// Every accepted key (the signing key and those still being rotated out).
     pub keys: Vec<LinkKey>,
 }
@@ -1232,6 +1374,7 @@ pub fn validate_with(raw: &RawConfig, fs: FsChecks) -> Result<Settings, ConfigEr
             serve_ignored: m.serve_ignored.unwrap_or(false),
         });
     }
+    check_mount_overlaps(&mounts)?;
     Ok(Settings {
         server: ServerSettings {
             listen,
@@ -1258,6 +1401,118 @@ pub fn validate_with(raw: &RawConfig, fs: FsChecks) -> Result<Settings, ConfigEr
         mounts,
         access,
     })
+}
+
+/// Where a directory really is, for comparing mounts: the longest existing ancestor is
+/// canonicalised (so a symlink cannot hide that two paths are one) and the rest, which does
+/// not exist and so holds no symlinks, is normalised lexically.
+fn resolved_location(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let comps: Vec<Component<'_>> = p.components().collect();
+    let (mut out, rest) = (1..=comps.len())
+        .rev()
+        .find_map(|n| {
+            let head: PathBuf = comps[..n].iter().collect();
+            std::fs::canonicalize(head).ok().map(|c| (c, &comps[n..]))
+        })
+        .unwrap_or_else(|| (PathBuf::new(), &comps[..]));
+    for c in rest {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+/// Refuses mounts that reach each other's objects or files: on one bucket, a key prefix that
+/// starts with another's lets one mount's URLs (and uploads) reach the other's objects, so an
+/// open mount would bypass a signed one; a root or archive root inside (or equal to) another
+/// mount's root or archive root serves, uploads or archives the other mount's files.
+fn check_mount_overlaps(mounts: &[Mount]) -> Result<(), ConfigError> {
+    let name = |m: &Mount| format!("mount {:?}", m.prefix.as_str());
+    for (j, b) in mounts.iter().enumerate() {
+        for a in &mounts[..j] {
+            if a.bucket == b.bucket
+                && (a.key_prefix.starts_with(&b.key_prefix)
+                    || b.key_prefix.starts_with(&a.key_prefix))
+            {
+                return Err(invalid(
+                    format!("mount[{j}].key_prefix"),
+                    &b.key_prefix,
+                    format!(
+                        "{} and {} overlap: both use bucket {:?}, and key prefix {:?} and key prefix {:?} are equal or one starts with the other (\"\" covers the whole bucket), so URLs and uploads of one mount reach the objects of the other",
+                        name(a),
+                        name(b),
+                        b.bucket,
+                        a.key_prefix,
+                        b.key_prefix
+                    ),
+                    format!(
+                        "give {} and {} key prefixes where neither starts with the other, e.g. \"static/\" and \"private/\", or separate buckets",
+                        name(a),
+                        name(b)
+                    ),
+                ));
+            }
+        }
+    }
+    // Every directory a mount owns, resolved once.
+    let dirs: Vec<(usize, &str, &Path, PathBuf)> = mounts
+        .iter()
+        .enumerate()
+        .flat_map(|(i, m)| {
+            std::iter::once((i, "root", m.root.as_path()))
+                .chain(m.archive_root.as_deref().map(|a| (i, "archive_root", a)))
+        })
+        .map(|(i, what, p)| (i, what, p, resolved_location(p)))
+        .collect();
+    for (n, (j, what_b, path_b, real_b)) in dirs.iter().enumerate() {
+        for (i, what_a, path_a, real_a) in &dirs[..n] {
+            let relation = if real_a == real_b {
+                "is the same directory as"
+            } else if real_b.starts_with(real_a) {
+                "is inside"
+            } else if real_a.starts_with(real_b) {
+                "contains"
+            } else {
+                continue;
+            };
+            let show = |p: &Path, real: &Path| {
+                if p == real {
+                    format!("{}", p.display())
+                } else {
+                    format!("{} (really {})", p.display(), real.display())
+                }
+            };
+            let (ma, mb) = (&mounts[*i], &mounts[*j]);
+            let fix = if i == j {
+                "put the archive outside the served root, e.g. /srv/site/archive/static".to_string()
+            } else {
+                format!(
+                    "give {} and {} separate directories, none inside another: e.g. roots /srv/site/static and /srv/site/private, archives /srv/site/archive/static and /srv/site/archive/private",
+                    name(ma),
+                    name(mb)
+                )
+            };
+            return Err(invalid(
+                format!("mount[{j}].{what_b}"),
+                path_b,
+                format!(
+                    "{} {what_b} {} {relation} {} {what_a} {}, so files of one are served, uploaded or archived through the other",
+                    name(mb),
+                    show(path_b, real_b),
+                    name(ma),
+                    show(path_a, real_a),
+                ),
+                fix,
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn validate_access(
@@ -1349,10 +1604,20 @@ fn validate_access(
             "name one of the [[mount.access.keys]] ids",
         ));
     }
+    let max_link_ttl = dur(&k("max_link_ttl"), &a.max_link_ttl, DEFAULT_MAX_LINK_TTL)?;
+    if max_link_ttl < Duration::from_secs(1) {
+        return Err(invalid(
+            k("max_link_ttl"),
+            a.max_link_ttl.as_deref().unwrap_or(""),
+            "must be at least 1s (a shorter limit refuses every link)",
+            "use e.g. \"7d\", or \"1h\" for short-lived links",
+        ));
+    }
     Ok(AccessSettings {
         mount: i,
         prefix: prefix.to_string(),
         sign_with,
+        max_link_ttl,
         keys,
     })
 }
@@ -1405,4 +1670,382 @@ pub fn load_settings(
     let loaded = load(file, cli)?;
     let settings = validate_with(&loaded.raw, fs)?;
     Ok((settings, loaded.unknown_keys))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn raw(text: &str) -> RawConfig {
+        toml::from_str(text).unwrap()
+    }
+
+    /// `[[mount]]` lines: root, bucket, key prefix and any extra lines.
+    fn mount(prefix: &str, root: &Path, bucket: &str, key_prefix: &str, extra: &str) -> String {
+        format!(
+            "[[mount]]\nprefix = \"{prefix}\"\nroot = \"{}\"\nbucket = \"{bucket}\"\nkey_prefix = \"{key_prefix}\"\n{extra}\n",
+            root.display()
+        )
+    }
+
+    fn config(mounts: &[String]) -> String {
+        format!(
+            "[s3]\nregion = \"eu-west-1\"\n[uploader]\nenabled = false\n{}",
+            mounts.concat()
+        )
+    }
+
+    fn dirs(base: &Path, names: &[&str]) -> Vec<PathBuf> {
+        names
+            .iter()
+            .map(|n| {
+                let p = base.join(n);
+                std::fs::create_dir_all(&p).unwrap();
+                p
+            })
+            .collect()
+    }
+
+    /// The error names the key and both mounts (by prefix).
+    fn assert_overlap(text: &str, fs: FsChecks, key: &str) {
+        let e = validate_with(&raw(text), fs)
+            .expect_err(&format!("accepted:\n{text}"))
+            .to_string();
+        assert!(
+            e.contains(&format!("`{key}`"))
+                && e.contains("mount \"/static/\"")
+                && e.contains("mount \"/private/\"")
+                && e.contains("fix: "),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn key_prefixes_on_one_bucket_may_not_nest() {
+        let t = tempfile::tempdir().unwrap();
+        let d = dirs(t.path(), &["s", "p"]);
+        let pair = |b1: &str, k1: &str, b2: &str, k2: &str| {
+            config(&[
+                mount("/static/", &d[0], b1, k1, "url = \"public\""),
+                mount("/private/", &d[1], b2, k2, ""),
+            ])
+        };
+        // The review's case: an open mount over the whole bucket and a signed one inside it.
+        for (k1, k2) in [
+            ("", "private/"),
+            ("private/", ""),
+            ("a/", "a/"),
+            ("a/", "a/b/"),
+            ("a/b/", "a/"),
+            ("", ""),
+        ] {
+            assert_overlap(
+                &pair("media", k1, "media", k2),
+                FsChecks::Check,
+                "mount[1].key_prefix",
+            );
+        }
+        // Siblings, or the same prefix on another bucket, are fine.
+        for (b2, k1, k2) in [
+            ("media", "a/", "ab/"),
+            ("media", "static/", "private/"),
+            ("other", "", ""),
+        ] {
+            let text = pair("media", k1, b2, k2);
+            assert!(validate(&raw(&text)).is_ok(), "{text}");
+        }
+    }
+
+    #[test]
+    fn roots_and_archives_may_not_nest_across_mounts() {
+        let t = tempfile::tempdir().unwrap();
+        let d = dirs(t.path(), &["s", "s/inner", "p", "arch", "arch2", "ab", "a"]);
+        let (s, inner, p, arch, arch2, ab, a) = (&d[0], &d[1], &d[2], &d[3], &d[4], &d[5], &d[6]);
+        let archive = |dir: &Path| format!("archive_root = \"{}\"", dir.display());
+        let cases = [
+            // A root inside another mount's root.
+            (
+                mount("/static/", s, "media", "s/", ""),
+                mount("/private/", inner, "media", "p/", ""),
+                "mount[1].root",
+            ),
+            // The same root twice.
+            (
+                mount("/static/", s, "media", "s/", ""),
+                mount("/private/", s, "media", "p/", ""),
+                "mount[1].root",
+            ),
+            // A root containing another mount's root.
+            (
+                mount("/static/", inner, "media", "s/", ""),
+                mount("/private/", s, "media", "p/", ""),
+                "mount[1].root",
+            ),
+            // A signed mount's archive inside an open mount's root.
+            (
+                mount("/static/", s, "media", "s/", ""),
+                mount("/private/", p, "media", "p/", &archive(inner)),
+                "mount[1].archive_root",
+            ),
+            // Two mounts sharing an archive root.
+            (
+                mount("/static/", s, "media", "s/", &archive(arch)),
+                mount("/private/", p, "media", "p/", &archive(arch)),
+                "mount[1].archive_root",
+            ),
+            // A root inside (here: equal to) another mount's archive root.
+            (
+                mount("/static/", s, "media", "s/", &archive(arch)),
+                mount("/private/", arch, "media", "p/", &archive(arch2)),
+                "mount[1].root",
+            ),
+        ];
+        for (m0, m1, key) in cases {
+            assert_overlap(&config(&[m0, m1]), FsChecks::Check, key);
+        }
+        // Component-wise, not a string prefix: /x/a and /x/ab are siblings.
+        let ok = config(&[
+            mount("/static/", a, "media", "s/", &archive(arch)),
+            mount("/private/", ab, "media", "p/", &archive(arch2)),
+        ]);
+        assert!(validate(&raw(&ok)).is_ok(), "{ok}");
+    }
+
+    #[test]
+    fn a_symlink_cannot_hide_an_overlap() {
+        let t = tempfile::tempdir().unwrap();
+        let d = dirs(t.path(), &["site/static/private", "elsewhere"]);
+        let link = t.path().join("elsewhere/private-link");
+        std::os::unix::fs::symlink(&d[0], &link).unwrap();
+        let text = config(&[
+            mount("/static/", &t.path().join("site/static"), "media", "s/", ""),
+            mount("/private/", &link, "media", "p/", ""),
+        ]);
+        for fs in [FsChecks::Check, FsChecks::Skip] {
+            assert_overlap(&text, fs, "mount[1].root");
+        }
+        // Unchecked paths are shown as written, plus where they really lead.
+        let e = validate_with(&raw(&text), FsChecks::Skip)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("really"), "shows where the link leads: {e}");
+    }
+
+    #[test]
+    fn paths_that_do_not_exist_are_compared_lexically() {
+        // gen-config checks a config for another machine: nothing exists here.
+        let text = config(&[
+            mount(
+                "/static/",
+                Path::new("/nonexistent-x/site/static"),
+                "media",
+                "s/",
+                "",
+            ),
+            mount(
+                "/private/",
+                Path::new("/nonexistent-x/site/private/../static/./p"),
+                "media",
+                "p/",
+                "",
+            ),
+        ]);
+        assert_overlap(&text, FsChecks::Skip, "mount[1].root");
+        let ok = config(&[
+            mount(
+                "/static/",
+                Path::new("/nonexistent-x/site/a"),
+                "media",
+                "s/",
+                "",
+            ),
+            mount(
+                "/private/",
+                Path::new("/nonexistent-x/site/ab"),
+                "media",
+                "p/",
+                "",
+            ),
+        ]);
+        assert!(validate_with(&raw(&ok), FsChecks::Skip).is_ok());
+        assert_eq!(
+            resolved_location(Path::new("/nonexistent-x/a/../b/./c")),
+            PathBuf::from("/nonexistent-x/b/c")
+        );
+    }
+
+    #[test]
+    fn own_archive_inside_own_root_is_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let d = dirs(t.path(), &["s", "s/archive"]);
+        let text = config(&[mount(
+            "/static/",
+            &d[0],
+            "media",
+            "",
+            &format!("archive_root = \"{}\"", d[1].display()),
+        )]);
+        let e = validate(&raw(&text)).unwrap_err().to_string();
+        assert!(e.contains("`mount[0].archive_root`"), "{e}");
+        // Also when only the resolved paths show it (a link to inside the root).
+        let link = t.path().join("archive-link");
+        std::os::unix::fs::symlink(&d[1], &link).unwrap();
+        let text = config(&[mount(
+            "/static/",
+            &d[0],
+            "media",
+            "",
+            &format!("archive_root = \"{}\"", link.display()),
+        )]);
+        for fs in [FsChecks::Check, FsChecks::Skip] {
+            let e = validate_with(&raw(&text), fs).unwrap_err().to_string();
+            assert!(e.contains("`mount[0].archive_root`"), "{fs:?}: {e}");
+        }
+    }
+
+    const LINK_SECRET: &str = "inline-link-secret-0123456789abcdefXYZ";
+    const S3_SECRET: &str = "Inline/S3/Secret+0123456789abcdefXYZ";
+
+    fn write(dir: &Path, text: &str, mode: u32) -> PathBuf {
+        let p = dir.join("c.toml");
+        std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        p
+    }
+
+    #[test]
+    fn inline_secrets_in_a_readable_file_are_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let d = dirs(t.path(), &["s"]);
+        let s3 = format!(
+            "[s3]\nregion = \"eu-west-1\"\naccess_key_id = \"AKID\"\nsecret_access_key = \"{S3_SECRET}\"\n[uploader]\nenabled = false\n{}",
+            mount("/static/", &d[0], "media", "", "")
+        );
+        let link = config(&[mount(
+            "/static/",
+            &d[0],
+            "media",
+            "",
+            &format!(
+                "[mount.access]\n[[mount.access.keys]]\nid = \"k0\"\nsecret_file = \"/x\"\n[[mount.access.keys]]\nid = \"k1\"\nsecret = \"{LINK_SECRET}\"\n"
+            ),
+        )]);
+        let cli = CliOverrides::default();
+        for (text, key) in [
+            (&s3, "s3.secret_access_key"),
+            (&link, "mount[0].access.keys[1].secret"),
+        ] {
+            for mode in [0o644, 0o640, 0o604] {
+                let p = write(t.path(), text, mode);
+                let e = load(Some(&p), &cli).unwrap_err().to_string();
+                assert!(
+                    e.contains(&format!("`{key}`"))
+                        && e.contains(&format!("chmod 600 {}", p.display()))
+                        && e.contains(&format!("{key}_file"))
+                        && !e.contains(S3_SECRET)
+                        && !e.contains(LINK_SECRET),
+                    "{mode:o}: {e}"
+                );
+            }
+            let p = write(t.path(), text, 0o600);
+            assert!(load(Some(&p), &cli).is_ok());
+        }
+        // Secrets only in files: the config file's mode does not matter.
+        let p = write(
+            t.path(),
+            &config(&[mount("/static/", &d[0], "media", "", "")]),
+            0o644,
+        );
+        assert!(load(Some(&p), &cli).is_ok());
+    }
+
+    #[test]
+    fn type_errors_never_show_the_value() {
+        let t = tempfile::tempdir().unwrap();
+        let d = dirs(t.path(), &["s"]);
+        let base = config(&[mount("/static/", &d[0], "media", "", "")]);
+        let cli = CliOverrides::default();
+        for (text, key) in [
+            (
+                base.replace(
+                    "[s3]\n",
+                    &format!(
+                        "[s3]\naccess_key_id = \"AKID\"\nsecret_access_key = [\"{S3_SECRET}\"]\n"
+                    ),
+                ),
+                "s3.secret_access_key",
+            ),
+            (
+                format!(
+                    "{base}[mount.access]\n[[mount.access.keys]]\nid = \"k1\"\nsecret = [\"{LINK_SECRET}\"]\n"
+                ),
+                "mount[0].access.keys[0].secret",
+            ),
+            (
+                format!("{base}[mount.access]\nkeys = \"{LINK_SECRET}\"\n"),
+                "mount[0].access.keys",
+            ),
+            (
+                base.replace(
+                    "[uploader]\n",
+                    &format!("[uploader]\nconcurrency = \"{S3_SECRET}\"\n"),
+                ),
+                "uploader.concurrency",
+            ),
+            (
+                base.replace(
+                    "[uploader]\n",
+                    &format!("[uploader]\nrename_is_ready = \"{S3_SECRET}\"\n"),
+                ),
+                "uploader.rename_is_ready",
+            ),
+            (
+                base.replace(
+                    "[uploader]\n",
+                    "[uploader]\nconcurrency = 123456789012345678901234567890123\n",
+                ),
+                "line 4",
+            ),
+        ] {
+            let p = write(t.path(), &text, 0o600);
+            let e = load(Some(&p), &cli).unwrap_err().to_string();
+            assert!(e.contains(key), "names {key}: {e}");
+            for secret in [S3_SECRET, LINK_SECRET, "123456789012345678901234567890123"] {
+                assert!(!e.contains(secret), "value shown: {e}");
+            }
+        }
+        assert_eq!(
+            without_value("invalid type: string \"a, expected b\", expected usize"),
+            "invalid type: expected usize (value not shown)"
+        );
+    }
+
+    #[test]
+    fn max_link_ttl_defaults_to_a_week_and_must_be_positive() {
+        let t = tempfile::tempdir().unwrap();
+        let d = dirs(t.path(), &["s"]);
+        let with = |extra: &str| {
+            config(&[mount(
+                "/static/",
+                &d[0],
+                "media",
+                "",
+                &format!(
+                    "[mount.access]\n{extra}\n[[mount.access.keys]]\nid = \"k1\"\nsecret = \"{LINK_SECRET}\"\n"
+                ),
+            )])
+        };
+        let s = validate(&raw(&with(""))).unwrap();
+        assert_eq!(s.access[0].max_link_ttl, DEFAULT_MAX_LINK_TTL);
+        assert_eq!(DEFAULT_MAX_LINK_TTL, Duration::from_secs(7 * 86400));
+        let s = validate(&raw(&with("max_link_ttl = \"36h\""))).unwrap();
+        assert_eq!(s.access[0].max_link_ttl, Duration::from_secs(36 * 3600));
+        for bad in ["0s", "soon"] {
+            let e = validate(&raw(&with(&format!("max_link_ttl = \"{bad}\""))))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("`mount[0].access.max_link_ttl`"), "{e}");
+        }
+    }
 }

@@ -61,12 +61,17 @@ fn site(server_extra: &str) -> Site {
 
 /// `stowaway sign <path> <args>` with the site's config.
 fn sign(s: &Site, path: &str, args: &[&str]) -> String {
+    sign_at(&s.st.config, path, args)
+}
+
+/// `stowaway sign <path> <args> --config <config>`.
+fn sign_at(config: &Path, path: &str, args: &[&str]) -> String {
     let out = stowaway_cmd()
         .arg("sign")
         .arg(path)
         .args(args)
         .arg("--config")
-        .arg(&s.st.config)
+        .arg(config)
         .output()
         .unwrap();
     assert!(
@@ -526,7 +531,7 @@ fn configuration_and_sign_command_errors() {
     std::fs::create_dir_all(&root).unwrap();
     let check = |cfg: &str| {
         let p = tmp.path().join("c.toml");
-        std::fs::write(&p, cfg.replace("@LISTEN@", "127.0.0.1:1")).unwrap();
+        write_private(&p, cfg.replace("@LISTEN@", "127.0.0.1:1"));
         stowaway_cmd()
             .arg("check-config")
             .arg("--config")
@@ -677,4 +682,74 @@ fn configuration_and_sign_command_errors() {
         ),
         "{link}"
     );
+}
+
+/// `access.max_link_ttl`: `stowaway sign` refuses to mint a link valid for longer (exit 2),
+/// and the server refuses such a link with 403 (directly and through nginx auth_request):
+/// one minted by another tool with the key, or before the limit was lowered.
+#[test]
+fn links_valid_longer_than_max_link_ttl_are_refused() {
+    let s = site("");
+    // Default limit: 7 days.
+    let week = sign(&s, "/static/here.jpg", &["--ttl", "7d"]);
+    assert_eq!(get(s.st.addr, &week).status, 200);
+    let out = stowaway_cmd()
+        .args(["sign", "/static/here.jpg", "--ttl", "8d", "--config"])
+        .arg(&s.st.config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("max_link_ttl") && err.contains("8days") && err.contains("fix"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty(), "no link printed");
+    // The shipped Python example has no limit: the server enforces it.
+    let py = Command::new("python3")
+        .arg(repo().join("examples/sign_link.py"))
+        .args([
+            "--kid",
+            "k1",
+            "--ttl",
+            &(8 * 86400).to_string(),
+            "--secret-file",
+        ])
+        .arg(s.dir.join("link-key-k1"))
+        .arg("/static/here.jpg")
+        .output()
+        .unwrap();
+    assert!(
+        py.status.success(),
+        "{}",
+        String::from_utf8_lossy(&py.stderr)
+    );
+    let long = String::from_utf8(py.stdout).unwrap().trim().to_string();
+    let r = get(s.st.addr, &long);
+    assert_eq!(r.status, 403, "{}", r.raw_head);
+    assert!(r.header("x-accel-redirect").is_none(), "{}", r.raw_head);
+
+    // The limit lowered to 1h: the week-long link is refused, a 10-minute one still works.
+    let cfg = std::fs::read_to_string(&s.st.config)
+        .unwrap()
+        .replace(&s.st.addr.to_string(), "@LISTEN@")
+        .replace(
+            "[mount.access]\n",
+            "[mount.access]\nmax_link_ttl = \"1h\"\n",
+        );
+    let st = Stowaway::start(&s.dir, &cfg);
+    let nginx = auth_nginx(&s.dir, &st);
+    for (addr, via) in [(st.addr, "direct"), (nginx.addr, "nginx auth_request")] {
+        let r = get(addr, &week);
+        assert_eq!(r.status, 403, "{via}: {}", r.raw_head);
+        assert_ne!(r.body, LOCAL, "{via}");
+    }
+    let short = sign_at(&st.config, "/static/here.jpg", &["--ttl", "10m"]);
+    assert_eq!(get(nginx.addr, &short).body, LOCAL);
+    let out = stowaway_cmd()
+        .args(["sign", "/static/here.jpg", "--ttl", "2h", "--config"])
+        .arg(&st.config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "sign obeys the lowered limit");
 }

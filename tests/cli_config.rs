@@ -21,7 +21,7 @@ fn stderr(o: &Output) -> String {
 
 fn write_config(dir: &Path, body: &str) -> String {
     let p = dir.join("c.toml");
-    std::fs::write(&p, body).unwrap();
+    write_private(&p, body);
     p.display().to_string()
 }
 
@@ -354,4 +354,253 @@ fn print_config_output_is_a_valid_config_again() {
         text.contains("multipart_threshold = \"96MiB\"") && text.contains("settle = \"1m 30s\""),
         "{text}"
     );
+}
+
+/// Two mounts: `/static/` (open, public URLs) and `/private/` (presigned), with the given
+/// roots, key prefixes and extra lines, on bucket `my-bucket` unless `second_extra` says else.
+fn two_mounts(first: (&Path, &str, &str), second: (&Path, &str, &str)) -> String {
+    format!(
+        "[s3]\nregion = \"eu-west-1\"\n[uploader]\nenabled = false\n\
+         [[mount]]\nprefix = \"/static/\"\nroot = \"{}\"\nbucket = \"my-bucket\"\nkey_prefix = \"{}\"\nurl = \"public\"\n{}\n\
+         [[mount]]\nprefix = \"/private/\"\nroot = \"{}\"\nbucket = \"my-bucket\"\nkey_prefix = \"{}\"\n{}\n",
+        first.0.display(),
+        first.1,
+        first.2,
+        second.0.display(),
+        second.1,
+        second.2
+    )
+}
+
+/// check-config exits 2 naming the key and both mounts, with a fix.
+fn assert_overlap_refused(dir: &Path, cfg: &str, key: &str) {
+    let p = write_config(dir, cfg);
+    let o = run(&["check-config", "--config", &p], &[]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "accepted:\n{cfg}\nstderr: {err}");
+    assert!(
+        err.contains(&format!("`{key}`"))
+            && err.contains("mount \"/static/\"")
+            && err.contains("mount \"/private/\"")
+            && err.contains("fix:"),
+        "expected {key} and both mounts in: {err}\nconfig:\n{cfg}"
+    );
+}
+
+fn mkdirs(base: &Path, names: &[&str]) -> Vec<std::path::PathBuf> {
+    names
+        .iter()
+        .map(|n| {
+            let p = base.join(n);
+            std::fs::create_dir_all(&p).unwrap();
+            p
+        })
+        .collect()
+}
+
+/// Issue 11 item 2: an open mount whose key prefix covers a signed mount's objects on the
+/// same bucket would redirect unsigned requests to them (and upload over them).
+#[test]
+fn mounts_with_nested_key_prefixes_on_one_bucket_are_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let r = mkdirs(d.path(), &["static", "private"]);
+    let access = "[mount.access]\n[[mount.access.keys]]\nid = \"k1\"\nsecret = \"0123456789abcdef0123456789abcdef-k1\"\n";
+    for (k1, k2) in [("", "private/"), ("p/", "p/"), ("p/", "p/q/")] {
+        assert_overlap_refused(
+            d.path(),
+            &two_mounts((&r[0], k1, ""), (&r[1], k2, access)),
+            "mount[1].key_prefix",
+        );
+    }
+    // Separate prefixes (or buckets) are fine.
+    let ok = two_mounts((&r[0], "static/", ""), (&r[1], "private/", access));
+    let o = run(
+        &["check-config", "--config", &write_config(d.path(), &ok)],
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let other_bucket = two_mounts((&r[0], "", ""), (&r[1], "", access)).replacen(
+        "bucket = \"my-bucket\"",
+        "bucket = \"other-bucket\"",
+        1,
+    );
+    let o = run(
+        &[
+            "check-config",
+            "--config",
+            &write_config(d.path(), &other_bucket),
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// Issue 11 item 2: a root or archive root equal to or inside another mount's root or
+/// archive root, including through a symlink.
+#[test]
+fn mounts_with_nested_roots_or_archives_are_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let r = mkdirs(
+        d.path(),
+        &[
+            "site/static",
+            "site/static/private",
+            "site/private",
+            "archive",
+            "archive2",
+            "site/staticx",
+        ],
+    );
+    let (stat, inner, private, arch, arch2, sibling) = (&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]);
+    let archive = |p: &Path| format!("archive_root = \"{}\"", p.display());
+    let link = d.path().join("private-link");
+    std::os::unix::fs::symlink(inner, &link).unwrap();
+    let cases = [
+        // A root inside another mount's root.
+        (
+            (stat.as_path(), "s/", String::new()),
+            (inner.as_path(), "p/", String::new()),
+            "mount[1].root",
+        ),
+        // The same, hidden behind a symlink.
+        (
+            (stat, "s/", String::new()),
+            (link.as_path(), "p/", String::new()),
+            "mount[1].root",
+        ),
+        // One root for both.
+        (
+            (stat, "s/", String::new()),
+            (stat, "p/", String::new()),
+            "mount[1].root",
+        ),
+        // The signed mount's archive inside the open mount's root.
+        (
+            (stat, "s/", String::new()),
+            (private.as_path(), "p/", archive(inner)),
+            "mount[1].archive_root",
+        ),
+        // A shared archive root.
+        (
+            (stat, "s/", archive(arch)),
+            (private, "p/", archive(arch)),
+            "mount[1].archive_root",
+        ),
+        // A root inside another mount's archive root.
+        (
+            (stat, "s/", archive(arch)),
+            (arch.as_path(), "p/", archive(arch2)),
+            "mount[1].root",
+        ),
+    ];
+    for ((r1, k1, e1), (r2, k2, e2), key) in &cases {
+        assert_overlap_refused(d.path(), &two_mounts((r1, k1, e1), (r2, k2, e2)), key);
+    }
+    // /site/static and /site/staticx are siblings, not nested.
+    let ok = two_mounts(
+        (stat, "s/", &archive(arch)),
+        (sibling, "p/", &archive(arch2)),
+    );
+    let o = run(
+        &["check-config", "--config", &write_config(d.path(), &ok)],
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// Issue 11 item 10: an inline secret in a config file others can read is refused like a
+/// readable secret_file; at mode 0600 it is accepted.
+#[test]
+fn inline_secrets_in_a_group_or_world_readable_config_are_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let secret = "Inline/Secret+Value0123456789abcdefXYZ";
+    let s3 = base(d.path(), "").replace(
+        "[s3]\n",
+        &format!("[s3]\naccess_key_id = \"AKIDX\"\nsecret_access_key = \"{secret}\"\n"),
+    );
+    let link = base(
+        d.path(),
+        &format!("[mount.access]\n[[mount.access.keys]]\nid = \"k1\"\nsecret = \"{secret}\"\n"),
+    );
+    for (cfg, key) in [
+        (&s3, "s3.secret_access_key"),
+        (&link, "mount[0].access.keys[0].secret"),
+    ] {
+        let p = write_config(d.path(), cfg);
+        for mode in [0o644, 0o640] {
+            std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(mode))
+                .unwrap();
+            for cmd in ["check-config", "serve", "print-config"] {
+                let o = run(&[cmd, "--config", &p], &[]);
+                let err = stderr(&o);
+                assert_eq!(o.status.code(), Some(2), "{cmd} {mode:o}: {err}");
+                assert!(
+                    err.contains(&format!("`{key}`"))
+                        && err.contains("readable by group or others")
+                        && err.contains(&format!("chmod 600 {p}")),
+                    "{cmd} {mode:o}: {err}"
+                );
+                assert!(!err.contains(secret) && o.stdout.is_empty(), "{err}");
+            }
+        }
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        let o = run(&["check-config", "--config", &p], &[]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    // The same secret from the environment: there is no file to protect.
+    let p = write_config(
+        d.path(),
+        &base(d.path(), "").replace("[s3]\n", "[s3]\naccess_key_id = \"AKIDX\"\n"),
+    );
+    std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let o = run(
+        &["check-config", "--config", &p],
+        &[("STOWAWAY__S3__SECRET_ACCESS_KEY", secret)],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// Issue 11 item 10: a value of the wrong type is named by key (or line), never shown.
+#[test]
+fn type_errors_name_the_key_but_never_show_the_value() {
+    let d = tempfile::tempdir().unwrap();
+    let secret = "Typo/Secret+Value0123456789abcdefXYZ";
+    let big = "123456789012345678901234567890123456789";
+    let cases = [
+        (
+            format!("[server]\nworkers = \"{secret}\"\n{}", base(d.path(), "")),
+            "server.workers",
+        ),
+        (
+            format!("[server]\nworkers = {big}\n{}", base(d.path(), "")),
+            "line 2",
+        ),
+        (
+            base(d.path(), "").replace(
+                "[s3]\n",
+                &format!("[s3]\naccess_key_id = \"AKIDX\"\nsecret_access_key = [\"{secret}\"]\n"),
+            ),
+            "s3.secret_access_key",
+        ),
+        (
+            base(
+                d.path(),
+                &format!(
+                    "[mount.access]\n[[mount.access.keys]]\nid = \"k1\"\nsecret = [ \"{secret}\" ]\n"
+                ),
+            ),
+            "mount[0].access.keys[0].secret",
+        ),
+    ];
+    for (cfg, needle) in &cases {
+        let p = write_config(d.path(), cfg);
+        let o = run(&["check-config", "--config", &p], &[]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.contains(needle), "expected {needle:?} in: {err}");
+        assert!(
+            !err.contains(secret) && !err.contains(big),
+            "value shown: {err}"
+        );
+    }
 }

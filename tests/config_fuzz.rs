@@ -166,7 +166,7 @@ fn assert_clean_outcome(o: &Output, config: &str, what: &str) -> i32 {
 fn the_full_config_is_valid() {
     let d = dirs();
     let p = d.dir.join("c.toml");
-    std::fs::write(&p, full_config(&d)).unwrap();
+    write_private(&p, full_config(&d));
     let o = run(&["check-config", "--strict"], &p);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let o = run(&["print-config"], &p);
@@ -333,7 +333,7 @@ fn malformed_files_name_the_key_and_exit_2() {
     ];
     let mut n = 0;
     for (cfg, needle) in &cases {
-        std::fs::write(&p, cfg).unwrap();
+        write_private(&p, cfg);
         for cmd in [&["check-config", "--strict"][..], &["print-config"][..]] {
             let o = run(cmd, &p);
             let err = String::from_utf8_lossy(&o.stderr).to_string();
@@ -355,7 +355,7 @@ fn malformed_files_name_the_key_and_exit_2() {
     }
     // `serve` refuses the same way before it listens.
     for (cfg, needle) in cases.iter().filter(|(_, n)| !unknown_key(n)).step_by(5) {
-        std::fs::write(&p, cfg).unwrap();
+        write_private(&p, cfg);
         let o = run(&["serve"], &p);
         assert_clean_outcome(&o, cfg, &format!("serve {needle}"));
         assert_eq!(
@@ -413,7 +413,7 @@ fn unwritable_archive_is_a_config_error() {
         &d.archive.display().to_string(),
         &d.dir.join("a-file/archive").display().to_string(),
     );
-    std::fs::write(&p, &below_file).unwrap();
+    write_private(&p, &below_file);
     let o = run(&["check-config"], &p);
     assert_eq!(assert_clean_outcome(&o, &below_file, "below a file"), 2);
     assert!(String::from_utf8_lossy(&o.stderr).contains("`mount[0].archive_root`"));
@@ -430,7 +430,7 @@ fn unwritable_archive_is_a_config_error() {
         "the mount is not read-only"
     );
     let cfg = full_config(&d);
-    std::fs::write(&p, &cfg).unwrap();
+    write_private(&p, &cfg);
     for cmd in ["check-config", "serve", "migrate"] {
         let o = run(&[cmd], &p);
         let err = String::from_utf8_lossy(&o.stderr).to_string();
@@ -446,7 +446,7 @@ fn unwritable_archive_is_a_config_error() {
     }
     // Not archiving, the archive does not matter.
     let keep = cfg.replace("finalize = \"archive\"", "finalize = \"keep\"");
-    std::fs::write(&p, &keep).unwrap();
+    write_private(&p, &keep);
     let o = run(&["check-config"], &p);
     assert_eq!(assert_clean_outcome(&o, &keep, "keep"), 0);
 }
@@ -560,7 +560,7 @@ fn random_mutations_of_a_valid_config_never_panic() {
     let mut outcomes: BTreeMap<&str, usize> = BTreeMap::new();
     for i in 0..runs {
         let cfg = mutate(&base);
-        std::fs::write(&p, &cfg).unwrap();
+        write_private(&p, &cfg);
         let what = format!("mutant {i} (STOWAWAY_SEED={seed})");
         let o = run(&["check-config", "--strict"], &p);
         let code = assert_clean_outcome(&o, &cfg, &what);

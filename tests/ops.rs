@@ -149,20 +149,22 @@ fn metrics_move_for_local_remote_denied_bad_and_uploaded() {
     let d = tempfile::tempdir().unwrap();
     let root = d.path().join("root");
     let archive = d.path().join("archive");
+    let private = d.path().join("private");
     std::fs::create_dir_all(&archive).unwrap();
+    std::fs::create_dir_all(&private).unwrap();
     write_file(&root, "local.jpg", b"here");
     let secret = "0123456789abcdef0123456789abcdef-ops";
     let st = Stowaway::start(
         d.path(),
         &format!(
             "[server]\nlisten = \"@LISTEN@\"\ns3_probe_interval = \"1s\"\n[uploader]\nenabled = true\nsettle = \"300ms\"\nrescan_interval = \"1s\"\n{}\n\
-             [[mount]]\nprefix = \"/static/\"\nroot = \"{}\"\nbucket = \"ops-bucket\"\nurl = \"presigned\"\nfinalize = \"archive\"\narchive_root = \"{}\"\n\n\
+             [[mount]]\nprefix = \"/static/\"\nroot = \"{}\"\nbucket = \"ops-bucket\"\nkey_prefix = \"static/\"\nurl = \"presigned\"\nfinalize = \"archive\"\narchive_root = \"{}\"\n\n\
              [[mount]]\nprefix = \"/private/\"\nroot = \"{}\"\nbucket = \"ops-bucket\"\nkey_prefix = \"private/\"\nurl = \"presigned\"\nupload = false\n\
              [mount.access]\nsign_with = \"k1\"\n[[mount.access.keys]]\nid = \"k1\"\nsecret = \"{secret}\"\n",
             s3.s3_section(),
             root.display(),
             archive.display(),
-            d.path().display()
+            private.display()
         ),
     );
     let before = scrape(&st);

@@ -276,7 +276,7 @@ fn commands_and_errors_never_show_a_secret() {
             "site-media",
         )
         .replace("@LISTEN@", &format!("127.0.0.1:{}", free_port()));
-    std::fs::write(&cfg_path, &inline).unwrap();
+    write_private(&cfg_path, &inline);
     let run = |args: &[&str], env: &[(&str, &str)]| {
         let mut c = stowaway_cmd();
         c.args(args).arg("--config").arg(&cfg_path);
@@ -347,7 +347,7 @@ fn commands_and_errors_never_show_a_secret() {
         ),
     ];
     for (what, cfg) in &broken {
-        std::fs::write(&cfg_path, cfg).unwrap();
+        write_private(&cfg_path, cfg);
         for cmd in ["check-config", "print-config", "serve"] {
             // Not an error without --strict: serve would start and run.
             if cmd == "serve" && what.starts_with("unknown key") {
@@ -368,14 +368,13 @@ fn commands_and_errors_never_show_a_secret() {
     let leaky = s.dir.join("leaky.secret");
     std::fs::write(&leaky, FILE_SK).unwrap();
     std::fs::set_permissions(&leaky, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
-    std::fs::write(
+    write_private(
         &cfg_path,
         inline.replace(
             &format!("secret_access_key = \"{INLINE_SK}\""),
             &format!("secret_access_key_file = \"{}\"", leaky.display()),
         ),
-    )
-    .unwrap();
+    );
     let o = run(&["check-config"], &[]);
     assert_eq!(o.status.code(), Some(2));
     assert!(out_text(&o).contains("chmod 600"), "{}", out_text(&o));

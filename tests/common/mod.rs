@@ -212,7 +212,7 @@ impl Stowaway {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let config_text = config.replace("@LISTEN@", &addr.to_string());
         let path = dir.join(format!("stowaway-{}.toml", addr.port()));
-        std::fs::write(&path, config_text).unwrap();
+        write_private(&path, config_text);
         let log = dir.join(format!("stowaway-{}.log", addr.port()));
         let mut cmd = stowaway_cmd();
         cmd.arg("serve").arg("--config").arg(&path);
@@ -543,6 +543,13 @@ pub fn write_file(root: &Path, rel: &str, content: &[u8]) -> PathBuf {
     std::fs::create_dir_all(p.parent().unwrap()).unwrap();
     std::fs::write(&p, content).unwrap();
     p
+}
+
+/// Writes a config file readable only by its owner: stowaway refuses inline secrets in a
+/// file that group or others can read.
+pub fn write_private(path: &Path, text: impl AsRef<[u8]>) {
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
 }
 
 /// Like [`request`], but from the local address `src` (any 127.0.0.0/8 address works on
