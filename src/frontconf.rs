@@ -106,12 +106,12 @@ fn check_front_input(settings: &Settings, opts: &FrontOptions) -> Result<(), Fro
             && s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"._-:".contains(&b) || extra.contains(&b))
     };
-    if !plain(&opts.listen, b"[]/") {
+    if !plain(&opts.listen, b"[]/@= ") {
         return Err(FrontConfError::UnsafeOption {
             option: "--front-listen",
             value: opts.listen.clone(),
             why: "is not a plain address".into(),
-            fix: "give a port, host:port, [v6]:port or unix:/path of letters, digits, `.`, `_`, `-`, `:`, `/`",
+            fix: "give a port, host:port, [v6]:port or unix:/path, optionally with listen parameters (letters, digits, `.`, `_`, `-`, `:`, `/`, `=`, `@`, spaces)",
         });
     }
     if let Some(n) = &opts.server_name
