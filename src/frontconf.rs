@@ -706,3 +706,191 @@ pub fn lighttpd_magnet(settings: &Settings, opts: &FrontOptions) -> Result<Strin
     );
     Ok(o)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{CliOverrides, FsChecks, load_settings};
+    use crate::presign::{Signer, SigningCredentials};
+    use std::time::{Duration, SystemTime};
+
+    /// `s` as a TOML basic string.
+    fn toml_str(s: &str) -> String {
+        let mut o = String::from("\"");
+        for c in s.chars() {
+            match c {
+                '"' => o.push_str("\\\""),
+                '\\' => o.push_str("\\\\"),
+                c if c.is_control() => o.push_str(&format!("\\u{:04X}", c as u32)),
+                c => o.push(c),
+            }
+        }
+        o.push('"');
+        o
+    }
+
+    fn settings(root: &str, extra: &str) -> Settings {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("s.toml");
+        std::fs::write(
+            &p,
+            format!(
+                "[uploader]\nenabled = false\n[s3]\nregion = \"us-east-1\"\n\
+                 [[mount]]\nprefix = \"/static/\"\nroot = {}\nbucket = \"site-media\"\n\
+                 key_prefix = \"static/\"\nurl = \"presigned\"\n{extra}\n",
+                toml_str(root)
+            ),
+        )
+        .unwrap();
+        load_settings(Some(&p), &CliOverrides::default(), FsChecks::Skip)
+            .unwrap()
+            .0
+    }
+
+    fn opts() -> FrontOptions {
+        FrontOptions::new("80", Some("www.example.com".into()))
+    }
+
+    #[test]
+    fn roots_nginx_cannot_carry_are_refused_by_every_generator() {
+        for bad in [
+            "/srv/a$uri",
+            "/srv/a;b",
+            "/srv/a{b",
+            "/srv/a}b",
+            "/srv/a\"b",
+            "/srv/a'b",
+            "/srv/a\\b",
+            "/srv/a\nb",
+            "/srv/a\u{7f}b",
+            "/srv/a\u{85}b",
+        ] {
+            let s = settings(bad, "");
+            for r in [
+                nginx_proxy(&s, &opts()),
+                nginx_auth(&s, &opts()),
+                lighttpd(&s, &opts()),
+                lighttpd_magnet(&s, &opts()),
+            ] {
+                let e = r.expect_err(bad).to_string();
+                assert!(
+                    e.contains("mount.root") && e.contains("/static/") && e.contains("fix:"),
+                    "{e}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_root_with_a_space_is_quoted() {
+        let s = settings("/srv/my site/static", "");
+        assert!(
+            nginx_proxy(&s, &opts())
+                .unwrap()
+                .contains("alias \"/srv/my site/static/\";")
+        );
+        assert!(
+            nginx_auth(&s, &opts())
+                .unwrap()
+                .contains("root \"/srv/my site/static\";")
+        );
+        assert!(
+            lighttpd(&s, &opts())
+                .unwrap()
+                .contains("( \"/srv/my site/static\" )")
+        );
+    }
+
+    #[test]
+    fn front_options_written_unquoted_are_checked() {
+        let s = settings("/srv/static", "");
+        for (listen, name) in [
+            ("80; include /x", None),
+            ("80", Some("a.com; x")),
+            ("80", Some("$host")),
+        ] {
+            let o = FrontOptions::new(listen, name.map(String::from));
+            assert!(nginx_proxy(&s, &o).is_err(), "{listen} {name:?}");
+        }
+        for ok in [
+            "80",
+            "127.0.0.1:8080",
+            "[::1]:80",
+            "unix:/run/nginx.sock",
+            "80 default_server",
+        ] {
+            assert!(
+                nginx_proxy(&s, &FrontOptions::new(ok, None)).is_ok(),
+                "{ok}"
+            );
+        }
+        let mut o = opts();
+        o.verdict_cache_dir = "/var/cache/$x".into();
+        assert!(nginx_auth(&s, &o).is_err());
+        let mut o = opts();
+        o.lua_dir = "/etc/l\"d".into();
+        assert!(lighttpd(&s, &o).is_err());
+    }
+
+    #[test]
+    fn every_generated_prefix_location_is_caret_tilde() {
+        let s = settings("/srv/static", "");
+        for conf in [
+            nginx_proxy(&s, &opts()).unwrap(),
+            nginx_auth(&s, &opts()).unwrap(),
+        ] {
+            for line in conf.lines().map(str::trim_start) {
+                if let Some(rest) = line.strip_prefix("location ") {
+                    assert!(
+                        rest.starts_with("^~ ")
+                            || rest.starts_with("= ")
+                            || rest.starts_with('@')
+                            || rest.starts_with("~ \"(?s)"),
+                        "{line}"
+                    );
+                }
+            }
+            assert!(conf.contains("server_tokens off;"));
+        }
+    }
+
+    /// The bound holds for a real presigned URL of the longest key with the longest access key
+    /// id, a session token of SESSION_TOKEN_ROOM bytes that all need encoding, and overrides.
+    #[test]
+    fn buffer_bound_holds_for_the_longest_presigned_url() {
+        let s = settings(
+            "/srv/static",
+            "response_content_disposition = \"attachment; filename=\\\"x y.bin\\\"\"",
+        );
+        let m = &s.mounts[0];
+        let urls = MountUrls::new(&s.s3, m);
+        let signer = Signer::new("us-east-1");
+        signer.set_credentials(SigningCredentials {
+            access_key_id: "A".repeat(MAX_ACCESS_KEY_ID),
+            secret_access_key: crate::config::Secret::new("secret"),
+            session_token: Some(crate::config::Secret::new(&"+".repeat(SESSION_TOKEN_ROOM))),
+            expires_at: None,
+        });
+        let key = &("€".repeat(340) + "😀");
+        assert_eq!(key.len(), MAX_KEY_BYTES);
+        let url = signer
+            .presign(
+                &urls,
+                "GET",
+                key,
+                SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+            )
+            .unwrap()
+            .url;
+        let accel = crate::paths::accel_target(&s.server.internal_prefix, m.prefix.as_str(), key);
+        let head = accel.len() + url.len() + "x-accel-redirect: \r\nx-s3-location: \r\n".len();
+        assert!(
+            head + 512 <= max_response_head(&s),
+            "{head} vs {}",
+            max_response_head(&s)
+        );
+        assert!(max_response_head(&s) <= nginx_buffer_kib(&s) * 1024);
+        // Without a session token the head is about half the bound: the room is for the token.
+        assert!(nginx_buffer_kib(&s) >= 8);
+    }
+}
