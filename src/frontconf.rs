@@ -868,7 +868,7 @@ mod tests {
         signer.set_credentials(SigningCredentials {
             access_key_id: "A".repeat(MAX_ACCESS_KEY_ID),
             secret_access_key: crate::config::Secret::new("secret"),
-            session_token: Some(crate::config::Secret::new(&"+".repeat(SESSION_TOKEN_ROOM))),
+            session_token: Some(crate::config::Secret::new("+".repeat(SESSION_TOKEN_ROOM))),
             expires_at: None,
         });
         let key = &("€".repeat(340) + "😀");

@@ -172,7 +172,7 @@ pub fn multibyte_key(n: usize, max_seg: usize) -> String {
     let mut rest = n;
     while rest > max_seg {
         // Leave at least two bytes (one character) for the next segment.
-        let seg = if rest - max_seg - 1 >= 2 {
+        let seg = if rest - max_seg > 2 {
             max_seg
         } else {
             max_seg - 2
