@@ -265,16 +265,19 @@ pub fn main() -> ExitCode {
                     verdict_cache_dir,
                     lua_dir,
                 };
-                match (front, mode) {
+                let conf = match (front, mode) {
                     (FrontKind::Nginx, NginxMode::Proxy) => {
-                        print!("{}", frontconf::nginx_proxy(&settings, &opts))
+                        frontconf::nginx_proxy(&settings, &opts)
                     }
-                    (FrontKind::Nginx, NginxMode::Auth) => {
-                        print!("{}", frontconf::nginx_auth(&settings, &opts))
-                    }
-                    (FrontKind::Lighttpd, _) => print!("{}", frontconf::lighttpd(&settings, &opts)),
-                    (FrontKind::LighttpdMagnet, _) => {
-                        print!("{}", frontconf::lighttpd_magnet(&settings, &opts))
+                    (FrontKind::Nginx, NginxMode::Auth) => frontconf::nginx_auth(&settings, &opts),
+                    (FrontKind::Lighttpd, _) => frontconf::lighttpd(&settings, &opts),
+                    (FrontKind::LighttpdMagnet, _) => frontconf::lighttpd_magnet(&settings, &opts),
+                };
+                match conf {
+                    Ok(c) => print!("{c}"),
+                    Err(e) => {
+                        eprintln!("stowaway: gen-config: {e}");
+                        return ExitCode::from(EXIT_CONFIG);
                     }
                 }
                 ExitCode::SUCCESS

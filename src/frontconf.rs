@@ -13,6 +13,7 @@
 use std::fmt::Write as _;
 
 use crate::config::{Settings, UrlKind};
+use crate::paths::MAX_KEY_BYTES;
 use crate::presign::MountUrls;
 
 /// Options that are about the front server rather than stowaway.
@@ -47,18 +48,195 @@ pub const DEFAULT_LUA_DIR: &str = "/etc/lighttpd/stowaway";
 /// The lighttpd recheck script, shipped as `lighttpd/stowaway-recheck.lua`.
 pub const LIGHTTPD_RECHECK_LUA: &str = include_str!("../lighttpd/stowaway-recheck.lua");
 
+/// Why `gen-config` refuses to write a front-server configuration (exit 2).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrontConfError {
+    #[error(
+        "mount.root {root:?} of mount {prefix} {why}, which the generated front-server config \
+         cannot express safely; fix: move the files to a directory whose path is UTF-8 without \
+         `$`, `\"`, `'`, `\\`, `{{`, `}}`, `;` or control characters, and set mount.root of mount \
+         {prefix} to it"
+    )]
+    UnsafeRoot {
+        prefix: String,
+        root: String,
+        why: String,
+    },
+    #[error("{option} {value:?} {why}; fix: {fix}")]
+    UnsafeOption {
+        option: &'static str,
+        value: String,
+        why: String,
+        fix: &'static str,
+    },
+}
+
+/// Characters never written into a generated config: `$` (nginx expands variables in `root`,
+/// `alias` and most strings, and has no escape for it), quotes and backslash (string
+/// escapes), braces and `;` (block and directive ends), and control characters (a line break
+/// ends a directive or a comment).
+fn unsafe_char(c: char) -> bool {
+    c.is_control() || matches!(c, '$' | '"' | '\'' | '\\' | '{' | '}' | ';')
+}
+
+fn unsafe_char_in(s: &str) -> Option<String> {
+    s.chars()
+        .find(|&c| unsafe_char(c))
+        .map(|c| format!("contains {c:?}"))
+}
+
+/// Refuses mount roots and front options the generated configs could not carry literally.
+fn check_front_input(settings: &Settings, opts: &FrontOptions) -> Result<(), FrontConfError> {
+    for m in &settings.mounts {
+        let why = match m.root.to_str() {
+            None => Some("is not valid UTF-8".to_string()),
+            Some(r) => unsafe_char_in(r),
+        };
+        if let Some(why) = why {
+            return Err(FrontConfError::UnsafeRoot {
+                prefix: m.prefix.as_str().to_string(),
+                root: m.root.to_string_lossy().into_owned(),
+                why,
+            });
+        }
+    }
+    // Written unquoted: only the characters an address or a host name needs.
+    let plain = |s: &str, extra: &[u8]| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-:".contains(&b) || extra.contains(&b))
+    };
+    if !plain(&opts.listen, b"[]/@= ") {
+        return Err(FrontConfError::UnsafeOption {
+            option: "--front-listen",
+            value: opts.listen.clone(),
+            why: "is not a plain address".into(),
+            fix: "give a port, host:port, [v6]:port or unix:/path, optionally with listen parameters (letters, digits, `.`, `_`, `-`, `:`, `/`, `=`, `@`, spaces)",
+        });
+    }
+    if let Some(n) = &opts.server_name
+        && (!plain(n, b"* ") || n.starts_with(' ') || n.ends_with(' '))
+    {
+        return Err(FrontConfError::UnsafeOption {
+            option: "--server-name",
+            value: n.clone(),
+            why: "is not a list of plain host names".into(),
+            fix: "give host names (letters, digits, `.`, `-`, `_`, `*`) separated by spaces",
+        });
+    }
+    for (option, value) in [
+        ("--verdict-cache-dir", &opts.verdict_cache_dir),
+        ("--lua-dir", &opts.lua_dir),
+    ] {
+        if let Some(why) = unsafe_char_in(value) {
+            return Err(FrontConfError::UnsafeOption {
+                option,
+                value: value.clone(),
+                why,
+                fix: "use a directory path without `$`, `\"`, `'`, `\\`, `{`, `}`, `;` or control characters",
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The header lines of a stowaway answer other than the one or two that carry a path or URL
+/// (status line, Date, Content-Length, Content-Type, Cache-Control, X-Accel-Expires,
+/// X-Stowaway-Status, the blank line), rounded up generously.
+const HEAD_OVERHEAD: usize = 1024;
+/// Longest AWS access key id (IAM: 16 to 128 characters).
+const MAX_ACCESS_KEY_ID: usize = 128;
+/// Room for the session token of temporary credentials. AWS documents no maximum ("the size
+/// of the security token is not fixed"); today's tokens are 400 to 2000 characters. The
+/// buffers leave room for a token of this many bytes even if every byte is percent-encoded.
+pub const SESSION_TOKEN_ROOM: usize = 4096;
+
+/// Upper bound, in bytes, of the response head stowaway sends the front server for any key it
+/// accepts ([`MAX_KEY_BYTES`] bytes, each percent-encoded to three): the local target
+/// (`X-Accel-Redirect` or `X-Sendfile`) plus the object URL (`X-S3-Location` or `Location`,
+/// presigned with the longest access key id, [`SESSION_TOKEN_ROOM`] and the mount's response
+/// overrides).
+pub fn max_response_head(settings: &Settings) -> usize {
+    let key = 3 * MAX_KEY_BYTES;
+    let region = settings.s3.region.as_deref().map_or(0, str::len).max(32);
+    let mut worst = 0;
+    for m in &settings.mounts {
+        let accel = "x-accel-redirect: \r\n".len()
+            + settings.server.internal_prefix.len()
+            + m.prefix.as_str().len()
+            + key;
+        let sendfile = "x-sendfile: \r\n".len() + 3 * m.root.as_os_str().len() + 1 + key;
+        let overrides: usize = [
+            ("response-cache-control", &m.url.response_cache_control),
+            (
+                "response-content-disposition",
+                &m.url.response_content_disposition,
+            ),
+            ("response-content-type", &m.url.response_content_type),
+        ]
+        .iter()
+        .filter_map(|(n, v)| v.as_ref().map(|v| n.len() + 2 + 3 * v.len()))
+        .sum();
+        let query = [
+            "?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=",
+            "%2FYYYYMMDD%2F",
+            "%2Fs3%2Faws4_request&X-Amz-Date=YYYYMMDDTHHMMSSZ&X-Amz-Expires=",
+            "18446744073709551615",
+            "&X-Amz-Security-Token=",
+            "&X-Amz-SignedHeaders=host",
+            "&X-Amz-Signature=",
+        ]
+        .iter()
+        .map(|s| s.len())
+        .sum::<usize>()
+            + 3 * MAX_ACCESS_KEY_ID
+            + 3 * region
+            + 3 * SESSION_TOKEN_ROOM
+            + overrides
+            + 64;
+        let url = "x-s3-location: \r\n".len()
+            + MountUrls::new(&settings.s3, m).public_url("").len()
+            + key
+            + query;
+        worst = worst.max(accel.max(sendfile) + url);
+    }
+    worst + HEAD_OVERHEAD
+}
+
+/// `proxy_buffer_size` (in KiB, a whole number of 4 KiB pages) that holds
+/// [`max_response_head`]: nginx reads the whole head of an upstream answer into this one
+/// buffer and fails the request (502, or 500 for `auth_request`) with "upstream sent too big
+/// header" when it does not fit.
+pub fn nginx_buffer_kib(settings: &Settings) -> usize {
+    max_response_head(settings).div_ceil(4096) * 4
+}
+
+/// The buffer lines for every location that proxies to stowaway. `proxy_buffers` needs at
+/// least two buffers beyond the busy ones nginx keeps by default (twice the buffer size).
+fn nginx_buffers(settings: &Settings) -> String {
+    let k = nginx_buffer_kib(settings);
+    format!(
+        "\x20       proxy_buffer_size {k}k;   # stowaway's longest answer head (longest key, presigned URL)\n\
+         \x20       proxy_buffers 4 {k}k;\n"
+    )
+}
+
 /// Renders the nginx configuration for `proxy_pass` + `X-Accel-Redirect` mode: an `upstream`
 /// and a `server` block, both for the `http {}` context.
-pub fn nginx_proxy(settings: &Settings, opts: &FrontOptions) -> String {
+pub fn nginx_proxy(settings: &Settings, opts: &FrontOptions) -> Result<String, FrontConfError> {
+    check_front_input(settings, opts)?;
     let mut o = String::new();
     let sidecar = settings.server.listen;
     let fallback = settings.server.fallback_header;
+    let buffers = nginx_buffers(settings);
     let _ = writeln!(
         o,
         "# nginx in front of stowaway, proxy_pass + X-Accel-Redirect mode.\n\
          # Generated by `stowaway gen-config nginx`; both blocks belong in the http {{}} context.\n\
          # Local files are sent by nginx itself (Range, HEAD and conditional requests work);\n\
          # files already moved to S3 get stowaway's 302.\n\
+         # Merging the locations into an existing server block: keep `^~` on them, so the site's\n\
+         # regex locations (`~* \\.(jpg|css)$`, `~ \\.php$`) cannot take these requests.\n\
          \n\
          upstream stowaway {{\n    server {sidecar};\n    keepalive 32;\n}}\n\
          \n\
@@ -68,14 +246,16 @@ pub fn nginx_proxy(settings: &Settings, opts: &FrontOptions) -> String {
     if let Some(n) = &opts.server_name {
         let _ = writeln!(o, "    server_name {n};");
     }
+    o.push_str("    server_tokens off;\n");
     for (i, m) in settings.mounts.iter().enumerate() {
         let prefix = m.prefix.as_str();
         let internal = format!("{}{}", settings.server.internal_prefix, &prefix[1..]);
-        let root = m.root.display();
+        let alias = nginx_str(&format!("{}/", m.root.display()));
         let _ = writeln!(
             o,
             "\n    # {prefix}: stowaway decides for every request.\n\
-             \x20   location {prefix} {{\n\
+             \x20   location ^~ {prefix} {{\n\
+             \x20       server_tokens off;\n\
              \x20       proxy_pass http://stowaway;           # no URI part: stowaway sees the raw client URI\n\
              \x20       proxy_http_version 1.1;\n\
              \x20       proxy_set_header Connection \"\";       # keep-alive to stowaway\n\
@@ -84,12 +264,14 @@ pub fn nginx_proxy(settings: &Settings, opts: &FrontOptions) -> String {
              \x20       proxy_set_header X-Original-URI \"\";\n\
              \x20       proxy_pass_request_body off;\n\
              \x20       proxy_set_header Content-Length \"\";\n\
+             {buffers}\
              \x20   }}\n\
              \n\
              \x20   # Target of X-Accel-Redirect; `internal` makes it 404 for outside clients.\n\
-             \x20   location {internal} {{\n\
+             \x20   location ^~ {internal} {{\n\
              \x20       internal;\n\
-             \x20       alias {root}/;\n\
+             \x20       server_tokens off;\n\
+             \x20       alias {alias};\n\
              \x20       disable_symlinks on from=$document_root;   # never follow a link out of the root\n\
              \x20       error_page 404 = @stowaway_gone_{i};        # vanished between decision and open\n\
              \x20   }}"
@@ -99,6 +281,7 @@ pub fn nginx_proxy(settings: &Settings, opts: &FrontOptions) -> String {
                 o,
                 "\n    # The file vanished after stowaway said \"local\": redirect to the URL stowaway sent along.\n\
                  \x20   location @stowaway_gone_{i} {{\n\
+                 \x20       server_tokens off;\n\
                  \x20       # Guard: only when we really came from an X-Accel-Redirect (not an outside 404).\n\
                  \x20       if ($upstream_http_x_s3_location = \"\") {{ return 404; }}\n\
                  \x20       add_header Cache-Control \"no-store\" always;\n\
@@ -110,6 +293,7 @@ pub fn nginx_proxy(settings: &Settings, opts: &FrontOptions) -> String {
                 o,
                 "\n    # The file vanished after stowaway said \"local\": ask again; a recheck is never \"local\".\n\
                  \x20   location @stowaway_gone_{i} {{\n\
+                 \x20       server_tokens off;\n\
                  \x20       if ($upstream_http_x_accel_redirect = \"\") {{ return 404; }}\n\
                  \x20       proxy_pass http://stowaway$request_uri;\n\
                  \x20       proxy_http_version 1.1;\n\
@@ -119,12 +303,13 @@ pub fn nginx_proxy(settings: &Settings, opts: &FrontOptions) -> String {
                  \x20       proxy_set_header X-Original-URI \"\";\n\
                  \x20       proxy_pass_request_body off;\n\
                  \x20       proxy_set_header Content-Length \"\";\n\
+                 {buffers}\
                  \x20   }}"
             );
         }
     }
     o.push_str("}\n");
-    o
+    Ok(o)
 }
 
 /// A string as an nginx config token: bare when plain, double-quoted otherwise.
@@ -171,8 +356,10 @@ fn regex_literal(prefix: &str) -> String {
 /// Renders the nginx configuration for `auth_request` mode: an `upstream`, the verdict cache
 /// (`proxy_cache_path`, unless `server.verdict_ttl` is zero) and a `server` block, all for the
 /// `http {}` context.
-pub fn nginx_auth(settings: &Settings, opts: &FrontOptions) -> String {
+pub fn nginx_auth(settings: &Settings, opts: &FrontOptions) -> Result<String, FrontConfError> {
+    check_front_input(settings, opts)?;
     let mut o = String::new();
+    let buffers = nginx_buffers(settings);
     let sidecar = settings.server.listen;
     let ttl = settings.server.verdict_ttl.as_secs();
     let fallback = settings.server.fallback_header;
@@ -189,7 +376,14 @@ pub fn nginx_auth(settings: &Settings, opts: &FrontOptions) -> String {
          #          404 not a file, 405 method, 410 expired link, 503 no credentials), so clients\n\
          #          get the same answers as in proxy_pass mode.\n\
          # A file that vanishes between a \"local\" verdict and nginx's open() still ends in a 302\n\
-         # (try_files falls back to {fallback_how}).",
+         # (try_files falls back to {fallback_how}).\n\
+         #\n\
+         # The verdict is about the client's own URI ($request_uri); nginx serves $uri. A request a\n\
+         # rewrite (or an internal redirect) brought into a mount location is refused (403) unless\n\
+         # both still agree, so a rewrite can never make nginx serve a file stowaway did not judge.\n\
+         # Merging into an existing server block: `set $stowaway_uri $uri;` must come before every\n\
+         # rewrite of the block, and the mount locations keep `^~` (the site's regex locations\n\
+         # such as `~* \\.(jpg|css)$` or `~ \\.php$` cannot take their requests).",
         auth = crate::http::AUTH_PATH,
         fallback_how = if fallback {
             "the URL stowaway sent along with the verdict"
@@ -225,6 +419,10 @@ pub fn nginx_auth(settings: &Settings, opts: &FrontOptions) -> String {
     if let Some(n) = &opts.server_name {
         let _ = writeln!(o, "    server_name {n};");
     }
+    o.push_str(
+        "    server_tokens off;\n\
+         \x20   set $stowaway_uri $uri;   # the URI before any rewrite: keep this first in the block\n",
+    );
     let gone = if fallback {
         "@stowaway_s3"
     } else {
@@ -239,6 +437,10 @@ pub fn nginx_auth(settings: &Settings, opts: &FrontOptions) -> String {
             o,
             "\n    # {prefix}: stowaway's verdict first, then nginx serves the file{}.\n\
              \x20   location ^~ {prefix} {{\n\
+             \x20       server_tokens off;\n\
+             \x20       # Rewritten or redirected here: the verdict would be about another URI.\n\
+             \x20       if ($request_uri !~ \"^{re}\") {{ return 403; }}\n\
+             \x20       if ($stowaway_uri != $uri) {{ return 403; }}\n\
              \x20       auth_request {auth_loc};\n\
              \x20       auth_request_set $stowaway_location $upstream_http_x_s3_location;\n\
              \x20       auth_request_set $stowaway_status $upstream_http_x_stowaway_status;\n\
@@ -248,6 +450,8 @@ pub fn nginx_auth(settings: &Settings, opts: &FrontOptions) -> String {
              \x20       disable_symlinks on from=$document_root;   # never follow a link out of the root\n\
              \x20       # $stowaway_key (decoded) only names a file here; never put it into a header.\n\
              \x20       location ~ \"(?s)^{re}(?<stowaway_key>.+)$\" {{\n\
+             \x20           if ($request_uri !~ \"^{re}\") {{ return 403; }}   # (rewrite directives are per location)\n\
+             \x20           if ($stowaway_uri != $uri) {{ return 403; }}\n\
              \x20           try_files /$stowaway_key {gone};   # vanished after a \"local\" verdict\n\
              \x20       }}\n\
              \x20   }}\n\
@@ -255,6 +459,7 @@ pub fn nginx_auth(settings: &Settings, opts: &FrontOptions) -> String {
              \x20   # The verdict subrequest for {prefix}.\n\
              \x20   location = {auth_loc} {{\n\
              \x20       internal;\n\
+             \x20       server_tokens off;\n\
              \x20       proxy_pass http://stowaway{auth};\n\
              \x20       proxy_http_version 1.1;\n\
              \x20       proxy_set_header Connection \"\";\n\
@@ -263,8 +468,10 @@ pub fn nginx_auth(settings: &Settings, opts: &FrontOptions) -> String {
              \x20       proxy_set_header X-Original-URI $request_uri;   # raw; stowaway normalises like nginx\n\
              \x20       proxy_set_header X-Original-Method $request_method;\n\
              \x20       proxy_set_header X-Real-IP $remote_addr;\n\
-             \x20       proxy_set_header X-Sidecar-Recheck \"\";",
+             \x20       proxy_set_header X-Sidecar-Recheck \"\";\n\
+             {bufs}",
             if signed { " (signed links only)" } else { "" },
+            bufs = buffers.trim_end_matches('\n'),
             re = regex_literal(prefix),
             auth = crate::http::AUTH_PATH,
         );
@@ -287,6 +494,7 @@ pub fn nginx_auth(settings: &Settings, opts: &FrontOptions) -> String {
         o,
         "\n    # Not local: redirect to the URL stowaway sent (presigned URLs are not for shared caches).\n\
          \x20   location @stowaway_s3 {{\n\
+         \x20       server_tokens off;\n\
          \x20       if ($stowaway_location = \"\") {{ return 404; }}\n\
          \x20       add_header Cache-Control \"no-store\" always;\n\
          \x20       return 302 $stowaway_location;\n\
@@ -294,6 +502,7 @@ pub fn nginx_auth(settings: &Settings, opts: &FrontOptions) -> String {
          \n\
          \x20   # Refused: the status stowaway named (a 403 of nginx's own stays a 403).\n\
          \x20   location @stowaway_refused {{\n\
+         \x20       server_tokens off;\n\
          \x20       if ($stowaway_status = 400) {{ return 400; }}\n\
          \x20       if ($stowaway_status = 404) {{ return 404; }}\n\
          \x20       if ($stowaway_status = 405) {{ return 405; }}\n\
@@ -308,6 +517,7 @@ pub fn nginx_auth(settings: &Settings, opts: &FrontOptions) -> String {
             "\n    # The file vanished after a \"local\" verdict: ask stowaway's decision endpoint again;\n\
              \x20   # a recheck is never \"local\" (302, or the refusal the request deserves).\n\
              \x20   location @stowaway_recheck {{\n\
+             \x20       server_tokens off;\n\
              \x20       proxy_pass http://stowaway$request_uri;\n\
              \x20       proxy_http_version 1.1;\n\
              \x20       proxy_set_header Connection \"\";\n\
@@ -316,11 +526,12 @@ pub fn nginx_auth(settings: &Settings, opts: &FrontOptions) -> String {
              \x20       proxy_set_header X-Original-URI \"\";\n\
              \x20       proxy_pass_request_body off;\n\
              \x20       proxy_set_header Content-Length \"\";\n\
+             {buffers}\
              \x20   }}"
         );
     }
     o.push_str("}\n");
-    o
+    Ok(o)
 }
 
 /// The URL stowaway's lighttpd recheck uses (the `server.error-handler-404` target).
@@ -330,7 +541,8 @@ pub fn lighttpd_recheck_url(settings: &Settings) -> String {
 
 /// Renders the lighttpd configuration for `mod_proxy` + `X-Sendfile` mode, to be included
 /// from lighttpd.conf.
-pub fn lighttpd(settings: &Settings, opts: &FrontOptions) -> String {
+pub fn lighttpd(settings: &Settings, opts: &FrontOptions) -> Result<String, FrontConfError> {
+    check_front_input(settings, opts)?;
     let mut o = String::new();
     let listen = settings.server.listen;
     let (host, port) = (listen.ip().to_string(), listen.port());
@@ -399,12 +611,13 @@ pub fn lighttpd(settings: &Settings, opts: &FrontOptions) -> String {
         script = lighttpd_str(&script),
         host = lighttpd_str(&host),
     );
-    o
+    Ok(o)
 }
 
 /// Renders the standalone `mod_magnet` script for the classic no-sidecar redirect: local file
 /// → lighttpd serves it, missing → 302 to the unsigned bucket (or CDN) URL.
-pub fn lighttpd_magnet(settings: &Settings, opts: &FrontOptions) -> String {
+pub fn lighttpd_magnet(settings: &Settings, opts: &FrontOptions) -> Result<String, FrontConfError> {
+    check_front_input(settings, opts)?;
     let mut o = String::new();
     let script = format!("{}/local-or-s3.lua", opts.lua_dir.trim_end_matches('/'));
     let _ = writeln!(
@@ -491,5 +704,193 @@ pub fn lighttpd_magnet(settings: &Settings, opts: &FrontOptions) -> String {
          end\n\
          return 0\n",
     );
-    o
+    Ok(o)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{CliOverrides, FsChecks, load_settings};
+    use crate::presign::{Signer, SigningCredentials};
+    use std::time::{Duration, SystemTime};
+
+    /// `s` as a TOML basic string.
+    fn toml_str(s: &str) -> String {
+        let mut o = String::from("\"");
+        for c in s.chars() {
+            match c {
+                '"' => o.push_str("\\\""),
+                '\\' => o.push_str("\\\\"),
+                c if c.is_control() => o.push_str(&format!("\\u{:04X}", c as u32)),
+                c => o.push(c),
+            }
+        }
+        o.push('"');
+        o
+    }
+
+    fn settings(root: &str, extra: &str) -> Settings {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("s.toml");
+        std::fs::write(
+            &p,
+            format!(
+                "[uploader]\nenabled = false\n[s3]\nregion = \"us-east-1\"\n\
+                 [[mount]]\nprefix = \"/static/\"\nroot = {}\nbucket = \"site-media\"\n\
+                 key_prefix = \"static/\"\nurl = \"presigned\"\n{extra}\n",
+                toml_str(root)
+            ),
+        )
+        .unwrap();
+        load_settings(Some(&p), &CliOverrides::default(), FsChecks::Skip)
+            .unwrap()
+            .0
+    }
+
+    fn opts() -> FrontOptions {
+        FrontOptions::new("80", Some("www.example.com".into()))
+    }
+
+    #[test]
+    fn roots_nginx_cannot_carry_are_refused_by_every_generator() {
+        for bad in [
+            "/srv/a$uri",
+            "/srv/a;b",
+            "/srv/a{b",
+            "/srv/a}b",
+            "/srv/a\"b",
+            "/srv/a'b",
+            "/srv/a\\b",
+            "/srv/a\nb",
+            "/srv/a\u{7f}b",
+            "/srv/a\u{85}b",
+        ] {
+            let s = settings(bad, "");
+            for r in [
+                nginx_proxy(&s, &opts()),
+                nginx_auth(&s, &opts()),
+                lighttpd(&s, &opts()),
+                lighttpd_magnet(&s, &opts()),
+            ] {
+                let e = r.expect_err(bad).to_string();
+                assert!(
+                    e.contains("mount.root") && e.contains("/static/") && e.contains("fix:"),
+                    "{e}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_root_with_a_space_is_quoted() {
+        let s = settings("/srv/my site/static", "");
+        assert!(
+            nginx_proxy(&s, &opts())
+                .unwrap()
+                .contains("alias \"/srv/my site/static/\";")
+        );
+        assert!(
+            nginx_auth(&s, &opts())
+                .unwrap()
+                .contains("root \"/srv/my site/static\";")
+        );
+        assert!(
+            lighttpd(&s, &opts())
+                .unwrap()
+                .contains("( \"/srv/my site/static\" )")
+        );
+    }
+
+    #[test]
+    fn front_options_written_unquoted_are_checked() {
+        let s = settings("/srv/static", "");
+        for (listen, name) in [
+            ("80; include /x", None),
+            ("80", Some("a.com; x")),
+            ("80", Some("$host")),
+        ] {
+            let o = FrontOptions::new(listen, name.map(String::from));
+            assert!(nginx_proxy(&s, &o).is_err(), "{listen} {name:?}");
+        }
+        for ok in [
+            "80",
+            "127.0.0.1:8080",
+            "[::1]:80",
+            "unix:/run/nginx.sock",
+            "80 default_server",
+        ] {
+            assert!(
+                nginx_proxy(&s, &FrontOptions::new(ok, None)).is_ok(),
+                "{ok}"
+            );
+        }
+        let mut o = opts();
+        o.verdict_cache_dir = "/var/cache/$x".into();
+        assert!(nginx_auth(&s, &o).is_err());
+        let mut o = opts();
+        o.lua_dir = "/etc/l\"d".into();
+        assert!(lighttpd(&s, &o).is_err());
+    }
+
+    #[test]
+    fn every_generated_prefix_location_is_caret_tilde() {
+        let s = settings("/srv/static", "");
+        for conf in [
+            nginx_proxy(&s, &opts()).unwrap(),
+            nginx_auth(&s, &opts()).unwrap(),
+        ] {
+            for line in conf.lines().map(str::trim_start) {
+                if let Some(rest) = line.strip_prefix("location ") {
+                    assert!(
+                        rest.starts_with("^~ ")
+                            || rest.starts_with("= ")
+                            || rest.starts_with('@')
+                            || rest.starts_with("~ \"(?s)"),
+                        "{line}"
+                    );
+                }
+            }
+            assert!(conf.contains("server_tokens off;"));
+        }
+    }
+
+    /// The bound holds for a real presigned URL of the longest key with the longest access key
+    /// id, a session token of SESSION_TOKEN_ROOM bytes that all need encoding, and overrides.
+    #[test]
+    fn buffer_bound_holds_for_the_longest_presigned_url() {
+        let s = settings(
+            "/srv/static",
+            "response_content_disposition = \"attachment; filename=\\\"x y.bin\\\"\"",
+        );
+        let m = &s.mounts[0];
+        let urls = MountUrls::new(&s.s3, m);
+        let signer = Signer::new("us-east-1");
+        signer.set_credentials(SigningCredentials {
+            access_key_id: "A".repeat(MAX_ACCESS_KEY_ID),
+            secret_access_key: crate::config::Secret::new("secret"),
+            session_token: Some(crate::config::Secret::new("+".repeat(SESSION_TOKEN_ROOM))),
+            expires_at: None,
+        });
+        let key = &("€".repeat(340) + "😀");
+        assert_eq!(key.len(), MAX_KEY_BYTES);
+        let url = signer
+            .presign(
+                &urls,
+                "GET",
+                key,
+                SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+            )
+            .unwrap()
+            .url;
+        let accel = crate::paths::accel_target(&s.server.internal_prefix, m.prefix.as_str(), key);
+        let head = accel.len() + url.len() + "x-accel-redirect: \r\nx-s3-location: \r\n".len();
+        assert!(
+            head + 512 <= max_response_head(&s),
+            "{head} vs {}",
+            max_response_head(&s)
+        );
+        assert!(max_response_head(&s) <= nginx_buffer_kib(&s) * 1024);
+        // Without a session token the head is about half the bound: the room is for the token.
+        assert!(nginx_buffer_kib(&s) >= 8);
+    }
 }

@@ -476,3 +476,31 @@ fn shipped_lighttpd_files_match_the_generator() {
         );
     }
 }
+
+/// Issue 11 item 5: the longest key stowaway accepts is sent by lighttpd (X-Sendfile) and
+/// redirected.
+#[test]
+fn longest_key_is_served_local_and_redirected() {
+    let s = site("");
+    let l = lighttpd_front(&s.dir, &s.st);
+    assert_longest_key_served(l.addr, &s.root, &s.s3, &|| l.error_log());
+}
+
+/// Issue 11 item 8: a root with a space works behind lighttpd.
+#[test]
+fn root_with_a_space_is_served() {
+    let s3 = S3Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("site/my static files");
+    write_file(&root, "a b.jpg", b"spaced root");
+    let st = Stowaway::start(tmp.path(), &config(&s3, &root, "front = \"lighttpd\"", ""));
+    let l = lighttpd_front(tmp.path(), &st);
+    let r = get(l.addr, "/static/a%20b.jpg");
+    assert_eq!(
+        (r.status, r.body.as_slice()),
+        (200, &b"spaced root"[..]),
+        "{}\n{}",
+        r.raw_head,
+        l.error_log()
+    );
+}

@@ -222,7 +222,10 @@ fn file_vanishing_after_the_verdict_still_ends_in_a_302() {
             "root",
             &format!("        root {};", empty.display()),
         );
-        let nginx = Nginx::start(&s.dir, &conf);
+        let nginx = Nginx::start(
+            &s.dir,
+            &in_realistic_site(&conf, &s.dir.join("site-docroot")),
+        );
         let body = content(300);
         write_file(&s.root, "vanish.jpg", &body);
         s.s3.put("site-media", "static/vanish.jpg", &body);
@@ -413,4 +416,28 @@ fn shipped_auth_config_matches_the_generator() {
         shipped,
         "regenerate nginx/stowaway-auth.conf"
     );
+}
+
+/// Issue 11 items 3, 8 and 10: inside a site with regex locations and rewrites, the generated
+/// locations keep their requests, and a request a rewrite brought into a mount is refused
+/// (the verdict would be about the pre-rewrite URI, nginx would serve the rewritten one).
+#[test]
+fn site_regex_locations_and_rewrites_cannot_bypass_stowaway() {
+    let t = two_mounts("");
+    let nginx = auth_nginx_in_site(&t.dir, &t.st, &t.dir.join("site"));
+    assert_site_cannot_bypass(&nginx, &t, true);
+}
+
+/// Issue 11 item 5: the longest key stowaway accepts fits nginx's upstream buffers, with and
+/// without the verdict cache.
+#[test]
+fn longest_key_is_served_local_and_redirected() {
+    for extra in [
+        "fallback_header = true",
+        "fallback_header = false\nverdict_ttl = \"0s\"",
+    ] {
+        let s = site(extra, "");
+        let nginx = auth_nginx(&s.dir, &s.st);
+        assert_longest_key_served(nginx.addr, &s.root, &s.s3, &|| nginx.error_log());
+    }
 }

@@ -7,7 +7,10 @@ mod common;
 mod fronts;
 
 use common::*;
-use fronts::{HOSTILE, assert_harmless, content, plant_hostile_fixtures};
+use fronts::{
+    HOSTILE, assert_harmless, assert_longest_key_served, assert_site_cannot_bypass, content,
+    in_realistic_site, plant_hostile_fixtures, proxy_nginx, proxy_nginx_in_site, two_mounts,
+};
 
 use std::path::{Path, PathBuf};
 
@@ -73,7 +76,7 @@ fn site(url: &str, fallback_header: bool, split_alias: bool) -> Site {
     let empty = dir.join("site/empty");
     std::fs::create_dir_all(&empty).unwrap();
     let conf = nginx_conf(&st, split_alias.then_some(empty.as_path()));
-    let nginx = Nginx::start(&dir, &conf);
+    let nginx = Nginx::start(&dir, &in_realistic_site(&conf, &dir.join("site-docroot")));
     Site {
         _dir: tmp,
         root,
@@ -237,4 +240,89 @@ fn hostile_urls_never_reach_outside_the_root() {
     assert_eq!(get(s.st.addr, "/static/link.txt").status, 404);
     assert_eq!(get(s.st.addr, "/static/linkdir/outside.txt").status, 404);
     assert_eq!(get(s.nginx.addr, "/static/ok.jpg").body, b"fine");
+}
+
+/// Issue 11 item 3 and item 10: inside a site with regex locations for common extensions and
+/// PHP and with rewrites, the generated locations keep their requests.
+#[test]
+fn site_regex_locations_and_rewrites_cannot_bypass_stowaway() {
+    let t = two_mounts("");
+    let nginx = proxy_nginx_in_site(&t.dir, &t.st, &t.dir.join("site"));
+    assert_site_cannot_bypass(&nginx, &t, false);
+}
+
+/// Issue 11 item 5: the longest key stowaway accepts fits nginx's upstream buffers.
+#[test]
+fn longest_key_is_served_local_and_redirected() {
+    for fallback_header in [true, false] {
+        let s = site("presigned", fallback_header, false);
+        assert_longest_key_served(s.nginx.addr, &s.root, &s.s3, &|| s.nginx.error_log());
+    }
+}
+
+/// Issue 11 item 8: a root with a space is quoted and served; roots nginx or lighttpd cannot
+/// express safely are refused by gen-config with exit 2, naming mount.root and the fix.
+#[test]
+fn odd_roots_are_quoted_or_refused() {
+    let s3 = S3Server::start();
+    s3.create_bucket("site-media");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let root = dir.join("site/my static files");
+    write_file(&root, "a b.jpg", b"spaced root");
+    let st = Stowaway::start(dir, &fronts::config(&s3, &root, "", ""));
+    let proxy = proxy_nginx(dir, &st);
+    let auth = fronts::auth_nginx(dir, &st);
+    for n in [&proxy, &auth] {
+        let r = get(n.addr, "/static/a%20b.jpg");
+        assert_eq!(
+            (r.status, r.body.as_slice()),
+            (200, &b"spaced root"[..]),
+            "{}",
+            r.raw_head
+        );
+    }
+    for bad in ["/srv/a$uri/b", "/srv/a;b", "/srv/a}b", "/srv/a\\\"b"] {
+        let cfg = dir.join("bad.toml");
+        std::fs::write(
+            &cfg,
+            fronts::config(&s3, Path::new(bad), "", "").replace("@LISTEN@", "127.0.0.1:1"),
+        )
+        .unwrap();
+        for front in [
+            &["nginx"][..],
+            &["nginx", "--mode", "auth"],
+            &["lighttpd"],
+            &["lighttpd-magnet"],
+        ] {
+            let out = stowaway_cmd()
+                .arg("gen-config")
+                .args(front)
+                .arg("--config")
+                .arg(&cfg)
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{bad} {front:?}: {err}");
+            assert!(out.stdout.is_empty(), "{bad} {front:?}: wrote a config");
+            assert!(
+                err.contains("mount.root") && err.contains("/static/") && err.contains("fix:"),
+                "{bad} {front:?}: {err}"
+            );
+        }
+    }
+    // Front options that would be written unquoted are checked too.
+    let out = stowaway_cmd()
+        .args([
+            "gen-config",
+            "nginx",
+            "--front-listen",
+            "80; include /etc/passwd",
+            "--config",
+        ])
+        .arg(&st.config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--front-listen"));
 }

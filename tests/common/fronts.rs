@@ -7,6 +7,7 @@
 #[path = "lighttpd.rs"]
 pub mod lighttpd;
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use crate::common::*;
@@ -88,12 +89,119 @@ pub fn replace_directive(conf: &str, directive: &str, new_line: &str) -> String 
     conf.replacen(&line, new_line, 1)
 }
 
-/// nginx in proxy_pass mode, from `gen-config nginx`.
-pub fn proxy_nginx(dir: &Path, st: &Stowaway) -> Nginx {
-    Nginx::start(
-        dir,
-        &gen_config(st, &["nginx", "--front-listen", "127.0.0.1:@PORT@"]),
+/// What a real site has around the generated locations: a document root that holds the mount
+/// roots (`dir/site`, as `/srv/site` holds `/srv/site/static`), regex locations for common
+/// extensions and PHP, and rewrites (server level and in a location) into the mounts. Every
+/// nginx test runs the generated config inside it, so a generated location that loses to a
+/// regex location or trusts a pre-rewrite URI shows up everywhere.
+pub fn realistic_site(site_root: &Path) -> String {
+    format!(
+        "\n    # ---- the surrounding site (test harness) ----\n\
+         \x20   root \"{}\";\n\
+         \x20   rewrite ^/old-static/(.*)$ /static/$1 last;\n\
+         \x20   rewrite ^/static/shared/(.*)$ /private/$1 last;\n\
+         \x20   location ^~ /moved/ {{ rewrite ^/moved/(.*)$ /static/$1 last; }}\n\
+         \x20   location / {{ try_files $uri =404; }}\n\
+         \x20   location ~* \\.(?:css|js|jpe?g|png|gif|pdf|txt|html)$ {{ expires 7d; add_header X-Site-Regex 1 always; }}\n\
+         \x20   location ~ \\.php$ {{ return 418; }}\n",
+        site_root.display()
     )
+}
+
+/// `conf` (a generated nginx config, its server block last) with [`realistic_site`] added to
+/// the server block, after the generated lines.
+pub fn in_realistic_site(conf: &str, site_root: &Path) -> String {
+    let end = conf.trim_end().rfind('}').expect("a server block");
+    format!("{}{}}}\n", &conf[..end], realistic_site(site_root))
+}
+
+/// nginx in proxy_pass mode, from `gen-config nginx`, inside [`realistic_site`] with a site
+/// root `dir/site-docroot` of its own.
+pub fn proxy_nginx(dir: &Path, st: &Stowaway) -> Nginx {
+    proxy_nginx_in_site(dir, st, &dir.join("site-docroot"))
+}
+
+/// nginx in proxy_pass mode inside [`realistic_site`] with the site root `site_root`.
+pub fn proxy_nginx_in_site(dir: &Path, st: &Stowaway, site_root: &Path) -> Nginx {
+    let conf = gen_config(st, &["nginx", "--front-listen", "127.0.0.1:@PORT@"]);
+    Nginx::start(dir, &in_realistic_site(&conf, site_root))
+}
+
+/// `stowaway sign <path> <args>` with `st`'s config: the signed link (path and query).
+pub fn sign_link(st: &Stowaway, path: &str, args: &[&str]) -> String {
+    let out = stowaway_cmd()
+        .arg("sign")
+        .arg(path)
+        .args(args)
+        .arg("--config")
+        .arg(&st.config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "sign {path} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// A second mount `/private/` (root `root`, key prefix `private/`, presigned) with signed links
+/// required, for `config`'s `mount_extra`.
+pub fn private_mount(root: &Path, secrets_dir: &Path) -> String {
+    format!(
+        "[[mount]]\nprefix = \"/private/\"\nroot = \"{}\"\nbucket = \"site-media\"\nkey_prefix = \"private/\"\n\
+         url = \"presigned\"\nexpires = \"10m\"\nwindow = \"0s\"\n{}",
+        root.display(),
+        access_section(secrets_dir, "k1")
+    )
+}
+
+/// A key of exactly `n` bytes made of multibyte UTF-8 only (2-, 3- and 4-byte characters), in
+/// segments of at most `max_seg` bytes.
+pub fn multibyte_key(n: usize, max_seg: usize) -> String {
+    fn segment(n: usize) -> String {
+        let (fours, tail) = match n % 4 {
+            0 => (n / 4, ""),
+            1 => ((n - 5) / 4, "é€"),
+            2 => (n / 4, "é"),
+            _ => (n / 4, "€"),
+        };
+        format!("{}{tail}", "😀".repeat(fours))
+    }
+    let mut segs = Vec::new();
+    let mut rest = n;
+    while rest > max_seg {
+        // Leave at least two bytes (one character) for the next segment.
+        let seg = if rest - max_seg > 2 {
+            max_seg
+        } else {
+            max_seg - 2
+        };
+        segs.push(segment(seg));
+        rest -= seg + 1;
+    }
+    segs.push(segment(rest));
+    let key = segs.join("/");
+    assert_eq!(key.len(), n);
+    key
+}
+
+/// The longest key stowaway accepts (`MAX_KEY_BYTES`, 1024 bytes), all multibyte UTF-8.
+pub fn longest_key() -> String {
+    multibyte_key(1024, 255)
+}
+
+/// `key` percent-encoded for a request path (every byte that is not unreserved or `/`).
+pub fn encode_path(key: &str) -> String {
+    let mut s = String::new();
+    for b in key.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            s.push(b as char);
+        } else {
+            s.push_str(&format!("%{b:02X}"));
+        }
+    }
+    s
 }
 
 /// The auth-mode config from `gen-config nginx --mode auth`, cache inside nginx's directory.
@@ -112,9 +220,15 @@ pub fn auth_conf(st: &Stowaway) -> String {
     )
 }
 
-/// nginx in auth_request mode, from `gen-config nginx --mode auth`.
+/// nginx in auth_request mode, from `gen-config nginx --mode auth`, inside [`realistic_site`]
+/// with a site root `dir/site-docroot` of its own.
 pub fn auth_nginx(dir: &Path, st: &Stowaway) -> Nginx {
-    Nginx::start(dir, &auth_conf(st))
+    auth_nginx_in_site(dir, st, &dir.join("site-docroot"))
+}
+
+/// nginx in auth_request mode inside [`realistic_site`] with the site root `site_root`.
+pub fn auth_nginx_in_site(dir: &Path, st: &Stowaway, site_root: &Path) -> Nginx {
+    Nginx::start(dir, &in_realistic_site(&auth_conf(st), site_root))
 }
 
 /// The lighttpd config from `gen-config lighttpd`, using the shipped recheck script.
@@ -199,4 +313,201 @@ pub fn assert_harmless(r: &Response, target: &[u8], bucket_prefix: &str) {
         "{shown} injected a header: {}",
         r.raw_head
     );
+}
+
+/// A site with two mounts on one bucket: open `/static/` (root `dir/site/static`, `server_extra`
+/// in `[server]`) and signed `/private/` (root `dir/site/private`, k1 signs). `/static/` holds
+/// `photo.jpg`, `notes.txt`, `page.php` and `shared/report.txt`; `/private/` holds `report.txt`
+/// and `pic.jpg` (all [`PRIVATE_MARK`]ed) and S3 holds `static/gone.txt`.
+pub struct TwoMounts {
+    pub _tmp: tempfile::TempDir,
+    pub dir: PathBuf,
+    pub s3: S3Server,
+    pub st: Stowaway,
+    pub static_root: PathBuf,
+    pub private_root: PathBuf,
+}
+
+/// Marks every byte of the private mount's files: no unsigned answer may contain it.
+pub const PRIVATE_MARK: &[u8] = b"PRIVATE-MOUNT-CONTENT-41c9";
+
+pub fn two_mounts(server_extra: &str) -> TwoMounts {
+    let s3 = S3Server::start();
+    s3.create_bucket("site-media");
+    s3.put("site-media", "static/gone.txt", b"from s3");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let static_root = dir.join("site/static");
+    let private_root = dir.join("site/private");
+    write_file(&static_root, "photo.jpg", b"public jpg");
+    write_file(&static_root, "notes.txt", b"public txt");
+    write_file(&static_root, "page.php", b"public php");
+    write_file(&static_root, "shared/report.txt", b"public decoy");
+    write_file(&private_root, "report.txt", PRIVATE_MARK);
+    write_file(&private_root, "pic.jpg", PRIVATE_MARK);
+    let st = Stowaway::start(
+        &dir,
+        &config(
+            &s3,
+            &static_root,
+            server_extra,
+            &private_mount(&private_root, &dir),
+        ),
+    );
+    TwoMounts {
+        _tmp: tmp,
+        dir,
+        s3,
+        st,
+        static_root,
+        private_root,
+    }
+}
+
+fn has_private(r: &Response) -> bool {
+    r.body
+        .windows(PRIVATE_MARK.len())
+        .any(|w| w == PRIVATE_MARK)
+}
+
+/// The generated config inside [`realistic_site`]: the site's regex locations never take a
+/// mount's request (signed files stay signed, local files are sent as stowaway decided), a
+/// rewrite never brings an unsigned request to a signed file, and nginx does not name its
+/// version. `auth_mode`: rewritten requests into a mount are refused (the verdict would be
+/// about the pre-rewrite URI); proxy mode judges the rewritten URI.
+pub fn assert_site_cannot_bypass(nginx: &Nginx, t: &TwoMounts, auth_mode: bool) {
+    let a = nginx.addr;
+    let untouched = |r: &Response, what: &str| {
+        assert!(
+            r.header("x-site-regex").is_none() && r.header("expires").is_none(),
+            "{what}: the site's regex location took it: {}",
+            r.raw_head
+        );
+        assert_eq!(r.header("server"), Some("nginx"), "{what}: {}", r.raw_head);
+    };
+    // Unsigned requests for signed files: refused, whatever the extension.
+    for p in ["/private/report.txt", "/private/pic.jpg", "/private/x.php"] {
+        let r = get(a, p);
+        assert_eq!(r.status, 403, "unsigned {p}: {}", r.raw_head);
+        assert!(!has_private(&r), "unsigned {p} leaked");
+        untouched(&r, p);
+    }
+    let link = sign_link(&t.st, "/private/report.txt", &["--ttl", "5m"]);
+    let r = get(a, &link);
+    assert_eq!((r.status, has_private(&r)), (200, true), "{}", r.raw_head);
+    untouched(&r, "signed link");
+    // Local files of the open mount are sent as stowaway decided, not by the regex locations.
+    for (p, body) in [
+        ("/static/photo.jpg", &b"public jpg"[..]),
+        ("/static/notes.txt", b"public txt"),
+        ("/static/page.php", b"public php"),
+    ] {
+        let r = get(a, p);
+        assert_eq!(
+            (r.status, r.body.as_slice()),
+            (200, body),
+            "{p}: {}",
+            r.raw_head
+        );
+        untouched(&r, p);
+    }
+    let r = get(a, "/static/gone.txt");
+    assert_eq!(r.status, 302, "{}", r.raw_head);
+    untouched(&r, "/static/gone.txt");
+    assert_eq!(
+        fetch_url("GET", r.header("location").unwrap()).body,
+        b"from s3"
+    );
+    // The site rewrites /static/shared/* onto /private/*: never served unsigned.
+    let r = get(a, "/static/shared/report.txt");
+    assert_eq!(
+        r.status, 403,
+        "rewrite into the signed mount: {}",
+        r.raw_head
+    );
+    assert!(!has_private(&r), "a rewrite leaked the signed file");
+    // A signed link's parameters on the rewritten path.
+    let query = link.split_once('?').unwrap().1;
+    let r = get(a, &format!("/static/shared/report.txt?{query}"));
+    if auth_mode {
+        assert_eq!(r.status, 403, "{}", r.raw_head);
+    } else {
+        assert_eq!((r.status, has_private(&r)), (200, true), "{}", r.raw_head);
+    }
+    // Rewrites within the open mount (server level and in a location).
+    for p in ["/old-static/notes.txt", "/moved/notes.txt"] {
+        let r = get(a, p);
+        if auth_mode {
+            assert_eq!(r.status, 403, "{p}: {}", r.raw_head);
+            assert!(r.body.windows(10).all(|w| w != b"public txt"), "{p}");
+        } else {
+            assert_eq!(
+                (r.status, r.body.as_slice()),
+                (200, &b"public txt"[..]),
+                "{p}"
+            );
+        }
+    }
+}
+
+/// The longest key stowaway accepts (all multibyte UTF-8) is served through the front at
+/// `front`: sent from disk when local (GET and HEAD), 302 to the object that S3 then serves
+/// when not. `root` is the `/static/` mount's root (bucket `site-media`, key prefix `static/`).
+pub fn assert_longest_key_served(
+    front: SocketAddr,
+    root: &Path,
+    s3: &S3Server,
+    log: &dyn Fn() -> String,
+) {
+    let key = longest_key();
+    write_file(root, &key, b"longest local");
+    let r = get(front, &format!("/static/{}", encode_path(&key)));
+    assert_eq!(r.status, 200, "local: {}\n{}", r.raw_head, log());
+    assert_eq!(r.body, b"longest local");
+    let r = request(
+        front,
+        "HEAD",
+        &format!("/static/{}", encode_path(&key)),
+        &[],
+    );
+    assert_eq!(r.status, 200, "local HEAD: {}\n{}", r.raw_head, log());
+    // Not local: a 302 to the object's presigned URL. The test S3 server (s3s-fs) cannot store
+    // long keys (it names a metadata file after the whole key), so S3's part of the check is:
+    // the longest key S3 allows (1024 bytes with the mount's key prefix) passes the signature
+    // check and is not found (a bad signature would be a 403); stowaway's longest (1024 bytes
+    // plus the prefix) still gets its 302, which S3 answers with KeyTooLongError.
+    let s3_longest = multibyte_key(1024 - "static/".len(), 255);
+    let too_long = longest_key().replacen('😀', "🙃", 1);
+    for (key, s3_status, s3_code) in [
+        (&s3_longest, 404, "NoSuchKey"),
+        (&too_long, 400, "KeyTooLong"),
+    ] {
+        for method in ["GET", "HEAD"] {
+            let r = request(front, method, &format!("/static/{}", encode_path(key)), &[]);
+            assert_eq!(
+                r.status,
+                302,
+                "{} bytes {method}: {}\n{}",
+                key.len(),
+                r.raw_head,
+                log()
+            );
+            let loc = r.header("location").unwrap();
+            let want = format!("{}/site-media/static/{}?", s3.endpoint, encode_path(key));
+            assert!(
+                loc.starts_with(&want),
+                "{} bytes {method}: {loc}",
+                key.len()
+            );
+            let obj = fetch_url(method, loc);
+            let body = String::from_utf8_lossy(&obj.body);
+            assert_eq!(
+                obj.status,
+                s3_status,
+                "{} bytes {method}: {body}",
+                key.len()
+            );
+            assert!(method == "HEAD" || body.contains(s3_code), "{body}");
+        }
+    }
 }
