@@ -338,9 +338,11 @@ pub enum Trust {
 /// The per-request check, built once at start-up.
 pub struct FrontAuth {
     unix: bool,
-    /// HMAC of the secret under a fixed key: comparing tags of equal length in constant time
-    /// hides both the secret's bytes and its length.
-    tag: Option<[u8; 32]>,
+    /// A front secret is configured: requests without it are refused.
+    required: bool,
+    /// A keyed HMAC and the secret's tag under it: comparing tags of equal length in constant
+    /// time hides both the secret's bytes and its length. `None` with `required` refuses all.
+    check: Option<(HmacSha256, Vec<u8>)>,
     trusted: Vec<IpPrefix>,
 }
 
@@ -348,49 +350,46 @@ impl fmt::Debug for FrontAuth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FrontAuth")
             .field("unix", &self.unix)
-            .field("secret", &self.tag.map(|_| "<redacted>"))
+            .field("secret", &self.required.then_some("<redacted>"))
             .field("trusted", &self.trusted)
             .finish()
     }
 }
 
-fn mac() -> HmacSha256 {
-    // The key only makes the tag fixed-length; it is not a secret.
-    #[allow(clippy::expect_used)]
-    HmacSha256::new_from_slice(b"stowaway front secret").expect("HMAC takes any key length")
-}
-
 impl FrontAuth {
     pub fn new(listen: &Listen, a: &FrontAuthSettings) -> Self {
-        let tag = a.front_secret.as_ref().map(|s| {
-            let mut m = mac();
+        // The HMAC key only makes the tag fixed-length; it is not a secret.
+        let check = a.front_secret.as_ref().and_then(|s| {
+            let base = HmacSha256::new_from_slice(b"stowaway front secret").ok()?;
+            let mut m = base.clone();
             m.update(s.expose().as_bytes());
-            m.finalize().into_bytes().into()
+            Some((base, m.finalize().into_bytes().to_vec()))
         });
         FrontAuth {
             unix: matches!(listen, Listen::Unix(_)),
-            tag,
+            required: a.front_secret.is_some(),
+            check,
             trusted: a.trusted_proxies.clone(),
         }
     }
 
     /// Whether every request must carry the secret.
     pub fn requires_secret(&self) -> bool {
-        self.tag.is_some()
+        self.required
     }
 
     fn secret_ok(&self, presented: Option<&[u8]>) -> bool {
-        let (Some(tag), Some(p)) = (&self.tag, presented) else {
+        let (Some((base, tag)), Some(p)) = (&self.check, presented) else {
             return false;
         };
-        let mut m = mac();
+        let mut m = base.clone();
         m.update(p);
         m.verify_slice(tag).is_ok()
     }
 
     /// Judges one request from its secret header and peer address.
     pub fn judge(&self, presented: Option<&[u8]>, peer: Option<IpAddr>) -> Trust {
-        if self.tag.is_some() {
+        if self.required {
             return if self.secret_ok(presented) {
                 Trust::Front
             } else {

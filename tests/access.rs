@@ -397,7 +397,7 @@ fn signed_links_when_stowaway_is_asked_directly() {
 
 #[test]
 fn signed_links_through_nginx_proxy_pass_with_front_secret() {
-    let s = site_with(|d| front_secret_line(d), false);
+    let s = site_with(front_secret_line, false);
     let nginx = proxy_nginx(&s.dir, &s.st);
     matrix(&s, Mode::Front, &sender(nginx.addr, SPOOF));
 }
