@@ -10,6 +10,10 @@
 //! * on a mount with access control (`[mount.access]`), a link without a valid signature →
 //!   `403`, an authentic but expired link → `410` (see `docs/signed-links.md`).
 //!
+//! With `server.front_secret_file`, a decision or auth request without the front server's secret
+//! gets a bare `403` before anything else ([`crate::frontauth`]); forwarded-address headers
+//! count only from the authenticated front.
+//!
 //! In nginx `auth_request` mode ([`auth`], `GET /_stowaway/auth`, original target in
 //! `X-Original-URI`, method in `X-Original-Method`) nginx accepts only 2xx, 401 and 403:
 //! * local file → `200` (plus `X-S3-Location`, nginx's fallback if the file vanishes);
