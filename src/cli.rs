@@ -36,7 +36,7 @@ pub struct Common {
     /// STOWAWAY__SECTION__KEY override it, and command-line flags override both.
     #[arg(long, short = 'c', value_name = "PATH", env = "STOWAWAY_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Override server.listen, e.g. 127.0.0.1:8700.
+    /// Override server.listen, e.g. 127.0.0.1:8700 or unix:/run/stowaway/stowaway.sock.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
     /// Override log.format: text or json.

@@ -152,11 +152,12 @@ fn nginx_front_header(settings: &Settings) -> String {
     }
 }
 
-/// How lighttpd's mod_proxy reaches stowaway: `"host" => .., "port" => ..` or `"socket" => ..`.
-fn lighttpd_backend(settings: &Settings) -> String {
+/// How lighttpd's mod_proxy reaches stowaway: `"host" => ..<sep>"port" => ..` or
+/// `"socket" => ..`.
+fn lighttpd_backend(settings: &Settings, sep: &str) -> String {
     match &settings.server.listen {
         Listen::Tcp(a) => format!(
-            "\"host\" => {}, \"port\" => {}",
+            "\"host\" => {},{sep}\"port\" => {}",
             lighttpd_str(&a.ip().to_string()),
             a.port()
         ),
@@ -392,7 +393,8 @@ pub fn lighttpd_recheck_url(settings: &Settings) -> String {
 /// from lighttpd.conf.
 pub fn lighttpd(settings: &Settings, opts: &FrontOptions) -> String {
     let mut o = String::new();
-    let backend = lighttpd_backend(settings);
+    let backend = lighttpd_backend(settings, "\n        ");
+    let recheck_backend = lighttpd_backend(settings, " ");
     let front = lighttpd_front_header(settings);
     let recheck = lighttpd_recheck_url(settings);
     o.push_str(&secret_warning(settings, "#"));
@@ -452,7 +454,7 @@ pub fn lighttpd(settings: &Settings, opts: &FrontOptions) -> String {
          $HTTP[\"url\"] == {recheck} {{\n\
          \x20   setenv.set-request-header = ( \"X-Forwarded-For\" => \"\"{front} )\n\
          \x20   magnet.attract-raw-url-to = ( {script} )\n\
-         \x20   proxy.server = ( \"\" => ( ( {backend} ) ) )\n\
+         \x20   proxy.server = ( \"\" => ( ( {recheck_backend} ) ) )\n\
          }}",
         recheck = lighttpd_str(&recheck),
         script = lighttpd_str(&script),
