@@ -171,8 +171,12 @@ fn front_secret_is_required_on_the_decision_and_auth_endpoints() {
                 &format!("{front} {what} auth remote"),
             );
         }
+        // Health stays open (readiness once the first S3 probe is in).
         for open in ["/healthz", "/readyz", "/metrics"] {
-            assert_eq!(get(a, open).status, 200, "{open}");
+            assert!(
+                wait_until(Duration::from_secs(20), || get(a, open).status == 200),
+                "{open}"
+            );
         }
         // With the secret: answered as before.
         let ok = [("X-Stowaway-Front", FRONT_SECRET)];
