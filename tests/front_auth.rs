@@ -347,15 +347,20 @@ fn unix_socket_listener_permissions_and_fronts() {
         let meta = std::fs::symlink_metadata(&sock).unwrap();
         assert_eq!(meta.permissions().mode() & 0o7777, 0o640);
         assert_eq!(meta.gid(), gid);
-        let hc = stowaway_cmd()
-            .args(["healthcheck", "--ready", "--config"])
-            .arg(&s.st.config)
-            .output()
-            .unwrap();
+        // `healthcheck --ready` talks to the socket (ready once the first S3 probe is in).
+        let ready = wait_until(Duration::from_secs(20), || {
+            stowaway_cmd()
+                .args(["healthcheck", "--ready", "--config"])
+                .arg(&s.st.config)
+                .output()
+                .unwrap()
+                .status
+                .success()
+        });
         assert!(
-            hc.status.success(),
-            "{}",
-            String::from_utf8_lossy(&hc.stderr)
+            ready,
+            "healthcheck over the Unix socket: {}",
+            s.st.log_text()
         );
         let conf = match front {
             "nginx" => gen_config(
