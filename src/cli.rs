@@ -36,7 +36,7 @@ pub struct Common {
     /// STOWAWAY__SECTION__KEY override it, and command-line flags override both.
     #[arg(long, short = 'c', value_name = "PATH", env = "STOWAWAY_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Override server.listen, e.g. 127.0.0.1:8700.
+    /// Override server.listen, e.g. 127.0.0.1:8700 or unix:/run/stowaway/stowaway.sock.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
     /// Override log.format: text or json.
@@ -218,13 +218,29 @@ pub fn init_logging(settings: &Settings) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(format!("{level}{quiet}")))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match settings.log.format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.with_ansi(false).try_init(),
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let fmt = match settings.log.format {
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+            .boxed(),
+        // Control characters in paths and values are escaped where the line is written.
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_ansi(false)
+            .with_writer(crate::logfmt::escaping_stderr)
+            .boxed(),
     };
+    // A client's malformed request is not our error: actix's ERROR for it is logged at debug.
+    let fmt = fmt.with_filter(tracing_subscriber::filter::filter_fn(|m| {
+        !crate::logfmt::is_client_error(m)
+    }));
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .with(crate::logfmt::ClientErrors)
+        .try_init();
 }
 
 /// Parses the command line and runs the command.
@@ -385,27 +401,43 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// GETs `/healthz` or `/readyz` on the configured listener with a plain HTTP/1.0 request.
+/// GETs `/healthz` or `/readyz` on the configured listener (TCP or Unix socket) with a plain
+/// HTTP/1.0 request.
 fn healthcheck(settings: &Settings, ready: bool, timeout: Duration) -> ExitCode {
     use std::io::{Read, Write};
-    let mut addr = settings.server.listen;
-    if addr.ip().is_unspecified() {
-        addr.set_ip(if addr.is_ipv4() {
-            std::net::Ipv4Addr::LOCALHOST.into()
-        } else {
-            std::net::Ipv6Addr::LOCALHOST.into()
-        });
-    }
     let path = if ready { "/readyz" } else { "/healthz" };
-    let result = (|| -> std::io::Result<String> {
-        let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)?;
-        s.set_read_timeout(Some(timeout))?;
-        s.set_write_timeout(Some(timeout))?;
-        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())?;
+    let addr = match &settings.server.listen {
+        config::Listen::Tcp(a) => {
+            let mut a = *a;
+            if a.ip().is_unspecified() {
+                a.set_ip(if a.is_ipv4() {
+                    std::net::Ipv4Addr::LOCALHOST.into()
+                } else {
+                    std::net::Ipv6Addr::LOCALHOST.into()
+                });
+            }
+            config::Listen::Tcp(a)
+        }
+        unix => unix.clone(),
+    };
+    fn exchange<S: Read + Write>(mut s: S, path: &str, host: &str) -> std::io::Result<String> {
+        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes())?;
         let mut buf = String::new();
         s.take(64 * 1024).read_to_string(&mut buf)?;
         Ok(buf)
-    })();
+    }
+    let result = match &addr {
+        config::Listen::Tcp(a) => std::net::TcpStream::connect_timeout(a, timeout).and_then(|s| {
+            s.set_read_timeout(Some(timeout))?;
+            s.set_write_timeout(Some(timeout))?;
+            exchange(s, path, &a.to_string())
+        }),
+        config::Listen::Unix(p) => std::os::unix::net::UnixStream::connect(p).and_then(|s| {
+            s.set_read_timeout(Some(timeout))?;
+            s.set_write_timeout(Some(timeout))?;
+            exchange(s, path, "localhost")
+        }),
+    };
     match result {
         Ok(resp) if resp.starts_with("HTTP/1.1 200") || resp.starts_with("HTTP/1.0 200") => {
             println!("{} ok", &path[1..]);
@@ -426,6 +458,70 @@ fn healthcheck(settings: &Settings, ready: bool, timeout: Duration) -> ExitCode 
             ExitCode::FAILURE
         }
     }
+}
+
+/// Removes `path` if it is a socket (never any other kind of file).
+fn remove_stale_socket(path: &std::path::Path) {
+    use std::os::unix::fs::FileTypeExt;
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+/// Binds the Unix socket of `server.listen`: a stale socket is replaced (never another kind
+/// of file, nor a socket someone still listens on), and the socket gets its mode and group
+/// under a temporary name before it is renamed into place, so no client can ever connect
+/// while its permissions are still the umask's.
+fn bind_unix(
+    path: &std::path::Path,
+    auth: &config::FrontAuthSettings,
+) -> Result<std::os::unix::net::UnixListener, String> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let shown = path.display();
+    if let Ok(m) = std::fs::symlink_metadata(path) {
+        if !m.file_type().is_socket() {
+            return Err(format!(
+                "{shown} exists and is not a socket; stowaway does not replace it (server.listen)"
+            ));
+        }
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(format!(
+                "another process is listening on {shown} (server.listen): stop it or choose another path"
+            ));
+        }
+        std::fs::remove_file(path)
+            .map_err(|e| format!("cannot remove the stale socket {shown}: {e}"))?;
+        tracing::info!(path = %shown, "removed a stale socket");
+    }
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".{}.tmp", std::process::id()));
+    let tmp = std::path::PathBuf::from(tmp);
+    remove_stale_socket(&tmp);
+    let listener = std::os::unix::net::UnixListener::bind(&tmp)
+        .map_err(|e| format!("cannot create the socket {}: {e}", tmp.display()))?;
+    let finish = || -> Result<(), String> {
+        let mode = auth
+            .socket_mode
+            .unwrap_or(crate::frontauth::DEFAULT_SOCKET_MODE);
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode)).map_err(|e| {
+            format!("cannot set mode {mode:04o} on {shown} (server.socket_mode): {e}")
+        })?;
+        if let Some(gid) = auth.socket_gid {
+            std::os::unix::fs::chown(&tmp, None, Some(gid)).map_err(|e| {
+                format!(
+                    "cannot give {shown} to group {} (server.socket_group): {e}; run stowaway as root or as a member of that group",
+                    auth.socket_group.as_deref().unwrap_or("?")
+                )
+            })?;
+        }
+        std::fs::rename(&tmp, path)
+            .map_err(|e| format!("cannot move the socket into place at {shown}: {e}"))
+    };
+    if let Err(e) = finish() {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    Ok(listener)
 }
 
 /// Waits for SIGTERM or SIGINT; returns the signal's name.
@@ -533,8 +629,13 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     .workers(workers)
     // Signals are ours: the uploader must drain alongside the HTTP server.
     .disable_signals()
-    .shutdown_timeout(settings.server.shutdown_timeout.as_secs())
-    .bind(settings.server.listen)
+    .shutdown_timeout(settings.server.shutdown_timeout.as_secs());
+    let server = match &settings.server.listen {
+        config::Listen::Tcp(addr) => server.bind(addr),
+        config::Listen::Unix(path) => server.listen_uds(
+            bind_unix(path, &settings.server.front_auth).map_err(|e| anyhow::anyhow!(e))?,
+        ),
+    }
     .with_context(|| {
         format!(
             "cannot listen on {} (server.listen)",
@@ -589,6 +690,9 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     };
     if let Some((_, task)) = metrics_task {
         let _ = task.await;
+    }
+    if let config::Listen::Unix(path) = &settings.server.listen {
+        remove_stale_socket(path);
     }
     result
         .context("HTTP server task failed")?

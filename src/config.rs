@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::frontauth::{FrontAuthSettings, Listen};
 use crate::paths::MountPrefix;
 
 /// The environment variable prefix: `STOWAWAY__SERVER__LISTEN=127.0.0.1:9000`.
@@ -39,7 +40,7 @@ pub enum ConfigError {
     },
 }
 
-fn invalid(
+pub(crate) fn invalid(
     key: impl Into<String>,
     value: impl fmt::Debug,
     problem: impl Into<String>,
@@ -108,6 +109,10 @@ pub struct RawServer {
     pub metrics_listen: Option<String>,
     pub shutdown_timeout: Option<String>,
     pub s3_probe_interval: Option<String>,
+    pub socket_mode: Option<String>,
+    pub socket_group: Option<String>,
+    pub front_secret_file: Option<PathBuf>,
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -457,7 +462,8 @@ pub enum Finalize {
 /// HTTP listener settings.
 #[derive(Debug, Clone, Serialize)]
 pub struct ServerSettings {
-    pub listen: SocketAddr,
+    /// `IP:port`, or `unix:/path` for a Unix socket.
+    pub listen: Listen,
     pub workers: usize,
     pub internal_prefix: String,
     pub front: FrontServer,
@@ -474,6 +480,10 @@ pub struct ServerSettings {
     /// How often readiness probes S3 (HeadBucket per bucket); zero disables the probe.
     #[serde(with = "human_duration")]
     pub s3_probe_interval: Duration,
+    /// Who counts as the front server (`socket_mode`, `socket_group`, `front_secret_file`,
+    /// `trusted_proxies`).
+    #[serde(flatten)]
+    pub front_auth: FrontAuthSettings,
 }
 
 /// Log settings.
@@ -920,14 +930,8 @@ pub fn validate(raw: &RawConfig) -> Result<Settings, ConfigError> {
 pub fn validate_with(raw: &RawConfig, fs: FsChecks) -> Result<Settings, ConfigError> {
     let s = &raw.server;
     let listen_s = s.listen.clone().unwrap_or_else(|| "127.0.0.1:8700".into());
-    let listen: SocketAddr = listen_s.parse().map_err(|_| {
-        invalid(
-            "server.listen",
-            &listen_s,
-            "not an IP:port address",
-            "use e.g. \"127.0.0.1:8700\" (loopback is the safe default)",
-        )
-    })?;
+    let listen = crate::frontauth::parse_listen(&listen_s, fs)?;
+    let front_auth = crate::frontauth::validate(s, &listen, fs)?;
     let metrics_listen = match s.metrics_listen.as_deref() {
         None | Some("") => None,
         Some(a) => Some(a.parse::<SocketAddr>().map_err(|_| {
@@ -939,10 +943,10 @@ pub fn validate_with(raw: &RawConfig, fs: FsChecks) -> Result<Settings, ConfigEr
             )
         })?),
     };
-    if metrics_listen == Some(listen) {
+    if metrics_listen.is_some() && metrics_listen == listen.tcp() {
         return Err(invalid(
             "server.metrics_listen",
-            listen,
+            listen.to_string(),
             "the same address as server.listen",
             "use another port, or remove it to serve /metrics on server.listen",
         ));
@@ -1394,6 +1398,7 @@ pub fn validate_with(raw: &RawConfig, fs: FsChecks) -> Result<Settings, ConfigEr
                 &s.s3_probe_interval,
                 Duration::from_secs(15),
             )?,
+            front_auth,
         },
         log,
         s3,

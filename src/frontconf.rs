@@ -12,7 +12,8 @@
 
 use std::fmt::Write as _;
 
-use crate::config::{Settings, UrlKind};
+use crate::config::{Listen, Settings, UrlKind};
+use crate::frontauth::FRONT_HEADER_NAME;
 use crate::paths::MAX_KEY_BYTES;
 use crate::presign::MountUrls;
 
@@ -226,9 +227,11 @@ fn nginx_buffers(settings: &Settings) -> String {
 pub fn nginx_proxy(settings: &Settings, opts: &FrontOptions) -> Result<String, FrontConfError> {
     check_front_input(settings, opts)?;
     let mut o = String::new();
-    let sidecar = settings.server.listen;
+    let sidecar = nginx_upstream(settings);
+    let front = nginx_front_header(settings);
     let fallback = settings.server.fallback_header;
     let buffers = nginx_buffers(settings);
+    o.push_str(&secret_warning(settings, "#"));
     let _ = writeln!(
         o,
         "# nginx in front of stowaway, proxy_pass + X-Accel-Redirect mode.\n\
@@ -260,6 +263,7 @@ pub fn nginx_proxy(settings: &Settings, opts: &FrontOptions) -> Result<String, F
              \x20       proxy_http_version 1.1;\n\
              \x20       proxy_set_header Connection \"\";       # keep-alive to stowaway\n\
              \x20       proxy_set_header X-Real-IP $remote_addr;\n\
+             {front}\
              \x20       proxy_set_header X-Sidecar-Recheck \"\"; # clients cannot set these\n\
              \x20       proxy_set_header X-Original-URI \"\";\n\
              \x20       proxy_pass_request_body off;\n\
@@ -299,6 +303,7 @@ pub fn nginx_proxy(settings: &Settings, opts: &FrontOptions) -> Result<String, F
                  \x20       proxy_http_version 1.1;\n\
                  \x20       proxy_set_header Connection \"\";\n\
                  \x20       proxy_set_header X-Real-IP $remote_addr;\n\
+                 {front}\
                  \x20       proxy_set_header X-Sidecar-Recheck 1;\n\
                  \x20       proxy_set_header X-Original-URI \"\";\n\
                  \x20       proxy_pass_request_body off;\n\
@@ -310,6 +315,58 @@ pub fn nginx_proxy(settings: &Settings, opts: &FrontOptions) -> Result<String, F
     }
     o.push_str("}\n");
     Ok(o)
+}
+
+/// The `server` parameter of the generated nginx `upstream`: `IP:port` or `unix:/path`.
+fn nginx_upstream(settings: &Settings) -> String {
+    match &settings.server.listen {
+        Listen::Tcp(a) => a.to_string(),
+        Listen::Unix(p) => nginx_str(&format!("unix:{}", p.display())),
+    }
+}
+
+/// The `proxy_set_header` line carrying `server.front_secret_file`'s secret (it overwrites
+/// whatever a client sent in that header), or nothing.
+fn nginx_front_header(settings: &Settings) -> String {
+    match &settings.server.front_auth.front_secret {
+        Some(s) => format!(
+            "        proxy_set_header {FRONT_HEADER_NAME} {};   # server.front_secret_file\n",
+            nginx_str(s.expose())
+        ),
+        None => String::new(),
+    }
+}
+
+/// How lighttpd's mod_proxy reaches stowaway: `"host" => ..<sep>"port" => ..` or
+/// `"socket" => ..`.
+fn lighttpd_backend(settings: &Settings, sep: &str) -> String {
+    match &settings.server.listen {
+        Listen::Tcp(a) => format!(
+            "\"host\" => {},{sep}\"port\" => {}",
+            lighttpd_str(&a.ip().to_string()),
+            a.port()
+        ),
+        Listen::Unix(p) => format!("\"socket\" => {}", lighttpd_str(&p.display().to_string())),
+    }
+}
+
+/// The secret header for `setenv.set-request-header` (which overwrites a client's), or nothing.
+fn lighttpd_front_header(settings: &Settings) -> String {
+    match &settings.server.front_auth.front_secret {
+        Some(s) => format!(", \"{FRONT_HEADER_NAME}\" => {}", lighttpd_str(s.expose())),
+        None => String::new(),
+    }
+}
+
+/// The banner of a generated config that holds the front secret.
+fn secret_warning(settings: &Settings, comment: &str) -> String {
+    if settings.server.front_auth.front_secret.is_none() {
+        return String::new();
+    }
+    format!(
+        "{comment} SECRET: this file holds server.front_secret_file's secret ({FRONT_HEADER_NAME}).\n\
+         {comment} Install it readable by root only (chmod 600); the server reads it before dropping privileges.\n\n"
+    )
 }
 
 /// A string as an nginx config token: bare when plain, double-quoted otherwise.
@@ -360,9 +417,11 @@ pub fn nginx_auth(settings: &Settings, opts: &FrontOptions) -> Result<String, Fr
     check_front_input(settings, opts)?;
     let mut o = String::new();
     let buffers = nginx_buffers(settings);
-    let sidecar = settings.server.listen;
+    let sidecar = nginx_upstream(settings);
+    let front = nginx_front_header(settings);
     let ttl = settings.server.verdict_ttl.as_secs();
     let fallback = settings.server.fallback_header;
+    o.push_str(&secret_warning(settings, "#"));
     let _ = writeln!(
         o,
         "# nginx in front of stowaway, auth_request mode.\n\
@@ -468,6 +527,7 @@ pub fn nginx_auth(settings: &Settings, opts: &FrontOptions) -> Result<String, Fr
              \x20       proxy_set_header X-Original-URI $request_uri;   # raw; stowaway normalises like nginx\n\
              \x20       proxy_set_header X-Original-Method $request_method;\n\
              \x20       proxy_set_header X-Real-IP $remote_addr;\n\
+             {front}\
              \x20       proxy_set_header X-Sidecar-Recheck \"\";\n\
              {bufs}",
             if signed { " (signed links only)" } else { "" },
@@ -522,6 +582,7 @@ pub fn nginx_auth(settings: &Settings, opts: &FrontOptions) -> Result<String, Fr
              \x20       proxy_http_version 1.1;\n\
              \x20       proxy_set_header Connection \"\";\n\
              \x20       proxy_set_header X-Real-IP $remote_addr;\n\
+             {front}\
              \x20       proxy_set_header X-Sidecar-Recheck 1;\n\
              \x20       proxy_set_header X-Original-URI \"\";\n\
              \x20       proxy_pass_request_body off;\n\
@@ -544,9 +605,11 @@ pub fn lighttpd_recheck_url(settings: &Settings) -> String {
 pub fn lighttpd(settings: &Settings, opts: &FrontOptions) -> Result<String, FrontConfError> {
     check_front_input(settings, opts)?;
     let mut o = String::new();
-    let listen = settings.server.listen;
-    let (host, port) = (listen.ip().to_string(), listen.port());
+    let backend = lighttpd_backend(settings, "\n        ");
+    let recheck_backend = lighttpd_backend(settings, " ");
+    let front = lighttpd_front_header(settings);
     let recheck = lighttpd_recheck_url(settings);
+    o.push_str(&secret_warning(settings, "#"));
     let script = format!(
         "{}/stowaway-recheck.lua",
         opts.lua_dir.trim_end_matches('/')
@@ -582,18 +645,16 @@ pub fn lighttpd(settings: &Settings, opts: &FrontOptions) -> Result<String, Fron
              $HTTP[\"url\"] =^ {p} {{\n\
              \x20   # Only lighttpd sets these: stowaway trusts them on rechecks, and takes the client address\n\
              \x20   # for IP-bound links from the last X-Forwarded-For entry, which mod_proxy appends.\n\
-             \x20   setenv.set-request-header = ( \"X-Sidecar-Recheck\" => \"\", \"X-Original-URI\" => \"\", \"X-Forwarded-For\" => \"\" )\n\
+             \x20   setenv.set-request-header = ( \"X-Sidecar-Recheck\" => \"\", \"X-Original-URI\" => \"\", \"X-Forwarded-For\" => \"\"{front} )\n\
              \x20   server.follow-symlink = \"disable\"\n\
              \x20   proxy.server = ( \"\" => ( (\n\
-             \x20       \"host\" => {host},\n\
-             \x20       \"port\" => {port},\n\
+             \x20       {backend},\n\
              \x20       \"x-sendfile\" => \"enable\",              # without it lighttpd sends an EMPTY 200\n\
              \x20       \"x-sendfile-docroot\" => ( {root} ),\n\
              \x20   ) ) )\n\
              \x20   server.error-handler-404 = {recheck}   # vanished (or refused) X-Sendfile target\n\
              }}",
             p = lighttpd_str(prefix),
-            host = lighttpd_str(&host),
             root = lighttpd_str(&m.root.display().to_string()),
             recheck = lighttpd_str(&recheck),
         );
@@ -603,13 +664,12 @@ pub fn lighttpd(settings: &Settings, opts: &FrontOptions) -> Result<String, Fron
         "\n# The recheck, proxied WITHOUT x-sendfile (so it cannot loop): the script passes the original\n\
          # request target (request.orig-uri) in X-Original-URI and sets X-Sidecar-Recheck.\n\
          $HTTP[\"url\"] == {recheck} {{\n\
-         \x20   setenv.set-request-header = ( \"X-Forwarded-For\" => \"\" )\n\
+         \x20   setenv.set-request-header = ( \"X-Forwarded-For\" => \"\"{front} )\n\
          \x20   magnet.attract-raw-url-to = ( {script} )\n\
-         \x20   proxy.server = ( \"\" => ( ( \"host\" => {host}, \"port\" => {port} ) ) )\n\
+         \x20   proxy.server = ( \"\" => ( ( {recheck_backend} ) ) )\n\
          }}",
         recheck = lighttpd_str(&recheck),
         script = lighttpd_str(&script),
-        host = lighttpd_str(&host),
     );
     Ok(o)
 }

@@ -10,6 +10,10 @@
 //! * on a mount with access control (`[mount.access]`), a link without a valid signature →
 //!   `403`, an authentic but expired link → `410` (see `docs/signed-links.md`).
 //!
+//! With `server.front_secret_file`, a decision or auth request without the front server's secret
+//! gets a bare `403` before anything else ([`crate::frontauth`]); forwarded-address headers
+//! count only from the authenticated front.
+//!
 //! In nginx `auth_request` mode ([`auth`], `GET /_stowaway/auth`, original target in
 //! `X-Original-URI`, method in `X-Original-Method`) nginx accepts only 2xx, 401 and 403:
 //! * local file → `200` (plus `X-S3-Location`, nginx's fallback if the file vanishes);
@@ -33,6 +37,7 @@ use crate::access::{Denial, Grant, LinkKeys};
 use crate::beneath::DirHandle;
 use crate::config::{FrontServer, Settings};
 use crate::decision::{Verdict, decide_mapped};
+use crate::frontauth::{FrontAuth, Trust};
 use crate::health::Health;
 use crate::ignore::Ignore;
 use crate::metrics::{Metrics, Outcome};
@@ -84,6 +89,7 @@ pub struct AppState {
     any_access: bool,
     metrics: Option<Arc<Metrics>>,
     health: Arc<Health>,
+    front: FrontAuth,
 }
 
 impl AppState {
@@ -137,6 +143,7 @@ impl AppState {
             };
         }
         let any_access = !settings.access.is_empty();
+        let front = FrontAuth::new(&settings.server.listen, &settings.server.front_auth);
         AppState {
             settings,
             prefixes,
@@ -149,6 +156,7 @@ impl AppState {
             any_access,
             metrics: None,
             health: Arc::new(Health::default()),
+            front,
         }
     }
 
@@ -282,10 +290,15 @@ fn query_of(target: &str) -> Option<&str> {
     Some(q.split_once('#').map_or(q, |(q, _)| q))
 }
 
-/// The client address for IP-bound links: what the front server says (nginx: `X-Real-IP`,
-/// which the generated configs always overwrite; lighttpd: the last `X-Forwarded-For` entry,
-/// which mod_proxy appends), or the peer address when the header is absent (direct use).
-fn client_ip(req: &HttpRequest, front: FrontServer) -> Option<IpAddr> {
+/// The client address for IP-bound links. From the front server (see [`crate::frontauth`]):
+/// what it says (nginx: `X-Real-IP`, which the generated configs always overwrite; lighttpd:
+/// the last `X-Forwarded-For` entry, which mod_proxy appends), or the peer address when the
+/// header is absent. From anyone else the peer address, whatever headers they send: a spoofed
+/// `X-Real-IP` must never satisfy an IP-bound link.
+fn client_ip(req: &HttpRequest, front: FrontServer, trust: Trust) -> Option<IpAddr> {
+    if trust != Trust::Front {
+        return req.peer_addr().map(|a| a.ip());
+    }
     let value = match front {
         FrontServer::Nginx => req.headers().get(X_REAL_IP),
         FrontServer::Lighttpd => req.headers().get_all(X_FORWARDED_FOR).last(),
@@ -309,6 +322,7 @@ enum Judged<'a> {
 fn judge<'a>(
     state: &AppState,
     req: &HttpRequest,
+    trust: Trust,
     target: &'a str,
     method: &str,
     recheck: bool,
@@ -331,7 +345,7 @@ fn judge<'a>(
                     &m.key,
                     query_of(target),
                     method,
-                    || client_ip(req, front),
+                    || client_ip(req, front, trust),
                     now,
                 ) {
                     Ok(g) => grant = Some(g),
@@ -365,11 +379,26 @@ pub async fn decision(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
     resp
 }
 
+/// A request that should have come from the authenticated front server and did not: no
+/// verdict, no internal header, nothing about the file.
+fn not_from_front(req: &HttpRequest) -> HttpResponse {
+    tracing::warn!(
+        peer = ?req.peer_addr(),
+        path = req.uri().path(),
+        "refused: request without the front server's secret (server.front_secret_file)"
+    );
+    text(StatusCode::FORBIDDEN, "forbidden\n")
+}
+
 fn decision_response(
     req: &HttpRequest,
     state: &AppState,
     mount_seen: &mut Option<usize>,
 ) -> HttpResponse {
+    let trust = state.front.check(req);
+    if trust == Trust::Refused {
+        return not_from_front(req);
+    }
     let method = if req.method() == Method::GET {
         "GET"
     } else if req.method() == Method::HEAD {
@@ -396,7 +425,7 @@ fn decision_response(
     };
     let now = SystemTime::now();
     let now_s = unix_secs(now);
-    let judged = judge(state, req, target, method, recheck, now_s);
+    let judged = judge(state, req, trust, target, method, recheck, now_s);
     let (verdict, grant) = match judged {
         Judged::Denied(d, mount) => {
             *mount_seen = Some(mount);
@@ -513,6 +542,10 @@ fn auth_response(
     state: &AppState,
     mount_seen: &mut Option<usize>,
 ) -> HttpResponse {
+    let trust = state.front.check(req);
+    if trust == Trust::Refused {
+        return not_from_front(req);
+    }
     let base_ttl = state.settings.server.verdict_ttl.as_secs();
     let method = match req
         .headers()
@@ -533,7 +566,7 @@ fn auth_response(
     };
     let now = SystemTime::now();
     let now_s = unix_secs(now);
-    let (verdict, grant) = match judge(state, req, target, method, false, now_s) {
+    let (verdict, grant) = match judge(state, req, trust, target, method, false, now_s) {
         Judged::Denied(d, mount) => {
             *mount_seen = Some(mount);
             tracing::debug!(method, path = strip_query(target), denial = %d, "auth: refused");

@@ -12,9 +12,11 @@
 //! * [`presign`]: public and SigV4-presigned object URLs;
 //! * [`s3`]: SDK configuration, client and credential refresh;
 //! * [`http`]: the actix-web endpoints;
+//! * [`frontauth`]: who counts as the front server (Unix socket, shared secret, trusted proxies);
 //! * [`frontconf`]: nginx and lighttpd configuration generated from ours;
 //! * [`uploader`]: watch, settle, upload, verify, then archive — the background migration;
 //! * [`metrics`], [`health`], [`status`]: Prometheus metrics, readiness, backlog report;
+//! * [`logfmt`]: log lines outsiders cannot forge;
 //! * [`cli`]: the command line.
 
 #![forbid(unsafe_code)]
@@ -24,10 +26,12 @@ pub mod beneath;
 pub mod cli;
 pub mod config;
 pub mod decision;
+pub mod frontauth;
 pub mod frontconf;
 pub mod health;
 pub mod http;
 pub mod ignore;
+pub mod logfmt;
 pub mod metrics;
 pub mod paths;
 pub mod presign;

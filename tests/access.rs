@@ -39,6 +39,12 @@ struct Site {
 /// One presigned mount `/static/` with signed links required (k1 signs, k2 still accepted),
 /// `here.jpg` local and `remote.jpg` in S3.
 fn site(server_extra: &str) -> Site {
+    site_with(|_| server_extra.to_string(), false)
+}
+
+/// Like [`site`]; `server_extra` gets the site's directory (for a front secret file), and
+/// `unix` makes stowaway listen on a Unix socket.
+fn site_with(server_extra: impl FnOnce(&Path) -> String, unix: bool) -> Site {
     let s3 = S3Server::start();
     s3.create_bucket("site-media");
     s3.put("site-media", "static/remote.jpg", REMOTE);
@@ -46,10 +52,12 @@ fn site(server_extra: &str) -> Site {
     let dir = tmp.path().to_path_buf();
     let root = dir.join("site/static");
     write_file(&root, "here.jpg", LOCAL);
-    let st = Stowaway::start(
-        &dir,
-        &config(&s3, &root, server_extra, &access_section(&dir, "k1")),
-    );
+    let cfg = config(&s3, &root, &server_extra(&dir), &access_section(&dir, "k1"));
+    let st = if unix {
+        Stowaway::start_unix(&dir, &cfg)
+    } else {
+        Stowaway::start(&dir, &cfg)
+    };
     Site {
         _tmp: tmp,
         dir,
@@ -361,14 +369,18 @@ fn sender(
 }
 
 /// A client trying to pass as 10.1.2.3 to the front server.
-const SPOOF: &[(&str, &str)] = &[("X-Real-IP", "10.1.2.3"), ("X-Forwarded-For", "10.1.2.3")];
+const SPOOF: &[(&str, &str)] = &[
+    ("X-Real-IP", "10.1.2.3"),
+    ("X-Forwarded-For", "10.1.2.3"),
+    ("X-Stowaway-Front", "forged"),
+];
 
 #[test]
 fn signed_links_when_stowaway_is_asked_directly() {
     let s = site("");
     matrix(&s, Mode::Direct, &sender(s.st.addr, &[]));
-    // Directly, the client address is what the front server would put in X-Real-IP, or the
-    // peer address without it.
+    // Directly (no front authentication configured), the client address is the peer's,
+    // whatever X-Real-IP says.
     let bound = sign(
         &s,
         "/static/here.jpg",
@@ -376,7 +388,7 @@ fn signed_links_when_stowaway_is_asked_directly() {
     );
     assert_eq!(
         request(s.st.addr, "GET", &bound, &[("X-Real-IP", "10.1.2.3")]).status,
-        200
+        403
     );
     assert_eq!(request(s.st.addr, "GET", &bound, &[]).status, 403);
     assert_eq!(
@@ -385,23 +397,53 @@ fn signed_links_when_stowaway_is_asked_directly() {
     );
 }
 
+// The front server's view of the client only counts from an authenticated front: each front
+// runs once with the shared secret header and once over the Unix socket.
+
 #[test]
-fn signed_links_through_nginx_proxy_pass() {
-    let s = site("");
+fn signed_links_through_nginx_proxy_pass_with_front_secret() {
+    let s = site_with(front_secret_line, false);
     let nginx = proxy_nginx(&s.dir, &s.st);
     matrix(&s, Mode::Front, &sender(nginx.addr, SPOOF));
 }
 
 #[test]
-fn signed_links_through_nginx_auth_request() {
-    let s = site("verdict_ttl = \"5m\"");
+fn signed_links_through_nginx_proxy_pass_over_unix_socket() {
+    let s = site_with(|_| String::new(), true);
+    let nginx = proxy_nginx(&s.dir, &s.st);
+    matrix(&s, Mode::Front, &sender(nginx.addr, SPOOF));
+}
+
+#[test]
+fn signed_links_through_nginx_auth_request_with_front_secret() {
+    let s = site_with(
+        |d| format!("verdict_ttl = \"5m\"\n{}", front_secret_line(d)),
+        false,
+    );
     let nginx = auth_nginx(&s.dir, &s.st);
     matrix(&s, Mode::Front, &sender(nginx.addr, SPOOF));
 }
 
 #[test]
-fn signed_links_through_lighttpd() {
-    let s = site("front = \"lighttpd\"");
+fn signed_links_through_nginx_auth_request_over_unix_socket() {
+    let s = site_with(|_| "verdict_ttl = \"5m\"".into(), true);
+    let nginx = auth_nginx(&s.dir, &s.st);
+    matrix(&s, Mode::Front, &sender(nginx.addr, SPOOF));
+}
+
+#[test]
+fn signed_links_through_lighttpd_with_front_secret() {
+    let s = site_with(
+        |d| format!("front = \"lighttpd\"\n{}", front_secret_line(d)),
+        false,
+    );
+    let l = lighttpd_front(&s.dir, &s.st);
+    matrix(&s, Mode::Front, &sender(l.addr, SPOOF));
+}
+
+#[test]
+fn signed_links_through_lighttpd_over_unix_socket() {
+    let s = site_with(|_| "front = \"lighttpd\"".into(), true);
     let l = lighttpd_front(&s.dir, &s.st);
     matrix(&s, Mode::Front, &sender(l.addr, SPOOF));
 }

@@ -374,6 +374,7 @@ fn spawn_serve(
             name: "stowaway".into(),
         },
         addr,
+        sock: None,
         config: path,
         log,
     };

@@ -511,3 +511,28 @@ pub fn assert_longest_key_served(
         }
     }
 }
+
+/// The front secret of [`front_secret_line`] (hex, 64 bytes).
+pub const FRONT_SECRET: &str = "f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff00112233445566778899aabbccddeeff";
+
+/// `front_secret_file = "<dir>/front-secret"` for `[server]`, the file holding
+/// [`FRONT_SECRET`] with mode 0600.
+pub fn front_secret_line(dir: &Path) -> String {
+    let f = dir.join("front-secret");
+    std::fs::write(&f, format!("{FRONT_SECRET}\n")).unwrap();
+    std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    format!("front_secret_file = \"{}\"\n", f.display())
+}
+
+/// Fails if the front secret appears anywhere in a response a client got.
+pub fn assert_no_secret(r: &Response, what: &str) {
+    assert!(
+        !r.raw_head.contains(FRONT_SECRET)
+            && !r
+                .body
+                .windows(FRONT_SECRET.len())
+                .any(|w| w == FRONT_SECRET.as_bytes()),
+        "{what}: the front secret reached the client: {}",
+        r.raw_head
+    );
+}

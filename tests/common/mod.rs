@@ -195,7 +195,10 @@ pub fn stowaway_cmd() -> Command {
 /// A running `stowaway serve`.
 pub struct Stowaway {
     pub proc: Proc,
+    /// The TCP listener (for [`Stowaway::start_unix`] a placeholder nothing listens on).
     pub addr: SocketAddr,
+    /// The Unix socket, for [`Stowaway::start_unix`].
+    pub sock: Option<PathBuf>,
     pub config: PathBuf,
     pub log: PathBuf,
 }
@@ -209,8 +212,24 @@ impl Stowaway {
 
     /// Like [`Stowaway::start`] with extra environment variables.
     pub fn start_with(dir: &Path, config: &str, env: &[(&str, &str)]) -> Stowaway {
+        Self::launch(dir, config, env, false)
+    }
+
+    /// Like [`Stowaway::start`], listening on a Unix socket in `dir`: `@LISTEN@` becomes
+    /// `unix:<dir>/stowaway-<n>.sock` ([`Stowaway::sock`]).
+    pub fn start_unix(dir: &Path, config: &str) -> Stowaway {
+        Self::launch(dir, config, &[], true)
+    }
+
+    /// Starts `stowaway serve` and waits for `/healthz`, or returns the exited process's log.
+    fn launch(dir: &Path, config: &str, env: &[(&str, &str)], unix: bool) -> Stowaway {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let config_text = config.replace("@LISTEN@", &addr.to_string());
+        let sock = unix.then(|| dir.join(format!("stowaway-{}.sock", addr.port())));
+        let listen = match &sock {
+            Some(p) => format!("unix:{}", p.display()),
+            None => addr.to_string(),
+        };
+        let config_text = config.replace("@LISTEN@", &listen);
         let path = dir.join(format!("stowaway-{}.toml", addr.port()));
         write_private(&path, config_text);
         let log = dir.join(format!("stowaway-{}.log", addr.port()));
@@ -228,6 +247,7 @@ impl Stowaway {
                 name: "stowaway".into(),
             },
             addr,
+            sock: sock.clone(),
             config: path,
             log,
         };
@@ -235,7 +255,13 @@ impl Stowaway {
             if let Ok(Some(_)) = s.proc.child.try_wait() {
                 return true;
             }
-            TcpStream::connect(addr).is_ok() && get(addr, "/healthz").status == 200
+            match &sock {
+                Some(p) => {
+                    std::os::unix::net::UnixStream::connect(p).is_ok()
+                        && request_unix(p, "GET", "/healthz", &[]).status == 200
+                }
+                None => TcpStream::connect(addr).is_ok() && get(addr, "/healthz").status == 200,
+            }
         });
         if let Ok(Some(st)) = s.proc.child.try_wait() {
             panic!("stowaway exited early ({st}): {}", s.log_text());
@@ -581,18 +607,37 @@ pub fn request_from(
 
 /// Sends one request on `s` (`Connection: close`) and reads the whole response.
 pub fn exchange(
-    mut s: TcpStream,
+    s: TcpStream,
     addr: SocketAddr,
     method: &str,
     target: &[u8],
     extra: &[(&str, &str)],
 ) -> Response {
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    exchange_on(s, &addr.to_string(), method, target, extra)
+}
+
+/// Like [`request`], over the Unix socket at `sock`.
+pub fn request_unix(sock: &Path, method: &str, target: &str, extra: &[(&str, &str)]) -> Response {
+    let s = std::os::unix::net::UnixStream::connect(sock)
+        .unwrap_or_else(|e| panic!("connect {}: {e}", sock.display()));
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    exchange_on(s, "localhost", method, target.as_bytes(), extra)
+}
+
+/// Sends one request on any stream (`Connection: close`) and reads the whole response.
+fn exchange_on<S: Read + Write>(
+    mut s: S,
+    host: &str,
+    method: &str,
+    target: &[u8],
+    extra: &[(&str, &str)],
+) -> Response {
     let mut req = Vec::new();
     req.extend_from_slice(method.as_bytes());
     req.push(b' ');
     req.extend_from_slice(target);
-    req.extend_from_slice(format!(" HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n").as_bytes());
+    req.extend_from_slice(format!(" HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n").as_bytes());
     for (k, v) in extra {
         req.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
     }
