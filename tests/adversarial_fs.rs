@@ -386,3 +386,80 @@ fn symlink_swaps_never_let_outside_bytes_out() {
         st.log_text()
     );
 }
+
+/// `finalize = "delete"` and `"archive"` against an app that keeps replacing its files
+/// (write a temp file, rename it over the name) while they are uploaded, verified and
+/// finalized: the newest bytes the app wrote must survive, locally or in S3 (and in the archive
+/// when archiving), for every file, every time.
+#[test]
+fn a_replacing_writer_never_loses_its_newest_bytes() {
+    for finalize in ["delete", "archive"] {
+        let s3 = S3Server::start();
+        s3.create_bucket(BUCKET);
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        let archive = dir.path().join("archive");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::create_dir_all(&archive).unwrap();
+        let config = format!(
+            "[server]\nlisten = \"@LISTEN@\"\n\
+             [uploader]\nenabled = true\nsettle = \"20ms\"\nrescan_interval = \"1s\"\n\
+             retry_min_delay = \"50ms\"\nretry_max_delay = \"200ms\"\nmax_attempts = 2\nconcurrency = 4\n\
+             {}\n\
+             [[mount]]\nprefix = \"/static/\"\nroot = {:?}\nbucket = \"{BUCKET}\"\nkey_prefix = \"\"\n\
+             url = \"presigned\"\nexpires = \"10m\"\nfinalize = \"{finalize}\"\narchive_root = {:?}\n",
+            s3.s3_section(),
+            root.display().to_string(),
+            archive.display().to_string()
+        );
+        let _st = Stowaway::start(dir.path(), &config);
+        let names: Vec<String> = (0..6).map(|i| format!("w/{i}/photo.jpg")).collect();
+        let deadline = Instant::now() + run_for() / 4;
+        let mut last: Vec<Vec<u8>> = vec![Vec::new(); names.len()];
+        let mut versions = 0u64;
+        let mut n = 0u64;
+        while Instant::now() < deadline {
+            for (i, name) in names.iter().enumerate() {
+                let body = format!("{name} version {n} ").repeat(50).into_bytes();
+                let p = root.join(name);
+                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                let tmp = p.with_file_name(format!(".new-{n}"));
+                std::fs::write(&tmp, &body).unwrap();
+                std::fs::rename(&tmp, &p).unwrap();
+                last[i] = body;
+                versions += 1;
+            }
+            n += 1;
+            jitter(30);
+        }
+        // Every name ends with its newest version local, or migrated (and archived).
+        let settled = |i: usize| {
+            let p = root.join(&names[i]);
+            match std::fs::read(&p) {
+                Ok(b) => b == last[i],
+                Err(_) => {
+                    s3.get(BUCKET, &names[i]).as_deref() == Some(&last[i][..])
+                        && (finalize != "archive"
+                            || std::fs::read(archive.join(&names[i])).ok().as_deref()
+                                == Some(&last[i][..]))
+                }
+            }
+        };
+        let ok = wait_until(Duration::from_secs(30), || {
+            (0..names.len()).all(|i| !root.join(&names[i]).exists() && settled(i))
+        });
+        let lost: Vec<&String> = (0..names.len())
+            .filter(|&i| !settled(i))
+            .map(|i| &names[i])
+            .collect();
+        eprintln!(
+            "replacing writer ({finalize}): {versions} versions written, {} names lost their newest bytes",
+            lost.len()
+        );
+        assert!(
+            lost.is_empty(),
+            "{finalize}: newest bytes lost for {lost:?}"
+        );
+        assert!(ok, "{finalize}: not every file was migrated in the end");
+    }
+}
