@@ -23,7 +23,7 @@ pub const EXIT_CONFIG: u8 = 2;
 /// stowaway: serve user files from local disk or S3 behind nginx or lighttpd, and move them to
 /// S3 in the background.
 #[derive(Debug, Parser)]
-#[command(name = "stowaway", version, about, long_about = None)]
+#[command(name = "stowaway", version = crate::LONG_VERSION, about, long_about = None)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -32,10 +32,14 @@ pub struct Cli {
 /// Options every command takes.
 #[derive(Debug, Args, Clone)]
 pub struct Common {
-    /// TOML configuration file (see examples/stowaway.toml). Environment variables
-    /// STOWAWAY__SECTION__KEY override it, and command-line flags override both.
+    /// TOML configuration file (see examples/stowaway.toml) [default:
+    /// /etc/stowaway/stowaway.toml]. Environment variables STOWAWAY__SECTION__KEY override
+    /// it, and command-line flags override both.
     #[arg(long, short = 'c', value_name = "PATH", env = "STOWAWAY_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Warn about unknown config keys instead of refusing the configuration (exit 2).
+    #[arg(long)]
+    pub lenient: bool,
     /// Override server.listen, e.g. 127.0.0.1:8700 or unix:/run/stowaway/stowaway.sock.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
@@ -48,6 +52,13 @@ pub struct Common {
 }
 
 impl Common {
+    /// The file to read: `--config`, else the default path.
+    pub fn config_path(&self) -> PathBuf {
+        self.config
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(config::DEFAULT_CONFIG_PATH))
+    }
+
     fn overrides(&self) -> CliOverrides {
         CliOverrides {
             listen: self.listen.clone(),
@@ -70,9 +81,13 @@ pub enum Command {
     CheckConfig {
         #[command(flatten)]
         common: Common,
-        /// Also fail (exit 2) on unknown keys instead of warning about them.
+        /// Fail (exit 2) on unknown keys even with --lenient (the default without it).
         #[arg(long)]
         strict: bool,
+        /// Also talk to S3: credentials resolve, every bucket exists in s3.region, and a small
+        /// object can be written and deleted under each upload mount's key_prefix.
+        #[arg(long)]
+        online: bool,
     },
     /// Print the front-server configuration (nginx or lighttpd) that matches this config:
     /// prefixes, internal locations, roots and the sidecar address.
@@ -168,6 +183,14 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Write the man page (stowaway.1) and shell completions (bash, zsh, fish) into a
+    /// directory: used to build the Debian package, so they always match this binary.
+    #[command(hide = true)]
+    GenAssets {
+        /// Directory to write into (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out_dir: PathBuf,
+    },
 }
 
 /// Front servers `gen-config` can write for.
@@ -194,17 +217,40 @@ fn load(common: &Common) -> Result<(Settings, Vec<String>), ExitCode> {
     load_with(common, FsChecks::Check)
 }
 
+/// Loads and validates the configuration file (`--config` or the default path). Unknown keys
+/// are errors (exit 2) unless `--lenient`; then they are returned for the caller to warn about.
 fn load_with(common: &Common, fs: FsChecks) -> Result<(Settings, Vec<String>), ExitCode> {
-    config::load_settings(common.config.as_deref(), &common.overrides(), fs).map_err(|e| {
+    load_from(common, Some(&common.config_path()), fs, false)
+}
+
+fn load_from(
+    common: &Common,
+    file: Option<&std::path::Path>,
+    fs: FsChecks,
+    strict: bool,
+) -> Result<(Settings, Vec<String>), ExitCode> {
+    let (settings, unknown) = config::load_settings(file, &common.overrides(), fs).map_err(|e| {
         eprintln!("stowaway: {e}");
         ExitCode::from(EXIT_CONFIG)
-    })
+    })?;
+    if !unknown.is_empty() && (strict || !common.lenient) {
+        for k in &unknown {
+            eprintln!("stowaway: {}", config::describe_unknown_key(k));
+        }
+        eprintln!(
+            "  fix: correct or remove the key{} (or pass --lenient to only warn)",
+            if unknown.len() > 1 { "s" } else { "" }
+        );
+        return Err(ExitCode::from(EXIT_CONFIG));
+    }
+    Ok((settings, unknown))
 }
 
 fn warn_unknown(keys: &[String]) {
     for k in keys {
         eprintln!(
-            "stowaway: warning: unknown config key `{k}` is ignored (check its spelling against examples/stowaway.toml)"
+            "stowaway: warning: {}; it is ignored (--lenient)",
+            config::describe_unknown_key(k)
         );
     }
 }
@@ -247,20 +293,35 @@ pub fn init_logging(settings: &Settings) {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::CheckConfig { common, strict } => match load(&common) {
+        Command::CheckConfig {
+            common,
+            strict,
+            online,
+        } => match load_from(
+            &common,
+            Some(&common.config_path()),
+            FsChecks::Check,
+            strict,
+        ) {
             Err(code) => code,
             Ok((settings, unknown)) => {
                 warn_unknown(&unknown);
-                if strict && !unknown.is_empty() {
-                    eprintln!("stowaway: unknown keys are errors with --strict");
-                    return ExitCode::from(EXIT_CONFIG);
-                }
                 println!(
                     "configuration OK: {} mount(s), listening on {}",
                     settings.mounts.len(),
                     settings.server.listen
                 );
+                if online {
+                    return check_online(&settings);
+                }
                 ExitCode::SUCCESS
+            }
+        },
+        Command::GenAssets { out_dir } => match gen_assets(&out_dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("stowaway: gen-assets: {e}");
+                ExitCode::FAILURE
             }
         },
         Command::GenConfig {
@@ -355,7 +416,12 @@ pub fn main() -> ExitCode {
             common,
             ready,
             timeout,
-        } => match load_with(&common, FsChecks::Skip) {
+        } => match load_from(
+            &common,
+            healthcheck_config(&common).as_deref(),
+            FsChecks::Skip,
+            false,
+        ) {
             Err(code) => code,
             Ok((settings, _)) => healthcheck(&settings, ready, Duration::from_secs(timeout)),
         },
@@ -385,19 +451,69 @@ pub fn main() -> ExitCode {
             Err(code) => code,
             Ok((settings, unknown)) => {
                 warn_unknown(&unknown);
-                crate::uploader::migrate::main(settings, dry_run)
+                crate::uploader::migrate::main(settings, &common.config_path(), dry_run)
             }
         },
         Command::Serve { common } => match load(&common) {
             Err(code) => code,
             Ok((settings, unknown)) => {
                 init_logging(&settings);
+                tracing::info!(config = %common.config_path().display(), version = crate::LONG_VERSION, "configuration read");
                 for k in &unknown {
                     tracing::warn!(key = %k, "unknown config key is ignored");
                 }
                 report(run_async(serve(settings)))
             }
         },
+    }
+}
+
+/// `healthcheck` needs only the listener: with `--listen` and no config file at the default
+/// path, it runs without one (a container probe has the address, not always the file).
+fn healthcheck_config(common: &Common) -> Option<PathBuf> {
+    let path = common.config_path();
+    if common.config.is_none() && common.listen.is_some() && !path.exists() {
+        return None;
+    }
+    Some(path)
+}
+
+/// Writes the man page and the shell completions generated from the command definition.
+fn gen_assets(dir: &std::path::Path) -> std::io::Result<()> {
+    use clap::CommandFactory;
+    use clap_complete::Shell;
+    std::fs::create_dir_all(dir)?;
+    let cmd = Cli::command();
+    let mut page = Vec::new();
+    clap_mangen::Man::new(cmd.clone()).render(&mut page)?;
+    std::fs::write(dir.join("stowaway.1"), page)?;
+    for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
+        clap_complete::generate_to(shell, &mut cmd.clone(), "stowaway", dir)?;
+    }
+    Ok(())
+}
+
+/// `check-config --online`: prints each check, exits 2 at the first failure with its fix.
+fn check_online(settings: &Settings) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("stowaway: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(crate::s3::check_online(settings, |line| println!("{line}"))) {
+        Ok(()) => {
+            println!("online checks OK");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("stowaway: check-config --online: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
     }
 }
 

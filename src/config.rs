@@ -16,6 +16,10 @@ use crate::paths::MountPrefix;
 /// The environment variable prefix: `STOWAWAY__SERVER__LISTEN=127.0.0.1:9000`.
 pub const ENV_PREFIX: &str = "STOWAWAY";
 
+/// Where the configuration is read from when `--config` (or `STOWAWAY_CONFIG`) is absent: the
+/// path the Debian package installs and the shipped unit uses.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/stowaway/stowaway.toml";
+
 /// S3 refuses presigned URLs that live longer than seven days.
 pub const MAX_PRESIGN_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
 
@@ -213,8 +217,13 @@ pub fn load(file: Option<&Path>, cli: &CliOverrides) -> Result<Loaded, ConfigErr
     let mut b = config::Config::builder();
     if let Some(path) = file {
         if !path.is_file() {
+            let what = if path.exists() {
+                "is not a file"
+            } else {
+                "does not exist"
+            };
             return Err(ConfigError::Load(format!(
-                "config file {} does not exist or is not a file (fix: pass --config PATH to an existing TOML file)",
+                "no config file at {} ({what})\n  fix: create it from examples/stowaway.toml (the Debian package installs one), or pass --config PATH",
                 path.display()
             )));
         }
@@ -244,9 +253,138 @@ pub fn load(file: Option<&Path>, cli: &CliOverrides) -> Result<Loaded, ConfigErr
         .build()
         .map_err(|e| ConfigError::Load(describe_load_error(&e)))?;
     let mut unknown_keys = Vec::new();
-    let raw: RawConfig = serde_ignored::deserialize(cfg, |p| unknown_keys.push(p.to_string()))
-        .map_err(|e| ConfigError::Load(describe_load_error(&e)))?;
+    let mut raw: RawConfig =
+        serde_ignored::deserialize(cfg, |p| unknown_keys.push(p.to_string()))
+            .map_err(|e| ConfigError::Load(describe_load_error(&e)))?;
+    // The AWS tools' own variables name the region too; an operator who set them for the
+    // CLI expects stowaway to follow. Only an absent s3.region is filled.
+    if raw.s3.region.as_deref().is_none_or(str::is_empty) {
+        raw.s3.region = region_from_env(|k| std::env::var(k).ok());
+    }
     Ok(Loaded { raw, unknown_keys })
+}
+
+/// `AWS_REGION`, else `AWS_DEFAULT_REGION` (empty values count as unset).
+pub fn region_from_env(get: impl Fn(&str) -> Option<String>) -> Option<String> {
+    ["AWS_REGION", "AWS_DEFAULT_REGION"]
+        .iter()
+        .filter_map(|k| get(k))
+        .map(|v| v.trim().to_string())
+        .find(|v| !v.is_empty())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Unknown keys: a misspelled key (`keyprefix`) silently falls back to a default, so they are
+// errors unless the operator asks for leniency; the message suggests the closest known key.
+
+/// The field names a `Deserialize` struct accepts, as serde hands them to the deserializer:
+/// taken from the types themselves so a key added later is suggested without a list to keep.
+fn field_names<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
+    struct Grab(Option<&'static [&'static str]>);
+    #[derive(Debug)]
+    struct Stop;
+    impl fmt::Display for Stop {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("field names taken")
+        }
+    }
+    impl std::error::Error for Stop {}
+    impl serde::de::Error for Stop {
+        fn custom<M: fmt::Display>(_: M) -> Self {
+            Stop
+        }
+    }
+    impl<'de> serde::Deserializer<'de> for &mut Grab {
+        type Error = Stop;
+        fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Stop> {
+            Err(Stop)
+        }
+        fn deserialize_struct<V: serde::de::Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Stop> {
+            self.0 = Some(fields);
+            Err(Stop)
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+            identifier ignored_any
+        }
+    }
+    let mut g = Grab(None);
+    let _ = T::deserialize(&mut g);
+    g.0.unwrap_or(&[])
+}
+
+/// The keys valid beside an unknown key, from its dotted path (`mount.0.access.keyz`).
+fn known_siblings(path: &str) -> &'static [&'static str] {
+    let sections: Vec<&str> = path
+        .split('.')
+        .filter(|s| !s.is_empty() && !s.bytes().all(|b| b.is_ascii_digit()))
+        .collect();
+    let parents = &sections[..sections.len().saturating_sub(1)];
+    match parents {
+        [] => field_names::<RawConfig>(),
+        ["server"] => field_names::<RawServer>(),
+        ["log"] => field_names::<RawLog>(),
+        ["s3"] => field_names::<RawS3>(),
+        ["uploader"] => field_names::<RawUploader>(),
+        ["mount"] => field_names::<RawMount>(),
+        ["mount", "access"] => field_names::<RawAccess>(),
+        ["mount", "access", "keys"] => field_names::<RawLinkKey>(),
+        _ => &[],
+    }
+}
+
+/// Edit distance (insertions, deletions, substitutions) between two short keys.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// The known key an unknown one was probably meant to be: the same letters without `_`/`-`
+/// or case, else the closest within a third of its length.
+pub fn suggest_key(path: &str) -> Option<&'static str> {
+    let leaf = path.rsplit('.').next().unwrap_or(path);
+    let norm = |s: &str| -> String {
+        s.chars()
+            .filter(|c| *c != '_' && *c != '-')
+            .flat_map(char::to_lowercase)
+            .collect()
+    };
+    let known = known_siblings(path);
+    if let Some(k) = known.iter().find(|k| norm(k) == norm(leaf)) {
+        return Some(k);
+    }
+    let limit = (leaf.chars().count() / 3).max(1);
+    known
+        .iter()
+        .map(|k| (edit_distance(&leaf.to_lowercase(), k), *k))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+/// How an unknown key is reported: the key, and the one it probably meant.
+pub fn describe_unknown_key(path: &str) -> String {
+    match suggest_key(path) {
+        Some(k) => format!("unknown config key `{path}`: did you mean `{k}`?"),
+        None => format!(
+            "unknown config key `{path}` (check its spelling against examples/stowaway.toml)"
+        ),
+    }
 }
 
 /// Parses the file as TOML first: the `config` crate reports numbers out of range without a
@@ -1256,7 +1394,7 @@ pub fn validate_with(raw: &RawConfig, fs: FsChecks) -> Result<Settings, ConfigEr
                     format!(
                         "mount[{i}] signs its redirects (url = \"presigned\"), which needs the bucket's region"
                     ),
-                    "set s3.region (e.g. \"eu-west-1\"), or STOWAWAY__S3__REGION",
+                    "set s3.region (e.g. \"eu-west-1\"), STOWAWAY__S3__REGION or AWS_REGION",
                 ));
             }
         }
@@ -1300,7 +1438,7 @@ pub fn validate_with(raw: &RawConfig, fs: FsChecks) -> Result<Settings, ConfigEr
                 format!(
                     "mount[{i}] needs a bucket URL, which needs the region (or s3.endpoint, or public_base_url)"
                 ),
-                "set s3.region, e.g. \"eu-west-1\"",
+                "set s3.region (e.g. \"eu-west-1\") or AWS_REGION",
             ));
         }
         let finalize = match m.finalize.as_deref().unwrap_or("archive") {
@@ -2052,5 +2190,51 @@ mod tests {
                 .to_string();
             assert!(e.contains("`mount[0].access.max_link_ttl`"), "{e}");
         }
+    }
+
+    #[test]
+    fn unknown_keys_get_the_closest_known_key() {
+        assert_eq!(suggest_key("mount.0.keyprefix"), Some("key_prefix"));
+        assert_eq!(suggest_key("mount.0.expirse"), Some("expires"));
+        assert_eq!(suggest_key("server.lisen"), Some("listen"));
+        assert_eq!(suggest_key("s3.Region"), Some("region"));
+        assert_eq!(suggest_key("mount.0.access.keys.1.secert"), Some("secret"));
+        assert_eq!(suggest_key("mount.1.access.sign-with"), Some("sign_with"));
+        assert_eq!(suggest_key("uploadr"), Some("uploader"));
+        assert_eq!(suggest_key("server.completely_different"), None);
+        assert_eq!(suggest_key("nosuchsection.key"), None);
+        let m = describe_unknown_key("mount.0.keyprefix");
+        assert!(m.contains("`mount.0.keyprefix`") && m.contains("did you mean `key_prefix`"));
+        // The candidates come from the structs themselves.
+        assert!(field_names::<RawMount>().contains(&"archive_root"));
+        assert!(field_names::<RawConfig>().contains(&"mount"));
+    }
+
+    #[test]
+    fn region_falls_back_to_the_aws_variables() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        assert_eq!(region_from_env(env(&[])), None);
+        assert_eq!(
+            region_from_env(env(&[("AWS_DEFAULT_REGION", "eu-central-1")])),
+            Some("eu-central-1".into())
+        );
+        assert_eq!(
+            region_from_env(env(&[
+                ("AWS_REGION", "us-west-2"),
+                ("AWS_DEFAULT_REGION", "eu-central-1")
+            ])),
+            Some("us-west-2".into())
+        );
+        assert_eq!(
+            region_from_env(env(&[("AWS_REGION", " "), ("AWS_DEFAULT_REGION", "ap-south-1")])),
+            Some("ap-south-1".into())
+        );
     }
 }

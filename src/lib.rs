@@ -21,6 +21,19 @@
 
 #![forbid(unsafe_code)]
 
+/// The crate version, e.g. `0.1.0`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The git commit the binary was built from (short hash), or `unknown` outside a checkout;
+/// set by build.rs.
+pub const GIT_COMMIT: &str = env!("STOWAWAY_GIT_COMMIT");
+/// What `stowaway --version` prints after the name.
+pub const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("STOWAWAY_GIT_COMMIT"),
+    ")"
+);
+
 pub mod access;
 pub mod beneath;
 pub mod cli;

@@ -194,6 +194,12 @@ impl Metrics {
         );
         describe("stowaway_watches", None, "Directories watched.", 1);
         describe(
+            "stowaway_build_info",
+            None,
+            "Always 1; the labels say which build is running.",
+            1,
+        );
+        describe(
             "stowaway_backlog_files",
             None,
             "Local files not yet in S3, per mount.",
@@ -231,6 +237,15 @@ impl Metrics {
             &Key::from_name("stowaway_decision_duration_seconds"),
             &meta(),
         );
+        // Set once: a gauge that is never touched again keeps its value for every scrape.
+        gauge(
+            "stowaway_build_info",
+            vec![
+                Label::new("version", crate::VERSION),
+                Label::new("commit", crate::GIT_COMMIT),
+            ],
+        )
+        .set(1.0);
         let presigned = counter("stowaway_presigned_urls_total", vec![]);
         let uploader = UploaderGauges {
             uploaded_files: counter("stowaway_uploads_total", vec![]),

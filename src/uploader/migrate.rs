@@ -40,9 +40,10 @@ pub async fn run(
 pub const EXIT_FAILED: u8 = 1;
 
 /// The `migrate` command: logging, runtime, progress display, summary, exit code.
-pub fn main(settings: Settings, dry_run: bool) -> ExitCode {
+pub fn main(settings: Settings, config: &std::path::Path, dry_run: bool) -> ExitCode {
     let bar = (!dry_run && std::io::stderr().is_terminal()).then(new_bar);
     init_logging(&settings, bar.clone());
+    tracing::info!(config = %config.display(), "configuration read");
     let progress: Option<Arc<dyn Progress>> = match (&bar, dry_run) {
         (_, true) => None,
         (Some(b), _) => Some(Arc::new(BarProgress::new(b.clone()))),
@@ -58,6 +59,18 @@ pub fn main(settings: Settings, dry_run: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Without credentials every file would fail after its full retry budget, each with the
+    // SDK's error dump: stop before the first one, with the message `serve` gives.
+    if !dry_run
+        && settings.mounts.iter().any(|m| m.upload)
+        && let Err(e) = rt.block_on(crate::s3::require_credentials(&settings.s3))
+    {
+        if let Some(b) = &bar {
+            b.finish_and_clear();
+        }
+        eprintln!("stowaway: {e}");
+        return ExitCode::from(EXIT_FAILED);
+    }
     let started = Instant::now();
     let res = rt.block_on(run(Arc::new(settings), dry_run, progress));
     if let Some(b) = &bar {
