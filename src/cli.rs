@@ -229,10 +229,14 @@ fn load_from(
     fs: FsChecks,
     strict: bool,
 ) -> Result<(Settings, Vec<String>), ExitCode> {
-    let (settings, unknown) = config::load_settings(file, &common.overrides(), fs).map_err(|e| {
+    let fail = |e: config::ConfigError| {
         eprintln!("stowaway: {e}");
         ExitCode::from(EXIT_CONFIG)
-    })?;
+    };
+    let loaded = config::load(file, &common.overrides()).map_err(fail)?;
+    let unknown = loaded.unknown_keys;
+    // Unknown keys first: a misspelled key is the likely cause of a validation error that
+    // follows (its default was used instead).
     if !unknown.is_empty() && (strict || !common.lenient) {
         for k in &unknown {
             eprintln!("stowaway: {}", config::describe_unknown_key(k));
@@ -243,6 +247,7 @@ fn load_from(
         );
         return Err(ExitCode::from(EXIT_CONFIG));
     }
+    let settings = config::validate_with(&loaded.raw, fs).map_err(fail)?;
     Ok((settings, unknown))
 }
 
@@ -416,14 +421,9 @@ pub fn main() -> ExitCode {
             common,
             ready,
             timeout,
-        } => match load_from(
-            &common,
-            healthcheck_config(&common).as_deref(),
-            FsChecks::Skip,
-            false,
-        ) {
+        } => match healthcheck_listen(&common) {
             Err(code) => code,
-            Ok((settings, _)) => healthcheck(&settings, ready, Duration::from_secs(timeout)),
+            Ok(listen) => healthcheck(&listen, ready, Duration::from_secs(timeout)),
         },
         Command::Status { common, json } => match load(&common) {
             Err(code) => code,
@@ -468,14 +468,22 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// `healthcheck` needs only the listener: with `--listen` and no config file at the default
-/// path, it runs without one (a container probe has the address, not always the file).
-fn healthcheck_config(common: &Common) -> Option<PathBuf> {
-    let path = common.config_path();
-    if common.config.is_none() && common.listen.is_some() && !path.exists() {
-        return None;
+/// `healthcheck` needs only the listener: `--listen` is enough (a container or load-balancer
+/// probe has the address, not always the config file); otherwise server.listen from the file.
+fn healthcheck_listen(common: &Common) -> Result<config::Listen, ExitCode> {
+    if let Some(l) = &common.listen {
+        return crate::frontauth::parse_listen(l, FsChecks::Skip).map_err(|e| {
+            eprintln!("stowaway: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        });
     }
-    Some(path)
+    let (settings, _) = load_from(
+        common,
+        Some(&common.config_path()),
+        FsChecks::Skip,
+        false,
+    )?;
+    Ok(settings.server.listen.clone())
 }
 
 /// Writes the man page and the shell completions generated from the command definition.
@@ -519,10 +527,10 @@ fn check_online(settings: &Settings) -> ExitCode {
 
 /// GETs `/healthz` or `/readyz` on the configured listener (TCP or Unix socket) with a plain
 /// HTTP/1.0 request.
-fn healthcheck(settings: &Settings, ready: bool, timeout: Duration) -> ExitCode {
+fn healthcheck(listen: &config::Listen, ready: bool, timeout: Duration) -> ExitCode {
     use std::io::{Read, Write};
     let path = if ready { "/readyz" } else { "/healthz" };
-    let addr = match &settings.server.listen {
+    let addr = match listen {
         config::Listen::Tcp(a) => {
             let mut a = *a;
             if a.ip().is_unspecified() {
@@ -698,13 +706,13 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         }
         _ => None,
     };
+    let health = Arc::new(Health::default());
     // The background uploader; its counters feed /metrics and readiness.
     let uploader = if uploading {
-        Some(crate::uploader::spawn(settings.clone()).await)
+        Some(crate::uploader::spawn_with(settings.clone(), Some(health.s3_recovered())).await)
     } else {
         None
     };
-    let health = Arc::new(Health::default());
     if let Some(u) = &uploader {
         health.watch_uploader(u.stats.clone(), settings.uploader.rescan_interval);
     }

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::uploader::stats::Stats;
 
+const NOT_PROBED: &str = "S3 not probed yet";
+
 /// Cached results of the background checks.
 #[derive(Debug)]
 pub struct Health {
@@ -15,6 +17,9 @@ pub struct Health {
     s3: Mutex<Option<Result<(), String>>>,
     uploader: OnceLock<(Arc<Stats>, Duration)>,
     started: Instant,
+    /// Signalled when a probe succeeds after a failed one, so the uploader retries the files
+    /// that failed during the outage at once instead of at its next rescan.
+    s3_back: Arc<tokio::sync::Notify>,
 }
 
 impl Default for Health {
@@ -23,6 +28,7 @@ impl Default for Health {
             s3: Mutex::new(None),
             uploader: OnceLock::new(),
             started: Instant::now(),
+            s3_back: Arc::new(tokio::sync::Notify::new()),
         }
     }
 }
@@ -30,7 +36,7 @@ impl Default for Health {
 impl Health {
     /// Marks S3 as probed but not yet known to be reachable.
     pub fn expect_s3_probe(&self) {
-        *self.lock() = Some(Err("S3 not probed yet".into()));
+        *self.lock() = Some(Err(NOT_PROBED.into()));
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Result<(), String>>> {
@@ -42,10 +48,21 @@ impl Health {
         let mut g = self.lock();
         match (&*g, &r) {
             (Some(Ok(())), Err(e)) => tracing::warn!(error = %e, "S3 is unreachable: not ready"),
-            (Some(Err(_)), Ok(())) => tracing::info!("S3 is reachable again: ready"),
+            (Some(Err(e)), Ok(())) => {
+                tracing::info!("S3 is reachable again: ready");
+                // Not after the first probe: nothing failed for want of S3 before it.
+                if e != NOT_PROBED {
+                    self.s3_back.notify_one();
+                }
+            }
             _ => {}
         }
         *g = Some(r);
+    }
+
+    /// Signalled (one stored permit) each time S3 becomes reachable after a failed probe.
+    pub fn s3_recovered(&self) -> Arc<tokio::sync::Notify> {
+        self.s3_back.clone()
     }
 
     /// Lets readiness watch the uploader's rescans.

@@ -138,8 +138,9 @@ pub fn explain(
     let code = ans.code.as_deref().unwrap_or("");
     let objects = format!("arn:aws:s3:::{bucket}/{}*", key_prefix.unwrap_or(""));
     match (ans.status, code) {
-        (_, "InvalidAccessKeyId") => format!(
-            "{what}: S3 does not know the access key id (InvalidAccessKeyId)\n  fix: check AWS_ACCESS_KEY_ID (or s3.access_key_id) and that the key belongs to this S3 service (s3.endpoint)"
+        // s3s-based stores answer an unknown key id with NotSignedUp.
+        (_, "InvalidAccessKeyId" | "NotSignedUp") => format!(
+            "{what}: S3 does not know the access key id ({code})\n  fix: check AWS_ACCESS_KEY_ID (or s3.access_key_id) and that the key belongs to this S3 service (s3.endpoint)"
         ),
         (_, "SignatureDoesNotMatch") => format!(
             "{what}: S3 rejected the request signature (SignatureDoesNotMatch): the secret key does not belong to the access key id\n  fix: check AWS_SECRET_ACCESS_KEY (or s3.secret_access_key_file)"
@@ -386,6 +387,8 @@ mod tests {
         let m = e(&ans(404, None, None), None);
         assert!(m.contains("does not exist") && m.contains("aws s3 mb s3://b"), "{m}");
         let m = e(&ans(403, Some("InvalidAccessKeyId"), None), None);
+        assert!(m.contains("fix: check AWS_ACCESS_KEY_ID"), "{m}");
+        let m = e(&ans(403, Some("NotSignedUp"), None), None);
         assert!(m.contains("fix: check AWS_ACCESS_KEY_ID"), "{m}");
         let m = e(&ans(403, Some("SignatureDoesNotMatch"), None), None);
         assert!(m.contains("fix: check AWS_SECRET_ACCESS_KEY"), "{m}");

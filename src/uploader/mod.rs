@@ -151,6 +151,15 @@ const ABORT_GRACE: Duration = Duration::from_secs(10);
 /// Starts the uploader inside `serve`: watches first, then the initial full scan, then
 /// events, settle checks and periodic rescans for as long as the process runs.
 pub async fn spawn(settings: Arc<Settings>) -> Uploader {
+    spawn_with(settings, None).await
+}
+
+/// [`spawn`], plus a full pass each time `s3_back` is signalled (S3 reachable again), so
+/// files that failed during an outage are retried at once rather than at the next rescan.
+pub async fn spawn_with(
+    settings: Arc<Settings>,
+    s3_back: Option<Arc<tokio::sync::Notify>>,
+) -> Uploader {
     let stats = Arc::new(Stats::new(settings.mounts.len()));
     let stop = Arc::new(Stop::default());
     let sh = shared(settings.clone(), stats.clone(), stop.clone()).await;
@@ -181,7 +190,7 @@ pub async fn spawn(settings: Arc<Settings>) -> Uploader {
             "uploader started"
         );
         let (c, inputs) = Coordinator::new(sh, Mode::Service, None);
-        c.run(inputs, watch).await;
+        c.with_s3_recovery(s3_back).run(inputs, watch).await;
     });
     Uploader { stats, task, stop }
 }

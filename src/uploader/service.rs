@@ -133,6 +133,8 @@ pub struct Coordinator {
     summary: Summary,
     scan_tx: mpsc::Sender<ScanMsg>,
     done_tx: mpsc::UnboundedSender<(Job, Outcome)>,
+    /// Signalled when S3 is reachable again after an outage (service mode).
+    s3_back: Option<Arc<tokio::sync::Notify>>,
 }
 
 /// Channels the coordinator reads; kept outside the struct so `select!` can borrow them
@@ -194,9 +196,16 @@ impl Coordinator {
             summary: Summary::default(),
             scan_tx,
             done_tx,
+            s3_back: None,
             sh,
         };
         (c, Inputs { scan_rx, done_rx })
+    }
+
+    /// Retry at once (a full pass, which also lifts paused mounts) when `s3_back` fires.
+    pub fn with_s3_recovery(mut self, s3_back: Option<Arc<tokio::sync::Notify>>) -> Self {
+        self.s3_back = s3_back;
+        self
     }
 
     /// Runs until done (one-shot modes) or forever (service). `watch` must have been started
@@ -217,6 +226,7 @@ impl Coordinator {
         rescan_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let service = self.mode == Mode::Service;
         let sh = self.sh.clone();
+        let s3_back = self.s3_back.clone();
         // On shutdown: no new files; the running ones finish (or are aborted by the caller).
         let mut draining = false;
         loop {
@@ -247,6 +257,10 @@ impl Coordinator {
                 }
                 _ = tick.tick(), if live => self.on_tick(),
                 _ = rescan_timer.tick(), if service && live => self.request_full_scan(),
+                _ = async { match s3_back.as_ref() { Some(n) => n.notified().await, None => std::future::pending().await } }, if s3_back.is_some() && service && live => {
+                    tracing::info!("S3 is reachable again: retrying the files that failed, now");
+                    self.request_full_scan();
+                }
             }
         }
         self.summary
