@@ -477,12 +477,7 @@ fn healthcheck_listen(common: &Common) -> Result<config::Listen, ExitCode> {
             ExitCode::from(EXIT_CONFIG)
         });
     }
-    let (settings, _) = load_from(
-        common,
-        Some(&common.config_path()),
-        FsChecks::Skip,
-        false,
-    )?;
+    let (settings, _) = load_from(common, Some(&common.config_path()), FsChecks::Skip, false)?;
     Ok(settings.server.listen.clone())
 }
 

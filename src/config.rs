@@ -253,9 +253,8 @@ pub fn load(file: Option<&Path>, cli: &CliOverrides) -> Result<Loaded, ConfigErr
         .build()
         .map_err(|e| ConfigError::Load(describe_load_error(&e)))?;
     let mut unknown_keys = Vec::new();
-    let mut raw: RawConfig =
-        serde_ignored::deserialize(cfg, |p| unknown_keys.push(p.to_string()))
-            .map_err(|e| ConfigError::Load(describe_load_error(&e)))?;
+    let mut raw: RawConfig = serde_ignored::deserialize(cfg, |p| unknown_keys.push(p.to_string()))
+        .map_err(|e| ConfigError::Load(describe_load_error(&e)))?;
     // The AWS tools' own variables name the region too; an operator who set them for the
     // CLI expects stowaway to follow. Only an absent s3.region is filled.
     if raw.s3.region.as_deref().is_none_or(str::is_empty) {
@@ -2233,7 +2232,10 @@ mod tests {
             Some("us-west-2".into())
         );
         assert_eq!(
-            region_from_env(env(&[("AWS_REGION", " "), ("AWS_DEFAULT_REGION", "ap-south-1")])),
+            region_from_env(env(&[
+                ("AWS_REGION", " "),
+                ("AWS_DEFAULT_REGION", "ap-south-1")
+            ])),
             Some("ap-south-1".into())
         );
     }

@@ -164,7 +164,11 @@ pub fn explain(
         ),
         (status, _) => format!(
             "{what}: S3 answered HTTP {status}{}\n  fix: check s3.endpoint, s3.addressing_style and the bucket's settings",
-            if code.is_empty() { String::new() } else { format!(" ({code})") }
+            if code.is_empty() {
+                String::new()
+            } else {
+                format!(" ({code})")
+            }
         ),
     }
 }
@@ -183,10 +187,7 @@ where
     Some(S3Answer {
         status: raw.status().as_u16(),
         code: se.err().code().map(String::from),
-        bucket_region: raw
-            .headers()
-            .get("x-amz-bucket-region")
-            .map(String::from),
+        bucket_region: raw.headers().get("x-amz-bucket-region").map(String::from),
     })
 }
 
@@ -254,7 +255,9 @@ pub async fn check_online(
         }
         say(format!(
             "ok: bucket {b} exists{}",
-            region.map(|r| format!(" (s3.region {r})")).unwrap_or_default()
+            region
+                .map(|r| format!(" (s3.region {r})"))
+                .unwrap_or_default()
         ));
     }
     let nonce = SystemTime::now()
@@ -380,12 +383,18 @@ mod tests {
         let r = Some("eu-west-1");
         let e = |a: &S3Answer, p: Option<&str>| explain("w", "b", p, a, r);
         let m = e(&ans(301, None, Some("us-east-2")), None);
-        assert!(m.contains("us-east-2") && m.contains("fix: set s3.region = \"us-east-2\""), "{m}");
+        assert!(
+            m.contains("us-east-2") && m.contains("fix: set s3.region = \"us-east-2\""),
+            "{m}"
+        );
         // A 200 from another region (path-style endpoints answer anyway) is a mismatch too.
         let m = e(&ans(200, None, Some("us-east-2")), None);
         assert!(m.contains("fix: set s3.region"), "{m}");
         let m = e(&ans(404, None, None), None);
-        assert!(m.contains("does not exist") && m.contains("aws s3 mb s3://b"), "{m}");
+        assert!(
+            m.contains("does not exist") && m.contains("aws s3 mb s3://b"),
+            "{m}"
+        );
         let m = e(&ans(403, Some("InvalidAccessKeyId"), None), None);
         assert!(m.contains("fix: check AWS_ACCESS_KEY_ID"), "{m}");
         let m = e(&ans(403, Some("NotSignedUp"), None), None);
@@ -395,9 +404,15 @@ mod tests {
         let m = e(&ans(403, Some("AccessDenied"), None), None);
         assert!(m.contains("s3:ListBucket on arn:aws:s3:::b"), "{m}");
         let m = e(&ans(403, Some("AccessDenied"), None), Some("site/"));
-        assert!(m.contains("s3:PutObject") && m.contains("arn:aws:s3:::b/site/*"), "{m}");
+        assert!(
+            m.contains("s3:PutObject") && m.contains("arn:aws:s3:::b/site/*"),
+            "{m}"
+        );
         let m = e(&ans(500, Some("InternalError"), None), None);
-        assert!(m.contains("HTTP 500 (InternalError)") && m.contains("fix:"), "{m}");
+        assert!(
+            m.contains("HTTP 500 (InternalError)") && m.contains("fix:"),
+            "{m}"
+        );
     }
 
     #[test]

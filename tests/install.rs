@@ -71,10 +71,7 @@ fn version_names_the_commit_and_metrics_carry_build_info() {
         "stowaway_build_info{{version=\"{}\",commit=\"{expected}\"}} 1",
         env!("CARGO_PKG_VERSION")
     );
-    assert!(
-        text.lines().any(|l| l == line),
-        "no `{line}` in:\n{text}"
-    );
+    assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
     assert!(text.contains("# TYPE stowaway_build_info gauge"), "{text}");
     // The first log line names the file that was read.
     let log = st.log_text();
@@ -149,7 +146,11 @@ fn healthcheck_needs_only_listen() {
     assert!(stdout(&o).contains("healthz ok"));
     let o = stowaway_cmd()
         .env_remove("STOWAWAY_CONFIG")
-        .args(["healthcheck", "--listen", &format!("127.0.0.1:{}", free_port())])
+        .args([
+            "healthcheck",
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+        ])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
@@ -220,17 +221,35 @@ fn region_comes_from_the_aws_variables_when_unset() {
     assert!(stderr(&o).contains("s3.region") && stderr(&o).contains("AWS_REGION"));
     let o = run(&[("AWS_DEFAULT_REGION", "eu-central-1")]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stdout(&o).contains("region = \"eu-central-1\""), "{}", stdout(&o));
-    let o = run(&[("AWS_REGION", "ap-south-1"), ("AWS_DEFAULT_REGION", "eu-central-1")]);
-    assert!(stdout(&o).contains("region = \"ap-south-1\""), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("region = \"eu-central-1\""),
+        "{}",
+        stdout(&o)
+    );
+    let o = run(&[
+        ("AWS_REGION", "ap-south-1"),
+        ("AWS_DEFAULT_REGION", "eu-central-1"),
+    ]);
+    assert!(
+        stdout(&o).contains("region = \"ap-south-1\""),
+        "{}",
+        stdout(&o)
+    );
     // The file wins over the environment.
     std::fs::write(
         &cfg,
-        format!("[s3]\nregion = \"us-west-2\"\n{}", std::fs::read_to_string(&cfg).unwrap()),
+        format!(
+            "[s3]\nregion = \"us-west-2\"\n{}",
+            std::fs::read_to_string(&cfg).unwrap()
+        ),
     )
     .unwrap();
     let o = run(&[("AWS_REGION", "ap-south-1")]);
-    assert!(stdout(&o).contains("region = \"us-west-2\""), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("region = \"us-west-2\""),
+        "{}",
+        stdout(&o)
+    );
 }
 
 #[test]
@@ -260,10 +279,17 @@ fn check_config_online_against_the_local_s3() {
         "{out}"
     );
     // The probe left nothing behind.
-    assert!(s3.list("online-bucket").is_empty(), "{:?}", s3.list("online-bucket"));
+    assert!(
+        s3.list("online-bucket").is_empty(),
+        "{:?}",
+        s3.list("online-bucket")
+    );
 
     // A missing bucket.
-    write_private(Path::new(&cfg), good.replace("online-bucket", "no-such-bucket"));
+    write_private(
+        Path::new(&cfg),
+        good.replace("online-bucket", "no-such-bucket"),
+    );
     let o = online(&[]);
     assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
     let err = stderr(&o);
@@ -306,7 +332,9 @@ fn check_config_online_against_the_local_s3() {
     s3.pause();
     let o = online(&[]);
     assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
-    assert!(stderr(&o).contains("no answer from S3") && stderr(&o).contains("fix: check s3.endpoint"));
+    assert!(
+        stderr(&o).contains("no answer from S3") && stderr(&o).contains("fix: check s3.endpoint")
+    );
 }
 
 #[test]
@@ -344,7 +372,11 @@ fn migrate_without_credentials_stops_at_once() {
     );
     assert!(took < Duration::from_secs(5), "took {took:?}: {err}");
     // One message, not one per file.
-    assert_eq!(err.matches("cannot load AWS credentials").count(), 1, "{err}");
+    assert_eq!(
+        err.matches("cannot load AWS credentials").count(),
+        1,
+        "{err}"
+    );
     assert!(s3.list("migrate-bucket").is_empty());
 }
 
@@ -358,25 +390,32 @@ fn files_that_failed_while_s3_was_down_are_retried_when_it_returns() {
     let st = Stowaway::start(d.path(), &upload_config(&s3, &root, "back-bucket", ""));
     write_file(&root, "first.txt", b"first");
     assert!(
-        wait_until(Duration::from_secs(20), || s3.get("back-bucket", "site/first.txt").is_some()),
+        wait_until(Duration::from_secs(20), || s3
+            .get("back-bucket", "site/first.txt")
+            .is_some()),
         "first file never uploaded: {}",
         st.log_text()
     );
     s3.pause();
     assert!(
-        wait_until(Duration::from_secs(20), || get(st.addr, "/readyz").status == 503),
+        wait_until(Duration::from_secs(20), || get(st.addr, "/readyz").status
+            == 503),
         "S3 outage not noticed"
     );
     write_file(&root, "during.txt", b"written during the outage");
     assert!(
-        wait_until(Duration::from_secs(20), || st.log_text().contains("during.txt")),
+        wait_until(Duration::from_secs(20), || st
+            .log_text()
+            .contains("during.txt")),
         "the upload of during.txt was never attempted: {}",
         st.log_text()
     );
     s3.resume();
     // rescan_interval is an hour: only the recovery signal can bring the file up in time.
     assert!(
-        wait_until(Duration::from_secs(20), || s3.get("back-bucket", "site/during.txt").is_some()),
+        wait_until(Duration::from_secs(20), || s3
+            .get("back-bucket", "site/during.txt")
+            .is_some()),
         "not retried after S3 returned: {}",
         st.log_text()
     );
