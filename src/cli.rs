@@ -2,7 +2,7 @@
 //! validated configuration into a running service. This is the binary edge: errors become
 //! messages and exit codes here.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -92,12 +92,31 @@ pub enum Command {
         /// nginx `server_name` for the generated server block.
         #[arg(long, value_name = "NAME")]
         server_name: Option<String>,
-        /// nginx auth mode: directory of nginx's verdict cache (`proxy_cache_path`).
-        #[arg(long, value_name = "DIR", default_value = frontconf::DEFAULT_VERDICT_CACHE_DIR)]
-        verdict_cache_dir: String,
-        /// lighttpd: directory holding stowaway-recheck.lua (and local-or-s3.lua).
-        #[arg(long, value_name = "DIR", default_value = frontconf::DEFAULT_LUA_DIR)]
-        lua_dir: String,
+        /// nginx: `standalone` (upstream and a server block of its own), `http` (the part for
+        /// the http {} context: upstream, verdict cache) or `server` (the locations, to include
+        /// as the first line of an existing server block).
+        #[arg(long, value_enum, default_value = "standalone")]
+        part: PartArg,
+        /// nginx: name of the upstream, the verdict cache zone and the named locations
+        /// [default: stowaway_<mode>_<listen address>, unique per instance and mode].
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+        /// nginx: while stowaway is unreachable, mounts WITHOUT access control send the files on
+        /// disk (mounts with access control always fail closed).
+        #[arg(long)]
+        fail_open: bool,
+        /// nginx auth mode: directory of nginx's verdict cache (`proxy_cache_path`)
+        /// [default: /var/cache/<name>].
+        #[arg(long, value_name = "DIR")]
+        verdict_cache_dir: Option<String>,
+        /// lighttpd: directory holding stowaway-recheck.lua (and local-or-s3.lua)
+        /// [default: --out-dir if given, else /etc/lighttpd/stowaway].
+        #[arg(long, value_name = "DIR")]
+        lua_dir: Option<String>,
+        /// lighttpd, lighttpd-magnet: write every file the setup needs into DIR (stowaway.conf
+        /// and stowaway-recheck.lua, or local-or-s3.lua) instead of printing the config.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
     },
     /// Print a signed, expiring link to a file on a mount with [mount.access] (the algorithm
     /// is in docs/signed-links.md), e.g. `stowaway sign "/private/a b.pdf" --ttl 1h`.
@@ -181,6 +200,17 @@ pub enum FrontKind {
     LighttpdMagnet,
 }
 
+/// Which part of the nginx configuration to print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PartArg {
+    /// The upstream (and verdict cache) plus a server block of its own.
+    Standalone,
+    /// Only the http {} part: upstream, verdict cache.
+    Http,
+    /// Only the locations, for inside an existing server block.
+    Server,
+}
+
 /// How nginx talks to stowaway.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum NginxMode {
@@ -188,6 +218,95 @@ pub enum NginxMode {
     Proxy,
     /// auth_request + try_files, verdicts cached by nginx.
     Auth,
+}
+
+/// `gen-config`: prints the front config, or with `--out-dir` writes every file it needs.
+fn gen_config(
+    settings: &Settings,
+    front: FrontKind,
+    mode: NginxMode,
+    mut opts: FrontOptions,
+    lua_dir: Option<String>,
+    out_dir: Option<PathBuf>,
+) -> ExitCode {
+    let refuse = |msg: &str| {
+        eprintln!("stowaway: gen-config: {msg}");
+        ExitCode::from(EXIT_CONFIG)
+    };
+    let nginx = matches!(front, FrontKind::Nginx);
+    if nginx && out_dir.is_some() {
+        return refuse(
+            "--out-dir is for lighttpd; fix: for nginx redirect `--part http` and `--part server` into files",
+        );
+    }
+    if !nginx
+        && (opts.fail_open || opts.name.is_some() || opts.part != frontconf::NginxPart::Standalone)
+    {
+        return refuse("--part, --name and --fail-open are for nginx; fix: drop them for lighttpd");
+    }
+    // The generated config names the scripts by absolute path: lighttpd resolves relative
+    // paths against its own working directory, not the config's.
+    let out_dir = match out_dir.map(std::path::absolute).transpose() {
+        Ok(d) => d,
+        Err(e) => return refuse(&format!("--out-dir: {e}")),
+    };
+    opts.lua_dir = match (lua_dir, &out_dir) {
+        (Some(d), _) => d,
+        (None, Some(d)) => d.display().to_string(),
+        (None, None) => frontconf::DEFAULT_LUA_DIR.into(),
+    };
+    let conf = match (front, mode) {
+        (FrontKind::Nginx, NginxMode::Proxy) => frontconf::nginx_proxy(settings, &opts),
+        (FrontKind::Nginx, NginxMode::Auth) => frontconf::nginx_auth(settings, &opts),
+        (FrontKind::Lighttpd, _) => frontconf::lighttpd(settings, &opts),
+        (FrontKind::LighttpdMagnet, _) => frontconf::lighttpd_magnet(settings, &opts),
+    };
+    let conf = match conf {
+        Ok(c) => c,
+        Err(e) => return refuse(&e.to_string()),
+    };
+    let Some(dir) = out_dir else {
+        print!("{conf}");
+        return ExitCode::SUCCESS;
+    };
+    let secret = settings.server.front_auth.front_secret.is_some();
+    let files: Vec<(&str, &str, u32)> = match front {
+        FrontKind::Lighttpd => vec![
+            ("stowaway.conf", &conf, if secret { 0o600 } else { 0o644 }),
+            (
+                "stowaway-recheck.lua",
+                frontconf::LIGHTTPD_RECHECK_LUA,
+                0o644,
+            ),
+        ],
+        _ => vec![("local-or-s3.lua", &conf, 0o644)],
+    };
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        return refuse(&format!("--out-dir {}: {e}", dir.display()));
+    }
+    for (name, text, mode) in files {
+        let path = dir.join(name);
+        if let Err(e) = write_mode(&path, text, mode) {
+            return refuse(&format!("cannot write {}: {e}", path.display()));
+        }
+        eprintln!("stowaway: wrote {}", path.display());
+    }
+    ExitCode::SUCCESS
+}
+
+/// Writes `text` to `path` with permission bits `mode` (also when it replaces a file), so a
+/// config holding the front secret is never readable by others, not even for a moment.
+fn write_mode(path: &Path, text: &str, mode: u32) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(path)?;
+    f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    f.write_all(text.as_bytes())
 }
 
 fn load(common: &Common) -> Result<(Settings, Vec<String>), ExitCode> {
@@ -269,34 +388,36 @@ pub fn main() -> ExitCode {
             mode,
             front_listen,
             server_name,
+            part,
+            name,
+            fail_open,
             verdict_cache_dir,
             lua_dir,
+            out_dir,
         } => match load_with(&common, FsChecks::Skip) {
             Err(code) => code,
             Ok((settings, unknown)) => {
                 warn_unknown(&unknown);
-                let opts = FrontOptions {
-                    listen: front_listen,
-                    server_name,
-                    verdict_cache_dir,
+                gen_config(
+                    &settings,
+                    front,
+                    mode,
+                    FrontOptions {
+                        listen: front_listen,
+                        server_name,
+                        verdict_cache_dir,
+                        lua_dir: String::new(),
+                        name,
+                        part: match part {
+                            PartArg::Standalone => frontconf::NginxPart::Standalone,
+                            PartArg::Http => frontconf::NginxPart::Http,
+                            PartArg::Server => frontconf::NginxPart::Server,
+                        },
+                        fail_open,
+                    },
                     lua_dir,
-                };
-                let conf = match (front, mode) {
-                    (FrontKind::Nginx, NginxMode::Proxy) => {
-                        frontconf::nginx_proxy(&settings, &opts)
-                    }
-                    (FrontKind::Nginx, NginxMode::Auth) => frontconf::nginx_auth(&settings, &opts),
-                    (FrontKind::Lighttpd, _) => frontconf::lighttpd(&settings, &opts),
-                    (FrontKind::LighttpdMagnet, _) => frontconf::lighttpd_magnet(&settings, &opts),
-                };
-                match conf {
-                    Ok(c) => print!("{c}"),
-                    Err(e) => {
-                        eprintln!("stowaway: gen-config: {e}");
-                        return ExitCode::from(EXIT_CONFIG);
-                    }
-                }
-                ExitCode::SUCCESS
+                    out_dir,
+                )
             }
         },
         Command::Sign {
