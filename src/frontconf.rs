@@ -400,7 +400,8 @@ fn nginx_fail_open(settings: &Settings, name: &str, i: usize, root: &str) -> Str
          \x20       server_tokens off;\n\
          \x20       root {root};\n\
          \x20       disable_symlinks on from=$document_root;   # never follow a link out of the root\n\
-         \x20       location ~ \"(?s)^{open_re}(?<stowaway_key>.+)$\" {{\n\
+         \x20       # A file name, never a directory (try_files would hand that to the index module).\n\
+         \x20       location ~ \"(?s)^{open_re}(?<stowaway_key>.*[^/])$\" {{\n\
          \x20           internal;\n\
          \x20           try_files /$stowaway_key =404;\n\
          \x20       }}\n\
