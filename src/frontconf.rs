@@ -386,8 +386,27 @@ fn nginx_assemble(
 /// stowaway cannot be reached, nginx sends the file from disk itself, with the same symlink
 /// rule as a local answer; a missing file is a 404 (nothing can say where it went).
 fn nginx_fail_open(settings: &Settings, name: &str, i: usize, root: &str) -> String {
-    let prefix = settings.mounts[i].prefix.as_str();
+    let m = &settings.mounts[i];
+    let prefix = m.prefix.as_str();
     let open = format!("{}fail-open/{i}/", settings.server.internal_prefix);
+    // What stowaway answers 404 for (its own temp files, the mount's ignore patterns) stays
+    // hidden when nginx serves without it. Regex locations match in order: this one first.
+    let hidden = if m.serve_ignored {
+        String::new()
+    } else {
+        let alts: Vec<String> = std::iter::once(format!("{}*", crate::ignore::OWN_PREFIX))
+            .chain(m.ignore.iter().cloned())
+            .map(|p| glob_regex(&p))
+            .collect();
+        format!(
+            "        location ~ \"(?s)^{open_re}(?:.*/)?(?:{})(?:/|$)\" {{   # mount.ignore\n\
+                         internal;\n\
+                         return 404;\n\
+                     }}\n",
+            alts.join("|"),
+            open_re = regex_literal(&open),
+        )
+    };
     format!(
         "\n    # stowaway unreachable (--fail-open): {prefix} files on disk are sent as they are.\n\
          \x20   location @{name}_open_{i} {{\n\
@@ -400,6 +419,7 @@ fn nginx_fail_open(settings: &Settings, name: &str, i: usize, root: &str) -> Str
          \x20       server_tokens off;\n\
          \x20       root {root};\n\
          \x20       disable_symlinks on from=$document_root;   # never follow a link out of the root\n\
+         {hidden}\
          \x20       # A file name, never a directory (try_files would hand that to the index module).\n\
          \x20       location ~ \"(?s)^{open_re}(?<stowaway_key>.*[^/])$\" {{\n\
          \x20           internal;\n\
@@ -410,6 +430,24 @@ fn nginx_fail_open(settings: &Settings, name: &str, i: usize, root: &str) -> Str
         re = regex_literal(prefix),
         open_re = regex_literal(&open),
     )
+}
+
+/// A `mount.ignore` glob (one path component: `*` any run, `?` one byte) as PCRE. Every byte
+/// but letters and digits is written `\xHH`, so nothing in a pattern can end the quoted nginx
+/// string, expand a variable or act as a regex metacharacter.
+fn glob_regex(glob: &str) -> String {
+    let mut o = String::new();
+    for b in glob.bytes() {
+        match b {
+            b'*' => o.push_str("[^/]*"),
+            b'?' => o.push_str("[^/]"),
+            b if b.is_ascii_alphanumeric() => o.push(b as char),
+            b => {
+                let _ = write!(o, "\\x{b:02x}");
+            }
+        }
+    }
+    o
 }
 
 /// Whether mount `i` requires signed links (never fails open).
@@ -1279,6 +1317,23 @@ mod tests {
             );
             assert!(!conf.contains("root /srv/private;\n        disable_symlinks on from=$document_root;   # never follow a link out of the root\n        location ~ \"(?s)^/_stowaway"));
         }
+    }
+
+    #[test]
+    fn ignore_globs_become_inert_regexes() {
+        assert_eq!(glob_regex(".*"), "\\x2e[^/]*");
+        assert_eq!(glob_regex("*.part"), "[^/]*\\x2epart");
+        assert_eq!(glob_regex("a?$\"{;"), "a[^/]\\x24\\x22\\x7b\\x3b");
+        let s = settings("/srv/static", "ignore = [\"*.tmp\"]");
+        let mut o = opts();
+        o.fail_open = true;
+        let conf = nginx_proxy(&s, &o).unwrap();
+        assert!(
+            conf.contains("(?:\\x2estowaway\\x2d[^/]*|[^/]*\\x2etmp)(?:/|$)\" {   # mount.ignore"),
+            "{conf}"
+        );
+        let s = settings("/srv/static", "serve_ignored = true");
+        assert!(!nginx_proxy(&s, &o).unwrap().contains("mount.ignore"));
     }
 
     /// The bound holds for a real presigned URL of the longest key with the longest access key

@@ -798,6 +798,15 @@ pub fn assert_fail_open(mode_args: &[&str], down_status: u16) {
     let mut t = two_mounts("");
     write_file(&t.static_root, "a b/€ q.jpg", b"odd name");
     write_file(&t.static_root, "sub/index.html", b"index");
+    for hidden in [
+        ".env",
+        "up.part",
+        ".stowaway-tmp1",
+        ".git/config",
+        "x.tmp/y.jpg",
+    ] {
+        write_file(&t.static_root, hidden, PRIVATE_MARK);
+    }
     std::os::unix::fs::symlink(
         t.private_root.join("report.txt"),
         t.static_root.join("link.txt"),
