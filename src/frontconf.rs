@@ -2,9 +2,10 @@
 //! The integration tests run exactly this output, so the shipped snippets cannot drift from
 //! what is tested.
 //!
-//! * [`nginx_proxy`]: nginx, `proxy_pass` + `X-Accel-Redirect` (`nginx/stowaway-proxy.conf`);
+//! * [`nginx_proxy`]: nginx, `proxy_pass` + `X-Accel-Redirect` (`nginx/stowaway-proxy.conf`,
+//!   or the `http {}` and `server {}` parts `nginx/stowaway-proxy-{http,server}.conf`);
 //! * [`nginx_auth`]: nginx, `auth_request` + `try_files`, with a verdict cache
-//!   (`nginx/stowaway-auth.conf`);
+//!   (`nginx/stowaway-auth.conf`, `nginx/stowaway-auth-{http,server}.conf`);
 //! * [`lighttpd`]: lighttpd, `mod_proxy` + `X-Sendfile`, with the 404-handler recheck
 //!   (`lighttpd/stowaway.conf`, plus the static `lighttpd/stowaway-recheck.lua`);
 //! * [`lighttpd_magnet`]: the classic no-sidecar `mod_magnet` script
