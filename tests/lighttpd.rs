@@ -639,3 +639,53 @@ fn front_mismatch_is_refused_and_a_drifted_front_leaks_no_header() {
         no_leak(&get(l.addr, p), &format!("lighttpd {p}"));
     }
 }
+
+/// Issue 12 item 3: the README's lighttpd recipe in Debian's own layout (/etc/lighttpd copied
+/// to a prefix that stands for it): `gen-config lighttpd --out-dir <prefix>/stowaway`, an
+/// include line in conf-enabled/, and `lighttpd -tt` accepts the whole configuration.
+#[test]
+fn debian_lighttpd_layout_accepts_the_out_dir_recipe() {
+    let s = site("");
+    let prefix = s.dir.join("etc-lighttpd");
+    let ok = std::process::Command::new("cp")
+        .arg("-a")
+        .arg("/etc/lighttpd")
+        .arg(&prefix)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let p = format!("{}/", prefix.display());
+    let main = std::fs::read_to_string(prefix.join("lighttpd.conf"))
+        .unwrap()
+        .replace("/etc/lighttpd/", &p);
+    std::fs::write(prefix.join("lighttpd.conf"), main).unwrap();
+    let out = stowaway_cmd()
+        .args(["gen-config", "lighttpd", "--out-dir"])
+        .arg(prefix.join("stowaway"))
+        .arg("--config")
+        .arg(&s.st.config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(
+        prefix.join("conf-enabled/50-stowaway.conf"),
+        format!("include \"{p}stowaway/stowaway.conf\"\n"),
+    )
+    .unwrap();
+    let out = std::process::Command::new(fronts::lighttpd::lighttpd_bin())
+        .arg("-tt")
+        .arg("-f")
+        .arg(prefix.join("lighttpd.conf"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "lighttpd -tt: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -565,3 +565,21 @@ fn debian_nginx_layout_accepts_the_default_verdict_cache_dir() {
     );
     assert!(created, "nginx created {cache}");
 }
+
+/// Issue 12 item 1: the server part's `set $stowaway_uri $uri;` misplaced after a site's
+/// `rewrite … last` fails closed: the rewritten request never records its URI and is refused,
+/// while direct requests still work.
+#[test]
+fn server_part_included_after_a_rewrite_fails_closed() {
+    let t = two_mounts("");
+    let (http, server) = nginx_snippets(&t.dir, &t.st, AUTH_ARGS);
+    let conf = format!(
+        "{http}\nserver {{\n    listen 127.0.0.1:@PORT@;\n    rewrite ^/old-static/(.*)$ /static/$1 last;\n    include {};\n}}\n",
+        server.display()
+    );
+    let nginx = Nginx::start(&t.dir, &conf);
+    assert_eq!(get(nginx.addr, "/static/notes.txt").body, b"public txt");
+    let r = get(nginx.addr, "/old-static/notes.txt");
+    assert_eq!(r.status, 403, "{}", r.raw_head);
+    assert!(r.body.windows(10).all(|w| w != b"public txt"));
+}
