@@ -71,9 +71,8 @@ pub fn parse_cli() -> Cli {
     let matches = Cli::command().get_matches();
     let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let sub = matches.subcommand().map(|(_, m)| m);
-    let explicit = |id: &str| {
-        sub.is_some_and(|m| m.value_source(id) == Some(ValueSource::CommandLine))
-    };
+    let explicit =
+        |id: &str| sub.is_some_and(|m| m.value_source(id) == Some(ValueSource::CommandLine));
     let g = cli.global.clone();
     let c = cli.command.common_mut();
     if let Some(v) = g.g_config

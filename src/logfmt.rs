@@ -248,7 +248,13 @@ mod tests {
         assert!(filter_spec("off").contains("rustls=off"));
         // A span filter on a target counts as naming it.
         assert!(!filter_spec("debug,h2[conn]=trace").contains("h2=warn"));
-        for s in ["debug", "debug,aws=debug", "stowaway=trace,warn", "aws", "INFO"] {
+        for s in [
+            "debug",
+            "debug,aws=debug",
+            "stowaway=trace,warn",
+            "aws",
+            "INFO",
+        ] {
             assert!(
                 tracing_subscriber::EnvFilter::try_new(filter_spec(s)).is_ok(),
                 "{s}"

@@ -25,9 +25,7 @@ fn uploader_config(s3: &S3Server, dir: &Path, root: &Path, finalize: &str, log: 
     };
     config(s3, root, "", &mount).replace(
         "enabled = false",
-        &format!(
-            "enabled = true\nsettle = \"200ms\"\nrescan_interval = \"1s\"\n[log]\n{log}"
-        ),
+        &format!("enabled = true\nsettle = \"200ms\"\nrescan_interval = \"1s\"\n[log]\n{log}"),
     )
 }
 
@@ -38,11 +36,20 @@ fn global_flags_are_accepted_before_the_command() {
     let root = tmp.path().join("root");
     std::fs::create_dir_all(&root).unwrap();
     let cfg = tmp.path().join("stowaway.toml");
-    write_private(&cfg, config(&s3, &root, "", "").replace("@LISTEN@", "127.0.0.1:1"));
+    write_private(
+        &cfg,
+        config(&s3, &root, "", "").replace("@LISTEN@", "127.0.0.1:1"),
+    );
     let out = stowaway_cmd()
         .args(["--config"])
         .arg(&cfg)
-        .args(["--log-format", "json", "--log-level", "debug", "print-config"])
+        .args([
+            "--log-format",
+            "json",
+            "--log-level",
+            "debug",
+            "print-config",
+        ])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -55,7 +62,13 @@ fn global_flags_are_accepted_before_the_command() {
     assert!(stdout.contains("level = \"debug\""), "{stdout}");
     // After the command wins over before it.
     let out = stowaway_cmd()
-        .args(["--log-level", "warn", "print-config", "--log-level", "error"])
+        .args([
+            "--log-level",
+            "warn",
+            "print-config",
+            "--log-level",
+            "error",
+        ])
         .arg("--config")
         .arg(&cfg)
         .output()
@@ -116,9 +129,16 @@ fn debug_logs_are_stowaways_own_without_debug_syntax_and_empty_dirs_go() {
     let text = read();
     assert!(text.contains(" DEBUG "), "no debug lines at all:\n{text}");
     let sdk = sdk_debug_lines(&text);
-    assert!(sdk.is_empty(), "SDK internals at debug:\n{}", sdk.join("\n"));
+    assert!(
+        sdk.is_empty(),
+        "SDK internals at debug:\n{}",
+        sdk.join("\n")
+    );
     for bad in ["Archived {", "copied: false", "Some(", "None"] {
-        assert!(!text.contains(bad), "Debug syntax {bad:?} in the log:\n{text}");
+        assert!(
+            !text.contains(bad),
+            "Debug syntax {bad:?} in the log:\n{text}"
+        );
     }
     assert!(text.contains("finalized=archived to "), "{text}");
     // The directories the archive emptied are gone, the root stays.
