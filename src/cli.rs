@@ -461,7 +461,8 @@ pub fn main() -> ExitCode {
                 for k in &unknown {
                     tracing::warn!(key = %k, "unknown config key is ignored");
                 }
-                report(run_async(serve(settings)))
+                let format = settings.log.format;
+                report(run_async(serve(settings)), format)
             }
         },
     }
@@ -606,12 +607,17 @@ async fn shutdown_signal() -> &'static str {
     }
 }
 
-fn report(r: anyhow::Result<()>) -> ExitCode {
+/// Prints a fatal error once: as the plain `stowaway: …` line of every other command with text
+/// logs (both go to stderr, so logging it as well would print it twice), as one log object
+/// with JSON logs (a log shipper then sees it).
+fn report(r: anyhow::Result<()>, format: LogFormat) -> ExitCode {
     match r {
         Ok(()) => ExitCode::SUCCESS,
-        // Once: logging is set up by now, and the log goes to stderr too.
         Err(e) => {
-            tracing::error!("{e:#}");
+            match format {
+                LogFormat::Json => tracing::error!("{e:#}"),
+                LogFormat::Text => eprintln!("stowaway: {e:#}"),
+            }
             ExitCode::FAILURE
         }
     }

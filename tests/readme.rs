@@ -281,6 +281,43 @@ fn sandbox(s3: &S3Server) -> Sandbox {
     }
 }
 
+/// SIGKILLs, one positive pid at a time, every process whose process group is `pgid` (read
+/// from /proc). Never a negative pid: `kill -9 -N` is parsed differently by different `kill`
+/// implementations, and a misparse as `-1` would hit every process of the user.
+fn kill_group(pgid: i32, leader: u32) {
+    assert!(
+        pgid > 1 && pgid as u32 == leader,
+        "refusing to kill group {pgid}"
+    );
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for e in dir.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        // Fields after the parenthesised command name: state ppid pgrp …
+        let Some(after) = stat.rsplit_once(')').map(|(_, a)| a) else {
+            continue;
+        };
+        let pgrp = after
+            .split_whitespace()
+            .nth(2)
+            .and_then(|p| p.parse::<i32>().ok());
+        if pgrp == Some(pgid) && pid > 1 && pid != std::process::id() {
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg(pid.to_string())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
 /// Runs one block; kills whatever it left running. Returns (exit ok, output).
 fn run_block(sb: &Sandbox, script: &str) -> (bool, String) {
     let out = sb.work.join("block.out");
@@ -311,11 +348,7 @@ fn run_block(sb: &Sandbox, script: &str) -> (bool, String) {
         std::thread::sleep(Duration::from_millis(50));
     };
     // Whatever the block started in the background goes with it.
-    let _ = Command::new("kill")
-        .arg("-9")
-        .arg(format!("-{pgid}"))
-        .stderr(Stdio::null())
-        .status();
+    kill_group(pgid, child.id());
     let _ = child.wait();
     let text = std::fs::read_to_string(&out).unwrap_or_default();
     match status {
