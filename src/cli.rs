@@ -25,8 +25,77 @@ pub const EXIT_CONFIG: u8 = 2;
 #[derive(Debug, Parser)]
 #[command(name = "stowaway", version, about, long_about = None)]
 pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalFlags,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The options of [`Common`], also accepted before the command (`stowaway --config F serve`);
+/// one given after the command wins.
+#[derive(Debug, Args, Clone, Default)]
+pub struct GlobalFlags {
+    /// TOML configuration file (as --config after the command).
+    #[arg(long = "config", short = 'c', value_name = "PATH")]
+    pub g_config: Option<PathBuf>,
+    /// Override server.listen (as --listen after the command).
+    #[arg(long = "listen", value_name = "ADDR")]
+    pub g_listen: Option<String>,
+    /// Override log.format: text or json.
+    #[arg(long = "log-format", value_name = "FORMAT")]
+    pub g_log_format: Option<String>,
+    /// Override log.level, e.g. debug; the AWS SDK stays at warn unless named (debug,aws=debug).
+    #[arg(long = "log-level", value_name = "LEVEL")]
+    pub g_log_level: Option<String>,
+}
+
+impl Command {
+    fn common_mut(&mut self) -> &mut Common {
+        match self {
+            Command::Serve { common, .. }
+            | Command::CheckConfig { common, .. }
+            | Command::GenConfig { common, .. }
+            | Command::Sign { common, .. }
+            | Command::Healthcheck { common, .. }
+            | Command::Status { common, .. }
+            | Command::PrintConfig { common, .. }
+            | Command::Migrate { common, .. } => common,
+        }
+    }
+}
+
+/// Parses the command line, folding options given before the command into the command's own:
+/// after the command beats before it, and both beat `STOWAWAY_CONFIG`.
+pub fn parse_cli() -> Cli {
+    use clap::{CommandFactory as _, FromArgMatches as _, parser::ValueSource};
+    let matches = Cli::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let sub = matches.subcommand().map(|(_, m)| m);
+    let explicit =
+        |id: &str| sub.is_some_and(|m| m.value_source(id) == Some(ValueSource::CommandLine));
+    let g = cli.global.clone();
+    let c = cli.command.common_mut();
+    if let Some(v) = g.g_config
+        && !explicit("config")
+    {
+        c.config = Some(v);
+    }
+    if let Some(v) = g.g_listen
+        && !explicit("listen")
+    {
+        c.listen = Some(v);
+    }
+    if let Some(v) = g.g_log_format
+        && !explicit("log_format")
+    {
+        c.log_format = Some(v);
+    }
+    if let Some(v) = g.g_log_level
+        && !explicit("log_level")
+    {
+        c.log_level = Some(v);
+    }
+    cli
 }
 
 /// Options every command takes.
@@ -212,12 +281,9 @@ fn warn_unknown(keys: &[String]) {
 /// Sets up `tracing` as configured; `RUST_LOG` wins over `log.level` when set.
 pub fn init_logging(settings: &Settings) {
     use tracing_subscriber::EnvFilter;
-    let level = &settings.log.level;
-    // Keep the SDK's own chatter (and anything that could echo request signatures) out of debug logs.
-    let quiet = ",aws_config=warn,aws_smithy_runtime=warn,aws_smithy_runtime_api=warn,aws_sdk_s3=warn,aws_sigv4=warn,hyper=warn,hyper_util=warn,h2=warn,rustls=warn";
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(format!("{level}{quiet}")))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+    // Keep the SDK's own chatter (and anything that could echo request signatures) out of
+    // debug logs unless the filter asks for it (see logfmt::filter_spec).
+    let filter: EnvFilter = crate::logfmt::env_filter(&settings.log.level, "info");
     use tracing_subscriber::Layer as _;
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
@@ -245,7 +311,7 @@ pub fn init_logging(settings: &Settings) {
 
 /// Parses the command line and runs the command.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse_cli();
     match cli.command {
         Command::CheckConfig { common, strict } => match load(&common) {
             Err(code) => code,
@@ -395,7 +461,8 @@ pub fn main() -> ExitCode {
                 for k in &unknown {
                     tracing::warn!(key = %k, "unknown config key is ignored");
                 }
-                report(run_async(serve(settings)))
+                let format = settings.log.format;
+                report(run_async(serve(settings)), format)
             }
         },
     }
@@ -540,12 +607,17 @@ async fn shutdown_signal() -> &'static str {
     }
 }
 
-fn report(r: anyhow::Result<()>) -> ExitCode {
+/// Prints a fatal error once: as the plain `stowaway: …` line of every other command with text
+/// logs (both go to stderr, so logging it as well would print it twice), as one log object
+/// with JSON logs (a log shipper then sees it).
+fn report(r: anyhow::Result<()>, format: LogFormat) -> ExitCode {
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("stowaway: {e:#}");
+            match format {
+                LogFormat::Json => tracing::error!("{e:#}"),
+                LogFormat::Text => eprintln!("stowaway: {e:#}"),
+            }
             ExitCode::FAILURE
         }
     }
@@ -659,7 +731,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    tracing::info!(listen = %settings.server.listen, metrics = ?separate_metrics, workers, mounts = settings.mounts.len(), "stowaway serving");
+    tracing::info!(listen = %settings.server.listen, metrics = %separate_metrics.map_or_else(|| "on server.listen".to_string(), |a| a.to_string()), workers, mounts = settings.mounts.len(), "stowaway serving");
     // Both servers must be polled to run.
     let main_handle = server.handle();
     let mut main_task = tokio::spawn(server);
