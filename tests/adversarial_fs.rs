@@ -63,8 +63,11 @@ const CANARY_NAMES: &[&str] = &[
     "keys/id_rsa",
 ];
 
+/// A canary's inode, mtime (ns) and bytes; `None` when it is gone.
+type CanaryState = Option<(u64, i64, Vec<u8>)>;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Snapshot(Vec<(String, Option<(u64, i64, Vec<u8>)>)>);
+struct Snapshot(Vec<(String, CanaryState)>);
 
 fn snapshot(outside: &Path) -> Snapshot {
     Snapshot(
