@@ -701,3 +701,15 @@ pub fn try_parse_response(buf: &[u8], head_request: bool) -> Option<Response> {
     parts.next()?.parse::<u16>().ok()?;
     Some(parse_response(buf, head_request))
 }
+
+/// One GET (`Connection: close`) that never panics: `None` when no HTTP answer arrives
+/// (refused, reset, closed early). For load loops that count failed requests.
+pub fn try_get(addr: SocketAddr, target: &str) -> Option<Response> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let req = format!("GET {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).ok()?;
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    try_parse_response(&buf, false)
+}
