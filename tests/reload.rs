@@ -28,7 +28,7 @@ fn site_config(s3: &S3Server, dir: &Path, new: bool) -> String {
     let private = dir.join("site/private");
     std::fs::create_dir_all(&root).unwrap();
     std::fs::create_dir_all(&private).unwrap();
-    let cfg = config(&s3, &root, "", &private_mount(&private, dir));
+    let cfg = config(s3, &root, "", &private_mount(&private, dir));
     if !new {
         return cfg;
     }
