@@ -349,7 +349,7 @@ mod tests {
             format!(
                 "[server]\nlisten = \"127.0.0.1:8700\"\n{extra_server}\n[log]\nlevel = \"{log_level}\"\n\
                  [uploader]\nenabled = false\n[s3]\nregion = \"us-east-1\"\n\
-                 [[mount]]\nprefix = \"/static/\"\nroot = \"{}\"\nbucket = \"b\"\nupload = false\n",
+                 [[mount]]\nprefix = \"/static/\"\nroot = \"{}\"\nbucket = \"bkt\"\nupload = false\n",
                 root.display()
             ),
         )
