@@ -4,7 +4,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -12,10 +11,8 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::{self, CliOverrides, FsChecks, LogFormat, Settings};
 use crate::frontconf::{self, FrontOptions};
-use crate::health::Health;
-use crate::http::{AppState, configure_metrics, configure_with};
-use crate::metrics::Metrics;
-use crate::presign::Signer;
+use crate::http::{configure_metrics, configure_with};
+use crate::reload::Services;
 
 /// Exit code for a configuration that cannot be used.
 pub const EXIT_CONFIG: u8 = 2;
@@ -462,7 +459,11 @@ pub fn main() -> ExitCode {
                     tracing::warn!(key = %k, "unknown config key is ignored");
                 }
                 let format = settings.log.format;
-                report(run_async(serve(settings)), format)
+                let source = crate::reload::Source {
+                    config: common.config.clone(),
+                    overrides: common.overrides(),
+                };
+                report(run_async(serve(settings, source)), format)
             }
         },
     }
@@ -631,60 +632,13 @@ fn run_async<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyho
         .block_on(f)
 }
 
-/// Runs the service until SIGTERM/SIGINT.
-pub async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let settings = Arc::new(settings);
-    let uploading = settings.uploader.enabled && settings.mounts.iter().any(|m| m.upload);
-    let sdk = if settings.needs_signing() || uploading {
-        Some(crate::s3::sdk_config(&settings.s3).await)
-    } else {
-        None
-    };
-    let signer = match (&sdk, settings.needs_signing()) {
-        (Some(sdk), true) => {
-            let region = settings
-                .s3
-                .region
-                .clone()
-                .context("s3.region is required for presigning")?;
-            let signer = Arc::new(Signer::new(region));
-            let provider = crate::s3::init_signer(sdk, &signer).await?;
-            crate::s3::spawn_refresher(signer.clone(), provider);
-            Some(signer)
-        }
-        _ => None,
-    };
-    // The background uploader; its counters feed /metrics and readiness.
-    let uploader = if uploading {
-        Some(crate::uploader::spawn(settings.clone()).await)
-    } else {
-        None
-    };
-    let health = Arc::new(Health::default());
-    if let Some(u) = &uploader {
-        health.watch_uploader(u.stats.clone(), settings.uploader.rescan_interval);
-    }
-    if let Some(sdk) = &sdk
-        && !settings.server.s3_probe_interval.is_zero()
-    {
-        let mut buckets: Vec<String> = settings.mounts.iter().map(|m| m.bucket.clone()).collect();
-        buckets.sort();
-        buckets.dedup();
-        crate::health::spawn_s3_probe(
-            health.clone(),
-            crate::s3::client(sdk, &settings.s3),
-            buckets,
-            settings.server.s3_probe_interval,
-        );
-    }
-    let metrics = Arc::new(Metrics::new(
-        &settings,
-        uploader.as_ref().map(|u| u.stats.clone()),
-    ));
-    metrics.spawn_upkeep();
-    let state = actix_web::web::Data::new(
-        AppState::new(settings.clone(), signer).with_observability(Some(metrics), health),
-    );
+/// Runs the service until SIGTERM/SIGINT; SIGHUP reloads the configuration from `source`
+/// ([`crate::reload`]).
+pub async fn serve(settings: Settings, source: crate::reload::Source) -> anyhow::Result<()> {
+    // Before anything else: SIGHUP's default action would end the process.
+    let mut hangups = crate::reload::hangups()?;
+    let mut services = Services::start(settings).await?;
+    let settings = services.settings.clone();
     let workers = match settings.server.workers {
         0 => std::thread::available_parallelism()
             .map(|n| n.get())
@@ -692,7 +646,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         n => n,
     };
     let separate_metrics = settings.server.metrics_listen;
-    let main_state = state.clone();
+    let main_state = services.live.clone();
     let server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
             .app_data(main_state.clone())
@@ -716,19 +670,22 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     })?
     .run();
     let metrics_server = match separate_metrics {
-        Some(addr) => Some(
-            actix_web::HttpServer::new(move || {
-                actix_web::App::new()
-                    .app_data(state.clone())
-                    .configure(configure_metrics)
-            })
-            .workers(1)
-            .disable_signals()
-            .shutdown_timeout(1)
-            .bind(addr)
-            .with_context(|| format!("cannot listen on {addr} (server.metrics_listen)"))?
-            .run(),
-        ),
+        Some(addr) => {
+            let state = services.live.clone();
+            Some(
+                actix_web::HttpServer::new(move || {
+                    actix_web::App::new()
+                        .app_data(state.clone())
+                        .configure(configure_metrics)
+                })
+                .workers(1)
+                .disable_signals()
+                .shutdown_timeout(1)
+                .bind(addr)
+                .with_context(|| format!("cannot listen on {addr} (server.metrics_listen)"))?
+                .run(),
+            )
+        }
         None => None,
     };
     tracing::info!(listen = %settings.server.listen, metrics = %separate_metrics.map_or_else(|| "on server.listen".to_string(), |a| a.to_string()), workers, mounts = settings.mounts.len(), "stowaway serving");
@@ -736,13 +693,23 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let main_handle = server.handle();
     let mut main_task = tokio::spawn(server);
     let metrics_task = metrics_server.map(|ms| (ms.handle(), tokio::spawn(ms)));
-    let early = tokio::select! {
-        r = &mut main_task => Some(r),
-        sig = shutdown_signal() => {
-            tracing::info!(signal = sig, timeout = %humantime::format_duration(settings.server.shutdown_timeout), "shutting down: finishing in-flight requests and uploads");
-            None
+    // The listening sockets are bound (connections queue until accepted): systemd may start
+    // the front server now.
+    crate::reload::notify::ready();
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    let early = loop {
+        tokio::select! {
+            r = &mut main_task => break Some(r),
+            sig = &mut shutdown => {
+                tracing::info!(signal = sig, timeout = %humantime::format_duration(settings.server.shutdown_timeout), "shutting down: finishing in-flight requests and uploads");
+                break None;
+            }
+            // One reload at a time; a SIGTERM during one is handled right after it.
+            Some(()) = hangups.recv() => services.reload(&source).await,
         }
     };
+    crate::reload::notify::stopping();
     // Stop taking work everywhere at once; both sides respect server.shutdown_timeout.
     let http = async {
         main_handle.stop(true).await;
@@ -750,11 +717,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
             handle.stop(true).await;
         }
     };
-    let uploads = async {
-        if let Some(u) = uploader {
-            u.shutdown(settings.server.shutdown_timeout).await;
-        }
-    };
+    let uploads = services.shutdown_uploader(settings.server.shutdown_timeout);
     tokio::join!(http, uploads);
     let result = match early {
         Some(r) => r,
