@@ -565,8 +565,13 @@ fn bind_unix(
     tmp.push(format!(".{}.tmp", std::process::id()));
     let tmp = std::path::PathBuf::from(tmp);
     remove_stale_socket(&tmp);
-    let listener = std::os::unix::net::UnixListener::bind(&tmp)
-        .map_err(|e| format!("cannot create the socket {}: {e}", tmp.display()))?;
+    // The socket file is born with the umask's permissions; owner-only until it gets its own
+    // mode below, so nobody else can connect in between (umask is per process: this runs at
+    // start-up, before the uploader or anything else creates files).
+    let old_umask = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o177));
+    let bound = std::os::unix::net::UnixListener::bind(&tmp);
+    rustix::process::umask(old_umask);
+    let listener = bound.map_err(|e| format!("cannot create the socket {}: {e}", tmp.display()))?;
     let finish = || -> Result<(), String> {
         let mode = auth
             .socket_mode
