@@ -157,19 +157,28 @@ fn unsafe_char_in(s: &str) -> Option<String> {
         .map(|c| format!("contains {c:?}"))
 }
 
+/// The archive directory a mount serves while S3 is down (`serve_archive_when_s3_down`).
+fn served_archive(m: &crate::config::Mount) -> Option<&std::path::Path> {
+    m.archive_root
+        .as_deref()
+        .filter(|_| m.serve_archive_when_s3_down)
+}
+
 /// Refuses mount roots and front options the generated configs could not carry literally.
 fn check_front_input(settings: &Settings, opts: &FrontOptions) -> Result<(), FrontConfError> {
     for m in &settings.mounts {
-        let why = match m.root.to_str() {
-            None => Some("is not valid UTF-8".to_string()),
-            Some(r) => unsafe_char_in(r),
-        };
-        if let Some(why) = why {
-            return Err(FrontConfError::UnsafeRoot {
-                prefix: m.prefix.as_str().to_string(),
-                root: m.root.to_string_lossy().into_owned(),
-                why,
-            });
+        for dir in std::iter::once(m.root.as_path()).chain(served_archive(m)) {
+            let why = match dir.to_str() {
+                None => Some("is not valid UTF-8".to_string()),
+                Some(r) => unsafe_char_in(r),
+            };
+            if let Some(why) = why {
+                return Err(FrontConfError::UnsafeRoot {
+                    prefix: m.prefix.as_str().to_string(),
+                    root: dir.to_string_lossy().into_owned(),
+                    why,
+                });
+            }
         }
     }
     // Written unquoted: only the characters an address or a host name needs.
@@ -521,6 +530,21 @@ pub fn nginx_proxy(settings: &Settings, opts: &FrontOptions) -> Result<String, F
                 String::new()
             },
         );
+        if let Some(a) = served_archive(m) {
+            let _ = writeln!(
+                o,
+                "\n    # While S3 is unreachable stowaway points here for files still in the archive.\n\
+                 \x20   location ^~ {loc} {{\n\
+                 \x20       internal;\n\
+                 \x20       server_tokens off;\n\
+                 \x20       alias {alias};\n\
+                 \x20       disable_symlinks on from=$document_root;\n\
+                 \x20       error_page 404 = @stowaway_gone_{i};\n\
+                 \x20   }}",
+                loc = crate::http::archive_location(&settings.server.internal_prefix, prefix),
+                alias = nginx_str(&format!("{}/", a.display())),
+            );
+        }
         if fallback {
             let _ = writeln!(
                 o,
@@ -927,12 +951,16 @@ pub fn lighttpd(settings: &Settings, opts: &FrontOptions) -> Result<String, Fron
              \x20   proxy.server = ( \"\" => ( (\n\
              \x20       {backend},\n\
              \x20       \"x-sendfile\" => \"enable\",              # without it lighttpd sends an EMPTY 200\n\
-             \x20       \"x-sendfile-docroot\" => ( {root} ),\n\
+             \x20       \"x-sendfile-docroot\" => ( {root}{archive} ),\n\
              \x20   ) ) )\n\
              \x20   server.error-handler-404 = {recheck}   # vanished (or refused) X-Sendfile target\n\
              }}",
             p = lighttpd_str(prefix),
             root = lighttpd_str(&m.root.display().to_string()),
+            // The archive too, for the answers while S3 is unreachable.
+            archive = served_archive(m)
+                .map(|a| format!(", {}", lighttpd_str(&a.display().to_string())))
+                .unwrap_or_default(),
             recheck = lighttpd_str(&recheck),
         );
     }

@@ -325,12 +325,17 @@ pub fn proxy_nginx_in_site(dir: &Path, st: &Stowaway, site_root: &Path) -> Nginx
 
 /// `stowaway sign <path> <args>` with `st`'s config: the signed link (path and query).
 pub fn sign_link(st: &Stowaway, path: &str, args: &[&str]) -> String {
+    sign_link_with(&st.config, path, args)
+}
+
+/// `stowaway sign <path> <args>` with the config file `config`.
+pub fn sign_link_with(config: &Path, path: &str, args: &[&str]) -> String {
     let out = stowaway_cmd()
         .arg("sign")
         .arg(path)
         .args(args)
         .arg("--config")
-        .arg(&st.config)
+        .arg(config)
         .output()
         .unwrap();
     assert!(

@@ -221,8 +221,36 @@ impl Stowaway {
         Self::launch(dir, config, &[], true)
     }
 
+    /// Starts `stowaway serve` (TCP) without waiting for it to listen: for tests that watch
+    /// start-up itself (e.g. the systemd readiness notification).
+    pub fn spawn_with(dir: &Path, config: &str, env: &[(&str, &str)]) -> Stowaway {
+        Self::spawn(dir, config, env, false)
+    }
+
     /// Starts `stowaway serve` and waits for `/healthz`, or returns the exited process's log.
     fn launch(dir: &Path, config: &str, env: &[(&str, &str)], unix: bool) -> Stowaway {
+        let mut s = Self::spawn(dir, config, env, unix);
+        let (addr, sock) = (s.addr, s.sock.clone());
+        let up = wait_until(Duration::from_secs(30), || {
+            if let Ok(Some(_)) = s.proc.child.try_wait() {
+                return true;
+            }
+            match &sock {
+                Some(p) => {
+                    std::os::unix::net::UnixStream::connect(p).is_ok()
+                        && request_unix(p, "GET", "/healthz", &[]).status == 200
+                }
+                None => TcpStream::connect(addr).is_ok() && get(addr, "/healthz").status == 200,
+            }
+        });
+        if let Ok(Some(st)) = s.proc.child.try_wait() {
+            panic!("stowaway exited early ({st}): {}", s.log_text());
+        }
+        assert!(up, "stowaway did not come up: {}", s.log_text());
+        s
+    }
+
+    fn spawn(dir: &Path, config: &str, env: &[(&str, &str)], unix: bool) -> Stowaway {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let sock = unix.then(|| dir.join(format!("stowaway-{}.sock", addr.port())));
         let listen = match &sock {
@@ -241,33 +269,16 @@ impl Stowaway {
         let logf = std::fs::File::create(&log).unwrap();
         cmd.stdout(Stdio::null()).stderr(logf);
         let child = cmd.spawn().expect("spawn stowaway");
-        let mut s = Stowaway {
+        Stowaway {
             proc: Proc {
                 child,
                 name: "stowaway".into(),
             },
             addr,
-            sock: sock.clone(),
+            sock,
             config: path,
             log,
-        };
-        let up = wait_until(Duration::from_secs(30), || {
-            if let Ok(Some(_)) = s.proc.child.try_wait() {
-                return true;
-            }
-            match &sock {
-                Some(p) => {
-                    std::os::unix::net::UnixStream::connect(p).is_ok()
-                        && request_unix(p, "GET", "/healthz", &[]).status == 200
-                }
-                None => TcpStream::connect(addr).is_ok() && get(addr, "/healthz").status == 200,
-            }
-        });
-        if let Ok(Some(st)) = s.proc.child.try_wait() {
-            panic!("stowaway exited early ({st}): {}", s.log_text());
         }
-        assert!(up, "stowaway did not come up: {}", s.log_text());
-        s
     }
 
     /// Everything the process logged so far.
@@ -689,4 +700,16 @@ pub fn try_parse_response(buf: &[u8], head_request: bool) -> Option<Response> {
     }
     parts.next()?.parse::<u16>().ok()?;
     Some(parse_response(buf, head_request))
+}
+
+/// One GET (`Connection: close`) that never panics: `None` when no HTTP answer arrives
+/// (refused, reset, closed early). For load loops that count failed requests.
+pub fn try_get(addr: SocketAddr, target: &str) -> Option<Response> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let req = format!("GET {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).ok()?;
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    try_parse_response(&buf, false)
 }
