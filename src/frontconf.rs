@@ -539,7 +539,7 @@ pub fn nginx_proxy(settings: &Settings, opts: &FrontOptions) -> Result<String, F
                  \x20       server_tokens off;\n\
                  \x20       alias {alias};\n\
                  \x20       disable_symlinks on from=$document_root;\n\
-                 \x20       error_page 404 = @stowaway_gone_{i};\n\
+                 \x20       error_page 404 = @{name}_gone_{i};\n\
                  \x20   }}",
                 loc = crate::http::archive_location(&settings.server.internal_prefix, prefix),
                 alias = nginx_str(&format!("{}/", a.display())),
