@@ -234,6 +234,15 @@ fn sandbox(s3: &S3Server) -> Sandbox {
     let etc = fs.join("etc/stowaway");
     std::fs::create_dir_all(&etc).unwrap();
     write_private(&etc.join("stowaway.toml"), sandboxed(&example, &fs));
+    // The directories Debian's nginx package provides, which the front-server recipes write
+    // into (the generated files are then checked by `nginx -t` in tests/nginx_*.rs).
+    for d in [
+        "etc/nginx/conf.d",
+        "etc/nginx/snippets",
+        "etc/nginx/sites-enabled",
+    ] {
+        std::fs::create_dir_all(fs.join(d)).unwrap();
+    }
     let root = fs.join("srv/site/static");
     std::fs::create_dir_all(fs.join("srv/site/archive/static")).unwrap();
     write_file(&root, "2019/05/old photo.jpg", b"an old upload");

@@ -273,8 +273,9 @@ pub fn assert_mounts_work(front: SocketAddr, t: &TwoMounts, log: &dyn Fn() -> St
     assert_eq!(
         (r.status, r.body.as_slice()),
         (200, &b"public jpg"[..]),
-        "{}\n{}",
+        "{}\n{:?}\n{}",
         r.raw_head,
+        String::from_utf8_lossy(&r.body),
         log()
     );
     internal(&r);

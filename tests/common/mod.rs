@@ -18,12 +18,29 @@ pub const SK: &str = "stowaway/test+secret/KEY0123456789";
 pub const REGION: &str = "us-east-1";
 
 /// A free loopback TCP port (bound and released).
+///
+/// Ports come from 20000–32767, below the kernel's ephemeral range (32768–60999 here), so an
+/// outgoing connection of a parallel test can never be given a port between our check and the
+/// server's bind; and each port is handed out once per test process (tests run in parallel
+/// threads), starting at an offset derived from the pid so consecutive test binaries differ.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20000;
+    const SPAN: u32 = 12768;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        (std::process::id() * 7919) % SPAN,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..SPAN {
+        let port = (LOW + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {LOW}..{}", LOW + SPAN)
 }
 
 /// Polls `f` until it is true or `deadline` passes; returns whether it became true.
