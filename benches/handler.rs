@@ -14,7 +14,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use stowaway::config::{CliOverrides, FsChecks, Settings, load_settings};
 use stowaway::decision::local_state;
 use stowaway::health::Health;
-use stowaway::http::{AppState, decision};
+use stowaway::http::{AppState, Live, decision};
 use stowaway::metrics::{Metrics, Outcome};
 use stowaway::paths::map_request;
 use stowaway::presign::{MountUrls, Signer, SigningCredentials};
@@ -69,13 +69,14 @@ fn bench(c: &mut Criterion) {
     std::fs::create_dir_all(&root).unwrap();
     std::fs::write(root.join("bench10k.jpg"), vec![7u8; 10 * 1024]).unwrap();
     let settings = Arc::new(settings(&root));
-    let with_metrics = web::Data::new(
+    let with_metrics = web::Data::new(Live::new(
         AppState::new(settings.clone(), Some(signer())).with_observability(
             Some(Arc::new(Metrics::new(&settings, None))),
             Arc::new(Health::default()),
         ),
-    );
-    let without_metrics = web::Data::new(AppState::new(settings.clone(), Some(signer())));
+    ));
+    let without_metrics =
+        web::Data::new(Live::new(AppState::new(settings.clone(), Some(signer()))));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

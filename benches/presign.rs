@@ -44,6 +44,7 @@ fn settings() -> (S3Settings, Mount) {
         finalize_grace: Duration::ZERO,
         ignore: vec![],
         serve_ignored: false,
+        serve_archive_when_s3_down: true,
     };
     (s3, m)
 }

@@ -285,7 +285,8 @@ wrk_case() {
 }
 
 # --- Servers --------------------------------------------------------------------------------
-ROOT="$WORK/site/static"   # the served root of cases 1–4 and 8
+ROOT="$WORK/site/static"   # the served root of cases 1–4 and 8 (mount /static/)
+PUBROOT="$WORK/site/pub"   # the same files for mount /pub/ (mounts may not share a root or key prefix)
 S3PORT=""
 
 start_s3() {  # start_s3 NAME DATA-DIR BUCKET -> S3PORT_NEW
@@ -296,7 +297,8 @@ start_s3() {  # start_s3 NAME DATA-DIR BUCKET -> S3PORT_NEW
 }
 
 # stowaway_conf FILE PORT FRONT VERDICT_TTL [FALLBACK_HEADER]: the serving config of cases 1–4 and 8. Mount
-# /static/ presigns (example defaults: expires 1h, window 5m), /pub/ is public; same root.
+# /static/ presigns (example defaults: expires 1h, window 5m), /pub/ is public; same files, own root
+# (hard links) and key prefix, since mounts may not overlap.
 stowaway_conf() {
   cat > "$1" <<EOF
 [server]
@@ -323,9 +325,9 @@ window = "5m"
 upload = false
 [[mount]]
 prefix = "/pub/"
-root = "$ROOT"
+root = "$PUBROOT"
 bucket = "site-media"
-key_prefix = "static/"
+key_prefix = "pub/"
 url = "public"
 redirect_max_age = "5m"
 upload = false
@@ -415,6 +417,8 @@ for name in ("bench10k.jpg", "local-2.jpg", "local-3.jpg", "local-4.jpg"):
     with open(os.path.join(sys.argv[1], name), "wb") as f:
         f.write(rnd.randbytes(10 * 1024))
 EOF
+  mkdir -p "$PUBROOT"
+  cp -al "$ROOT/." "$PUBROOT/"
   start_s3 s3-serve "$WORK/s3-serve" site-media
   S3PORT=$S3PORT_NEW
   # stowaway A: nginx front, verdict_ttl 5s (default). stowaway B: verdict_ttl 0s (no cache).
@@ -530,7 +534,7 @@ server {
     check "http://127.0.0.1:${n}/bench10k.jpg" 200 '^content-length: 10240'
   done
   check "http://127.0.0.1:$NG_BASE/static/missing.jpg" 302 "^location: http://127.0.0.1:$S3PORT/site-media/static/missing.jpg"
-  check "http://127.0.0.1:$NG_PROXY/pub/missing.jpg" 302 "^location: http://127.0.0.1:$S3PORT/site-media/static/missing.jpg"
+  check "http://127.0.0.1:$NG_PROXY/pub/missing.jpg" 302 "^location: http://127.0.0.1:$S3PORT/site-media/pub/missing.jpg"
   for n in "$NG_PROXY" "$NG_AUTH" "$NG_PROXY_STUB" "$NG_PROXY_CEIL_302"; do
     check "http://127.0.0.1:$n/static/missing.jpg" 302 '^location: .*X-Amz-Signature='
   done
@@ -615,7 +619,7 @@ if want 3; then
   lighttpd_start lighttpd-magnet "$L_MAG" "$(cat "$WORK/magnet-lines.conf")"
   for p in "$L_ST" "$L_MAG"; do
     check "http://127.0.0.1:$p/pub/bench10k.jpg" 200 '^content-length: 10240'
-    check "http://127.0.0.1:$p/pub/missing.jpg" 302 "^location: http://127.0.0.1:$S3PORT/site-media/static/missing.jpg"
+    check "http://127.0.0.1:$p/pub/missing.jpg" 302 "^location: http://127.0.0.1:$S3PORT/site-media/pub/missing.jpg"
   done
   check "http://127.0.0.1:$L_ST/static/missing.jpg" 302 '^location: .*X-Amz-Signature='
   # lighttpd's mod_proxy opens a new connection to the backend for every request. A constant

@@ -71,7 +71,7 @@ echo "== nginx on 127.0.0.1:$NGINX_PORT (config from: stowaway gen-config nginx)
   echo "http { include /etc/nginx/mime.types; default_type application/octet-stream; access_log off;"
   echo "  client_body_temp_path $DEMO/nginx/tmp/b; proxy_temp_path $DEMO/nginx/tmp/p; fastcgi_temp_path $DEMO/nginx/tmp/f;"
   echo "  uwsgi_temp_path $DEMO/nginx/tmp/u; scgi_temp_path $DEMO/nginx/tmp/s;"
-  "$BIN/stowaway" gen-config nginx --config "$DEMO/stowaway.toml" --front-listen "127.0.0.1:$NGINX_PORT"
+  "$BIN/stowaway" gen-config nginx --part standalone --config "$DEMO/stowaway.toml" --front-listen "127.0.0.1:$NGINX_PORT"
   echo "}"
 } >"$DEMO/nginx/nginx.conf"
 nginx -p "$DEMO/nginx" -c "$DEMO/nginx/nginx.conf"

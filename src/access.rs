@@ -169,6 +169,21 @@ impl IpPrefix {
         })
     }
 
+    /// The prefix length in bits (of 32 for IPv4, of 128 for IPv6).
+    pub fn prefix_len(&self) -> u8 {
+        self.len
+    }
+
+    /// The first address of the prefix.
+    pub fn network(&self) -> IpAddr {
+        self.addr
+    }
+
+    /// Whether this is an IPv4 prefix.
+    pub fn is_ipv4(&self) -> bool {
+        self.addr.is_ipv4()
+    }
+
     /// Whether `ip` (IPv4-mapped IPv6 counts as IPv4) lies inside the prefix.
     pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = unmap(ip);

@@ -2,9 +2,8 @@
 //! validated configuration into a running service. This is the binary edge: errors become
 //! messages and exit codes here.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -12,10 +11,8 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::{self, CliOverrides, FsChecks, LogFormat, Settings};
 use crate::frontconf::{self, FrontOptions};
-use crate::health::Health;
-use crate::http::{AppState, configure_metrics, configure_with};
-use crate::metrics::Metrics;
-use crate::presign::Signer;
+use crate::http::{configure_metrics, configure_with};
+use crate::reload::Services;
 
 /// Exit code for a configuration that cannot be used.
 pub const EXIT_CONFIG: u8 = 2;
@@ -25,8 +22,81 @@ pub const EXIT_CONFIG: u8 = 2;
 #[derive(Debug, Parser)]
 #[command(name = "stowaway", version = crate::LONG_VERSION, about, long_about = None)]
 pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalFlags,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The options of [`Common`], also accepted before the command (`stowaway --config F serve`);
+/// one given after the command wins.
+#[derive(Debug, Args, Clone, Default)]
+pub struct GlobalFlags {
+    /// TOML configuration file (as --config after the command).
+    #[arg(long = "config", short = 'c', value_name = "PATH")]
+    pub g_config: Option<PathBuf>,
+    /// Override server.listen (as --listen after the command).
+    #[arg(long = "listen", value_name = "ADDR")]
+    pub g_listen: Option<String>,
+    /// Override log.format: text or json.
+    #[arg(long = "log-format", value_name = "FORMAT")]
+    pub g_log_format: Option<String>,
+    /// Override log.level, e.g. debug; the AWS SDK stays at warn unless named (debug,aws=debug).
+    #[arg(long = "log-level", value_name = "LEVEL")]
+    pub g_log_level: Option<String>,
+}
+
+impl Command {
+    /// The command's common options; `None` for commands without a config (`gen-assets`).
+    fn common_mut(&mut self) -> Option<&mut Common> {
+        match self {
+            Command::Serve { common, .. }
+            | Command::CheckConfig { common, .. }
+            | Command::GenConfig { common, .. }
+            | Command::Sign { common, .. }
+            | Command::Healthcheck { common, .. }
+            | Command::Status { common, .. }
+            | Command::PrintConfig { common, .. }
+            | Command::Migrate { common, .. } => Some(common),
+            Command::GenAssets { .. } => None,
+        }
+    }
+}
+
+/// Parses the command line, folding options given before the command into the command's own:
+/// after the command beats before it, and both beat `STOWAWAY_CONFIG`.
+pub fn parse_cli() -> Cli {
+    use clap::{CommandFactory as _, FromArgMatches as _, parser::ValueSource};
+    let matches = Cli::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let sub = matches.subcommand().map(|(_, m)| m);
+    let explicit =
+        |id: &str| sub.is_some_and(|m| m.value_source(id) == Some(ValueSource::CommandLine));
+    let g = cli.global.clone();
+    let Some(c) = cli.command.common_mut() else {
+        return cli;
+    };
+    if let Some(v) = g.g_config
+        && !explicit("config")
+    {
+        c.config = Some(v);
+    }
+    if let Some(v) = g.g_listen
+        && !explicit("listen")
+    {
+        c.listen = Some(v);
+    }
+    if let Some(v) = g.g_log_format
+        && !explicit("log_format")
+    {
+        c.log_format = Some(v);
+    }
+    if let Some(v) = g.g_log_level
+        && !explicit("log_level")
+    {
+        c.log_level = Some(v);
+    }
+    cli
 }
 
 /// Options every command takes.
@@ -107,12 +177,31 @@ pub enum Command {
         /// nginx `server_name` for the generated server block.
         #[arg(long, value_name = "NAME")]
         server_name: Option<String>,
-        /// nginx auth mode: directory of nginx's verdict cache (`proxy_cache_path`).
-        #[arg(long, value_name = "DIR", default_value = frontconf::DEFAULT_VERDICT_CACHE_DIR)]
-        verdict_cache_dir: String,
-        /// lighttpd: directory holding stowaway-recheck.lua (and local-or-s3.lua).
-        #[arg(long, value_name = "DIR", default_value = frontconf::DEFAULT_LUA_DIR)]
-        lua_dir: String,
+        /// nginx: `standalone` (upstream and a server block of its own), `http` (the part for
+        /// the http {} context: upstream, verdict cache) or `server` (the locations, to include
+        /// as the first line of an existing server block).
+        #[arg(long, value_enum, default_value = "standalone")]
+        part: PartArg,
+        /// nginx: name of the upstream, the verdict cache zone and the named locations
+        /// [default: stowaway_<mode>_<listen address>, unique per instance and mode].
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+        /// nginx: while stowaway is unreachable, mounts WITHOUT access control send the files on
+        /// disk (mounts with access control always fail closed).
+        #[arg(long)]
+        fail_open: bool,
+        /// nginx auth mode: directory of nginx's verdict cache (`proxy_cache_path`)
+        /// [default: /var/cache/<name>].
+        #[arg(long, value_name = "DIR")]
+        verdict_cache_dir: Option<String>,
+        /// lighttpd: directory holding stowaway-recheck.lua (and local-or-s3.lua)
+        /// [default: --out-dir if given, else /etc/lighttpd/stowaway].
+        #[arg(long, value_name = "DIR")]
+        lua_dir: Option<String>,
+        /// lighttpd, lighttpd-magnet: write every file the setup needs into DIR (stowaway.conf
+        /// and stowaway-recheck.lua, or local-or-s3.lua) instead of printing the config.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
     },
     /// Print a signed, expiring link to a file on a mount with [mount.access] (the algorithm
     /// is in docs/signed-links.md), e.g. `stowaway sign "/private/a b.pdf" --ttl 1h`.
@@ -204,6 +293,17 @@ pub enum FrontKind {
     LighttpdMagnet,
 }
 
+/// Which part of the nginx configuration to print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PartArg {
+    /// The upstream (and verdict cache) plus a server block of its own.
+    Standalone,
+    /// Only the http {} part: upstream, verdict cache.
+    Http,
+    /// Only the locations, for inside an existing server block.
+    Server,
+}
+
 /// How nginx talks to stowaway.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum NginxMode {
@@ -211,6 +311,95 @@ pub enum NginxMode {
     Proxy,
     /// auth_request + try_files, verdicts cached by nginx.
     Auth,
+}
+
+/// `gen-config`: prints the front config, or with `--out-dir` writes every file it needs.
+fn gen_config(
+    settings: &Settings,
+    front: FrontKind,
+    mode: NginxMode,
+    mut opts: FrontOptions,
+    lua_dir: Option<String>,
+    out_dir: Option<PathBuf>,
+) -> ExitCode {
+    let refuse = |msg: &str| {
+        eprintln!("stowaway: gen-config: {msg}");
+        ExitCode::from(EXIT_CONFIG)
+    };
+    let nginx = matches!(front, FrontKind::Nginx);
+    if nginx && out_dir.is_some() {
+        return refuse(
+            "--out-dir is for lighttpd; fix: for nginx redirect `--part http` and `--part server` into files",
+        );
+    }
+    if !nginx
+        && (opts.fail_open || opts.name.is_some() || opts.part != frontconf::NginxPart::Standalone)
+    {
+        return refuse("--part, --name and --fail-open are for nginx; fix: drop them for lighttpd");
+    }
+    // The generated config names the scripts by absolute path: lighttpd resolves relative
+    // paths against its own working directory, not the config's.
+    let out_dir = match out_dir.map(std::path::absolute).transpose() {
+        Ok(d) => d,
+        Err(e) => return refuse(&format!("--out-dir: {e}")),
+    };
+    opts.lua_dir = match (lua_dir, &out_dir) {
+        (Some(d), _) => d,
+        (None, Some(d)) => d.display().to_string(),
+        (None, None) => frontconf::DEFAULT_LUA_DIR.into(),
+    };
+    let conf = match (front, mode) {
+        (FrontKind::Nginx, NginxMode::Proxy) => frontconf::nginx_proxy(settings, &opts),
+        (FrontKind::Nginx, NginxMode::Auth) => frontconf::nginx_auth(settings, &opts),
+        (FrontKind::Lighttpd, _) => frontconf::lighttpd(settings, &opts),
+        (FrontKind::LighttpdMagnet, _) => frontconf::lighttpd_magnet(settings, &opts),
+    };
+    let conf = match conf {
+        Ok(c) => c,
+        Err(e) => return refuse(&e.to_string()),
+    };
+    let Some(dir) = out_dir else {
+        print!("{conf}");
+        return ExitCode::SUCCESS;
+    };
+    let secret = settings.server.front_auth.front_secret.is_some();
+    let files: Vec<(&str, &str, u32)> = match front {
+        FrontKind::Lighttpd => vec![
+            ("stowaway.conf", &conf, if secret { 0o600 } else { 0o644 }),
+            (
+                "stowaway-recheck.lua",
+                frontconf::LIGHTTPD_RECHECK_LUA,
+                0o644,
+            ),
+        ],
+        _ => vec![("local-or-s3.lua", &conf, 0o644)],
+    };
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        return refuse(&format!("--out-dir {}: {e}", dir.display()));
+    }
+    for (name, text, mode) in files {
+        let path = dir.join(name);
+        if let Err(e) = write_mode(&path, text, mode) {
+            return refuse(&format!("cannot write {}: {e}", path.display()));
+        }
+        eprintln!("stowaway: wrote {}", path.display());
+    }
+    ExitCode::SUCCESS
+}
+
+/// Writes `text` to `path` with permission bits `mode` (also when it replaces a file), so a
+/// config holding the front secret is never readable by others, not even for a moment.
+fn write_mode(path: &Path, text: &str, mode: u32) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(path)?;
+    f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    f.write_all(text.as_bytes())
 }
 
 fn load(common: &Common) -> Result<(Settings, Vec<String>), ExitCode> {
@@ -263,12 +452,9 @@ fn warn_unknown(keys: &[String]) {
 /// Sets up `tracing` as configured; `RUST_LOG` wins over `log.level` when set.
 pub fn init_logging(settings: &Settings) {
     use tracing_subscriber::EnvFilter;
-    let level = &settings.log.level;
-    // Keep the SDK's own chatter (and anything that could echo request signatures) out of debug logs.
-    let quiet = ",aws_config=warn,aws_smithy_runtime=warn,aws_smithy_runtime_api=warn,aws_sdk_s3=warn,aws_sigv4=warn,hyper=warn,hyper_util=warn,h2=warn,rustls=warn";
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(format!("{level}{quiet}")))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+    // Keep the SDK's own chatter (and anything that could echo request signatures) out of
+    // debug logs unless the filter asks for it (see logfmt::filter_spec).
+    let filter: EnvFilter = crate::logfmt::env_filter(&settings.log.level, "info");
     use tracing_subscriber::Layer as _;
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
@@ -296,7 +482,7 @@ pub fn init_logging(settings: &Settings) {
 
 /// Parses the command line and runs the command.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse_cli();
     match cli.command {
         Command::CheckConfig {
             common,
@@ -335,34 +521,36 @@ pub fn main() -> ExitCode {
             mode,
             front_listen,
             server_name,
+            part,
+            name,
+            fail_open,
             verdict_cache_dir,
             lua_dir,
+            out_dir,
         } => match load_with(&common, FsChecks::Skip) {
             Err(code) => code,
             Ok((settings, unknown)) => {
                 warn_unknown(&unknown);
-                let opts = FrontOptions {
-                    listen: front_listen,
-                    server_name,
-                    verdict_cache_dir,
+                gen_config(
+                    &settings,
+                    front,
+                    mode,
+                    FrontOptions {
+                        listen: front_listen,
+                        server_name,
+                        verdict_cache_dir,
+                        lua_dir: String::new(),
+                        name,
+                        part: match part {
+                            PartArg::Standalone => frontconf::NginxPart::Standalone,
+                            PartArg::Http => frontconf::NginxPart::Http,
+                            PartArg::Server => frontconf::NginxPart::Server,
+                        },
+                        fail_open,
+                    },
                     lua_dir,
-                };
-                let conf = match (front, mode) {
-                    (FrontKind::Nginx, NginxMode::Proxy) => {
-                        frontconf::nginx_proxy(&settings, &opts)
-                    }
-                    (FrontKind::Nginx, NginxMode::Auth) => frontconf::nginx_auth(&settings, &opts),
-                    (FrontKind::Lighttpd, _) => frontconf::lighttpd(&settings, &opts),
-                    (FrontKind::LighttpdMagnet, _) => frontconf::lighttpd_magnet(&settings, &opts),
-                };
-                match conf {
-                    Ok(c) => print!("{c}"),
-                    Err(e) => {
-                        eprintln!("stowaway: gen-config: {e}");
-                        return ExitCode::from(EXIT_CONFIG);
-                    }
-                }
-                ExitCode::SUCCESS
+                    out_dir,
+                )
             }
         },
         Command::Sign {
@@ -462,7 +650,12 @@ pub fn main() -> ExitCode {
                 for k in &unknown {
                     tracing::warn!(key = %k, "unknown config key is ignored");
                 }
-                report(run_async(serve(settings)))
+                let format = settings.log.format;
+                let source = crate::reload::Source {
+                    config: common.config.clone(),
+                    overrides: common.overrides(),
+                };
+                report(run_async(serve(settings, source)), format)
             }
         },
     }
@@ -616,8 +809,13 @@ fn bind_unix(
     tmp.push(format!(".{}.tmp", std::process::id()));
     let tmp = std::path::PathBuf::from(tmp);
     remove_stale_socket(&tmp);
-    let listener = std::os::unix::net::UnixListener::bind(&tmp)
-        .map_err(|e| format!("cannot create the socket {}: {e}", tmp.display()))?;
+    // The socket file is born with the umask's permissions; owner-only until it gets its own
+    // mode below, so nobody else can connect in between (umask is per process: this runs at
+    // start-up, before the uploader or anything else creates files).
+    let old_umask = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o177));
+    let bound = std::os::unix::net::UnixListener::bind(&tmp);
+    rustix::process::umask(old_umask);
+    let listener = bound.map_err(|e| format!("cannot create the socket {}: {e}", tmp.display()))?;
     let finish = || -> Result<(), String> {
         let mode = auth
             .socket_mode
@@ -659,12 +857,17 @@ async fn shutdown_signal() -> &'static str {
     }
 }
 
-fn report(r: anyhow::Result<()>) -> ExitCode {
+/// Prints a fatal error once: as the plain `stowaway: …` line of every other command with text
+/// logs (both go to stderr, so logging it as well would print it twice), as one log object
+/// with JSON logs (a log shipper then sees it).
+fn report(r: anyhow::Result<()>, format: LogFormat) -> ExitCode {
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("stowaway: {e:#}");
+            match format {
+                LogFormat::Json => tracing::error!("{e:#}"),
+                LogFormat::Text => eprintln!("stowaway: {e:#}"),
+            }
             ExitCode::FAILURE
         }
     }
@@ -678,60 +881,13 @@ fn run_async<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyho
         .block_on(f)
 }
 
-/// Runs the service until SIGTERM/SIGINT.
-pub async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let settings = Arc::new(settings);
-    let uploading = settings.uploader.enabled && settings.mounts.iter().any(|m| m.upload);
-    let sdk = if settings.needs_signing() || uploading {
-        Some(crate::s3::sdk_config(&settings.s3).await)
-    } else {
-        None
-    };
-    let signer = match (&sdk, settings.needs_signing()) {
-        (Some(sdk), true) => {
-            let region = settings
-                .s3
-                .region
-                .clone()
-                .context("s3.region is required for presigning")?;
-            let signer = Arc::new(Signer::new(region));
-            let provider = crate::s3::init_signer(sdk, &signer).await?;
-            crate::s3::spawn_refresher(signer.clone(), provider);
-            Some(signer)
-        }
-        _ => None,
-    };
-    let health = Arc::new(Health::default());
-    // The background uploader; its counters feed /metrics and readiness.
-    let uploader = if uploading {
-        Some(crate::uploader::spawn_with(settings.clone(), Some(health.s3_recovered())).await)
-    } else {
-        None
-    };
-    if let Some(u) = &uploader {
-        health.watch_uploader(u.stats.clone(), settings.uploader.rescan_interval);
-    }
-    if let Some(sdk) = &sdk
-        && !settings.server.s3_probe_interval.is_zero()
-    {
-        let mut buckets: Vec<String> = settings.mounts.iter().map(|m| m.bucket.clone()).collect();
-        buckets.sort();
-        buckets.dedup();
-        crate::health::spawn_s3_probe(
-            health.clone(),
-            crate::s3::client(sdk, &settings.s3),
-            buckets,
-            settings.server.s3_probe_interval,
-        );
-    }
-    let metrics = Arc::new(Metrics::new(
-        &settings,
-        uploader.as_ref().map(|u| u.stats.clone()),
-    ));
-    metrics.spawn_upkeep();
-    let state = actix_web::web::Data::new(
-        AppState::new(settings.clone(), signer).with_observability(Some(metrics), health),
-    );
+/// Runs the service until SIGTERM/SIGINT; SIGHUP reloads the configuration from `source`
+/// ([`crate::reload`]).
+pub async fn serve(settings: Settings, source: crate::reload::Source) -> anyhow::Result<()> {
+    // Before anything else: SIGHUP's default action would end the process.
+    let mut hangups = crate::reload::hangups()?;
+    let mut services = Services::start(settings).await?;
+    let settings = services.settings.clone();
     let workers = match settings.server.workers {
         0 => std::thread::available_parallelism()
             .map(|n| n.get())
@@ -739,7 +895,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         n => n,
     };
     let separate_metrics = settings.server.metrics_listen;
-    let main_state = state.clone();
+    let main_state = services.live.clone();
     let server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
             .app_data(main_state.clone())
@@ -763,33 +919,46 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     })?
     .run();
     let metrics_server = match separate_metrics {
-        Some(addr) => Some(
-            actix_web::HttpServer::new(move || {
-                actix_web::App::new()
-                    .app_data(state.clone())
-                    .configure(configure_metrics)
-            })
-            .workers(1)
-            .disable_signals()
-            .shutdown_timeout(1)
-            .bind(addr)
-            .with_context(|| format!("cannot listen on {addr} (server.metrics_listen)"))?
-            .run(),
-        ),
+        Some(addr) => {
+            let state = services.live.clone();
+            Some(
+                actix_web::HttpServer::new(move || {
+                    actix_web::App::new()
+                        .app_data(state.clone())
+                        .configure(configure_metrics)
+                })
+                .workers(1)
+                .disable_signals()
+                .shutdown_timeout(1)
+                .bind(addr)
+                .with_context(|| format!("cannot listen on {addr} (server.metrics_listen)"))?
+                .run(),
+            )
+        }
         None => None,
     };
-    tracing::info!(listen = %settings.server.listen, metrics = ?separate_metrics, workers, mounts = settings.mounts.len(), "stowaway serving");
+    tracing::info!(listen = %settings.server.listen, metrics = %separate_metrics.map_or_else(|| "on server.listen".to_string(), |a| a.to_string()), workers, mounts = settings.mounts.len(), "stowaway serving");
     // Both servers must be polled to run.
     let main_handle = server.handle();
     let mut main_task = tokio::spawn(server);
     let metrics_task = metrics_server.map(|ms| (ms.handle(), tokio::spawn(ms)));
-    let early = tokio::select! {
-        r = &mut main_task => Some(r),
-        sig = shutdown_signal() => {
-            tracing::info!(signal = sig, timeout = %humantime::format_duration(settings.server.shutdown_timeout), "shutting down: finishing in-flight requests and uploads");
-            None
+    // The listening sockets are bound (connections queue until accepted): systemd may start
+    // the front server now.
+    crate::reload::notify::ready();
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    let early = loop {
+        tokio::select! {
+            r = &mut main_task => break Some(r),
+            sig = &mut shutdown => {
+                tracing::info!(signal = sig, timeout = %humantime::format_duration(settings.server.shutdown_timeout), "shutting down: finishing in-flight requests and uploads");
+                break None;
+            }
+            // One reload at a time; a SIGTERM during one is handled right after it.
+            Some(()) = hangups.recv() => services.reload(&source).await,
         }
     };
+    crate::reload::notify::stopping();
     // Stop taking work everywhere at once; both sides respect server.shutdown_timeout.
     let http = async {
         main_handle.stop(true).await;
@@ -797,11 +966,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
             handle.stop(true).await;
         }
     };
-    let uploads = async {
-        if let Some(u) = uploader {
-            u.shutdown(settings.server.shutdown_timeout).await;
-        }
-    };
+    let uploads = services.shutdown_uploader(settings.server.shutdown_timeout);
     tokio::join!(http, uploads);
     let result = match early {
         Some(r) => r,

@@ -173,6 +173,7 @@ pub struct RawMount {
     pub finalize_grace: Option<String>,
     pub ignore: Option<Vec<String>>,
     pub serve_ignored: Option<bool>,
+    pub serve_archive_when_s3_down: Option<bool>,
     pub upload: Option<bool>,
     pub access: Option<RawAccess>,
 }
@@ -704,6 +705,9 @@ pub struct Mount {
     pub ignore: Vec<String>,
     /// Serve files the ignore patterns match (default: answer 404 for them).
     pub serve_ignored: bool,
+    /// While the S3 probe reports S3 unreachable, answer a migrated file from its copy under
+    /// `archive_root` (if it is still there) instead of redirecting to S3.
+    pub serve_archive_when_s3_down: bool,
 }
 
 /// The validated configuration every part of stowaway runs on.
@@ -1513,6 +1517,7 @@ pub fn validate_with(raw: &RawConfig, fs: FsChecks) -> Result<Settings, ConfigEr
             finalize_grace: dur(&k("finalize_grace"), &m.finalize_grace, Duration::ZERO)?,
             ignore,
             serve_ignored: m.serve_ignored.unwrap_or(false),
+            serve_archive_when_s3_down: m.serve_archive_when_s3_down.unwrap_or(true),
         });
     }
     check_mount_overlaps(&mounts)?;

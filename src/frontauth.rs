@@ -303,14 +303,23 @@ pub fn validate(
                 "remove it: over the Unix socket the front server is already trusted",
             ));
         }
-        trusted_proxies.push(IpPrefix::parse(p.trim()).ok_or_else(|| {
+        let prefix = IpPrefix::parse(p.trim()).ok_or_else(|| {
             invalid(
                 &key,
                 p,
                 "not an address or CIDR prefix",
                 "use e.g. \"10.0.0.5\" or \"10.0.0.0/24\" (the front servers' addresses)",
             )
-        })?);
+        })?;
+        if let Some(problem) = untrustworthy_proxy(&prefix) {
+            return Err(invalid(
+                &key,
+                p,
+                problem,
+                "list only the addresses of front servers on other hosts; for a front server on this host use server.listen = \"unix:/run/stowaway/stowaway.sock\" or server.front_secret_file",
+            ));
+        }
+        trusted_proxies.push(prefix);
     }
     Ok(FrontAuthSettings {
         socket_mode,
@@ -320,6 +329,26 @@ pub fn validate(
         front_secret,
         trusted_proxies,
     })
+}
+
+/// Why a `trusted_proxies` entry would trust far more than a front server, if it would.
+/// Loopback is no trust boundary (every local process can connect from it), and a prefix
+/// wider than a /8 (IPv4) or /16 (IPv6) is not a list of front servers.
+fn untrustworthy_proxy(p: &IpPrefix) -> Option<&'static str> {
+    let loopback: [std::net::IpAddr; 2] = [
+        std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::Ipv6Addr::LOCALHOST.into(),
+    ];
+    if loopback.iter().any(|&a| p.contains(a)) || p.network().is_loopback() {
+        return Some(
+            "contains a loopback address: every local process connects from there, so any of them could claim any client address",
+        );
+    }
+    let min = if p.is_ipv4() { 8 } else { 16 };
+    if p.prefix_len() < min {
+        return Some("is far too wide to be a list of front servers");
+    }
+    None
 }
 
 type HmacSha256 = Hmac<Sha256>;
@@ -414,6 +443,37 @@ impl FrontAuth {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn loopback_and_wide_trusted_proxies_are_refused() {
+        use super::untrustworthy_proxy;
+        use crate::access::IpPrefix;
+        for bad in [
+            "127.0.0.1",
+            "127.0.0.0/8",
+            "::1",
+            "0.0.0.0/0",
+            "::/0",
+            "0.0.0.0/1",
+            "10.0.0.0/7",
+            "2001::/15",
+            "::ffff:127.0.0.1",
+            "127.0.0.2",
+        ] {
+            let p = IpPrefix::parse(bad).unwrap();
+            assert!(untrustworthy_proxy(&p).is_some(), "{bad}");
+        }
+        for good in [
+            "10.0.0.5",
+            "10.0.0.0/24",
+            "10.0.0.0/8",
+            "2001:db8::/32",
+            "fd00::7",
+        ] {
+            let p = IpPrefix::parse(good).unwrap();
+            assert_eq!(untrustworthy_proxy(&p), None, "{good}");
+        }
+    }
+
     use super::*;
 
     fn raw() -> RawServer {

@@ -2,9 +2,10 @@
 //! The integration tests run exactly this output, so the shipped snippets cannot drift from
 //! what is tested.
 //!
-//! * [`nginx_proxy`]: nginx, `proxy_pass` + `X-Accel-Redirect` (`nginx/stowaway-proxy.conf`);
+//! * [`nginx_proxy`]: nginx, `proxy_pass` + `X-Accel-Redirect` (`nginx/stowaway-proxy.conf`,
+//!   or the `http {}` and `server {}` parts `nginx/stowaway-proxy-{http,server}.conf`);
 //! * [`nginx_auth`]: nginx, `auth_request` + `try_files`, with a verdict cache
-//!   (`nginx/stowaway-auth.conf`);
+//!   (`nginx/stowaway-auth.conf`, `nginx/stowaway-auth-{http,server}.conf`);
 //! * [`lighttpd`]: lighttpd, `mod_proxy` + `X-Sendfile`, with the 404-handler recheck
 //!   (`lighttpd/stowaway.conf`, plus the static `lighttpd/stowaway-recheck.lua`);
 //! * [`lighttpd_magnet`]: the classic no-sidecar `mod_magnet` script
@@ -12,10 +13,22 @@
 
 use std::fmt::Write as _;
 
-use crate::config::{Listen, Settings, UrlKind};
+use crate::config::{FrontServer, Listen, Settings, UrlKind};
 use crate::frontauth::FRONT_HEADER_NAME;
 use crate::paths::MAX_KEY_BYTES;
 use crate::presign::MountUrls;
+
+/// Which part of the nginx configuration `gen-config nginx` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NginxPart {
+    /// The `http {}` part and a whole `server {}` of its own (the demo, a dedicated host name).
+    #[default]
+    Standalone,
+    /// Only what belongs in the `http {}` context: the `upstream` (and the verdict cache).
+    Http,
+    /// Only what belongs inside the operator's existing `server {}` block: the locations.
+    Server,
+}
 
 /// Options that are about the front server rather than stowaway.
 #[derive(Debug, Clone)]
@@ -24,10 +37,18 @@ pub struct FrontOptions {
     pub listen: String,
     /// `server_name`, if any.
     pub server_name: Option<String>,
-    /// nginx auth mode: the verdict cache directory (`proxy_cache_path`).
-    pub verdict_cache_dir: String,
+    /// nginx auth mode: the verdict cache directory (`proxy_cache_path`); `None`:
+    /// [`default_verdict_cache_dir`].
+    pub verdict_cache_dir: Option<String>,
     /// lighttpd: the directory holding `stowaway-recheck.lua`.
     pub lua_dir: String,
+    /// nginx: name of the upstream, the cache zone and the named locations; `None`:
+    /// [`default_nginx_name`].
+    pub name: Option<String>,
+    /// nginx: which part to print.
+    pub part: NginxPart,
+    /// nginx: mounts without access control serve the files on disk while stowaway is down.
+    pub fail_open: bool,
 }
 
 impl FrontOptions {
@@ -36,14 +57,53 @@ impl FrontOptions {
         FrontOptions {
             listen: listen.into(),
             server_name,
-            verdict_cache_dir: DEFAULT_VERDICT_CACHE_DIR.into(),
+            verdict_cache_dir: None,
             lua_dir: DEFAULT_LUA_DIR.into(),
+            name: None,
+            part: NginxPart::Standalone,
+            fail_open: false,
         }
     }
 }
 
-/// Default `--verdict-cache-dir`.
-pub const DEFAULT_VERDICT_CACHE_DIR: &str = "/var/cache/nginx/stowaway";
+/// nginx mode, as far as names are concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NginxMode {
+    Proxy,
+    Auth,
+}
+
+/// The default `--name`: `stowaway_<mode>_<listen address>`. nginx refuses a second
+/// `upstream` or `keys_zone` of the same name, and two stowaway instances never share a
+/// listen address, so proxy and auth mode and several instances fit into one nginx.
+pub fn default_nginx_name(settings: &Settings, mode: NginxMode) -> String {
+    let listen = match &settings.server.listen {
+        Listen::Tcp(a) => format!("{}_{}", a.ip(), a.port()),
+        Listen::Unix(p) => p.to_string_lossy().into_owned(),
+    };
+    let mut name = format!(
+        "stowaway_{}_",
+        match mode {
+            NginxMode::Proxy => "proxy",
+            NginxMode::Auth => "auth",
+        }
+    );
+    for c in listen.chars() {
+        name.push(if c.is_ascii_alphanumeric() { c } else { '_' });
+    }
+    // `/run/x.sock` starts with a separator: no double underscore.
+    while name.contains("__") {
+        name = name.replace("__", "_");
+    }
+    name.trim_end_matches('_').to_string()
+}
+
+/// The default `--verdict-cache-dir`: `/var/cache/<name>`. nginx creates the last directory
+/// of a `proxy_cache_path` itself (owned by its worker user) but not its parents, and Debian
+/// has no `/var/cache/nginx`; `/var/cache` exists everywhere.
+pub fn default_verdict_cache_dir(name: &str) -> String {
+    format!("/var/cache/{name}")
+}
 /// Default `--lua-dir`.
 pub const DEFAULT_LUA_DIR: &str = "/etc/lighttpd/stowaway";
 /// The lighttpd recheck script, shipped as `lighttpd/stowaway-recheck.lua`.
@@ -62,6 +122,17 @@ pub enum FrontConfError {
         prefix: String,
         root: String,
         why: String,
+    },
+    #[error(
+        "server.front is \"{configured}\" but this is the {generated} configuration: stowaway \
+         would answer local files with {header}, which {generated} does not act on; fix: set \
+         server.front = \"{generated}\" in the stowaway config (or STOWAWAY__SERVER__FRONT={generated}), \
+         restart stowaway, and generate again"
+    )]
+    FrontMismatch {
+        configured: &'static str,
+        generated: &'static str,
+        header: &'static str,
     },
     #[error("{option} {value:?} {why}; fix: {fix}")]
     UnsafeOption {
@@ -86,19 +157,28 @@ fn unsafe_char_in(s: &str) -> Option<String> {
         .map(|c| format!("contains {c:?}"))
 }
 
+/// The archive directory a mount serves while S3 is down (`serve_archive_when_s3_down`).
+fn served_archive(m: &crate::config::Mount) -> Option<&std::path::Path> {
+    m.archive_root
+        .as_deref()
+        .filter(|_| m.serve_archive_when_s3_down)
+}
+
 /// Refuses mount roots and front options the generated configs could not carry literally.
 fn check_front_input(settings: &Settings, opts: &FrontOptions) -> Result<(), FrontConfError> {
     for m in &settings.mounts {
-        let why = match m.root.to_str() {
-            None => Some("is not valid UTF-8".to_string()),
-            Some(r) => unsafe_char_in(r),
-        };
-        if let Some(why) = why {
-            return Err(FrontConfError::UnsafeRoot {
-                prefix: m.prefix.as_str().to_string(),
-                root: m.root.to_string_lossy().into_owned(),
-                why,
-            });
+        for dir in std::iter::once(m.root.as_path()).chain(served_archive(m)) {
+            let why = match dir.to_str() {
+                None => Some("is not valid UTF-8".to_string()),
+                Some(r) => unsafe_char_in(r),
+            };
+            if let Some(why) = why {
+                return Err(FrontConfError::UnsafeRoot {
+                    prefix: m.prefix.as_str().to_string(),
+                    root: dir.to_string_lossy().into_owned(),
+                    why,
+                });
+            }
         }
     }
     // Written unquoted: only the characters an address or a host name needs.
@@ -125,8 +205,9 @@ fn check_front_input(settings: &Settings, opts: &FrontOptions) -> Result<(), Fro
             fix: "give host names (letters, digits, `.`, `-`, `_`, `*`) separated by spaces",
         });
     }
+    let cache_dir = opts.verdict_cache_dir.clone().unwrap_or_default();
     for (option, value) in [
-        ("--verdict-cache-dir", &opts.verdict_cache_dir),
+        ("--verdict-cache-dir", &cache_dir),
         ("--lua-dir", &opts.lua_dir),
     ] {
         if let Some(why) = unsafe_char_in(value) {
@@ -138,7 +219,41 @@ fn check_front_input(settings: &Settings, opts: &FrontOptions) -> Result<(), Fro
             });
         }
     }
+    if let Some(n) = &opts.name
+        && (n.is_empty()
+            || n.len() > 64
+            || !n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+    {
+        return Err(FrontConfError::UnsafeOption {
+            option: "--name",
+            value: n.clone(),
+            why: "is not a plain name".into(),
+            fix: "give 1 to 64 letters, digits or `_` (it names the nginx upstream, cache zone and named locations)",
+        });
+    }
     Ok(())
+}
+
+/// Refuses to write a front config for another front server than the one stowaway answers
+/// for: nginx passes an `X-Sendfile: <absolute path>` on to clients, lighttpd an
+/// `X-Accel-Redirect` (with an empty body). The front kind also decides which header carries
+/// the client address for IP-bound links.
+fn check_front_kind(settings: &Settings, generated: FrontServer) -> Result<(), FrontConfError> {
+    let name = |f: FrontServer| match f {
+        FrontServer::Nginx => "nginx",
+        FrontServer::Lighttpd => "lighttpd",
+    };
+    if settings.server.front == generated {
+        return Ok(());
+    }
+    Err(FrontConfError::FrontMismatch {
+        configured: name(settings.server.front),
+        generated: name(generated),
+        header: match settings.server.front {
+            FrontServer::Nginx => "X-Accel-Redirect",
+            FrontServer::Lighttpd => "X-Sendfile: <absolute path>",
+        },
+    })
 }
 
 /// The header lines of a stowaway answer other than the one or two that carry a path or URL
@@ -222,44 +337,171 @@ fn nginx_buffers(settings: &Settings) -> String {
     )
 }
 
+/// The resolved `--name` and what `gen-config nginx` prints around the parts.
+fn nginx_name(settings: &Settings, opts: &FrontOptions, mode: NginxMode) -> String {
+    opts.name
+        .clone()
+        .unwrap_or_else(|| default_nginx_name(settings, mode))
+}
+
+/// Joins the parts as `opts.part` asks: `intro` (comments for every part), the `http {}` lines
+/// and the lines for inside a `server {}` block (indented by four).
+fn nginx_assemble(
+    opts: &FrontOptions,
+    intro: &str,
+    generated_by: &str,
+    http: &str,
+    server: &str,
+) -> String {
+    let mut o = String::new();
+    match opts.part {
+        NginxPart::Standalone => {
+            let _ = writeln!(
+                o,
+                "{intro}# Generated by `{generated_by}`; everything here belongs in the http {{}} context.\n\
+                 # To add stowaway to an existing server block instead, use --part http and --part server.\n\
+                 {http}\nserver {{\n    listen {};",
+                opts.listen
+            );
+            if let Some(n) = &opts.server_name {
+                let _ = writeln!(o, "    server_name {n};");
+            }
+            o.push_str("    server_tokens off;\n");
+            o.push_str(server);
+            o.push_str("}\n");
+        }
+        NginxPart::Http => {
+            let _ = write!(
+                o,
+                "{intro}# Generated by `{generated_by} --part http`: include it in the http {{}} context\n\
+                 # (Debian: /etc/nginx/conf.d/), once per stowaway instance.\n{http}"
+            );
+        }
+        NginxPart::Server => {
+            let _ = write!(
+                o,
+                "{intro}# Generated by `{generated_by} --part server`: include it INSIDE your existing\n\
+                 # server {{}} block, as its first line (before any rewrite, set or if of the block), e.g.\n\
+                 #     server {{\n\
+                 #         include /etc/nginx/snippets/stowaway-server.conf;\n\
+                 #         ...\n\
+                 # The http {{}} part (`--part http`, same --name) must be included too.\n{server}"
+            );
+        }
+    }
+    o
+}
+
+/// The fail-open path of mount `i` (`--fail-open`, mounts without access control only): when
+/// stowaway cannot be reached, nginx sends the file from disk itself, with the same symlink
+/// rule as a local answer; a missing file is a 404 (nothing can say where it went).
+fn nginx_fail_open(settings: &Settings, name: &str, i: usize, root: &str) -> String {
+    let m = &settings.mounts[i];
+    let prefix = m.prefix.as_str();
+    let open = format!("{}fail-open/{i}/", settings.server.internal_prefix);
+    // What stowaway answers 404 for (its own temp files, the mount's ignore patterns) stays
+    // hidden when nginx serves without it. Regex locations match in order: this one first.
+    let hidden = if m.serve_ignored {
+        String::new()
+    } else {
+        let alts: Vec<String> = std::iter::once(format!("{}*", crate::ignore::OWN_PREFIX))
+            .chain(m.ignore.iter().cloned())
+            .map(|p| glob_regex(&p))
+            .collect();
+        format!(
+            "        location ~ \"(?s)^{open_re}(?:.*/)?(?:{})(?:/|$)\" {{   # mount.ignore\n\
+                         internal;\n\
+                         return 404;\n\
+                     }}\n",
+            alts.join("|"),
+            open_re = regex_literal(&open),
+        )
+    };
+    format!(
+        "\n    # stowaway unreachable (--fail-open): {prefix} files on disk are sent as they are.\n\
+         \x20   location @{name}_open_{i} {{\n\
+         \x20       server_tokens off;\n\
+         \x20       rewrite \"(?s)^{re}(.+)$\" {open}$1 last;\n\
+         \x20       return 404;\n\
+         \x20   }}\n\
+         \x20   location ^~ {open} {{\n\
+         \x20       internal;\n\
+         \x20       server_tokens off;\n\
+         \x20       root {root};\n\
+         \x20       disable_symlinks on from=$document_root;   # never follow a link out of the root\n\
+         {hidden}\
+         \x20       # A file name, never a directory (try_files would hand that to the index module).\n\
+         \x20       location ~ \"(?s)^{open_re}(?<stowaway_key>.*[^/])$\" {{\n\
+         \x20           internal;\n\
+         \x20           try_files /$stowaway_key =404;\n\
+         \x20       }}\n\
+         \x20       return 404;\n\
+         \x20   }}\n",
+        re = regex_literal(prefix),
+        open_re = regex_literal(&open),
+    )
+}
+
+/// A `mount.ignore` glob (one path component: `*` any run, `?` one byte) as PCRE. Every byte
+/// but letters and digits is written `\xHH`, so nothing in a pattern can end the quoted nginx
+/// string, expand a variable or act as a regex metacharacter.
+fn glob_regex(glob: &str) -> String {
+    let mut o = String::new();
+    for b in glob.bytes() {
+        match b {
+            b'*' => o.push_str("[^/]*"),
+            b'?' => o.push_str("[^/]"),
+            b if b.is_ascii_alphanumeric() => o.push(b as char),
+            b => {
+                let _ = write!(o, "\\x{b:02x}");
+            }
+        }
+    }
+    o
+}
+
+/// Whether mount `i` requires signed links (never fails open).
+fn has_access_control(settings: &Settings, i: usize) -> bool {
+    settings.access.iter().any(|a| a.mount == i)
+}
+
 /// Renders the nginx configuration for `proxy_pass` + `X-Accel-Redirect` mode: an `upstream`
-/// and a `server` block, both for the `http {}` context.
+/// for the `http {}` context and the locations for a `server {}` block, as `opts.part` asks.
 pub fn nginx_proxy(settings: &Settings, opts: &FrontOptions) -> Result<String, FrontConfError> {
     check_front_input(settings, opts)?;
-    let mut o = String::new();
+    check_front_kind(settings, FrontServer::Nginx)?;
+    let name = nginx_name(settings, opts, NginxMode::Proxy);
     let sidecar = nginx_upstream(settings);
     let front = nginx_front_header(settings);
     let fallback = settings.server.fallback_header;
     let buffers = nginx_buffers(settings);
-    o.push_str(&secret_warning(settings, "#"));
-    let _ = writeln!(
-        o,
+    let mut intro = secret_warning(settings, "#");
+    intro.push_str(
         "# nginx in front of stowaway, proxy_pass + X-Accel-Redirect mode.\n\
-         # Generated by `stowaway gen-config nginx`; both blocks belong in the http {{}} context.\n\
          # Local files are sent by nginx itself (Range, HEAD and conditional requests work);\n\
          # files already moved to S3 get stowaway's 302.\n\
-         # Merging the locations into an existing server block: keep `^~` on them, so the site's\n\
-         # regex locations (`~* \\.(jpg|css)$`, `~ \\.php$`) cannot take these requests.\n\
-         \n\
-         upstream stowaway {{\n    server {sidecar};\n    keepalive 32;\n}}\n\
-         \n\
-         server {{\n    listen {};",
-        opts.listen
+         # The mount locations are `^~` locations, so the site's regex locations\n\
+         # (`~* \\.(jpg|css)$`, `~ \\.php$`) cannot take these requests; keep it that way.\n",
     );
-    if let Some(n) = &opts.server_name {
-        let _ = writeln!(o, "    server_name {n};");
+    if opts.fail_open {
+        intro.push_str(
+            "# --fail-open: while stowaway is unreachable (502/504), mounts WITHOUT access control send\n\
+             # the files on disk; everything else fails closed.\n",
+        );
     }
-    o.push_str("    server_tokens off;\n");
+    let http = format!("\nupstream {name} {{\n    server {sidecar};\n    keepalive 32;\n}}\n");
+    let mut o = String::new();
     for (i, m) in settings.mounts.iter().enumerate() {
         let prefix = m.prefix.as_str();
         let internal = format!("{}{}", settings.server.internal_prefix, &prefix[1..]);
         let alias = nginx_str(&format!("{}/", m.root.display()));
+        let open = opts.fail_open && !has_access_control(settings, i);
         let _ = writeln!(
             o,
             "\n    # {prefix}: stowaway decides for every request.\n\
              \x20   location ^~ {prefix} {{\n\
              \x20       server_tokens off;\n\
-             \x20       proxy_pass http://stowaway;           # no URI part: stowaway sees the raw client URI\n\
+             \x20       proxy_pass http://{name};           # no URI part: stowaway sees the raw client URI\n\
              \x20       proxy_http_version 1.1;\n\
              \x20       proxy_set_header Connection \"\";       # keep-alive to stowaway\n\
              \x20       proxy_set_header X-Real-IP $remote_addr;\n\
@@ -268,7 +510,8 @@ pub fn nginx_proxy(settings: &Settings, opts: &FrontOptions) -> Result<String, F
              \x20       proxy_set_header X-Original-URI \"\";\n\
              \x20       proxy_pass_request_body off;\n\
              \x20       proxy_set_header Content-Length \"\";\n\
-             {buffers}\
+             \x20       proxy_hide_header X-Sendfile;           # only a stowaway set up for lighttpd sends it\n\
+             {buffers}{open_line}\
              \x20   }}\n\
              \n\
              \x20   # Target of X-Accel-Redirect; `internal` makes it 404 for outside clients.\n\
@@ -277,14 +520,36 @@ pub fn nginx_proxy(settings: &Settings, opts: &FrontOptions) -> Result<String, F
              \x20       server_tokens off;\n\
              \x20       alias {alias};\n\
              \x20       disable_symlinks on from=$document_root;   # never follow a link out of the root\n\
-             \x20       error_page 404 = @stowaway_gone_{i};        # vanished between decision and open\n\
-             \x20   }}"
+             \x20       error_page 404 = @{name}_gone_{i};        # vanished between decision and open\n\
+             \x20   }}",
+            open_line = if open {
+                format!(
+                    "        error_page 502 504 = @{name}_open_{i};   # --fail-open: stowaway unreachable\n"
+                )
+            } else {
+                String::new()
+            },
         );
+        if let Some(a) = served_archive(m) {
+            let _ = writeln!(
+                o,
+                "\n    # While S3 is unreachable stowaway points here for files still in the archive.\n\
+                 \x20   location ^~ {loc} {{\n\
+                 \x20       internal;\n\
+                 \x20       server_tokens off;\n\
+                 \x20       alias {alias};\n\
+                 \x20       disable_symlinks on from=$document_root;\n\
+                 \x20       error_page 404 = @{name}_gone_{i};\n\
+                 \x20   }}",
+                loc = crate::http::archive_location(&settings.server.internal_prefix, prefix),
+                alias = nginx_str(&format!("{}/", a.display())),
+            );
+        }
         if fallback {
             let _ = writeln!(
                 o,
                 "\n    # The file vanished after stowaway said \"local\": redirect to the URL stowaway sent along.\n\
-                 \x20   location @stowaway_gone_{i} {{\n\
+                 \x20   location @{name}_gone_{i} {{\n\
                  \x20       server_tokens off;\n\
                  \x20       # Guard: only when we really came from an X-Accel-Redirect (not an outside 404).\n\
                  \x20       if ($upstream_http_x_s3_location = \"\") {{ return 404; }}\n\
@@ -296,10 +561,10 @@ pub fn nginx_proxy(settings: &Settings, opts: &FrontOptions) -> Result<String, F
             let _ = writeln!(
                 o,
                 "\n    # The file vanished after stowaway said \"local\": ask again; a recheck is never \"local\".\n\
-                 \x20   location @stowaway_gone_{i} {{\n\
+                 \x20   location @{name}_gone_{i} {{\n\
                  \x20       server_tokens off;\n\
                  \x20       if ($upstream_http_x_accel_redirect = \"\") {{ return 404; }}\n\
-                 \x20       proxy_pass http://stowaway$request_uri;\n\
+                 \x20       proxy_pass http://{name}$request_uri;\n\
                  \x20       proxy_http_version 1.1;\n\
                  \x20       proxy_set_header Connection \"\";\n\
                  \x20       proxy_set_header X-Real-IP $remote_addr;\n\
@@ -308,13 +573,27 @@ pub fn nginx_proxy(settings: &Settings, opts: &FrontOptions) -> Result<String, F
                  \x20       proxy_set_header X-Original-URI \"\";\n\
                  \x20       proxy_pass_request_body off;\n\
                  \x20       proxy_set_header Content-Length \"\";\n\
+                 \x20       proxy_hide_header X-Sendfile;\n\
                  {buffers}\
                  \x20   }}"
             );
         }
+        if open {
+            o.push_str(&nginx_fail_open(
+                settings,
+                &name,
+                i,
+                &nginx_str(&m.root.display().to_string()),
+            ));
+        }
     }
-    o.push_str("}\n");
-    Ok(o)
+    Ok(nginx_assemble(
+        opts,
+        &intro,
+        "stowaway gen-config nginx",
+        &http,
+        &o,
+    ))
 }
 
 /// The `server` parameter of the generated nginx `upstream`: `IP:port` or `unix:/path`.
@@ -415,6 +694,12 @@ fn regex_literal(prefix: &str) -> String {
 /// `http {}` context.
 pub fn nginx_auth(settings: &Settings, opts: &FrontOptions) -> Result<String, FrontConfError> {
     check_front_input(settings, opts)?;
+    check_front_kind(settings, FrontServer::Nginx)?;
+    let name = nginx_name(settings, opts, NginxMode::Auth);
+    let cache_dir = opts
+        .verdict_cache_dir
+        .clone()
+        .unwrap_or_else(|| default_verdict_cache_dir(&name));
     let mut o = String::new();
     let buffers = nginx_buffers(settings);
     let sidecar = nginx_upstream(settings);
@@ -425,7 +710,6 @@ pub fn nginx_auth(settings: &Settings, opts: &FrontOptions) -> Result<String, Fr
     let _ = writeln!(
         o,
         "# nginx in front of stowaway, auth_request mode.\n\
-         # Generated by `stowaway gen-config nginx --mode auth`; every block belongs in the http {{}} context.\n\
          #\n\
          # For every request nginx asks stowaway (a subrequest to {auth}) and then\n\
          #   200 -> serves the local file itself (Range, HEAD and conditional requests work);\n\
@@ -440,9 +724,9 @@ pub fn nginx_auth(settings: &Settings, opts: &FrontOptions) -> Result<String, Fr
          # The verdict is about the client's own URI ($request_uri); nginx serves $uri. A request a\n\
          # rewrite (or an internal redirect) brought into a mount location is refused (403) unless\n\
          # both still agree, so a rewrite can never make nginx serve a file stowaway did not judge.\n\
-         # Merging into an existing server block: `set $stowaway_uri $uri;` must come before every\n\
-         # rewrite of the block, and the mount locations keep `^~` (the site's regex locations\n\
-         # such as `~* \\.(jpg|css)$` or `~ \\.php$` cannot take their requests).",
+         # In an existing server block: `set $stowaway_uri $uri;` must come before every rewrite of\n\
+         # the block (include the server part first), and the mount locations keep `^~` (the site's\n\
+         # regex locations such as `~* \\.(jpg|css)$` or `~ \\.php$` cannot take their requests).",
         auth = crate::http::AUTH_PATH,
         fallback_how = if fallback {
             "the URL stowaway sent along with the verdict"
@@ -463,29 +747,30 @@ pub fn nginx_auth(settings: &Settings, opts: &FrontOptions) -> Result<String, Fr
              # with access control add $remote_addr, because a link can be bound to the client's address."
         );
     }
-    let _ = writeln!(
-        o,
-        "\nupstream stowaway {{\n    server {sidecar};\n    keepalive 32;\n}}"
-    );
-    if ttl > 0 {
-        let _ = writeln!(
-            o,
-            "\nproxy_cache_path {} levels=1:2 keys_zone=stowaway_verdicts:10m\n                 max_size=64m inactive=10m use_temp_path=off;",
-            nginx_str(&opts.verdict_cache_dir)
+    if opts.fail_open {
+        o.push_str(
+            "#\n\
+             # --fail-open: while stowaway is unreachable (the verdict subrequest fails: 500/502/504),\n\
+             # mounts WITHOUT access control send the files on disk; everything else fails closed.\n",
         );
     }
-    let _ = writeln!(o, "\nserver {{\n    listen {};", opts.listen);
-    if let Some(n) = &opts.server_name {
-        let _ = writeln!(o, "    server_name {n};");
+    let intro = std::mem::take(&mut o);
+    let mut http = format!("\nupstream {name} {{\n    server {sidecar};\n    keepalive 32;\n}}\n");
+    if ttl > 0 {
+        let _ = writeln!(
+            http,
+            "\n# nginx creates the last directory itself (owned by its worker user), not its parents.\n\
+             proxy_cache_path {} levels=1:2 keys_zone={name}_verdicts:10m\n                 max_size=64m inactive=10m use_temp_path=off;",
+            nginx_str(&cache_dir)
+        );
     }
     o.push_str(
-        "    server_tokens off;\n\
-         \x20   set $stowaway_uri $uri;   # the URI before any rewrite: keep this first in the block\n",
+        "    set $stowaway_uri $uri;   # the URI before any rewrite: keep this first in the server block\n",
     );
     let gone = if fallback {
-        "@stowaway_s3"
+        format!("@{name}_s3")
     } else {
-        "@stowaway_recheck"
+        format!("@{name}_recheck")
     };
     for (i, m) in settings.mounts.iter().enumerate() {
         let prefix = m.prefix.as_str();
@@ -503,8 +788,9 @@ pub fn nginx_auth(settings: &Settings, opts: &FrontOptions) -> Result<String, Fr
              \x20       auth_request {auth_loc};\n\
              \x20       auth_request_set $stowaway_location $upstream_http_x_s3_location;\n\
              \x20       auth_request_set $stowaway_status $upstream_http_x_stowaway_status;\n\
-             \x20       error_page 401 = @stowaway_s3;\n\
-             \x20       error_page 403 = @stowaway_refused;\n\
+             \x20       error_page 401 = @{name}_s3;\n\
+             \x20       error_page 403 = @{name}_refused;\n\
+             {open_line}\
              \x20       root {root};\n\
              \x20       disable_symlinks on from=$document_root;   # never follow a link out of the root\n\
              \x20       # $stowaway_key (decoded) only names a file here; never put it into a header.\n\
@@ -519,7 +805,7 @@ pub fn nginx_auth(settings: &Settings, opts: &FrontOptions) -> Result<String, Fr
              \x20   location = {auth_loc} {{\n\
              \x20       internal;\n\
              \x20       server_tokens off;\n\
-             \x20       proxy_pass http://stowaway{auth};\n\
+             \x20       proxy_pass http://{name}{auth};\n\
              \x20       proxy_http_version 1.1;\n\
              \x20       proxy_set_header Connection \"\";\n\
              \x20       proxy_pass_request_body off;\n\
@@ -531,6 +817,13 @@ pub fn nginx_auth(settings: &Settings, opts: &FrontOptions) -> Result<String, Fr
              \x20       proxy_set_header X-Sidecar-Recheck \"\";\n\
              {bufs}",
             if signed { " (signed links only)" } else { "" },
+            open_line = if opts.fail_open && !signed {
+                format!(
+                    "        error_page 500 502 504 = @{name}_open_{i};   # --fail-open: stowaway unreachable\n"
+                )
+            } else {
+                String::new()
+            },
             bufs = buffers.trim_end_matches('\n'),
             re = regex_literal(prefix),
             auth = crate::http::AUTH_PATH,
@@ -543,17 +836,20 @@ pub fn nginx_auth(settings: &Settings, opts: &FrontOptions) -> Result<String, Fr
             };
             let _ = writeln!(
                 o,
-                "\x20       proxy_cache stowaway_verdicts;\n\
+                "\x20       proxy_cache {name}_verdicts;\n\
                  \x20       proxy_cache_key \"{key}\";\n\
                  \x20       proxy_ignore_headers Cache-Control Expires Set-Cookie Vary;   # X-Accel-Expires alone decides"
             );
         }
         o.push_str("    }\n");
+        if opts.fail_open && !signed {
+            o.push_str(&nginx_fail_open(settings, &name, i, &root));
+        }
     }
     let _ = writeln!(
         o,
         "\n    # Not local: redirect to the URL stowaway sent (presigned URLs are not for shared caches).\n\
-         \x20   location @stowaway_s3 {{\n\
+         \x20   location @{name}_s3 {{\n\
          \x20       server_tokens off;\n\
          \x20       if ($stowaway_location = \"\") {{ return 404; }}\n\
          \x20       add_header Cache-Control \"no-store\" always;\n\
@@ -561,7 +857,7 @@ pub fn nginx_auth(settings: &Settings, opts: &FrontOptions) -> Result<String, Fr
          \x20   }}\n\
          \n\
          \x20   # Refused: the status stowaway named (a 403 of nginx's own stays a 403).\n\
-         \x20   location @stowaway_refused {{\n\
+         \x20   location @{name}_refused {{\n\
          \x20       server_tokens off;\n\
          \x20       if ($stowaway_status = 400) {{ return 400; }}\n\
          \x20       if ($stowaway_status = 404) {{ return 404; }}\n\
@@ -576,9 +872,9 @@ pub fn nginx_auth(settings: &Settings, opts: &FrontOptions) -> Result<String, Fr
             o,
             "\n    # The file vanished after a \"local\" verdict: ask stowaway's decision endpoint again;\n\
              \x20   # a recheck is never \"local\" (302, or the refusal the request deserves).\n\
-             \x20   location @stowaway_recheck {{\n\
+             \x20   location @{name}_recheck {{\n\
              \x20       server_tokens off;\n\
-             \x20       proxy_pass http://stowaway$request_uri;\n\
+             \x20       proxy_pass http://{name}$request_uri;\n\
              \x20       proxy_http_version 1.1;\n\
              \x20       proxy_set_header Connection \"\";\n\
              \x20       proxy_set_header X-Real-IP $remote_addr;\n\
@@ -591,8 +887,13 @@ pub fn nginx_auth(settings: &Settings, opts: &FrontOptions) -> Result<String, Fr
              \x20   }}"
         );
     }
-    o.push_str("}\n");
-    Ok(o)
+    Ok(nginx_assemble(
+        opts,
+        &intro,
+        "stowaway gen-config nginx --mode auth",
+        &http,
+        &o,
+    ))
 }
 
 /// The URL stowaway's lighttpd recheck uses (the `server.error-handler-404` target).
@@ -604,6 +905,7 @@ pub fn lighttpd_recheck_url(settings: &Settings) -> String {
 /// from lighttpd.conf.
 pub fn lighttpd(settings: &Settings, opts: &FrontOptions) -> Result<String, FrontConfError> {
     check_front_input(settings, opts)?;
+    check_front_kind(settings, FrontServer::Lighttpd)?;
     let mut o = String::new();
     let backend = lighttpd_backend(settings, "\n        ");
     let recheck_backend = lighttpd_backend(settings, " ");
@@ -630,9 +932,6 @@ pub fn lighttpd(settings: &Settings, opts: &FrontOptions) -> Result<String, Fron
          # to load a module twice: drop any of these that lighttpd.conf already loads. The\n\
          # $HTTP[\"url\"] conditions assume Debian's server.http-parseopts (dot segments removed).",
     );
-    if settings.server.front != crate::config::FrontServer::Lighttpd {
-        o.push_str("#\n# WARNING: this stowaway config has server.front = \"nginx\"; set it to \"lighttpd\".\n");
-    }
     let _ = writeln!(
         o,
         "\nserver.modules += ( \"mod_setenv\", \"mod_proxy\", \"mod_magnet\" )"
@@ -646,16 +945,22 @@ pub fn lighttpd(settings: &Settings, opts: &FrontOptions) -> Result<String, Fron
              \x20   # Only lighttpd sets these: stowaway trusts them on rechecks, and takes the client address\n\
              \x20   # for IP-bound links from the last X-Forwarded-For entry, which mod_proxy appends.\n\
              \x20   setenv.set-request-header = ( \"X-Sidecar-Recheck\" => \"\", \"X-Original-URI\" => \"\", \"X-Forwarded-For\" => \"\"{front} )\n\
+             \x20   # Only a stowaway set up for nginx sends these: never to clients.\n\
+             \x20   setenv.set-response-header = ( \"X-Accel-Redirect\" => \"\", \"X-S3-Location\" => \"\" )\n\
              \x20   server.follow-symlink = \"disable\"\n\
              \x20   proxy.server = ( \"\" => ( (\n\
              \x20       {backend},\n\
              \x20       \"x-sendfile\" => \"enable\",              # without it lighttpd sends an EMPTY 200\n\
-             \x20       \"x-sendfile-docroot\" => ( {root} ),\n\
+             \x20       \"x-sendfile-docroot\" => ( {root}{archive} ),\n\
              \x20   ) ) )\n\
              \x20   server.error-handler-404 = {recheck}   # vanished (or refused) X-Sendfile target\n\
              }}",
             p = lighttpd_str(prefix),
             root = lighttpd_str(&m.root.display().to_string()),
+            // The archive too, for the answers while S3 is unreachable.
+            archive = served_archive(m)
+                .map(|a| format!(", {}", lighttpd_str(&a.display().to_string())))
+                .unwrap_or_default(),
             recheck = lighttpd_str(&recheck),
         );
     }
@@ -807,6 +1112,17 @@ mod tests {
             .0
     }
 
+    /// `s` with server.front = "lighttpd".
+    fn for_lighttpd(s: Settings) -> Settings {
+        Settings {
+            server: crate::config::ServerSettings {
+                front: FrontServer::Lighttpd,
+                ..s.server.clone()
+            },
+            ..s
+        }
+    }
+
     fn opts() -> FrontOptions {
         FrontOptions::new("80", Some("www.example.com".into()))
     }
@@ -855,7 +1171,7 @@ mod tests {
                 .contains("root \"/srv/my site/static\";")
         );
         assert!(
-            lighttpd(&s, &opts())
+            lighttpd(&for_lighttpd(s), &opts())
                 .unwrap()
                 .contains("( \"/srv/my site/static\" )")
         );
@@ -885,7 +1201,7 @@ mod tests {
             );
         }
         let mut o = opts();
-        o.verdict_cache_dir = "/var/cache/$x".into();
+        o.verdict_cache_dir = Some("/var/cache/$x".into());
         assert!(nginx_auth(&s, &o).is_err());
         let mut o = opts();
         o.lua_dir = "/etc/l\"d".into();
@@ -912,6 +1228,141 @@ mod tests {
             }
             assert!(conf.contains("server_tokens off;"));
         }
+    }
+
+    #[test]
+    fn names_are_unique_per_mode_and_instance_and_checked() {
+        let a = settings("/srv/static", "");
+        assert_eq!(
+            default_nginx_name(&a, NginxMode::Proxy),
+            "stowaway_proxy_127_0_0_1_8700"
+        );
+        assert_ne!(
+            default_nginx_name(&a, NginxMode::Proxy),
+            default_nginx_name(&a, NginxMode::Auth)
+        );
+        let http = |s: &Settings, o: &FrontOptions| {
+            let mut o = o.clone();
+            o.part = NginxPart::Http;
+            nginx_auth(s, &o).unwrap()
+        };
+        let conf = http(&a, &opts());
+        assert!(conf.contains("upstream stowaway_auth_127_0_0_1_8700 {"));
+        assert!(conf.contains("proxy_cache_path /var/cache/stowaway_auth_127_0_0_1_8700 "));
+        assert!(conf.contains("keys_zone=stowaway_auth_127_0_0_1_8700_verdicts:"));
+        let directives: String = conf.lines().filter(|l| !l.starts_with('#')).collect();
+        assert!(!directives.contains("server {") && !directives.contains("location"));
+        let mut o = opts();
+        o.name = Some("site_b".into());
+        let conf = http(&a, &o);
+        assert!(conf.contains("upstream site_b {") && conf.contains("keys_zone=site_b_verdicts:"));
+        for bad in ["", "a b", "a;b", "a-b", "x$y", &"n".repeat(65)] {
+            let mut o = opts();
+            o.name = Some(bad.into());
+            let e = nginx_proxy(&a, &o).unwrap_err().to_string();
+            assert!(e.contains("--name") && e.contains("fix:"), "{e}");
+        }
+    }
+
+    #[test]
+    fn server_part_is_locations_only_with_the_uri_capture_first() {
+        let s = settings("/srv/static", "");
+        let mut o = opts();
+        o.part = NginxPart::Server;
+        for conf in [nginx_proxy(&s, &o).unwrap(), nginx_auth(&s, &o).unwrap()] {
+            let lines: Vec<&str> = conf.lines().filter(|l| !l.starts_with('#')).collect();
+            assert!(!lines.iter().any(|l| l.contains("upstream ")
+                || l.contains("proxy_cache_path")
+                || l.trim_start().starts_with("server ")
+                || l.trim_start().starts_with("listen ")
+                || l.trim_start().starts_with("server_tokens off;") && !l.starts_with("        ")));
+        }
+        let auth = nginx_auth(&s, &o).unwrap();
+        let first = auth.lines().find(|l| !l.starts_with('#') && !l.is_empty());
+        assert_eq!(
+            first.map(str::trim),
+            Some(
+                "set $stowaway_uri $uri;   # the URI before any rewrite: keep this first in the server block"
+            )
+        );
+    }
+
+    #[test]
+    fn a_front_mismatch_is_refused_naming_server_front() {
+        let l = for_lighttpd(settings("/srv/static", ""));
+        for e in [nginx_proxy(&l, &opts()), nginx_auth(&l, &opts())] {
+            let e = e.unwrap_err().to_string();
+            assert!(
+                e.contains("server.front = \"nginx\"") && e.contains("X-Sendfile"),
+                "{e}"
+            );
+        }
+        let n = settings("/srv/static", "");
+        let e = lighttpd(&n, &opts()).unwrap_err().to_string();
+        assert!(
+            e.contains("server.front = \"lighttpd\"") && e.contains("X-Accel-Redirect"),
+            "{e}"
+        );
+        assert!(lighttpd(&l, &opts()).is_ok());
+        // The magnet script does not talk to stowaway.
+        assert!(lighttpd_magnet(&n, &opts()).is_ok());
+    }
+
+    #[test]
+    fn fail_open_is_off_by_default_and_never_for_signed_mounts() {
+        let d = tempfile::tempdir().unwrap();
+        let key = d.path().join("k");
+        std::fs::write(&key, "0123456789abcdef0123456789abcdef\n").unwrap();
+        std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        let s = settings(
+            "/srv/static",
+            &format!(
+                "[[mount]]\nprefix = \"/private/\"\nroot = \"/srv/private\"\nbucket = \"site-media\"\n\
+                 key_prefix = \"private/\"\n[mount.access]\nsign_with = \"k1\"\n\
+                 [[mount.access.keys]]\nid = \"k1\"\nsecret_file = {}\n",
+                toml_str(key.to_str().unwrap())
+            ),
+        );
+        for conf in [
+            nginx_proxy(&s, &opts()).unwrap(),
+            nginx_auth(&s, &opts()).unwrap(),
+        ] {
+            assert!(
+                !conf.contains("fail-open") && !conf.contains("error_page 50"),
+                "{conf}"
+            );
+        }
+        let mut o = opts();
+        o.fail_open = true;
+        for conf in [nginx_proxy(&s, &o).unwrap(), nginx_auth(&s, &o).unwrap()] {
+            assert!(
+                conf.contains("_open_0;") && conf.contains("fail-open/0/"),
+                "{conf}"
+            );
+            assert!(
+                !conf.contains("_open_1") && !conf.contains("fail-open/1/"),
+                "{conf}"
+            );
+            assert!(!conf.contains("root /srv/private;\n        disable_symlinks on from=$document_root;   # never follow a link out of the root\n        location ~ \"(?s)^/_stowaway"));
+        }
+    }
+
+    #[test]
+    fn ignore_globs_become_inert_regexes() {
+        assert_eq!(glob_regex(".*"), "\\x2e[^/]*");
+        assert_eq!(glob_regex("*.part"), "[^/]*\\x2epart");
+        assert_eq!(glob_regex("a?$\"{;"), "a[^/]\\x24\\x22\\x7b\\x3b");
+        let s = settings("/srv/static", "ignore = [\"*.tmp\"]");
+        let mut o = opts();
+        o.fail_open = true;
+        let conf = nginx_proxy(&s, &o).unwrap();
+        assert!(
+            conf.contains("(?:\\x2estowaway\\x2d[^/]*|[^/]*\\x2etmp)(?:/|$)\" {   # mount.ignore"),
+            "{conf}"
+        );
+        let s = settings("/srv/static", "serve_ignored = true");
+        assert!(!nginx_proxy(&s, &o).unwrap().contains("mount.ignore"));
     }
 
     /// The bound holds for a real presigned URL of the longest key with the longest access key

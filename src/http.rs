@@ -5,7 +5,11 @@
 //!   URL in `X-S3-Location` (nginx's fallback if the file vanishes before it opens it),
 //!   `Content-Length: 0` and no body (a body costs nginx its keep-alive upstream connection);
 //! * lighttpd: the same with `X-Sendfile: <encoded absolute path>` instead;
-//! * not local → `302` to the object's URL with a deliberate `Cache-Control`;
+//! * not local → `302` to the object's URL with a deliberate `Cache-Control`; but while the
+//!   background S3 probe reports S3 unreachable, a file whose archived copy is still under the
+//!   mount's `archive_root` is answered like a local file, pointing at the archive (nginx: the
+//!   internal location [`archive_location`]; lighttpd: its absolute path), unless the mount
+//!   sets `serve_archive_when_s3_down = false`;
 //! * hostile path → `400`; outside every mount, a directory or a symlink → `404`;
 //! * on a mount with access control (`[mount.access]`), a link without a valid signature →
 //!   `403`, an authentic but expired link → `410` (see `docs/signed-links.md`).
@@ -24,6 +28,9 @@
 //!   cache: at most `server.verdict_ttl`, never longer than the URL in `X-S3-Location` or the
 //!   signed link stays valid. No `Cache-Control` is sent (nginx 1.22 lets a `Cache-Control`
 //!   that precedes `X-Accel-Expires` veto caching, and actix does not keep header order).
+//!
+//! The handlers read the request state through [`Live`]: a SIGHUP reload swaps in a new
+//! [`AppState`] atomically, and a request already running finishes on the one it started with.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -36,7 +43,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use crate::access::{Denial, Grant, LinkKeys};
 use crate::beneath::DirHandle;
 use crate::config::{FrontServer, Settings};
-use crate::decision::{Verdict, decide_mapped};
+use crate::decision::{LocalState, Verdict, decide_mapped, local_state};
 use crate::frontauth::{FrontAuth, Trust};
 use crate::health::Health;
 use crate::ignore::Ignore;
@@ -82,6 +89,9 @@ pub struct AppState {
     roots: Vec<Option<DirHandle>>,
     /// Per mount: what is never served (`None` when the mount sets `serve_ignored`).
     ignores: Vec<Option<Ignore>>,
+    /// Handles of the archive directories of mounts that serve their archive while S3 is
+    /// down: a fallback is resolved beneath them like any local file.
+    archives: Vec<Option<DirHandle>>,
     urls: Vec<MountUrls>,
     public_cache_control: Vec<HeaderValue>,
     signer: Option<Arc<Signer>>,
@@ -116,6 +126,20 @@ impl AppState {
             .iter()
             .map(|m| (!m.serve_ignored).then(|| Ignore::new(&m.ignore)))
             .collect();
+        let archives = settings
+            .mounts
+            .iter()
+            .map(|m| {
+                let a = m.archive_root.as_ref().filter(|_| m.serve_archive_when_s3_down)?;
+                match DirHandle::open(a) {
+                    Ok(h) => Some(h),
+                    Err(e) => {
+                        tracing::warn!(mount = %m.prefix.as_str(), archive = %a.display(), error = %e, "cannot open the archive directory: while S3 is down this mount redirects to S3 anyway");
+                        None
+                    }
+                }
+            })
+            .collect();
         let urls = settings
             .mounts
             .iter()
@@ -149,6 +173,7 @@ impl AppState {
             prefixes,
             roots,
             ignores,
+            archives,
             urls,
             public_cache_control,
             signer,
@@ -158,6 +183,16 @@ impl AppState {
             health: Arc::new(Health::default()),
             front,
         }
+    }
+
+    /// The health state this request state reads (shared across reloads).
+    pub fn health(&self) -> &Arc<Health> {
+        &self.health
+    }
+
+    /// The metrics this request state counts into.
+    pub fn metrics(&self) -> Option<&Arc<Metrics>> {
+        self.metrics.as_ref()
     }
 
     /// Adds metrics and the readiness state shared with the background probes.
@@ -232,6 +267,37 @@ impl AppState {
         }
         self.health.check()
     }
+}
+
+/// The request state the handlers read, swapped whole by a reload ([`crate::reload`]).
+pub struct Live(arc_swap::ArcSwap<AppState>);
+
+impl Live {
+    pub fn new(state: AppState) -> Self {
+        Live(arc_swap::ArcSwap::from_pointee(state))
+    }
+
+    /// The current state; a request keeps the one it loaded until it finishes.
+    pub fn load(&self) -> arc_swap::Guard<Arc<AppState>> {
+        self.0.load()
+    }
+
+    /// The current state, owned.
+    pub fn load_full(&self) -> Arc<AppState> {
+        self.0.load_full()
+    }
+
+    /// Puts `state` in place for every request that starts from now on.
+    pub fn store(&self, state: AppState) {
+        self.0.store(Arc::new(state));
+    }
+}
+
+/// The nginx internal location of mount `mount_prefix`'s archive (`X-Accel-Redirect` target
+/// while S3 is down). `@` cannot occur in a mount prefix, so it never equals a mount's own
+/// internal location.
+pub fn archive_location(internal_prefix: &str, mount_prefix: &str) -> String {
+    format!("{internal_prefix}@archive/{}", &mount_prefix[1..])
 }
 
 fn text(status: StatusCode, body: &'static str) -> HttpResponse {
@@ -371,7 +437,8 @@ fn denied_response(d: Denial) -> HttpResponse {
 }
 
 /// The decision endpoint (nginx `proxy_pass` and lighttpd `mod_proxy` mode).
-pub async fn decision(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+pub async fn decision(req: HttpRequest, live: web::Data<Live>) -> HttpResponse {
+    let state = live.load();
     let start = Instant::now();
     let mut mount = None;
     let resp = decision_response(&req, &state, &mut mount);
@@ -447,6 +514,14 @@ fn decision_response(
         Verdict::NotFound => text(StatusCode::NOT_FOUND, "not found\n"),
         Verdict::Remote { mount, key } => {
             *mount_seen = Some(mount);
+            // A recheck is never answered from the archive either: the front server asks
+            // again only after a file it was sent to vanished, and must not loop.
+            if !recheck
+                && state.health.s3_unreachable()
+                && let Some(resp) = archive_response(state, mount, &key, method, now)
+            {
+                return resp;
+            }
             match state.object_url(mount, method, &key, now) {
                 Ok(u) => redirect_response(state, mount, u, grant, now_s),
                 Err(e) => signing_failed(e),
@@ -482,6 +557,47 @@ fn decision_response(
             resp.finish()
         }
     }
+}
+
+/// While S3 is unreachable: the archived copy of `key`, if the mount serves its archive and the
+/// copy is a regular file reached beneath the archive handle without symlinks; the front
+/// server sends it like a local file. `None` otherwise (the caller redirects to S3 as usual).
+fn archive_response(
+    state: &AppState,
+    mount: usize,
+    key: &str,
+    method: &str,
+    now: SystemTime,
+) -> Option<HttpResponse> {
+    let archive = state.archives.get(mount)?.as_ref()?;
+    if local_state(Some(archive), key) != LocalState::File {
+        return None;
+    }
+    let m = &state.settings.mounts[mount];
+    let (name, target) = match state.settings.server.front {
+        FrontServer::Nginx => (
+            X_ACCEL_REDIRECT,
+            accel_target(
+                &archive_location(&state.settings.server.internal_prefix, "/"),
+                m.prefix.as_str(),
+                key,
+            ),
+        ),
+        FrontServer::Lighttpd => (X_SENDFILE, sendfile_target(archive.path(), key)),
+    };
+    let target = HeaderValue::try_from(target).ok()?;
+    tracing::debug!(mount = %m.prefix.as_str(), "S3 is unreachable: serving the archived copy");
+    let mut resp = HttpResponse::Ok();
+    resp.insert_header((name, target));
+    // nginx's fallback if the archived copy vanishes before it opens it, as for local files.
+    if state.settings.server.fallback_header
+        && state.settings.server.front == FrontServer::Nginx
+        && let Ok(u) = state.object_url(mount, method, key, now)
+        && let Ok(v) = HeaderValue::try_from(u.url)
+    {
+        resp.insert_header((X_S3_LOCATION, v));
+    }
+    Some(resp.finish())
 }
 
 /// `X-Amz-Expires` of a presigned URL, 0 if absent.
@@ -529,7 +645,8 @@ fn auth_refused(status: u16, ttl: u64) -> HttpResponse {
 }
 
 /// The nginx `auth_request` endpoint (`GET /_stowaway/auth`).
-pub async fn auth(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+pub async fn auth(req: HttpRequest, live: web::Data<Live>) -> HttpResponse {
+    let state = live.load();
     let start = Instant::now();
     let mut mount = None;
     let resp = auth_response(&req, &state, &mut mount);
@@ -632,8 +749,8 @@ pub async fn healthz() -> HttpResponse {
 }
 
 /// `GET /readyz`: roots readable and, when signing, credentials valid.
-pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    match state.readiness() {
+pub async fn readyz(live: web::Data<Live>) -> HttpResponse {
+    match live.load().readiness() {
         Ok(()) => text(StatusCode::OK, "ready\n"),
         Err(why) => {
             tracing::warn!(reason = %why, "not ready");
@@ -646,8 +763,8 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// `GET /metrics`: Prometheus text format.
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    match &state.metrics {
+pub async fn metrics(live: web::Data<Live>) -> HttpResponse {
+    match &live.load().metrics {
         Some(m) => HttpResponse::Ok()
             .insert_header((
                 header::CONTENT_TYPE,

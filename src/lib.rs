@@ -16,6 +16,7 @@
 //! * [`frontconf`]: nginx and lighttpd configuration generated from ours;
 //! * [`uploader`]: watch, settle, upload, verify, then archive — the background migration;
 //! * [`metrics`], [`health`], [`status`]: Prometheus metrics, readiness, backlog report;
+//! * [`reload`]: SIGHUP reloads and systemd notifications;
 //! * [`logfmt`]: log lines outsiders cannot forge;
 //! * [`cli`]: the command line.
 
@@ -48,6 +49,7 @@ pub mod logfmt;
 pub mod metrics;
 pub mod paths;
 pub mod presign;
+pub mod reload;
 pub mod s3;
 pub mod status;
 pub mod uploader;

@@ -8,6 +8,9 @@
 //! * actix-http logs a malformed request (a raw backslash, a bad byte in the request line) and
 //!   connection-level failures at ERROR (`stream error: ...`). They are a client's doing: the
 //!   [`ClientErrors`] layer drops them at ERROR and logs them again at debug.
+//! * The filter ([`filter_spec`]): `log.level = "debug"` is about stowaway. The AWS SDK and the
+//!   HTTP/TLS stack under it (hyper, h2, rustls, …) stay at warn unless the filter names them,
+//!   e.g. `debug,aws=debug` (`aws` stands for all of them) or `debug,aws_smithy_runtime=trace`.
 
 use std::fmt::Write as _;
 use std::io;
@@ -85,6 +88,102 @@ pub fn is_client_error(meta: &Metadata<'_>) -> bool {
     *meta.level() == Level::ERROR && meta.target() == ACTIX_DISPATCHER
 }
 
+/// Crates whose debug output is the SDK's plumbing (request dumps, connection pools, TLS), not
+/// stowaway's: quiet (warn) unless the filter names them.
+pub const SDK_TARGETS: &[&str] = &[
+    "aws_config",
+    "aws_credential_types",
+    "aws_runtime",
+    "aws_sdk_s3",
+    "aws_sdk_sso",
+    "aws_sdk_ssooidc",
+    "aws_sdk_sts",
+    "aws_sigv4",
+    "aws_smithy_async",
+    "aws_smithy_checksums",
+    "aws_smithy_http",
+    "aws_smithy_http_client",
+    "aws_smithy_observability",
+    "aws_smithy_runtime",
+    "aws_smithy_runtime_api",
+    "aws_smithy_types",
+    "aws_smithy_xml",
+    "aws_types",
+    "h2",
+    "hyper",
+    "hyper_rustls",
+    "hyper_util",
+    "rustls",
+    "tower",
+];
+
+/// The filter alias for every crate of [`SDK_TARGETS`]: `aws=debug`.
+pub const SDK_ALIAS: &str = "aws";
+
+const LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
+
+/// The target a directive is about (`None` for a bare level such as `debug`).
+fn directive_target(d: &str) -> Option<&str> {
+    let t = d.split(['[', '=']).next().unwrap_or("").trim();
+    if t.is_empty() || (!d.contains('=') && LEVELS.contains(&t.to_ascii_lowercase().as_str())) {
+        None
+    } else {
+        Some(t)
+    }
+}
+
+/// Turns a `log.level` / `RUST_LOG` filter into the one given to tracing: `aws=LEVEL` expands
+/// to every SDK crate at LEVEL, and every SDK crate the filter does not name gets `=warn`
+/// (`=error`/`=off` when the whole filter is that quiet), so `debug` means stowaway's debug.
+pub fn filter_spec(spec: &str) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut named: Vec<String> = Vec::new();
+    let mut bare: Option<String> = None;
+    for d in spec.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        match directive_target(d) {
+            Some(SDK_ALIAS) => {
+                let rest = &d[SDK_ALIAS.len()..];
+                for t in SDK_TARGETS {
+                    out.push(format!("{t}{rest}"));
+                    named.push((*t).to_string());
+                }
+            }
+            Some(t) => {
+                named.push(t.to_string());
+                out.push(d.to_string());
+            }
+            None => {
+                bare = Some(d.to_ascii_lowercase());
+                out.push(d.to_string());
+            }
+        }
+    }
+    let quiet = match bare.as_deref() {
+        Some("off") => "off",
+        Some("error") => "error",
+        _ => "warn",
+    };
+    for t in SDK_TARGETS {
+        // A directive for `aws_smithy` covers `aws_smithy_runtime`: a more specific `=warn`
+        // would override what the operator asked for.
+        if !named.iter().any(|n| t.starts_with(n.as_str())) {
+            out.push(format!("{t}={quiet}"));
+        }
+    }
+    out.join(",")
+}
+
+/// The filter of the log output: `RUST_LOG` when set, else `level`, both through
+/// [`filter_spec`]; `fallback` if neither parses (config validation makes that rare).
+pub fn env_filter(level: &str, fallback: &str) -> tracing_subscriber::EnvFilter {
+    use tracing_subscriber::EnvFilter;
+    let spec = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| level.to_string());
+    EnvFilter::try_new(filter_spec(&spec)).unwrap_or_else(|_| EnvFilter::new(fallback))
+}
+
 struct Message(String);
 
 impl Visit for Message {
@@ -126,6 +225,41 @@ mod tests {
         assert_eq!(escape_line("x\u{9b}31m\n".as_bytes()), b"x\\u{9b}31m\n");
         assert_eq!(escape_line(b"two\n\n"), b"two\\n\n");
         assert_eq!(escape_line(b""), b"");
+    }
+
+    #[test]
+    fn filter_keeps_the_sdk_at_warn_unless_named() {
+        let f = filter_spec("debug");
+        assert!(f.starts_with("debug,"));
+        for t in SDK_TARGETS {
+            assert!(f.contains(&format!(",{t}=warn")), "{t} in {f}");
+        }
+        // `aws=LEVEL` opens all of them.
+        let f = filter_spec("debug,aws=debug");
+        assert!(f.contains("aws_smithy_runtime=debug") && f.contains("hyper=debug"));
+        assert!(!f.contains("=warn"), "{f}");
+        // Naming one crate (or a prefix of several) leaves the others quiet.
+        let f = filter_spec("info, aws_smithy=trace");
+        assert!(f.contains("aws_smithy=trace"));
+        assert!(!f.contains("aws_smithy_runtime=warn"));
+        assert!(f.contains("hyper=warn") && f.contains("aws_config=warn"));
+        // A quieter global level is not undercut.
+        assert!(filter_spec("error").contains("hyper=error"));
+        assert!(filter_spec("off").contains("rustls=off"));
+        // A span filter on a target counts as naming it.
+        assert!(!filter_spec("debug,h2[conn]=trace").contains("h2=warn"));
+        for s in [
+            "debug",
+            "debug,aws=debug",
+            "stowaway=trace,warn",
+            "aws",
+            "INFO",
+        ] {
+            assert!(
+                tracing_subscriber::EnvFilter::try_new(filter_spec(s)).is_ok(),
+                "{s}"
+            );
+        }
     }
 
     #[test]

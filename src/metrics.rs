@@ -74,7 +74,8 @@ pub struct Metrics {
     latency: Histogram,
     presigned: Counter,
     uploader: UploaderGauges,
-    stats: Option<Arc<Stats>>,
+    /// Swapped when a reload starts a new uploader.
+    stats: arc_swap::ArcSwapOption<Stats>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -286,8 +287,13 @@ impl Metrics {
             latency,
             presigned,
             uploader,
-            stats,
+            stats: arc_swap::ArcSwapOption::new(stats),
         }
+    }
+
+    /// Reports the counters of a new uploader (after a reload), or none.
+    pub fn set_uploader_stats(&self, stats: Option<Arc<Stats>>) {
+        self.stats.store(stats);
     }
 
     /// Counts one decision; `mount` is `None` for requests outside every mount.
@@ -323,7 +329,7 @@ impl Metrics {
 
     /// The Prometheus text exposition of everything, uploader figures refreshed first.
     pub fn render(&self) -> String {
-        if let Some(stats) = &self.stats {
+        if let Some(stats) = &*self.stats.load() {
             let s = stats.snapshot();
             let u = &self.uploader;
             u.uploaded_files.absolute(s.uploaded_files);

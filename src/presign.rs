@@ -425,6 +425,7 @@ mod tests {
             finalize_grace: Duration::ZERO,
             ignore: vec![],
             serve_ignored: false,
+            serve_archive_when_s3_down: true,
         }
     }
 

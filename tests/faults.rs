@@ -1058,6 +1058,7 @@ mod signer {
             finalize_grace: Duration::ZERO,
             ignore: vec![],
             serve_ignored: false,
+            serve_archive_when_s3_down: true,
         };
         MountUrls::new(&s3, &m)
     }

@@ -462,11 +462,53 @@ fn unix_socket_start_up_rules() {
     assert_eq!(std::fs::read(&file).unwrap(), b"precious");
 }
 
-/// `server.trusted_proxies`: forwarded headers count from listed addresses only.
+/// This host's own non-loopback IPv4 address (connections from it to 127.0.0.1 stay on this
+/// machine), to play a front server on "another host"; `None` if it has none.
+fn host_address() -> Option<String> {
+    let out = std::process::Command::new("hostname")
+        .arg("-I")
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .find(|a| {
+            a.parse::<std::net::Ipv4Addr>()
+                .is_ok_and(|ip| !ip.is_loopback())
+        })
+        .map(String::from)
+}
+
+/// `server.trusted_proxies`: forwarded headers count from listed addresses only, and loopback
+/// (any local process) or "everything" can never be listed.
 #[test]
 fn trusted_proxies_are_honoured_only_from_listed_addresses() {
+    for bad in ["127.0.0.1", "127.0.0.2", "::1", "0.0.0.0/0", "::/0"] {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = d.path().join("c.toml");
+        std::fs::create_dir_all(d.path().join("root")).unwrap();
+        std::fs::write(
+            &cfg,
+            format!(
+                "[server]\nlisten = \"127.0.0.1:8080\"\ntrusted_proxies = [\"{bad}\"]\n[uploader]\nenabled = false\n[s3]\nregion = \"us-east-1\"\n[[mount]]\nprefix = \"/static/\"\nroot = \"{}\"\nbucket = \"b\"\nurl = \"public\"\n",
+                d.path().join("root").display()
+            ),
+        )
+        .unwrap();
+        let o = stowaway_cmd()
+            .args(["check-config", "--config"])
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{bad}: {err}");
+        assert!(err.contains("server.trusted_proxies[0]"), "{bad}: {err}");
+    }
+    let Some(proxy) = host_address() else {
+        eprintln!("SKIPPED the trusted-proxy exchange: this host has no non-loopback IPv4 address");
+        return;
+    };
     let s = site(
-        |_| "trusted_proxies = [\"127.0.0.2\", \"10.9.0.0/16\"]\n".into(),
+        |_| format!("trusted_proxies = [\"{proxy}\", \"10.9.0.0/16\"]\n"),
         true,
         false,
     );
@@ -479,11 +521,11 @@ fn trusted_proxies_are_honoured_only_from_listed_addresses() {
         request_from(ip.parse().unwrap(), s.st.addr, "GET", &bound, h).status
     };
     let real_ip = [("X-Real-IP", "10.1.2.3")];
-    assert_eq!(from("127.0.0.2", &real_ip), 200, "listed proxy");
+    assert_eq!(from(&proxy, &real_ip), 200, "listed proxy");
     assert_eq!(from("127.0.0.3", &real_ip), 403, "unlisted address");
     assert_eq!(from("127.0.0.1", &real_ip), 403, "unlisted loopback");
     assert_eq!(
-        from("127.0.0.2", &[]),
+        from(&proxy, &[]),
         403,
         "listed proxy, no header: its own address"
     );

@@ -504,3 +504,188 @@ fn root_with_a_space_is_served() {
         l.error_log()
     );
 }
+
+/// Issue 12 item 3: `gen-config lighttpd --out-dir` writes every file the setup needs (the
+/// tests' lighttpd runs from that directory only, no file of the repository), and the
+/// recheck script it names is the one it wrote.
+#[test]
+fn out_dir_holds_every_file_the_lighttpd_setup_needs() {
+    let s = site("");
+    let dir = lighttpd_files(&s.st);
+    let conf = std::fs::read_to_string(dir.join("stowaway.conf")).unwrap();
+    let script = dir.join("stowaway-recheck.lua");
+    assert!(script.is_file());
+    assert!(
+        conf.contains(&format!(
+            "magnet.attract-raw-url-to = ( \"{}\" )",
+            script.display()
+        )),
+        "{conf}"
+    );
+    assert!(!conf.contains(env!("CARGO_MANIFEST_DIR")), "{conf}");
+    // The magnet script too.
+    let out = stowaway_cmd()
+        .args(["gen-config", "lighttpd-magnet", "--out-dir"])
+        .arg(s.dir.join("magnet"))
+        .arg("--config")
+        .arg(&s.st.config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(s.dir.join("magnet/local-or-s3.lua").is_file());
+    // nginx has no files to write: refused, naming the fix.
+    let out = stowaway_cmd()
+        .args(["gen-config", "nginx", "--out-dir"])
+        .arg(s.dir.join("n"))
+        .arg("--config")
+        .arg(&s.st.config)
+        .env("STOWAWAY__SERVER__FRONT", "nginx")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--part"));
+}
+
+/// Issue 12 item 4: a config for the other front server is refused (exit 2, naming
+/// server.front and the fix), and if stowaway's front kind drifts after the config was
+/// generated, no internal header (X-Accel-Redirect, X-S3-Location, X-Sendfile with an
+/// absolute path) reaches a client.
+#[test]
+fn front_mismatch_is_refused_and_a_drifted_front_leaks_no_header() {
+    let s = site("");
+    write_file(&s.root, "photo.jpg", b"local");
+    s.s3.put("site-media", "static/gone.jpg", b"s3");
+    let generate = |args: &[&str], front: &str| {
+        stowaway_cmd()
+            .arg("gen-config")
+            .args(args)
+            .arg("--config")
+            .arg(&s.st.config)
+            .env("STOWAWAY__SERVER__FRONT", front)
+            .output()
+            .unwrap()
+    };
+    for (args, front) in [
+        (&["lighttpd"][..], "nginx"),
+        (&["nginx"][..], "lighttpd"),
+        (&["nginx", "--mode", "auth"][..], "lighttpd"),
+        (&["nginx", "--part", "server"][..], "lighttpd"),
+    ] {
+        let out = generate(args, front);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?} with {front}: {err}");
+        assert!(out.stdout.is_empty());
+        assert!(
+            err.contains(&format!("server.front is \"{front}\""))
+                && err.contains("fix: set server.front"),
+            "{err}"
+        );
+    }
+    let no_leak = |r: &Response, what: &str| {
+        let head = r.raw_head.to_ascii_lowercase();
+        for h in ["x-accel-redirect", "x-sendfile", "x-s3-location"] {
+            assert!(
+                !head.contains(h),
+                "{what}: {h} reached the client: {}",
+                r.raw_head
+            );
+        }
+        assert!(
+            !r.raw_head.contains(s.root.to_str().unwrap()),
+            "{what}: the root path reached the client: {}",
+            r.raw_head
+        );
+    };
+    // stowaway answers for lighttpd (X-Sendfile); nginx runs a config generated for nginx.
+    let out = generate(&["nginx", "--part", "http"], "nginx");
+    assert!(out.status.success());
+    let http = String::from_utf8(out.stdout).unwrap();
+    let out = generate(&["nginx", "--part", "server"], "nginx");
+    let server = s.dir.join("drift-server.conf");
+    std::fs::write(&server, &out.stdout).unwrap();
+    let n = Nginx::start(
+        &s.dir,
+        &realistic_site_with(&http, Some(&server), &s.dir.join("docroot")),
+    );
+    for p in ["/static/photo.jpg", "/static/gone.jpg"] {
+        no_leak(&get(n.addr, p), &format!("nginx {p}"));
+    }
+    // stowaway answers for nginx (X-Accel-Redirect, X-S3-Location); lighttpd runs a config
+    // generated for lighttpd.
+    let st_nginx = Stowaway::start(&s.dir, &config(&s.s3, &s.root, "", ""));
+    let lout = s.dir.join("drift-lighttpd");
+    let out = stowaway_cmd()
+        .args(["gen-config", "lighttpd", "--out-dir"])
+        .arg(&lout)
+        .arg("--config")
+        .arg(&st_nginx.config)
+        .env("STOWAWAY__SERVER__FRONT", "lighttpd")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let l = Lighttpd::start(
+        &s.dir,
+        &format!("include \"{}\"", lout.join("stowaway.conf").display()),
+    );
+    for p in ["/static/photo.jpg", "/static/gone.jpg"] {
+        no_leak(&get(l.addr, p), &format!("lighttpd {p}"));
+    }
+}
+
+/// Issue 12 item 3: the README's lighttpd recipe in Debian's own layout (/etc/lighttpd copied
+/// to a prefix that stands for it): `gen-config lighttpd --out-dir <prefix>/stowaway`, an
+/// include line in conf-enabled/, and `lighttpd -tt` accepts the whole configuration.
+#[test]
+fn debian_lighttpd_layout_accepts_the_out_dir_recipe() {
+    let s = site("");
+    let prefix = s.dir.join("etc-lighttpd");
+    let ok = std::process::Command::new("cp")
+        .arg("-a")
+        .arg("/etc/lighttpd")
+        .arg(&prefix)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let p = format!("{}/", prefix.display());
+    let main = std::fs::read_to_string(prefix.join("lighttpd.conf"))
+        .unwrap()
+        .replace("/etc/lighttpd/", &p);
+    std::fs::write(prefix.join("lighttpd.conf"), main).unwrap();
+    let out = stowaway_cmd()
+        .args(["gen-config", "lighttpd", "--out-dir"])
+        .arg(prefix.join("stowaway"))
+        .arg("--config")
+        .arg(&s.st.config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(
+        prefix.join("conf-enabled/50-stowaway.conf"),
+        format!("include \"{p}stowaway/stowaway.conf\"\n"),
+    )
+    .unwrap();
+    let out = std::process::Command::new(fronts::lighttpd::lighttpd_bin())
+        .arg("-tt")
+        .arg("-f")
+        .arg(prefix.join("lighttpd.conf"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "lighttpd -tt: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

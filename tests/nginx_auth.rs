@@ -387,35 +387,46 @@ fn hostile_urls_get_the_same_answers_as_in_proxy_pass_mode() {
 
 #[test]
 fn shipped_auth_config_matches_the_generator() {
-    let shipped = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("nginx/stowaway-auth.conf"),
-    )
-    .unwrap();
-    let out = stowaway_cmd()
-        .args([
-            "gen-config",
-            "nginx",
-            "--mode",
-            "auth",
-            "--front-listen",
-            "80",
-            "--server-name",
-            "www.example.com",
-            "--config",
-        ])
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/stowaway.toml"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        String::from_utf8(out.stdout).unwrap(),
-        shipped,
-        "regenerate nginx/stowaway-auth.conf"
-    );
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let standalone = ["--front-listen", "80", "--server-name", "www.example.com"];
+    for (args, file) in [
+        (&["--mode", "auth"][..], "nginx/stowaway-auth.conf"),
+        (
+            &["--mode", "auth", "--part", "http"][..],
+            "nginx/stowaway-auth-http.conf",
+        ),
+        (
+            &["--mode", "auth", "--part", "server"][..],
+            "nginx/stowaway-auth-server.conf",
+        ),
+        (&["--part", "http"][..], "nginx/stowaway-proxy-http.conf"),
+        (
+            &["--part", "server"][..],
+            "nginx/stowaway-proxy-server.conf",
+        ),
+    ] {
+        let mut cmd = stowaway_cmd();
+        cmd.args(["gen-config", "nginx"]).args(args);
+        if !args.contains(&"--part") {
+            cmd.args(standalone);
+        }
+        let out = cmd
+            .arg("--config")
+            .arg(repo.join("examples/stowaway.toml"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let shipped = std::fs::read_to_string(repo.join(file)).unwrap();
+        assert_eq!(
+            String::from_utf8(out.stdout).unwrap(),
+            shipped,
+            "regenerate {file}"
+        );
+    }
 }
 
 /// Issue 11 items 3, 8 and 10: inside a site with regex locations and rewrites, the generated
@@ -440,4 +451,135 @@ fn longest_key_is_served_local_and_redirected() {
         let nginx = auth_nginx(&s.dir, &s.st);
         assert_longest_key_served(nginx.addr, &s.root, &s.s3, &|| nginx.error_log());
     }
+}
+
+/// Issue 12 items 1 and 5: the http and server snippets inside Debian's default site and a
+/// realistic site; the site answers as before, the mounts work.
+#[test]
+fn snippets_drop_into_debian_default_and_a_realistic_site() {
+    assert_snippets_drop_into_sites(AUTH_ARGS);
+}
+
+/// Issue 12 item 13: --fail-open serves open mounts from disk while stowaway is down (the
+/// failed verdict subrequest is a 500).
+#[test]
+fn fail_open_serves_open_mounts_from_disk_while_stowaway_is_down() {
+    assert_fail_open(AUTH_ARGS, 500);
+}
+
+/// Issue 12 item 1: proxy mode and auth mode of one stowaway and a second stowaway instance,
+/// all with their default names, in one nginx (before: `duplicate upstream "stowaway"`).
+#[test]
+fn proxy_and_auth_mode_and_a_second_instance_share_one_nginx() {
+    let mut t = two_mounts("");
+    let cfg = std::fs::read_to_string(&t.st.config).unwrap().replace(
+        &format!("listen = \"{}\"", t.st.addr),
+        "listen = \"@LISTEN@\"",
+    );
+    assert!(cfg.contains("@LISTEN@"));
+    let st2 = Stowaway::start(&t.dir, &cfg);
+    let (h1, s1) = nginx_snippets(&t.dir, &t.st, &[]);
+    let (h2, s2) = nginx_snippets(&t.dir, &t.st, AUTH_ARGS);
+    let (h3, s3) = nginx_snippets(&t.dir, &st2, &[]);
+    let (p2, p3) = (free_port(), free_port());
+    let conf = format!(
+        "{h1}{h2}{h3}\n\
+         server {{\n    listen 127.0.0.1:@PORT@;\n    include {};\n}}\n\
+         server {{\n    listen 127.0.0.1:{p2};\n    include {};\n}}\n\
+         server {{\n    listen 127.0.0.1:{p3};\n    include {};\n}}\n",
+        s1.display(),
+        s2.display(),
+        s3.display()
+    );
+    let nginx = Nginx::start(&t.dir, &conf);
+    let second: std::net::SocketAddr = format!("127.0.0.1:{p2}").parse().unwrap();
+    let third: std::net::SocketAddr = format!("127.0.0.1:{p3}").parse().unwrap();
+    for addr in [nginx.addr, second, third] {
+        assert_mounts_work(addr, &t, &|| nginx.error_log());
+    }
+    // The third server talks to the second instance only.
+    t.st.proc.kill();
+    assert_eq!(get(third, "/static/photo.jpg").body, b"public jpg");
+    assert_eq!(get(nginx.addr, "/static/photo.jpg").status, 502);
+}
+
+/// Issue 12 item 2: the generated http part with the default verdict cache directory passes
+/// `nginx -t` in Debian's own layout (/etc/nginx copied to a prefix, the http part in conf.d,
+/// the server part included in sites-enabled/default). Before, /var/cache/nginx/stowaway could
+/// not be created (Debian has no /var/cache/nginx).
+#[test]
+fn debian_nginx_layout_accepts_the_default_verdict_cache_dir() {
+    let t = two_mounts("");
+    let prefix = t.dir.join("etc-nginx");
+    let ok = std::process::Command::new("cp")
+        .arg("-a")
+        .arg("/etc/nginx")
+        .arg(&prefix)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let p = format!("{}/", prefix.display());
+    let main = std::fs::read_to_string(prefix.join("nginx.conf"))
+        .unwrap()
+        .replace("/etc/nginx/", &p);
+    std::fs::write(prefix.join("nginx.conf"), main).unwrap();
+    let http = gen_config(&t.st, &["nginx", "--mode", "auth", "--part", "http"]);
+    let server = gen_config(&t.st, &["nginx", "--mode", "auth", "--part", "server"]);
+    let cache = http
+        .lines()
+        .find_map(|l| l.strip_prefix("proxy_cache_path "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    assert!(cache.starts_with("/var/cache/stowaway_auth_"), "{cache}");
+    std::fs::write(prefix.join("conf.d/stowaway.conf"), http).unwrap();
+    std::fs::create_dir_all(prefix.join("snippets")).unwrap();
+    std::fs::write(prefix.join("snippets/stowaway-server.conf"), server).unwrap();
+    let site = std::fs::read_to_string("/etc/nginx/sites-available/default")
+        .unwrap()
+        .replacen(
+            "server {",
+            &format!("server {{\n\tinclude {p}snippets/stowaway-server.conf;"),
+            1,
+        );
+    let enabled = prefix.join("sites-enabled/default");
+    let _ = std::fs::remove_file(&enabled);
+    std::fs::write(&enabled, site).unwrap();
+    let existed = Path::new(&cache).exists();
+    let out = std::process::Command::new(nginx_bin())
+        .arg("-t")
+        .arg("-p")
+        .arg(&prefix)
+        .arg("-c")
+        .arg(prefix.join("nginx.conf"))
+        .output()
+        .unwrap();
+    let created = Path::new(&cache).is_dir();
+    if !existed {
+        let _ = std::fs::remove_dir(&cache);
+    }
+    assert!(
+        out.status.success(),
+        "nginx -t: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(created, "nginx created {cache}");
+}
+
+/// Issue 12 item 1: the server part's `set $stowaway_uri $uri;` misplaced after a site's
+/// `rewrite … last` fails closed: the rewritten request never records its URI and is refused,
+/// while direct requests still work.
+#[test]
+fn server_part_included_after_a_rewrite_fails_closed() {
+    let t = two_mounts("");
+    let (http, server) = nginx_snippets(&t.dir, &t.st, AUTH_ARGS);
+    let conf = format!(
+        "{http}\nserver {{\n    listen 127.0.0.1:@PORT@;\n    rewrite ^/old-static/(.*)$ /static/$1 last;\n    include {};\n}}\n",
+        server.display()
+    );
+    let nginx = Nginx::start(&t.dir, &conf);
+    assert_eq!(get(nginx.addr, "/static/notes.txt").body, b"public txt");
+    let r = get(nginx.addr, "/old-static/notes.txt");
+    assert_eq!(r.status, 403, "{}", r.raw_head);
+    assert!(r.body.windows(10).all(|w| w != b"public txt"));
 }

@@ -326,3 +326,16 @@ fn odd_roots_are_quoted_or_refused() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--front-listen"));
 }
+
+/// Issue 12 items 1 and 5: the http and server snippets inside Debian's default site and a
+/// realistic site; the site answers as before, the mounts work.
+#[test]
+fn snippets_drop_into_debian_default_and_a_realistic_site() {
+    fronts::assert_snippets_drop_into_sites(&[]);
+}
+
+/// Issue 12 item 13: --fail-open serves open mounts from disk while stowaway is down.
+#[test]
+fn fail_open_serves_open_mounts_from_disk_while_stowaway_is_down() {
+    fronts::assert_fail_open(&[], 502);
+}

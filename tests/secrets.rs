@@ -110,7 +110,7 @@ impl Site {
              [s3]\nregion = \"{REGION}\"\nendpoint = \"{}\"\naddressing_style = \"path\"\n{s3_creds}\n\
              [[mount]]\nprefix = \"/static/\"\nroot = \"{}\"\nbucket = \"{bucket}\"\nkey_prefix = \"static/\"\n\
              url = \"presigned\"\nexpires = \"10m\"\nwindow = \"5m\"\nfinalize = \"archive\"\narchive_root = \"{}\"\n\
-             ignore = [\".*\", \"here.jpg\"]\n\
+             ignore = [\".*\", \"here.jpg\"]\nserve_ignored = true\n\
              [mount.access]\nsign_with = \"k1\"\n\
              [[mount.access.keys]]\nid = \"k1\"\nsecret = \"{LINK_K1}\"\n\
              [[mount.access.keys]]\nid = \"k2\"\nsecret_file = \"{}\"\n",

@@ -17,7 +17,12 @@
 //! (`fsync` of the directory) and the source unlinked; any failure removes the temp file and
 //! puts the source back. Temp files of a crashed run are removed at start-up
 //! ([`clean_temp_files`]), detached files of a crashed run are put back
-//! ([`restore_detached`]). Directories in the root are never removed.
+//! ([`restore_detached`]).
+//!
+//! Directories the finalize left empty in the root are removed ([`prune_empty_dirs`]), deepest
+//! first, up to but never including the root itself. Each `rmdir` is relative to a parent
+//! handle resolved beneath the root, and the kernel only removes an empty directory, so a
+//! directory that got a new file meanwhile stays.
 
 use std::ffi::{OsStr, OsString};
 use std::io::{self, Read};
@@ -74,6 +79,23 @@ pub enum Finalized {
     },
     Deleted,
     Kept,
+}
+
+/// How log lines show it: `archived to /path`, `archived to /path (copied)`, `deleted`, `kept`.
+impl std::fmt::Display for Finalized {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Finalized::Archived { to, copied } => {
+                write!(f, "archived to {}", to.display())?;
+                if *copied {
+                    f.write_str(" (copied)")?;
+                }
+                Ok(())
+            }
+            Finalized::Deleted => f.write_str("deleted"),
+            Finalized::Kept => f.write_str("kept"),
+        }
+    }
 }
 
 /// Names temp files uniquely per process and run, so a start-up clean-up never takes the temp
@@ -148,6 +170,8 @@ pub fn finalize(
             let detached = detach(src, &dir, name, names)?;
             beneath::unlink_at(fd(&dir), &detached).map_err(io_err("remove", &src.path()))?;
             let _ = beneath::sync_dir(fd(&dir));
+            drop(dir);
+            prune_empty_dirs(src.root, Path::new(src.rel));
             Ok(Finalized::Deleted)
         }
         Finalize::Archive => {
@@ -155,8 +179,37 @@ pub fn finalize(
                 .archive_root
                 .as_deref()
                 .ok_or(FinalizeError::NoArchiveRoot)?;
-            archive_file(src, archive, d, names)
+            let done = archive_file(src, archive, d, names)?;
+            prune_empty_dirs(src.root, Path::new(src.rel));
+            Ok(done)
         }
+    }
+}
+
+/// Removes the directories above `rel` (a file that just left the root) that are now empty,
+/// deepest first, stopping at the first one that is not empty and never touching the root.
+///
+/// Race-safe by construction: `rmdir` fails on a directory that is not empty, so a file the app
+/// writes meanwhile keeps its directory; the parent is opened beneath the root without
+/// following symlinks, so nothing outside the root is ever removed. Best effort: any failure
+/// just stops the walk (the directory stays, as it did before).
+pub fn prune_empty_dirs(root: &DirHandle, rel: &Path) {
+    let mut dir = rel.parent();
+    while let Some(d) = dir {
+        if d.as_os_str().is_empty() {
+            break;
+        }
+        let Ok((parent, name)) = root.parent(d) else {
+            break;
+        };
+        // Our own private names are never in a directory being pruned: the finalize is done.
+        match beneath::rmdir_at(fd(&parent), name) {
+            Ok(()) => {
+                tracing::debug!(dir = %root.path().join(d).display(), "removed an empty directory left by the finalize");
+            }
+            Err(_) => break,
+        }
+        dir = d.parent();
     }
 }
 
@@ -557,6 +610,56 @@ mod tests {
     }
 
     #[test]
+    fn finalized_displays_without_debug_syntax() {
+        let a = Finalized::Archived {
+            to: PathBuf::from("/a/b.txt"),
+            copied: false,
+        };
+        assert_eq!(a.to_string(), "archived to /a/b.txt");
+        let c = Finalized::Archived {
+            to: PathBuf::from("/a/b.txt"),
+            copied: true,
+        };
+        assert_eq!(c.to_string(), "archived to /a/b.txt (copied)");
+        assert_eq!(Finalized::Deleted.to_string(), "deleted");
+        assert_eq!(Finalized::Kept.to_string(), "kept");
+    }
+
+    #[test]
+    fn prune_removes_empty_parents_but_never_the_root_nor_a_non_empty_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        fs::create_dir_all(root.join("x/y/z")).unwrap();
+        fs::create_dir_all(root.join("keep/deep")).unwrap();
+        fs::write(root.join("keep/other.txt"), b"o").unwrap();
+        let h = DirHandle::open(&root).unwrap();
+        prune_empty_dirs(&h, Path::new("x/y/z/gone.txt"));
+        assert!(!root.join("x").exists());
+        assert!(root.is_dir());
+        // `keep/deep` is empty and goes; `keep` still holds a file and stays.
+        prune_empty_dirs(&h, Path::new("keep/deep/gone.txt"));
+        assert!(!root.join("keep/deep").exists());
+        assert!(root.join("keep/other.txt").exists());
+        // A file directly in the root: nothing to prune, the root stays.
+        prune_empty_dirs(&h, Path::new("top.txt"));
+        assert!(root.is_dir());
+    }
+
+    #[test]
+    fn prune_never_follows_a_symlinked_directory_out_of_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        let outside = dir.path().join("outside");
+        fs::create_dir_all(outside.join("empty")).unwrap();
+        fs::create_dir_all(&root).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("link")).unwrap();
+        let h = DirHandle::open(&root).unwrap();
+        prune_empty_dirs(&h, Path::new("link/empty/gone.txt"));
+        assert!(outside.join("empty").is_dir());
+        assert!(root.join("link").exists());
+    }
+
+    #[test]
     fn same_fs_archive_is_a_rename() {
         let fx = setup(b"data");
         let r = archive_file(&fx.source(), &fx.archive(), &fx.d, &TempNamer::default()).unwrap();
@@ -691,8 +794,9 @@ mod tests {
             Finalized::Deleted
         );
         assert!(!fx.src.exists());
-        assert!(fx.src.parent().unwrap().is_dir());
-        assert!(names_in(fx.src.parent().unwrap()).is_empty());
+        // The emptied directory `a/` goes (no private name was left in it), the root stays.
+        assert!(!fx.src.parent().unwrap().exists());
+        assert!(fx.root.path().is_dir());
     }
 
     #[test]

@@ -148,13 +148,9 @@ fn init_logging(settings: &Settings, bar: Option<ProgressBar>) {
         crate::cli::init_logging(settings);
         return;
     };
-    use tracing_subscriber::EnvFilter;
     // Per-file lines would scroll the bar away: on a terminal only warnings and errors, unless
     // RUST_LOG asks for more.
-    let quiet = ",aws_config=warn,aws_smithy_runtime=warn,aws_smithy_runtime_api=warn,aws_sdk_s3=warn,aws_sigv4=warn,hyper=warn,hyper_util=warn,h2=warn,rustls=warn";
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(format!("warn{quiet}")))
-        .unwrap_or_else(|_| EnvFilter::new("warn"));
+    let filter = crate::logfmt::env_filter("warn", "warn");
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(move || BarWriter(bar.clone()));

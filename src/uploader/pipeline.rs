@@ -263,7 +263,7 @@ pub async fn process(sh: &Shared, job: &Job) -> Outcome {
         object = %format!("s3://{bucket}/{key}"),
         bytes = d.size,
         uploaded,
-        finalized = ?finalized,
+        finalized = %finalized,
         ms = started.elapsed().as_millis() as u64,
         "file migrated"
     );

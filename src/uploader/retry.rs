@@ -269,7 +269,7 @@ impl Retrier {
             .when(|e: &E| e.is_transient() && !self.stop.is_aborting())
             .notify(|e: &E, d: Duration| {
                 self.stats.retries.fetch_add(1, Relaxed);
-                tracing::warn!(error = %e, retry_in = ?d, "{what}: transient failure, retrying");
+                tracing::warn!(error = %e, retry_in = %humantime::format_duration(d), "{what}: transient failure, retrying");
             })
             .await
     }

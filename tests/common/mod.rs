@@ -18,12 +18,29 @@ pub const SK: &str = "stowaway/test+secret/KEY0123456789";
 pub const REGION: &str = "us-east-1";
 
 /// A free loopback TCP port (bound and released).
+///
+/// Ports come from 20000–32767, below the kernel's ephemeral range (32768–60999 here), so an
+/// outgoing connection of a parallel test can never be given a port between our check and the
+/// server's bind; and each port is handed out once per test process (tests run in parallel
+/// threads), starting at an offset derived from the pid so consecutive test binaries differ.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20000;
+    const SPAN: u32 = 12768;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        (std::process::id() * 7919) % SPAN,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..SPAN {
+        let port = (LOW + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {LOW}..{}", LOW + SPAN)
 }
 
 /// Polls `f` until it is true or `deadline` passes; returns whether it became true.
@@ -221,8 +238,36 @@ impl Stowaway {
         Self::launch(dir, config, &[], true)
     }
 
+    /// Starts `stowaway serve` (TCP) without waiting for it to listen: for tests that watch
+    /// start-up itself (e.g. the systemd readiness notification).
+    pub fn spawn_with(dir: &Path, config: &str, env: &[(&str, &str)]) -> Stowaway {
+        Self::spawn(dir, config, env, false)
+    }
+
     /// Starts `stowaway serve` and waits for `/healthz`, or returns the exited process's log.
     fn launch(dir: &Path, config: &str, env: &[(&str, &str)], unix: bool) -> Stowaway {
+        let mut s = Self::spawn(dir, config, env, unix);
+        let (addr, sock) = (s.addr, s.sock.clone());
+        let up = wait_until(Duration::from_secs(30), || {
+            if let Ok(Some(_)) = s.proc.child.try_wait() {
+                return true;
+            }
+            match &sock {
+                Some(p) => {
+                    std::os::unix::net::UnixStream::connect(p).is_ok()
+                        && request_unix(p, "GET", "/healthz", &[]).status == 200
+                }
+                None => TcpStream::connect(addr).is_ok() && get(addr, "/healthz").status == 200,
+            }
+        });
+        if let Ok(Some(st)) = s.proc.child.try_wait() {
+            panic!("stowaway exited early ({st}): {}", s.log_text());
+        }
+        assert!(up, "stowaway did not come up: {}", s.log_text());
+        s
+    }
+
+    fn spawn(dir: &Path, config: &str, env: &[(&str, &str)], unix: bool) -> Stowaway {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let sock = unix.then(|| dir.join(format!("stowaway-{}.sock", addr.port())));
         let listen = match &sock {
@@ -241,33 +286,16 @@ impl Stowaway {
         let logf = std::fs::File::create(&log).unwrap();
         cmd.stdout(Stdio::null()).stderr(logf);
         let child = cmd.spawn().expect("spawn stowaway");
-        let mut s = Stowaway {
+        Stowaway {
             proc: Proc {
                 child,
                 name: "stowaway".into(),
             },
             addr,
-            sock: sock.clone(),
+            sock,
             config: path,
             log,
-        };
-        let up = wait_until(Duration::from_secs(30), || {
-            if let Ok(Some(_)) = s.proc.child.try_wait() {
-                return true;
-            }
-            match &sock {
-                Some(p) => {
-                    std::os::unix::net::UnixStream::connect(p).is_ok()
-                        && request_unix(p, "GET", "/healthz", &[]).status == 200
-                }
-                None => TcpStream::connect(addr).is_ok() && get(addr, "/healthz").status == 200,
-            }
-        });
-        if let Ok(Some(st)) = s.proc.child.try_wait() {
-            panic!("stowaway exited early ({st}): {}", s.log_text());
         }
-        assert!(up, "stowaway did not come up: {}", s.log_text());
-        s
     }
 
     /// Everything the process logged so far.
@@ -689,4 +717,16 @@ pub fn try_parse_response(buf: &[u8], head_request: bool) -> Option<Response> {
     }
     parts.next()?.parse::<u16>().ok()?;
     Some(parse_response(buf, head_request))
+}
+
+/// One GET (`Connection: close`) that never panics: `None` when no HTTP answer arrives
+/// (refused, reset, closed early). For load loops that count failed requests.
+pub fn try_get(addr: SocketAddr, target: &str) -> Option<Response> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let req = format!("GET {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).ok()?;
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    try_parse_response(&buf, false)
 }
