@@ -13,6 +13,14 @@ use std::time::{Duration, Instant};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 
+pub mod sigv4;
+pub mod tmpfs;
+pub mod world;
+#[allow(unused_imports)]
+pub use tmpfs::Tmpfs;
+#[allow(unused_imports)]
+pub use world::{Dirs, World};
+
 pub const AK: &str = "AKIDSTOWAWAYTEST";
 pub const SK: &str = "stowaway/test+secret/KEY0123456789";
 pub const REGION: &str = "us-east-1";
@@ -55,6 +63,45 @@ pub fn wait_until(deadline: Duration, mut f: impl FnMut() -> bool) -> bool {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Config fixtures
+
+/// `tests/fixtures/<name>` with every `{key}` of `vars` replaced by its value. Panics on a
+/// placeholder left unfilled, so a fixture and its callers cannot drift apart silently.
+pub fn fixture(name: &str, vars: &[(&str, &str)]) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    let mut text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()));
+    for (k, v) in vars {
+        text = text.replace(&format!("{{{k}}}"), v);
+    }
+    if let Some(left) = unfilled(&text) {
+        panic!("fixture {name}: placeholder {{{left}}} not filled");
+    }
+    text
+}
+
+/// The first `{name}` placeholder in `text` (TOML inline tables have spaces, so never match).
+fn unfilled(text: &str) -> Option<&str> {
+    let mut rest = text;
+    while let Some(i) = rest.find('{') {
+        rest = &rest[i + 1..];
+        if let Some(j) = rest.find('}') {
+            let name = &rest[..j];
+            if !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            {
+                return Some(name);
+            }
+        }
+    }
+    None
 }
 
 // ---------------------------------------------------------------------------------------------
