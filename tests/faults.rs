@@ -84,29 +84,34 @@ struct Original {
     len: usize,
 }
 
-/// A test world: a root, an archive, a bucket on a real S3 server.
+/// A test world: the harness's root and archive, a bucket on a real S3 server shared by
+/// many worlds, and the files written so far.
 struct World {
-    dir: tempfile::TempDir,
-    root: PathBuf,
-    archive: PathBuf,
+    dirs: Dirs,
     bucket: String,
     files: Vec<Original>,
 }
 
+impl std::ops::Deref for World {
+    type Target = Dirs;
+    fn deref(&self) -> &Dirs {
+        &self.dirs
+    }
+}
+
+impl std::ops::DerefMut for World {
+    fn deref_mut(&mut self) -> &mut Dirs {
+        &mut self.dirs
+    }
+}
+
 impl World {
     fn new(s3: &S3Server, bucket: &str, create_bucket: bool) -> World {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("root");
-        let archive = dir.path().join("archive");
-        std::fs::create_dir_all(&root).unwrap();
-        std::fs::create_dir_all(&archive).unwrap();
         if create_bucket {
             s3.create_bucket(bucket);
         }
         World {
-            dir,
-            root,
-            archive,
+            dirs: Dirs::new("root", "archive"),
             bucket: bucket.to_string(),
             files: Vec::new(),
         }
@@ -170,10 +175,6 @@ impl World {
             self.bucket,
             self.archive.display()
         )
-    }
-
-    fn in_root(&self, rel: &str) -> bool {
-        self.root.join(rel).exists()
     }
 
     fn archived(&self) -> usize {
@@ -426,7 +427,7 @@ fn s3_stopped_and_restarted_mid_run() {
     w.write_files("o0", n, 8 << 10, 64 << 10, 1);
     let mut o = Oracle::default();
     let st = spawn_serve(
-        w.dir.path(),
+        w.path(),
         &w.config(&s3.endpoint, "concurrency = 2", ""),
         &[],
         &[],
@@ -477,13 +478,7 @@ fn proxy_case(case: &str, faults: &[Fault], probability: f64, slow: Duration) {
     w.write_files("p", n, 1 << 10, 48 << 10, 1);
     let mut o = Oracle::default();
     proxy.set(probability, faults, &[]);
-    let st = spawn_serve(
-        w.dir.path(),
-        &w.config(&proxy.endpoint, "", ""),
-        &[],
-        &[],
-        true,
-    );
+    let st = spawn_serve(w.path(), &w.config(&proxy.endpoint, "", ""), &[], &[], true);
     let deadline = Duration::from_secs(if thorough() { 300 } else { 60 });
     let injected_enough = wait_until(deadline, || {
         proxy.injected() >= min_faults || w.all_archived()
@@ -567,13 +562,7 @@ fn access_denied_keeps_files_local_until_granted() {
     let mut o = Oracle::default();
     // A bucket policy that denies writes: every PUT and POST is refused.
     proxy.set(1.0, &[Fault::AccessDenied], &["PUT", "POST"]);
-    let st = spawn_serve(
-        w.dir.path(),
-        &w.config(&proxy.endpoint, "", ""),
-        &[],
-        &[],
-        true,
-    );
+    let st = spawn_serve(w.path(), &w.config(&proxy.endpoint, "", ""), &[], &[], true);
     assert!(
         wait_until(Duration::from_secs(20), || st
             .log_text()
@@ -620,13 +609,7 @@ fn missing_bucket_then_created_and_unknown_credentials_then_fixed() {
     w.write_files("m", 10, 1 << 10, 16 << 10, 0);
     let all: BTreeSet<String> = w.files.iter().map(|f| f.rel.clone()).collect();
     let mut o = Oracle::default();
-    let st = spawn_serve(
-        w.dir.path(),
-        &w.config(&s3.endpoint, "", ""),
-        &[],
-        &[],
-        true,
-    );
+    let st = spawn_serve(w.path(), &w.config(&s3.endpoint, "", ""), &[], &[], true);
     assert!(
         wait_until(Duration::from_secs(20), || st
             .log_text()
@@ -649,7 +632,7 @@ fn missing_bucket_then_created_and_unknown_credentials_then_fixed() {
     let all: BTreeSet<String> = w.files.iter().map(|f| f.rel.clone()).collect();
     let cfg = w.config(&s3.endpoint, "", "");
     let mut st = spawn_serve(
-        w.dir.path(),
+        w.path(),
         &cfg,
         &[],
         &[("AWS_ACCESS_KEY_ID", "AKIDUNKNOWNTOTHESERVER")],
@@ -666,41 +649,12 @@ fn missing_bucket_then_created_and_unknown_credentials_then_fixed() {
     o.check(&s3, &w, Phase::Final, &all);
     assert_no_panic(&st);
     st.proc.kill();
-    let st = spawn_serve(w.dir.path(), &cfg, &[], &[], true);
+    let st = spawn_serve(w.path(), &cfg, &[], &[], true);
     finish(&mut o, &s3, &w, st, Duration::from_secs(30));
     o.report("bucket missing / unknown credentials");
 }
 
 // ---- kill -9 ---------------------------------------------------------------------------------
-
-/// A tmpfs mounted for the test, unmounted on drop.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
-        std::fs::create_dir_all(dir).ok()?;
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .output()
-            .ok()?;
-        out.status.success().then(|| Tmpfs(dir.to_path_buf()))
-    }
-    fn resize(&self, size: &str) {
-        let st = Command::new("mount")
-            .args(["-o", &format!("remount,size={size}")])
-            .arg(&self.0)
-            .status()
-            .unwrap();
-        assert!(st.success(), "remount tmpfs");
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
 
 #[test]
 fn kill_9_at_random_points_many_times() {
@@ -733,7 +687,7 @@ fn kill_9_at_random_points_many_times() {
         for _ in 0..kills {
             let use_migrate = fastrand::usize(..4) == 0;
             let mut child = if use_migrate {
-                let p = w.dir.path().join("migrate.toml");
+                let p = w.path().join("migrate.toml");
                 std::fs::write(&p, cfg.replace("@LISTEN@", "127.0.0.1:1")).unwrap();
                 let mut c = stowaway_cmd();
                 c.arg("migrate")
@@ -746,7 +700,7 @@ fn kill_9_at_random_points_many_times() {
                     name: "migrate".into(),
                 }
             } else {
-                spawn_serve(w.dir.path(), &cfg, &[], &[], false).proc
+                spawn_serve(w.path(), &cfg, &[], &[], false).proc
             };
             std::thread::sleep(Duration::from_millis(fastrand::u64(..max_delay_ms)));
             let exited = matches!(child.child.try_wait(), Ok(Some(_)));
@@ -765,7 +719,7 @@ fn kill_9_at_random_points_many_times() {
             *at_kill.entry(when).or_default() += 1;
             o.check(&s3, &w, Phase::During, &BTreeSet::new());
         }
-        let st = spawn_serve(w.dir.path(), &cfg, &[], &[], true);
+        let st = spawn_serve(w.path(), &cfg, &[], &[], true);
         finish(&mut o, &s3, &w, st, Duration::from_secs(60));
         if run == 0 {
             eprintln!("kill_9: first run took {:?}", t0.elapsed());
@@ -790,7 +744,7 @@ fn archive_file_system_full() {
     seed("archive_full");
     let s3 = S3Server::start();
     let mut w = World::new(&s3, "full-bkt", true);
-    let Some(tmpfs) = Tmpfs::mount(&w.dir.path().join("small"), "1m") else {
+    let Some(tmpfs) = Tmpfs::mount(&w.path().join("small"), "1m") else {
         eprintln!(
             "SKIPPED archive_file_system_full: cannot mount a tmpfs here (needs root / CAP_SYS_ADMIN)"
         );
@@ -803,7 +757,7 @@ fn archive_file_system_full() {
     }
     let mut o = Oracle::default();
     let cfg = w.config(&s3.endpoint, "", "");
-    let st = spawn_serve(w.dir.path(), &cfg, &[], &[], true);
+    let st = spawn_serve(w.path(), &cfg, &[], &[], true);
     assert!(
         wait_until(Duration::from_secs(30), || st
             .log_text()
@@ -863,7 +817,7 @@ fn unreadable_files_stay_until_readable() {
     }
     let mut o = Oracle::default();
     let st = spawn_serve(
-        w.dir.path(),
+        w.path(),
         &w.config(&s3.endpoint, "", ""),
         &wrapper,
         &[],
@@ -934,7 +888,7 @@ fn clock_jumps_keep_signing_windows_valid_and_lose_nothing() {
     let s3 = S3Server::start();
     let mut w = World::new(&s3, "clock-bkt", true);
     w.write_files("t0", 4, 1 << 10, 4 << 10, 0);
-    let clock = w.dir.path().join("faketime");
+    let clock = w.path().join("faketime");
     std::fs::write(&clock, "+0\n").unwrap();
     let env = [
         ("LD_PRELOAD", LIBFAKETIME),
@@ -943,13 +897,7 @@ fn clock_jumps_keep_signing_windows_valid_and_lose_nothing() {
         ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
     ];
     let mut o = Oracle::default();
-    let st = spawn_serve(
-        w.dir.path(),
-        &w.config(&s3.endpoint, "", ""),
-        &[],
-        &env,
-        true,
-    );
+    let st = spawn_serve(w.path(), &w.config(&s3.endpoint, "", ""), &[], &env, true);
     assert!(
         wait_until(Duration::from_secs(30), || w.all_archived()),
         "{}",
@@ -1014,17 +962,12 @@ mod signer {
     use std::path::PathBuf;
     use std::time::{Duration, UNIX_EPOCH};
 
-    use aws_credential_types::Credentials;
-    use aws_sigv4::http_request::{
-        PercentEncodingMode, SignableBody, SignableRequest, SignatureLocation, SigningSettings,
-        UriPathNormalizationMode, sign,
-    };
-    use aws_sigv4::sign::v4;
+    use crate::common::sigv4::{Presign, reference_presign};
     use proptest::prelude::*;
     use stowaway::config::{
         AddressingStyle, Finalize, Mount, S3Settings, Secret, UrlKind, UrlSettings,
     };
-    use stowaway::paths::{MountPrefix, push_encoded_query};
+    use stowaway::paths::MountPrefix;
     use stowaway::presign::{MountUrls, Signer, SigningCredentials};
 
     const SK: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
@@ -1064,41 +1007,17 @@ mod signer {
     }
 
     fn reference(urls: &MountUrls, method: &str, key: &str, at: u64, expires: u64) -> String {
-        let identity = Credentials::new("AKIDCLOCK", SK, None, None, "t").into();
-        let mut settings = SigningSettings::default();
-        settings.signature_location = SignatureLocation::QueryParams;
-        settings.expires_in = Some(Duration::from_secs(expires));
-        settings.percent_encoding_mode = PercentEncodingMode::Single;
-        settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
-        let params = v4::SigningParams::builder()
-            .identity(&identity)
-            .region("eu-west-1")
-            .name("s3")
-            .time(UNIX_EPOCH + Duration::from_secs(at))
-            .settings(settings)
-            .build()
-            .unwrap()
-            .into();
-        let base = urls.public_url(key);
-        let req = SignableRequest::new(
-            method,
-            base.as_str(),
-            std::iter::empty(),
-            SignableBody::UnsignedPayload,
+        reference_presign(
+            &urls.public_url(key),
+            &Presign {
+                access_key_id: "AKIDCLOCK",
+                secret_access_key: SK,
+                region: "eu-west-1",
+                method,
+                at: UNIX_EPOCH + Duration::from_secs(at),
+                expires: Duration::from_secs(expires),
+            },
         )
-        .unwrap();
-        let (instr, _) = sign(req, &params).unwrap().into_parts();
-        let mut out = base;
-        out.push('?');
-        for (i, (k, v)) in instr.params().iter().enumerate() {
-            if i > 0 {
-                out.push('&');
-            }
-            out.push_str(k);
-            out.push('=');
-            push_encoded_query(&mut out, v);
-        }
-        out
     }
 
     proptest! {

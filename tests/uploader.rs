@@ -27,82 +27,31 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A test world: an S3 server with a bucket, a root, an archive directory.
-struct World {
-    s3: S3Server,
-    dir: tempfile::TempDir,
-    root: PathBuf,
-    archive: PathBuf,
+/// The harness's world (S3 server with the bucket, root, archive) with this file's helpers.
+struct World(common::World);
+
+impl std::ops::Deref for World {
+    type Target = common::World;
+    fn deref(&self) -> &common::World {
+        &self.0
+    }
 }
 
 impl World {
     fn new() -> World {
-        let s3 = S3Server::start();
-        s3.create_bucket(BUCKET);
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("root");
-        let archive = dir.path().join("archive");
-        std::fs::create_dir_all(&root).unwrap();
-        std::fs::create_dir_all(&archive).unwrap();
-        World {
-            s3,
-            dir,
-            root,
-            archive,
-        }
+        World(common::World::new(BUCKET))
     }
 
-    /// Configuration with test-sized defaults; `uploader` and `mount` entries override them.
+    /// `fixtures/uploader.toml`; `uploader` and `mount` entries override its keys.
     fn config(&self, uploader: &[(&str, &str)], mount: &[(&str, &str)]) -> String {
-        let mut u: Vec<(String, String)> = [
-            ("settle", "\"300ms\""),
-            ("rescan_interval", "\"1s\""),
-            ("retry_min_delay", "\"50ms\""),
-            ("retry_max_delay", "\"400ms\""),
-            ("max_attempts", "3"),
-            ("concurrency", "4"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        let root = format!("{:?}", self.root.display().to_string());
-        let archive = format!("{:?}", self.archive.display().to_string());
-        let mut m: Vec<(String, String)> = [
-            ("prefix", "\"/static/\""),
-            ("root", root.as_str()),
-            ("bucket", "\"uploads-bkt\""),
-            ("key_prefix", "\"static/\""),
-            ("url", "\"presigned\""),
-            ("expires", "\"10m\""),
-            ("finalize", "\"archive\""),
-            ("archive_root", archive.as_str()),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        for (list, over) in [(&mut u, uploader), (&mut m, mount)] {
-            for (k, v) in over {
-                list.retain(|(x, _)| x != k);
-                list.push((k.to_string(), v.to_string()));
-            }
-        }
-        let table = |l: &Vec<(String, String)>| {
-            l.iter()
-                .map(|(k, v)| format!("{k} = {v}\n"))
-                .collect::<String>()
-        };
-        format!(
-            "[server]\nlisten = \"@LISTEN@\"\n[log]\nlevel = \"info\"\n[uploader]\n{}{}\n[[mount]]\n{}",
-            table(&u),
-            self.s3.s3_section(),
-            table(&m)
-        )
+        let c = self.0.config("uploader.toml", &[]);
+        let c = set_keys(&c, "[uploader]", uploader);
+        set_keys(&c, "[[mount]]", mount)
     }
 
     /// Writes a config for commands that do not listen (migrate).
     fn config_file(&self, uploader: &[(&str, &str)], mount: &[(&str, &str)]) -> PathBuf {
         let p = self
-            .dir
             .path()
             .join(format!("migrate-{}.toml", fastrand::u32(..)));
         std::fs::write(
@@ -112,14 +61,6 @@ impl World {
         )
         .unwrap();
         p
-    }
-
-    fn in_root(&self, rel: &str) -> bool {
-        self.root.join(rel).exists()
-    }
-
-    fn in_archive(&self, rel: &str) -> bool {
-        self.archive.join(rel).exists()
     }
 
     fn object(&self, rel: &str) -> Option<Vec<u8>> {
@@ -284,7 +225,7 @@ fn many_small_files_end_verified_in_s3_and_archived() {
 
     let t0 = Instant::now();
     let cfg = w.config(&[("cache_control", "\"public, max-age=60\"")], &[]);
-    let st = Stowaway::start(w.dir.path(), &cfg);
+    let st = Stowaway::start(w.path(), &cfg);
     assert!(
         wait_until(Duration::from_secs(60), || w.all_archived(&rels)),
         "not all archived: {}",
@@ -369,7 +310,7 @@ fn large_file_goes_multipart_with_bounded_memory() {
         &[],
     );
     let t0 = Instant::now();
-    let st = Stowaway::start(w.dir.path(), &cfg);
+    let st = Stowaway::start(w.path(), &cfg);
     let rel = "video/big.mp4".to_string();
     assert!(
         wait_until(Duration::from_secs(120), || w
@@ -416,7 +357,7 @@ fn large_file_goes_multipart_with_bounded_memory() {
 fn a_growing_file_is_never_uploaded_truncated() {
     let _g = serial();
     let w = World::new();
-    let st = Stowaway::start(w.dir.path(), &w.config(&[("settle", "\"1s\"")], &[]));
+    let st = Stowaway::start(w.path(), &w.config(&[("settle", "\"1s\"")], &[]));
     let path = w.root.join("logs/growing.bin");
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     let mut f = std::fs::OpenOptions::new()
@@ -468,7 +409,7 @@ fn an_s3_outage_mid_run_loses_nothing() {
         files.push((rel, content));
     }
     let rels: Vec<String> = files.iter().map(|(r, _)| r.clone()).collect();
-    let st = Stowaway::start(w.dir.path(), &w.config(&[("concurrency", "2")], &[]));
+    let st = Stowaway::start(w.path(), &w.config(&[("concurrency", "2")], &[]));
     assert!(
         wait_until(Duration::from_secs(30), || rels
             .iter()
@@ -550,7 +491,7 @@ fn killed_mid_upload_and_restarted_completes() {
         ],
         &[],
     );
-    let mut st = Stowaway::start(w.dir.path(), &cfg);
+    let mut st = Stowaway::start(w.path(), &cfg);
     assert!(
         wait_until(Duration::from_secs(30), || rels
             .iter()
@@ -590,7 +531,7 @@ fn killed_mid_upload_and_restarted_completes() {
             other => panic!("{rel}: in root/archive = {other:?}"),
         }
     }
-    let st2 = Stowaway::start(w.dir.path(), &cfg);
+    let st2 = Stowaway::start(w.path(), &cfg);
     assert!(
         wait_until(Duration::from_secs(60), || w.all_archived(&rels)),
         "restart did not finish: {}",
@@ -602,34 +543,6 @@ fn killed_mid_upload_and_restarted_completes() {
         "MEASURE kill: {archived}/{} archived at SIGKILL; the restart completed the rest",
         rels.len()
     );
-}
-
-/// A tmpfs mounted for the test, unmounted on drop.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .output()
-            .ok()?;
-        out.status.success().then(|| Tmpfs(dir.to_path_buf()))
-    }
-    fn resize(&self, size: &str) {
-        let st = Command::new("mount")
-            .args(["-o", &format!("remount,size={size}")])
-            .arg(&self.0)
-            .status()
-            .unwrap();
-        assert!(st.success(), "remount tmpfs");
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
 }
 
 #[test]
@@ -655,7 +568,7 @@ fn archive_on_another_file_system_and_when_it_is_full() {
         write_file(&w.root, &rel, &c);
         small.push((rel, c));
     }
-    let mut st = Stowaway::start(w.dir.path(), &w.config(&[], &[]));
+    let mut st = Stowaway::start(w.path(), &w.config(&[], &[]));
     let rels: Vec<String> = small.iter().map(|(r, _)| r.clone()).collect();
     assert!(
         wait_until(Duration::from_secs(30), || w.all_archived(&rels)),
@@ -713,7 +626,7 @@ fn archive_on_another_file_system_and_when_it_is_full() {
     std::fs::write(&stale, b"half a copy").unwrap();
     // Room again: the restart (or the next rescan) completes the move.
     tmpfs.resize("16m");
-    st = Stowaway::start(w.dir.path(), &w.config(&[], &[]));
+    st = Stowaway::start(w.path(), &w.config(&[], &[]));
     let big_rels: Vec<String> = big.iter().map(|(r, _)| r.clone()).collect();
     assert!(
         wait_until(Duration::from_secs(30), || w.all_archived(&big_rels)),
@@ -737,10 +650,7 @@ fn a_file_replaced_between_upload_and_finalize_is_uploaded_again() {
     let v1 = bytes(1, 10_000);
     let v2 = bytes(2, 12_345);
     write_file(&w.root, "r/doc.pdf", &v1);
-    let st = Stowaway::start(
-        w.dir.path(),
-        &w.config(&[], &[("finalize_grace", "\"2s\"")]),
-    );
+    let st = Stowaway::start(w.path(), &w.config(&[], &[("finalize_grace", "\"2s\"")]));
     assert!(
         wait_until(Duration::from_secs(30), || w.object("r/doc.pdf").is_some()),
         "{}",
@@ -774,10 +684,7 @@ fn new_and_moved_in_directories_are_found_without_a_rescan() {
     let _g = serial();
     let w = World::new();
     // Rescans every hour: only the start-up scan and file events can find these.
-    let st = Stowaway::start(
-        w.dir.path(),
-        &w.config(&[("rescan_interval", "\"1h\"")], &[]),
-    );
+    let st = Stowaway::start(w.path(), &w.config(&[("rescan_interval", "\"1h\"")], &[]));
     assert!(wait_until(Duration::from_secs(10), || st
         .log_text()
         .contains("uploader started")));
@@ -787,7 +694,7 @@ fn new_and_moved_in_directories_are_found_without_a_rescan() {
     write_file(&w.root, "new/a/b/c/deep.txt", &c);
     files.push(("new/a/b/c/deep.txt".to_string(), c));
     // A directory tree prepared elsewhere and moved in: its files produce no events.
-    let outside = w.dir.path().join("staging");
+    let outside = w.path().join("staging");
     for i in 0..3u64 {
         write_file(
             &outside,
@@ -833,7 +740,7 @@ fn rename_is_ready_skips_the_settle_time() {
     // now, inotify may not watch it yet, and its files are found by a walk, which cannot tell
     // a renamed file from a written one.
     std::fs::create_dir_all(w.root.join("p")).unwrap();
-    let st = Stowaway::start(w.dir.path(), &cfg);
+    let st = Stowaway::start(w.path(), &cfg);
     assert!(wait_until(Duration::from_secs(10), || st
         .log_text()
         .contains("uploader started")));
@@ -873,7 +780,7 @@ fn keep_uploads_once_and_a_restart_does_not_upload_again() {
             "level = \"info\"",
             "level = \"info,stowaway::uploader=debug\"",
         );
-    let st = Stowaway::start(w.dir.path(), &cfg);
+    let st = Stowaway::start(w.path(), &cfg);
     assert!(
         wait_until(Duration::from_secs(30), || files
             .iter()
@@ -913,7 +820,7 @@ fn keep_uploads_once_and_a_restart_does_not_upload_again() {
         assert!(!w.in_archive(rel));
     }
     // After a restart the in-memory record is gone; HeadObject finds the identical objects.
-    let st2 = Stowaway::start(w.dir.path(), &cfg);
+    let st2 = Stowaway::start(w.path(), &cfg);
     assert!(
         wait_until(Duration::from_secs(30), || migrated(&st2.log_text(), false)
             == 5),
@@ -1022,7 +929,7 @@ fn wrong_credentials_fail_clearly_and_delete_nothing() {
         write_file(&w.root, &format!("c/f{i}.txt"), b"content");
     }
     let st = Stowaway::start_with(
-        w.dir.path(),
+        w.path(),
         &w.config(&[], &[]),
         &[("AWS_SECRET_ACCESS_KEY", "not-the-secret")],
     );

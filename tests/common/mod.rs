@@ -104,6 +104,38 @@ fn unfilled(text: &str) -> Option<&str> {
     None
 }
 
+/// `toml` with `key = value` lines set in the first table headed `header` (e.g. `[uploader]`,
+/// `[[mount]]`): an existing line for the key is replaced, a new one is added at the table's
+/// end. Values are TOML as written (`"\"1s\""`, `3`).
+pub fn set_keys(toml: &str, header: &str, keys: &[(&str, &str)]) -> String {
+    let mut lines: Vec<String> = toml.lines().map(String::from).collect();
+    let start = lines
+        .iter()
+        .position(|l| l.trim() == header)
+        .unwrap_or_else(|| panic!("no {header} in\n{toml}"));
+    for (k, v) in keys {
+        let end = (start + 1..lines.len())
+            .find(|&i| lines[i].trim_start().starts_with('['))
+            .unwrap_or(lines.len());
+        let line = format!("{k} = {v}");
+        let same = |l: &String| l.split('=').next().map(str::trim) == Some(*k);
+        match (start + 1..end).find(|&i| same(&lines[i])) {
+            Some(i) => lines[i] = line,
+            None => {
+                // After the table's last key, before blank lines and comments.
+                let mut at = end;
+                while at > start + 1 && !lines[at - 1].contains('=') {
+                    at -= 1;
+                }
+                lines.insert(at, line);
+            }
+        }
+    }
+    let mut out = lines.join("\n");
+    out.push('\n');
+    out
+}
+
 // ---------------------------------------------------------------------------------------------
 // Raw HTTP
 

@@ -3,7 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-pub struct Tmpfs(PathBuf);
+/// The mount point is `.0`.
+pub struct Tmpfs(pub PathBuf);
 
 impl Tmpfs {
     /// Mounts a tmpfs of `size` (e.g. `"2m"`) on `dir`, creating it; `None` where mounting is

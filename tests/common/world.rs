@@ -99,11 +99,6 @@ impl World {
         Stowaway::start(self.path(), config)
     }
 
-    /// The object under `key` (full key, prefix included), `None` if absent.
-    pub fn object(&self, key: &str) -> Option<Vec<u8>> {
-        self.s3.get(&self.bucket, key)
-    }
-
     /// `<endpoint>/<bucket>/<key_prefix>`: how every redirect of the mount begins.
     pub fn bucket_url(&self, key_prefix: &str) -> String {
         format!("{}/{}/{key_prefix}", self.s3.endpoint, self.bucket)
