@@ -15,36 +15,34 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// The harness's site world (root `site/static/`, bucket `site-media`) and its stowaway.
 struct Site {
-    _tmp: tempfile::TempDir,
+    world: World,
     dir: PathBuf,
-    root: PathBuf,
-    s3: S3Server,
     st: Stowaway,
 }
 
-fn site(mount_extra: &str) -> Site {
-    let s3 = S3Server::start();
-    s3.create_bucket("site-media");
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().to_path_buf();
-    let root = dir.join("site/static");
-    std::fs::create_dir_all(&root).unwrap();
-    let st = Stowaway::start(
-        &dir,
-        &config(&s3, &root, "front = \"lighttpd\"", mount_extra),
-    );
-    Site {
-        _tmp: tmp,
-        dir,
-        root,
-        s3,
-        st,
+impl std::ops::Deref for Site {
+    type Target = World;
+    fn deref(&self) -> &World {
+        &self.world
     }
 }
 
+fn site(mount_extra: &str) -> Site {
+    let world = World::site("site-media");
+    let dir = world.path().to_path_buf();
+    let st = world.start(&config(
+        &world.s3,
+        &world.root,
+        "front = \"lighttpd\"",
+        mount_extra,
+    ));
+    Site { world, dir, st }
+}
+
 fn bucket_prefix(s: &Site) -> String {
-    format!("{}/site-media/static/", s.s3.endpoint)
+    s.bucket_url("static/")
 }
 
 #[test]

@@ -11,33 +11,29 @@ use fronts::*;
 
 use std::path::{Path, PathBuf};
 
+/// The harness's site world (root `site/static/`, bucket `site-media`) and its stowaway.
 struct Site {
-    _tmp: tempfile::TempDir,
+    world: World,
     dir: PathBuf,
-    root: PathBuf,
-    s3: S3Server,
     st: Stowaway,
 }
 
-fn site(server_extra: &str, mount_extra: &str) -> Site {
-    let s3 = S3Server::start();
-    s3.create_bucket("site-media");
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().to_path_buf();
-    let root = dir.join("site/static");
-    std::fs::create_dir_all(&root).unwrap();
-    let st = Stowaway::start(&dir, &config(&s3, &root, server_extra, mount_extra));
-    Site {
-        _tmp: tmp,
-        dir,
-        root,
-        s3,
-        st,
+impl std::ops::Deref for Site {
+    type Target = World;
+    fn deref(&self) -> &World {
+        &self.world
     }
 }
 
+fn site(server_extra: &str, mount_extra: &str) -> Site {
+    let world = World::site("site-media");
+    let dir = world.path().to_path_buf();
+    let st = world.start(&config(&world.s3, &world.root, server_extra, mount_extra));
+    Site { world, dir, st }
+}
+
 fn bucket_prefix(s: &Site) -> String {
-    format!("{}/site-media/static/", s.s3.endpoint)
+    s.bucket_url("static/")
 }
 
 #[test]
@@ -165,10 +161,10 @@ fn cached_local_verdict_survives_archiving_the_file() {
     let mut st = s.st;
     st.proc.kill();
     // Archive: the object appears in S3, the local file moves out of the root.
-    s.s3.put("site-media", "static/doc/report.pdf", &body);
+    s.world.s3.put("site-media", "static/doc/report.pdf", &body);
     std::fs::create_dir_all(s.dir.join("archive")).unwrap();
     std::fs::rename(
-        s.root.join("doc/report.pdf"),
+        s.world.root.join("doc/report.pdf"),
         s.dir.join("archive/report.pdf"),
     )
     .unwrap();

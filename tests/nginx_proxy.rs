@@ -8,27 +8,34 @@ mod fronts;
 
 use common::*;
 use fronts::{
-    HOSTILE, assert_harmless, assert_longest_key_served, assert_site_cannot_bypass, content,
-    in_realistic_site, plant_hostile_fixtures, proxy_nginx, proxy_nginx_in_site, two_mounts,
+    HOSTILE, assert_harmless, assert_longest_key_served, assert_site_cannot_bypass, config,
+    content, in_realistic_site, plant_hostile_fixtures, proxy_nginx, proxy_nginx_in_site,
+    two_mounts,
 };
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 struct Site {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    s3: S3Server,
+    world: World,
     st: Stowaway,
     nginx: Nginx,
 }
 
+impl std::ops::Deref for Site {
+    type Target = World;
+    fn deref(&self) -> &World {
+        &self.world
+    }
+}
+
 fn stowaway_config(s3: &S3Server, root: &Path, url: &str, fallback_header: bool) -> String {
-    format!(
-        "[server]\nlisten = \"@LISTEN@\"\nfallback_header = {fallback_header}\n[uploader]\nenabled = false\n{}\n\
-         [[mount]]\nprefix = \"/static/\"\nroot = \"{}\"\nbucket = \"site-media\"\nkey_prefix = \"static/\"\nurl = \"{url}\"\nexpires = \"10m\"\nwindow = \"0s\"\n",
-        s3.s3_section(),
-        root.display()
-    )
+    let c = config(
+        s3,
+        root,
+        &format!("fallback_header = {fallback_header}"),
+        "",
+    );
+    set_keys(&c, "[[mount]]", &[("url", &format!("\"{url}\""))])
 }
 
 /// `gen-config nginx` for the running stowaway; `alias_override` points nginx at another
@@ -65,25 +72,15 @@ fn nginx_conf(st: &Stowaway, alias_override: Option<&Path>) -> String {
 }
 
 fn site(url: &str, fallback_header: bool, split_alias: bool) -> Site {
-    let s3 = S3Server::start();
-    s3.create_bucket("site-media");
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().to_path_buf();
-    let root = dir.join("site/static");
-    std::fs::create_dir_all(&root).unwrap();
-    plant_hostile_fixtures(&dir, &root);
-    let st = Stowaway::start(&dir, &stowaway_config(&s3, &root, url, fallback_header));
+    let world = World::site("site-media");
+    let (dir, root) = (world.path(), &world.root);
+    plant_hostile_fixtures(dir, root);
+    let st = Stowaway::start(dir, &stowaway_config(&world.s3, root, url, fallback_header));
     let empty = dir.join("site/empty");
     std::fs::create_dir_all(&empty).unwrap();
     let conf = nginx_conf(&st, split_alias.then_some(empty.as_path()));
-    let nginx = Nginx::start(&dir, &in_realistic_site(&conf, &dir.join("site-docroot")));
-    Site {
-        _dir: tmp,
-        root,
-        s3,
-        st,
-        nginx,
-    }
+    let nginx = Nginx::start(dir, &in_realistic_site(&conf, &dir.join("site-docroot")));
+    Site { world, st, nginx }
 }
 
 #[test]

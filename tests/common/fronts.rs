@@ -30,12 +30,15 @@ pub fn content(n: usize) -> Vec<u8> {
 /// `static/`, expires 10m, no window). `server_extra` and `mount_extra` are appended to their
 /// sections; `mount_extra` may open `[mount.access]`.
 pub fn config(s3: &S3Server, root: &Path, server_extra: &str, mount_extra: &str) -> String {
-    format!(
-        "[server]\nlisten = \"@LISTEN@\"\n{server_extra}\n[uploader]\nenabled = false\n{}\n\
-         [[mount]]\nprefix = \"/static/\"\nroot = \"{}\"\nbucket = \"site-media\"\nkey_prefix = \"static/\"\n\
-         url = \"presigned\"\nexpires = \"10m\"\nwindow = \"0s\"\n{mount_extra}\n",
-        s3.s3_section(),
-        root.display()
+    fixture(
+        "front.toml",
+        &[
+            ("server_extra", server_extra),
+            ("mount_extra", mount_extra),
+            ("region", REGION),
+            ("endpoint", &s3.endpoint),
+            ("root", &root.display().to_string()),
+        ],
     )
 }
 
