@@ -116,14 +116,11 @@ fn fastrand_ms(max: u64) -> u64 {
 
 #[test]
 fn symlink_swaps_never_let_outside_bytes_out() {
-    let s3 = S3Server::start();
-    s3.create_bucket(BUCKET);
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("root");
-    let archive = dir.path().join("archive");
-    let outside = dir.path().join("outside");
-    let outside_archive = dir.path().join("outside-archive");
-    for d in [&root, &archive, &outside, &outside_archive] {
+    let w = World::new(BUCKET);
+    let (s3, dir, root, archive) = (&w.s3, w.path(), &w.root, &w.archive);
+    let outside = dir.join("outside");
+    let outside_archive = dir.join("outside-archive");
+    for d in [&outside, &outside_archive] {
         std::fs::create_dir_all(d).unwrap();
     }
     for n in CANARY_NAMES {
@@ -133,18 +130,11 @@ fn symlink_swaps_never_let_outside_bytes_out() {
     }
     let before = snapshot(&outside);
 
-    let config = format!(
-        "[server]\nlisten = \"@LISTEN@\"\n\
-         [uploader]\nenabled = true\nsettle = \"100ms\"\nrescan_interval = \"1s\"\n\
-         retry_min_delay = \"50ms\"\nretry_max_delay = \"200ms\"\nmax_attempts = 2\nconcurrency = 4\n\
-         {}\n\
-         [[mount]]\nprefix = \"/static/\"\nroot = {:?}\nbucket = \"{BUCKET}\"\nkey_prefix = \"\"\n\
-         url = \"presigned\"\nexpires = \"10m\"\nfinalize = \"archive\"\narchive_root = {:?}\n",
-        s3.s3_section(),
-        root.display().to_string(),
-        archive.display().to_string()
+    let config = w.config(
+        "uploading.toml",
+        &[("settle", "100ms"), ("finalize", "archive")],
     );
-    let st = Stowaway::start(dir.path(), &config);
+    let st = Stowaway::start(dir, &config);
 
     let stop = Arc::new(AtomicBool::new(false));
     let races = Arc::new(AtomicU64::new(0));
@@ -408,25 +398,13 @@ fn symlink_swaps_never_let_outside_bytes_out() {
 #[test]
 fn a_replacing_writer_never_loses_its_newest_bytes() {
     for finalize in ["delete", "archive"] {
-        let s3 = S3Server::start();
-        s3.create_bucket(BUCKET);
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("root");
-        let archive = dir.path().join("archive");
-        std::fs::create_dir_all(&root).unwrap();
-        std::fs::create_dir_all(&archive).unwrap();
-        let config = format!(
-            "[server]\nlisten = \"@LISTEN@\"\n\
-             [uploader]\nenabled = true\nsettle = \"20ms\"\nrescan_interval = \"1s\"\n\
-             retry_min_delay = \"50ms\"\nretry_max_delay = \"200ms\"\nmax_attempts = 2\nconcurrency = 4\n\
-             {}\n\
-             [[mount]]\nprefix = \"/static/\"\nroot = {:?}\nbucket = \"{BUCKET}\"\nkey_prefix = \"\"\n\
-             url = \"presigned\"\nexpires = \"10m\"\nfinalize = \"{finalize}\"\narchive_root = {:?}\n",
-            s3.s3_section(),
-            root.display().to_string(),
-            archive.display().to_string()
+        let w = World::new(BUCKET);
+        let (s3, dir, root, archive) = (&w.s3, w.path(), &w.root, &w.archive);
+        let config = w.config(
+            "uploading.toml",
+            &[("settle", "20ms"), ("finalize", finalize)],
         );
-        let _st = Stowaway::start(dir.path(), &config);
+        let _st = Stowaway::start(dir, &config);
         let names: Vec<String> = (0..6).map(|i| format!("w/{i}/photo.jpg")).collect();
         let deadline = Instant::now() + run_for() / 4;
         let mut last: Vec<Vec<u8>> = vec![Vec::new(); names.len()];
