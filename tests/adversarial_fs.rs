@@ -285,10 +285,10 @@ fn symlink_swaps_never_let_outside_bytes_out() {
         }
         v
     };
-    for p in leftover_links(&root) {
+    for p in leftover_links(root) {
         let _ = std::fs::remove_file(p);
     }
-    for p in leftover_links(&archive) {
+    for p in leftover_links(archive) {
         let _ = std::fs::remove_file(p);
     }
     let regular_files = |root: &Path| {
@@ -311,8 +311,8 @@ fn symlink_swaps_never_let_outside_bytes_out() {
         n
     };
     let drain_start = Instant::now();
-    let left_at_start = regular_files(&root).len();
-    let drained = wait_until(Duration::from_secs(90), || regular_files(&root).is_empty());
+    let left_at_start = regular_files(root).len();
+    let drained = wait_until(Duration::from_secs(90), || regular_files(root).is_empty());
     eprintln!(
         "adversarial fs: {left_at_start} files left when the races stopped, drained in {:?}",
         drain_start.elapsed()
@@ -323,13 +323,13 @@ fn symlink_swaps_never_let_outside_bytes_out() {
     for hit in files_with_canary(&s3.data) {
         problems.push(format!("canary bytes reached S3: {}", hit.display()));
     }
-    for hit in files_with_canary(&archive) {
+    for hit in files_with_canary(archive) {
         problems.push(format!(
             "canary bytes reached the archive: {}",
             hit.display()
         ));
     }
-    for hit in files_with_canary(&root) {
+    for hit in files_with_canary(root) {
         problems.push(format!("canary bytes inside the root: {}", hit.display()));
     }
     let after = snapshot(&outside);
@@ -375,7 +375,7 @@ fn symlink_swaps_never_let_outside_bytes_out() {
         "nothing was uploaded: the races did not exercise the pipeline"
     );
     if !drained {
-        let left = regular_files(&root);
+        let left = regular_files(root);
         let log = st.log_text();
         let tail: Vec<&str> = log.lines().rev().take(30).collect();
         panic!(

@@ -58,20 +58,6 @@ fn seed(case: &str) -> u64 {
 
 const KEY_PREFIX: &str = "static/";
 
-/// Deterministic pseudo-random bytes.
-fn bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.extend_from_slice(&x.to_le_bytes());
-    }
-    v.truncate(len);
-    v
-}
-
 fn sha(b: &[u8]) -> [u8; 32] {
     Sha256::digest(b).into()
 }

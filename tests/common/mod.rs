@@ -670,6 +670,21 @@ impl Drop for S3Server {
     }
 }
 
+/// Deterministic pseudo-random bytes (xorshift from `seed`): file contents that differ per
+/// file and can be regenerated for comparison.
+pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut v = Vec::with_capacity(len + 8);
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
 /// Writes `content` to `root/rel`, creating directories.
 pub fn write_file(root: &Path, rel: &str, content: &[u8]) -> PathBuf {
     let p = root.join(rel);
