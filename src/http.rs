@@ -1,4 +1,7 @@
-//! The HTTP face: the decision endpoint the front server proxies to, and health checks.
+//! The HTTP face: the decision endpoint the front server proxies to, nginx's auth endpoint,
+//! and health checks. Both endpoints share one skeleton (front check, request, access check,
+//! verdict, metrics); the headers that differ per front server are written by
+//! [`crate::front`], the URLs and their lifetimes come from [`crate::url`].
 //!
 //! Answers, in nginx `proxy_pass` mode:
 //! * local file → `200`, `X-Accel-Redirect: <internal prefix><mount>/<encoded key>`, the object's
@@ -753,4 +756,90 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/readyz", web::get().to(readyz))
         .route(AUTH_PATH, web::to(auth))
         .default_service(web::to(decision));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{CliOverrides, FsChecks, load_settings};
+    use actix_web::App;
+    use actix_web::test::{TestRequest, call_service, init_service};
+
+    fn settings(dir: &std::path::Path) -> Arc<Settings> {
+        let root = dir.join("static");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(root.join("a.jpg"), b"a").unwrap();
+        let p = dir.join("s.toml");
+        std::fs::write(
+            &p,
+            format!(
+                "[server]\nlisten = \"127.0.0.1:1\"\n[uploader]\nenabled = false\n\
+                 [s3]\nregion = \"us-east-1\"\nendpoint = \"http://127.0.0.1:9\"\n\
+                 addressing_style = \"path\"\n\
+                 [[mount]]\nprefix = \"/static/\"\nroot = \"{}\"\nbucket = \"site-media\"\n\
+                 key_prefix = \"static/\"\nurl = \"public\"\nupload = false\n",
+                root.display()
+            ),
+        )
+        .unwrap();
+        Arc::new(
+            load_settings(Some(&p), &CliOverrides::default(), FsChecks::Check)
+                .unwrap()
+                .0,
+        )
+    }
+
+    /// Every answer of both endpoints is counted as what it was, including the auth endpoint's
+    /// refusals (a `403` standing for another status).
+    #[actix_web::test]
+    async fn both_endpoints_count_the_outcome_they_answered() {
+        let d = tempfile::tempdir().unwrap();
+        let settings = settings(d.path());
+        let metrics = Arc::new(Metrics::new(&settings, None));
+        let state = AppState::new(settings, None)
+            .with_observability(Some(metrics.clone()), Arc::new(Health::default()));
+        let app = init_service(
+            App::new()
+                .app_data(web::Data::new(Live::new(state)))
+                .configure(configure),
+        )
+        .await;
+        let auth = |uri: &str| {
+            TestRequest::get()
+                .uri(AUTH_PATH)
+                .insert_header((X_ORIGINAL_URI, uri.to_string()))
+        };
+        let cases = [
+            (TestRequest::get().uri("/static/a.jpg"), 200),
+            (TestRequest::get().uri("/static/gone.jpg"), 302),
+            (TestRequest::post().uri("/static/a.jpg"), 405),
+            (TestRequest::get().uri("/static/%2e%2e/x"), 400),
+            (TestRequest::get().uri("/elsewhere/x"), 404),
+            (auth("/static/a.jpg"), 200),
+            (auth("/static/gone.jpg"), 401),
+            (
+                auth("/static/a.jpg").insert_header((X_ORIGINAL_METHOD, "PUT")),
+                403,
+            ),
+            (TestRequest::get().uri(AUTH_PATH), 403),
+            (auth("/elsewhere/x"), 403),
+        ];
+        for (req, status) in cases {
+            let resp = call_service(&app, req.to_request()).await;
+            assert_eq!(resp.status().as_u16(), status);
+        }
+        let text = metrics.render();
+        let count = |outcome: &str, mount: &str| {
+            let key =
+                format!("stowaway_decisions_total{{outcome=\"{outcome}\",mount=\"{mount}\"}} ");
+            text.lines()
+                .find_map(|l| l.strip_prefix(&key))
+                .map_or(0, |n| n.trim().parse::<u64>().unwrap())
+        };
+        assert_eq!(count("local", "/static/"), 2, "{text}");
+        assert_eq!(count("remote", "/static/"), 2, "{text}");
+        // 405 in both endpoints, the auth request without X-Original-URI, the `..` path.
+        assert_eq!(count("bad_request", ""), 4, "{text}");
+        assert_eq!(count("not_found", ""), 2, "{text}");
+    }
 }

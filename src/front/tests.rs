@@ -345,3 +345,39 @@ fn buffer_bound_holds_for_the_longest_presigned_url() {
     // Without a session token the head is about half the bound: the room is for the token.
     assert!(nginx_buffer_kib(&s) >= 8);
 }
+
+#[test]
+fn each_front_has_its_own_modes_and_defaults() {
+    let n = settings("/srv/static", "");
+    let l = for_lighttpd(settings("/srv/static", ""));
+    assert_eq!(Mode::default_for(FrontServer::Nginx), Mode::Proxy);
+    assert_eq!(Mode::default_for(FrontServer::Lighttpd), Mode::Sendfile);
+    for (s, front, mode) in [
+        (&n, FrontServer::Nginx, Mode::Sendfile),
+        (&n, FrontServer::Nginx, Mode::Magnet),
+        (&l, FrontServer::Lighttpd, Mode::Proxy),
+        (&l, FrontServer::Lighttpd, Mode::Auth),
+    ] {
+        let e = generate(s, front, mode, &opts()).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("has no mode \"{}\"", mode.as_str()))
+                && e.contains("fix: use --mode"),
+            "{e}"
+        );
+    }
+    let g = generate(&n, FrontServer::Nginx, Mode::Auth, &opts()).unwrap();
+    assert_eq!(g.printed, nginx_auth(&n, &opts()).unwrap());
+    assert!(g.files.is_empty());
+    let g = generate(&l, FrontServer::Lighttpd, Mode::Sendfile, &opts()).unwrap();
+    let files: Vec<_> = g.files.iter().map(|f| (f.name, f.mode)).collect();
+    assert_eq!(
+        files,
+        [("stowaway.conf", 0o644), ("stowaway-recheck.lua", 0o644)]
+    );
+    assert_eq!(g.files[0].text, g.printed);
+    assert_eq!(g.files[1].text, lighttpd::RECHECK_LUA);
+    // The magnet script does not talk to stowaway: whatever server.front says.
+    let g = generate(&n, FrontServer::Lighttpd, Mode::Magnet, &opts()).unwrap();
+    assert_eq!(g.printed, lighttpd_magnet(&n, &opts()).unwrap());
+    assert_eq!(g.files[0].name, "local-or-s3.lua");
+}
