@@ -17,7 +17,7 @@ use stowaway::health::Health;
 use stowaway::http::{AppState, Live, decision};
 use stowaway::metrics::{Metrics, Outcome};
 use stowaway::paths::map_request;
-use stowaway::presign::{MountUrls, Signer, SigningCredentials};
+use stowaway::url::{MountUrls, Signer, SigningCredentials};
 
 const AK: &str = "AKIDSTOWAWAYBENCH";
 const SK: &str = "stowaway/bench+secret/KEY0123456789";

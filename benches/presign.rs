@@ -9,7 +9,7 @@ use stowaway::config::{
     AddressingStyle, Finalize, Mount, S3Settings, Secret, UrlKind, UrlSettings,
 };
 use stowaway::paths::{MountPrefix, map_request};
-use stowaway::presign::{MountUrls, Signer, SigningCredentials};
+use stowaway::url::{MountUrls, Signer, SigningCredentials};
 
 const AK: &str = "AKIDEXAMPLE";
 const SK: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";

@@ -9,8 +9,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
+use crate::config::FrontServer;
 use crate::config::{self, CliOverrides, FsChecks, LogFormat, Settings};
-use crate::frontconf::{self, FrontOptions};
+use crate::front::{self, FrontOptions, Mode};
 use crate::http::{configure_metrics, configure_with};
 use crate::reload::Services;
 
@@ -165,12 +166,13 @@ pub enum Command {
         #[command(flatten)]
         common: Common,
         /// Which front server.
-        #[arg(value_enum)]
-        front: FrontKind,
-        /// nginx only: `proxy` (proxy_pass + X-Accel-Redirect) or `auth` (auth_request +
-        /// try_files, with a verdict cache).
-        #[arg(long, value_enum, default_value = "proxy")]
-        mode: NginxMode,
+        #[arg(value_parser = front_arg())]
+        front: FrontArg,
+        /// How the front server talks to stowaway: nginx `proxy` (proxy_pass +
+        /// X-Accel-Redirect, the default) or `auth` (auth_request + try_files, with a verdict
+        /// cache); lighttpd `sendfile` (mod_proxy + X-Sendfile, the default) or `magnet`.
+        #[arg(long, value_enum)]
+        mode: Option<Mode>,
         /// Address the front server listens on (the `listen` of the generated server block).
         #[arg(long, default_value = "80", value_name = "ADDR")]
         front_listen: String,
@@ -282,15 +284,38 @@ pub enum Command {
     },
 }
 
-/// Front servers `gen-config` can write for.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum FrontKind {
-    /// nginx (see --mode).
-    Nginx,
-    /// lighttpd, mod_proxy + X-Sendfile, with the 404-handler recheck.
-    Lighttpd,
-    /// lighttpd without stowaway: the standalone mod_magnet script (no signing, no access control).
-    LighttpdMagnet,
+/// `gen-config`'s front-server argument: the server, and the mode its spelling implies
+/// (`lighttpd-magnet` is `lighttpd --mode magnet`).
+#[derive(Debug, Clone, Copy)]
+pub struct FrontArg {
+    pub front: FrontServer,
+    pub mode: Option<Mode>,
+}
+
+fn front_arg() -> impl clap::builder::TypedValueParser<Value = FrontArg> {
+    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser as _};
+    PossibleValuesParser::new([
+        PossibleValue::new("nginx").help("nginx (see --mode)"),
+        PossibleValue::new("lighttpd")
+            .help("lighttpd, mod_proxy + X-Sendfile, with the 404-handler recheck"),
+        PossibleValue::new("lighttpd-magnet").help(
+            "lighttpd without stowaway: the standalone mod_magnet script (no signing, no access control)",
+        ),
+    ])
+    .map(|s| match s.as_str() {
+        "nginx" => FrontArg {
+            front: FrontServer::Nginx,
+            mode: None,
+        },
+        "lighttpd-magnet" => FrontArg {
+            front: FrontServer::Lighttpd,
+            mode: Some(Mode::Magnet),
+        },
+        _ => FrontArg {
+            front: FrontServer::Lighttpd,
+            mode: None,
+        },
+    })
 }
 
 /// Which part of the nginx configuration to print.
@@ -304,20 +329,11 @@ pub enum PartArg {
     Server,
 }
 
-/// How nginx talks to stowaway.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum NginxMode {
-    /// proxy_pass + X-Accel-Redirect.
-    Proxy,
-    /// auth_request + try_files, verdicts cached by nginx.
-    Auth,
-}
-
 /// `gen-config`: prints the front config, or with `--out-dir` writes every file it needs.
 fn gen_config(
     settings: &Settings,
-    front: FrontKind,
-    mode: NginxMode,
+    front: FrontArg,
+    mode: Option<Mode>,
     mut opts: FrontOptions,
     lua_dir: Option<String>,
     out_dir: Option<PathBuf>,
@@ -326,16 +342,31 @@ fn gen_config(
         eprintln!("stowaway: gen-config: {msg}");
         ExitCode::from(EXIT_CONFIG)
     };
-    let nginx = matches!(front, FrontKind::Nginx);
-    if nginx && out_dir.is_some() {
-        return refuse(
-            "--out-dir is for lighttpd; fix: for nginx redirect `--part http` and `--part server` into files",
-        );
-    }
-    if !nginx
-        && (opts.fail_open || opts.name.is_some() || opts.part != frontconf::NginxPart::Standalone)
-    {
-        return refuse("--part, --name and --fail-open are for nginx; fix: drop them for lighttpd");
+    let mode = match (front.mode, mode) {
+        (Some(implied), Some(given)) if implied != given => {
+            return refuse(&format!(
+                "lighttpd-magnet is lighttpd --mode magnet, not --mode {}; fix: drop --mode",
+                given.as_str()
+            ));
+        }
+        (Some(m), _) | (None, Some(m)) => m,
+        (None, None) => Mode::default_for(front.front),
+    };
+    match front.front {
+        FrontServer::Nginx => {
+            if out_dir.is_some() {
+                return refuse(
+                    "--out-dir is for lighttpd; fix: for nginx redirect `--part http` and `--part server` into files",
+                );
+            }
+        }
+        FrontServer::Lighttpd => {
+            if opts.fail_open || opts.name.is_some() || opts.part != front::NginxPart::Standalone {
+                return refuse(
+                    "--part, --name and --fail-open are for nginx; fix: drop them for lighttpd",
+                );
+            }
+        }
     }
     // The generated config names the scripts by absolute path: lighttpd resolves relative
     // paths against its own working directory, not the config's.
@@ -346,40 +377,22 @@ fn gen_config(
     opts.lua_dir = match (lua_dir, &out_dir) {
         (Some(d), _) => d,
         (None, Some(d)) => d.display().to_string(),
-        (None, None) => frontconf::DEFAULT_LUA_DIR.into(),
+        (None, None) => front::DEFAULT_LUA_DIR.into(),
     };
-    let conf = match (front, mode) {
-        (FrontKind::Nginx, NginxMode::Proxy) => frontconf::nginx_proxy(settings, &opts),
-        (FrontKind::Nginx, NginxMode::Auth) => frontconf::nginx_auth(settings, &opts),
-        (FrontKind::Lighttpd, _) => frontconf::lighttpd(settings, &opts),
-        (FrontKind::LighttpdMagnet, _) => frontconf::lighttpd_magnet(settings, &opts),
-    };
-    let conf = match conf {
-        Ok(c) => c,
+    let generated = match front::generate(settings, front.front, mode, &opts) {
+        Ok(g) => g,
         Err(e) => return refuse(&e.to_string()),
     };
     let Some(dir) = out_dir else {
-        print!("{conf}");
+        print!("{}", generated.printed);
         return ExitCode::SUCCESS;
-    };
-    let secret = settings.server.front_auth.front_secret.is_some();
-    let files: Vec<(&str, &str, u32)> = match front {
-        FrontKind::Lighttpd => vec![
-            ("stowaway.conf", &conf, if secret { 0o600 } else { 0o644 }),
-            (
-                "stowaway-recheck.lua",
-                frontconf::LIGHTTPD_RECHECK_LUA,
-                0o644,
-            ),
-        ],
-        _ => vec![("local-or-s3.lua", &conf, 0o644)],
     };
     if let Err(e) = std::fs::create_dir_all(&dir) {
         return refuse(&format!("--out-dir {}: {e}", dir.display()));
     }
-    for (name, text, mode) in files {
-        let path = dir.join(name);
-        if let Err(e) = write_mode(&path, text, mode) {
+    for f in &generated.files {
+        let path = dir.join(f.name);
+        if let Err(e) = write_mode(&path, &f.text, f.mode) {
             return refuse(&format!("cannot write {}: {e}", path.display()));
         }
         eprintln!("stowaway: wrote {}", path.display());
@@ -542,9 +555,9 @@ pub fn main() -> ExitCode {
                         lua_dir: String::new(),
                         name,
                         part: match part {
-                            PartArg::Standalone => frontconf::NginxPart::Standalone,
-                            PartArg::Http => frontconf::NginxPart::Http,
-                            PartArg::Server => frontconf::NginxPart::Server,
+                            PartArg::Standalone => front::NginxPart::Standalone,
+                            PartArg::Http => front::NginxPart::Http,
+                            PartArg::Server => front::NginxPart::Server,
                         },
                         fail_open,
                     },

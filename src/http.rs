@@ -1,4 +1,7 @@
-//! The HTTP face: the decision endpoint the front server proxies to, and health checks.
+//! The HTTP face: the decision endpoint the front server proxies to, nginx's auth endpoint,
+//! and health checks. Both endpoints share one skeleton (front check, request, access check,
+//! verdict, metrics); the headers that differ per front server are written by
+//! [`crate::front`], the URLs and their lifetimes come from [`crate::url`].
 //!
 //! Answers, in nginx `proxy_pass` mode:
 //! * local file → `200`, `X-Accel-Redirect: <internal prefix><mount>/<encoded key>`, the object's
@@ -32,7 +35,6 @@
 //! The handlers read the request state through [`Live`]: a SIGHUP reload swaps in a new
 //! [`AppState`] atomically, and a request already running finishes on the one it started with.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -42,34 +44,24 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::access::{Denial, Grant, LinkKeys};
 use crate::beneath::DirHandle;
-use crate::config::{FrontServer, Settings};
+use crate::config::Settings;
 use crate::decision::{LocalState, Verdict, decide_mapped, local_state};
+use crate::front::{self, LocalFile, Place, nginx_auth};
 use crate::frontauth::{FrontAuth, Trust};
 use crate::health::Health;
 use crate::ignore::Ignore;
 use crate::metrics::{Metrics, Outcome};
-use crate::paths::{
-    MapResult, accel_target, is_file_key, map_request, sendfile_target, strip_query,
-};
-use crate::presign::{MountUrls, ObjectUrl, Signer};
+use crate::paths::{MapResult, is_file_key, map_request, strip_query};
+use crate::url::{MintedUrl, ObjectUrl, PresignError, Signer};
 
-/// Header carrying the object URL next to a local answer, and the URL in auth mode.
-pub const X_S3_LOCATION: HeaderName = HeaderName::from_static("x-s3-location");
+pub use crate::front::nginx::{X_S3_LOCATION, archive_location};
+pub use crate::front::nginx_auth::{AUTH_PATH, X_ORIGINAL_METHOD, X_STOWAWAY_STATUS};
+
 /// Set by the front server when it asks again because the local file vanished.
 pub const X_RECHECK: HeaderName = HeaderName::from_static("x-sidecar-recheck");
-/// The original request target, when the request line is an error-handler URL (lighttpd).
+/// The original request target, when the request line is an error-handler URL (lighttpd), and
+/// in nginx `auth_request` mode.
 pub const X_ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
-/// The client's method, in nginx `auth_request` mode.
-pub const X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
-/// In auth mode: the status nginx should answer instead of the `403` it is given.
-pub const X_STOWAWAY_STATUS: HeaderName = HeaderName::from_static("x-stowaway-status");
-/// Path of the nginx `auth_request` endpoint.
-pub const AUTH_PATH: &str = "/_stowaway/auth";
-const X_ACCEL_REDIRECT: HeaderName = HeaderName::from_static("x-accel-redirect");
-const X_ACCEL_EXPIRES: HeaderName = HeaderName::from_static("x-accel-expires");
-const X_SENDFILE: HeaderName = HeaderName::from_static("x-sendfile");
-const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// How a mount admits clients.
 enum Gate {
@@ -92,8 +84,8 @@ pub struct AppState {
     /// Handles of the archive directories of mounts that serve their archive while S3 is
     /// down: a fallback is resolved beneath them like any local file.
     archives: Vec<Option<DirHandle>>,
-    urls: Vec<MountUrls>,
-    public_cache_control: Vec<HeaderValue>,
+    /// Per mount: where its migrated objects are answered from.
+    urls: Vec<ObjectUrl>,
     signer: Option<Arc<Signer>>,
     gates: Vec<Gate>,
     any_access: bool,
@@ -143,18 +135,7 @@ impl AppState {
         let urls = settings
             .mounts
             .iter()
-            .map(|m| MountUrls::new(&settings.s3, m))
-            .collect();
-        let public_cache_control = settings
-            .mounts
-            .iter()
-            .map(|m| {
-                HeaderValue::try_from(format!(
-                    "public, max-age={}",
-                    m.url.redirect_max_age.as_secs()
-                ))
-                .unwrap_or(HeaderValue::from_static("no-store"))
-            })
+            .map(|m| ObjectUrl::new(&settings.s3, m, signer.as_ref()))
             .collect();
         let mut gates: Vec<Gate> = settings.mounts.iter().map(|_| Gate::Open).collect();
         for a in &settings.access {
@@ -175,7 +156,6 @@ impl AppState {
             ignores,
             archives,
             urls,
-            public_cache_control,
             signer,
             gates,
             any_access,
@@ -206,49 +186,36 @@ impl AppState {
         self
     }
 
-    /// Counts a finished decision by the status it produced.
-    fn observe(&self, mount: Option<usize>, resp: &HttpResponse, start: Instant) {
-        let Some(m) = &self.metrics else { return };
-        let status = match resp.headers().get(X_STOWAWAY_STATUS) {
-            Some(v) => v.to_str().ok().and_then(|s| s.parse().ok()).unwrap_or(403),
-            None => resp.status().as_u16(),
-        };
-        let outcome = match status {
-            200..=299 => Outcome::Local,
-            301..=303 | 307 | 401 => Outcome::Remote,
-            403 | 410 => Outcome::Denied,
-            404 => Outcome::NotFound,
-            503 => Outcome::Unavailable,
-            _ => Outcome::BadRequest,
-        };
-        m.decision(mount, outcome, start.elapsed().as_secs_f64());
-    }
-
-    /// The redirect URL for `key` of mount `mount`, signed for `method` when the mount presigns.
-    pub fn object_url(
+    /// The URL of `key` of mount `mount` for `method`.
+    pub fn mint_url(
         &self,
         mount: usize,
         method: &str,
         key: &str,
         now: SystemTime,
-    ) -> Result<ObjectUrl, crate::presign::PresignError> {
-        let urls = &self.urls[mount];
-        if urls.is_presigned() {
-            let signer = self
-                .signer
-                .as_ref()
-                .ok_or(crate::presign::PresignError::NoCredentials)?;
-            let u = signer.presign(urls, method, key, now)?;
-            if let Some(m) = &self.metrics {
-                m.presigned();
+    ) -> Result<MintedUrl, PresignError> {
+        let url = &self.urls[mount];
+        let minted = url.mint(method, key, now)?;
+        if let Some(m) = &self.metrics {
+            match url {
+                ObjectUrl::Presigned { .. } => m.presigned(),
+                ObjectUrl::Public { .. } => {}
             }
-            Ok(u)
-        } else {
-            Ok(ObjectUrl {
-                url: urls.public_url(key),
-                max_age: None,
-            })
         }
+        Ok(minted)
+    }
+
+    /// How long nginx may cache an auth verdict: `server.verdict_ttl`, but never longer than
+    /// an answer naming the redirect URL may be reused, nor past a signed link's expiry.
+    pub fn verdict_ttl(&self, url: Option<&MintedUrl>, grant: Option<Grant>, now: u64) -> u64 {
+        let mut ttl = self.settings.server.verdict_ttl.as_secs();
+        if let Some(n) = url.and_then(|u| u.reusable_for(now)) {
+            ttl = ttl.min(n);
+        }
+        if let Some(g) = grant {
+            ttl = ttl.min(g.expires.saturating_sub(now));
+        }
+        ttl
     }
 
     /// Readiness: every root is a readable directory, credentials (when signing) are valid,
@@ -293,57 +260,11 @@ impl Live {
     }
 }
 
-/// The nginx internal location of mount `mount_prefix`'s archive (`X-Accel-Redirect` target
-/// while S3 is down). `@` cannot occur in a mount prefix, so it never equals a mount's own
-/// internal location.
-pub fn archive_location(internal_prefix: &str, mount_prefix: &str) -> String {
-    format!("{internal_prefix}@archive/{}", &mount_prefix[1..])
-}
-
 fn text(status: StatusCode, body: &'static str) -> HttpResponse {
     HttpResponse::build(status)
         .insert_header((header::CONTENT_TYPE, "text/plain; charset=utf-8"))
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .body(body)
-}
-
-fn redirect_response(
-    state: &AppState,
-    mount: usize,
-    u: ObjectUrl,
-    grant: Option<Grant>,
-    now: u64,
-) -> HttpResponse {
-    let Ok(loc) = HeaderValue::try_from(u.url) else {
-        return text(StatusCode::BAD_REQUEST, "bad request\n");
-    };
-    // A redirect reached through a signed link is not cached beyond the link's expiry.
-    let max_age = match grant {
-        Some(g) => u
-            .max_age
-            .map(|n| n.min(g.expires.saturating_sub(now)))
-            .filter(|&n| n > 0),
-        None => u.max_age,
-    };
-    let cc = match (state.urls[mount].is_presigned(), max_age) {
-        (true, Some(n)) => HeaderValue::try_from(format!("private, max-age={n}"))
-            .unwrap_or(HeaderValue::from_static("no-store")),
-        (true, None) => HeaderValue::from_static("no-store"),
-        (false, _) => state.public_cache_control[mount].clone(),
-    };
-    HttpResponse::Found()
-        .insert_header((header::LOCATION, loc))
-        .insert_header((header::CACHE_CONTROL, cc))
-        .finish()
-}
-
-fn signing_failed(e: crate::presign::PresignError) -> HttpResponse {
-    tracing::error!(error = %e, "cannot presign a redirect");
-    HttpResponse::ServiceUnavailable()
-        .insert_header((header::RETRY_AFTER, "5"))
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .insert_header((header::CONTENT_TYPE, "text/plain; charset=utf-8"))
-        .body("storage credentials unavailable\n")
 }
 
 fn unix_secs(t: SystemTime) -> u64 {
@@ -354,28 +275,6 @@ fn unix_secs(t: SystemTime) -> u64 {
 fn query_of(target: &str) -> Option<&str> {
     let (_, q) = target.split_once('?')?;
     Some(q.split_once('#').map_or(q, |(q, _)| q))
-}
-
-/// The client address for IP-bound links. From the front server (see [`crate::frontauth`]):
-/// what it says (nginx: `X-Real-IP`, which the generated configs always overwrite; lighttpd:
-/// the last `X-Forwarded-For` entry, which mod_proxy appends), or the peer address when the
-/// header is absent. From anyone else the peer address, whatever headers they send: a spoofed
-/// `X-Real-IP` must never satisfy an IP-bound link.
-fn client_ip(req: &HttpRequest, front: FrontServer, trust: Trust) -> Option<IpAddr> {
-    if trust != Trust::Front {
-        return req.peer_addr().map(|a| a.ip());
-    }
-    let value = match front {
-        FrontServer::Nginx => req.headers().get(X_REAL_IP),
-        FrontServer::Lighttpd => req.headers().get_all(X_FORWARDED_FOR).last(),
-    };
-    match value {
-        Some(v) => {
-            let s = v.to_str().ok()?;
-            s.rsplit(',').next()?.trim().parse().ok()
-        }
-        None => req.peer_addr().map(|a| a.ip()),
-    }
 }
 
 /// The outcome of the access check and the decision for one request.
@@ -389,12 +288,10 @@ fn judge<'a>(
     state: &AppState,
     req: &HttpRequest,
     trust: Trust,
-    target: &'a str,
-    method: &str,
-    recheck: bool,
+    ask: &Ask<'a>,
     now: u64,
 ) -> Judged<'a> {
-    let m = match map_request(&state.prefixes, target) {
+    let m = match map_request(&state.prefixes, ask.target) {
         MapResult::Bad(e) => return Judged::Decided(Verdict::BadRequest(e), None),
         MapResult::NoMount => return Judged::Decided(Verdict::NotFound, None),
         MapResult::Mapped(m) => m,
@@ -409,9 +306,9 @@ fn judge<'a>(
                 match keys.verify(
                     &state.prefixes[m.mount],
                     &m.key,
-                    query_of(target),
-                    method,
-                    || client_ip(req, front, trust),
+                    query_of(ask.target),
+                    ask.method,
+                    || front::client_ip(front, req, trust),
                     now,
                 ) {
                     Ok(g) => grant = Some(g),
@@ -426,24 +323,359 @@ fn judge<'a>(
     {
         return Judged::Decided(Verdict::NotFound, grant);
     }
-    Judged::Decided(decide_mapped(&state.roots, m, recheck), grant)
+    Judged::Decided(decide_mapped(&state.roots, m, ask.recheck), grant)
 }
 
-fn denied_response(d: Denial) -> HttpResponse {
-    match d {
-        Denial::Expired => text(StatusCode::GONE, "link expired\n"),
-        _ => text(StatusCode::FORBIDDEN, "forbidden\n"),
+/// The two endpoints share one skeleton (front check, request, access check, verdict); they
+/// differ in how they read the request and how they write each answer.
+#[derive(Debug, Clone, Copy)]
+enum Endpoint {
+    /// nginx `proxy_pass`, lighttpd `mod_proxy`: the client's own request, answered for it.
+    Decision,
+    /// nginx `auth_request`: a subrequest describing the client's, answered for nginx
+    /// ([`crate::front::nginx_auth`]).
+    Auth,
+}
+
+/// What one request asks about.
+struct Ask<'r> {
+    method: &'static str,
+    /// The raw request target (path and query) of the client's request.
+    target: &'r str,
+    /// The front server asks again because the file it was sent to vanished.
+    recheck: bool,
+}
+
+/// Why a request gets no file and no redirect.
+enum Refusal {
+    /// Neither GET nor HEAD.
+    Method,
+    /// A request the generated front config would not send (an unreadable target header).
+    Unreadable,
+    /// A hostile or malformed path, or an answer that cannot be put into a header.
+    BadPath,
+    Denied(Denial),
+    NotFound,
+    /// No URL could be minted.
+    Unavailable(PresignError),
+}
+
+impl Refusal {
+    fn outcome(&self) -> Outcome {
+        match self {
+            Refusal::Method | Refusal::Unreadable | Refusal::BadPath => Outcome::BadRequest,
+            Refusal::Denied(_) => Outcome::Denied,
+            Refusal::NotFound => Outcome::NotFound,
+            Refusal::Unavailable(_) => Outcome::Unavailable,
+        }
     }
 }
 
-/// The decision endpoint (nginx `proxy_pass` and lighttpd `mod_proxy` mode).
-pub async fn decision(req: HttpRequest, live: web::Data<Live>) -> HttpResponse {
-    let state = live.load();
-    let start = Instant::now();
-    let mut mount = None;
-    let resp = decision_response(&req, &state, &mut mount);
-    state.observe(mount, &resp, start);
-    resp
+/// A finished answer, with what the metrics count it as.
+struct Reply {
+    resp: HttpResponse,
+    outcome: Outcome,
+}
+
+impl Endpoint {
+    /// The method and target the request asks about.
+    fn read<'r>(self, req: &'r HttpRequest) -> Result<Ask<'r>, Refusal> {
+        match self {
+            Endpoint::Decision => {
+                let method = if req.method() == Method::GET {
+                    "GET"
+                } else if req.method() == Method::HEAD {
+                    "HEAD"
+                } else {
+                    return Err(Refusal::Method);
+                };
+                let recheck = req.headers().contains_key(X_RECHECK);
+                let own = req
+                    .uri()
+                    .path_and_query()
+                    .map_or_else(|| req.uri().path(), |p| p.as_str());
+                let target = match (recheck, req.headers().get(X_ORIGINAL_URI)) {
+                    (true, Some(v)) => v.to_str().map_err(|_| Refusal::Unreadable)?,
+                    (true, None) | (false, _) => own,
+                };
+                Ok(Ask {
+                    method,
+                    target,
+                    recheck,
+                })
+            }
+            Endpoint::Auth => {
+                let method = match req
+                    .headers()
+                    .get(X_ORIGINAL_METHOD)
+                    .map(HeaderValue::as_bytes)
+                {
+                    None | Some(b"GET") => "GET",
+                    Some(b"HEAD") => "HEAD",
+                    Some(_) => return Err(Refusal::Method),
+                };
+                // Missing: not a request from the generated config (or a non-ASCII target).
+                let target = req
+                    .headers()
+                    .get(X_ORIGINAL_URI)
+                    .and_then(|v| v.to_str().ok())
+                    .ok_or(Refusal::Unreadable)?;
+                Ok(Ask {
+                    method,
+                    target,
+                    recheck: false,
+                })
+            }
+        }
+    }
+
+    fn refuse(self, state: &AppState, r: Refusal) -> Reply {
+        if let Refusal::Unavailable(e) = &r {
+            tracing::error!(error = %e, "cannot presign a redirect");
+        }
+        let outcome = r.outcome();
+        let resp = match self {
+            Endpoint::Decision => match r {
+                Refusal::Method => HttpResponse::MethodNotAllowed()
+                    .insert_header((header::ALLOW, "GET, HEAD"))
+                    .insert_header((header::CONTENT_TYPE, "text/plain; charset=utf-8"))
+                    .body("method not allowed\n"),
+                Refusal::Unreadable | Refusal::BadPath => {
+                    text(StatusCode::BAD_REQUEST, "bad request\n")
+                }
+                Refusal::Denied(Denial::Expired) => text(StatusCode::GONE, "link expired\n"),
+                Refusal::Denied(_) => text(StatusCode::FORBIDDEN, "forbidden\n"),
+                Refusal::NotFound => text(StatusCode::NOT_FOUND, "not found\n"),
+                Refusal::Unavailable(_) => HttpResponse::ServiceUnavailable()
+                    .insert_header((header::RETRY_AFTER, "5"))
+                    .insert_header((header::CACHE_CONTROL, "no-store"))
+                    .insert_header((header::CONTENT_TYPE, "text/plain; charset=utf-8"))
+                    .body("storage credentials unavailable\n"),
+            },
+            Endpoint::Auth => {
+                let ttl = state.settings.server.verdict_ttl.as_secs();
+                match r {
+                    Refusal::Method => nginx_auth::refused(405, ttl),
+                    // Never cached: the next request may well be readable.
+                    Refusal::Unreadable => nginx_auth::refused(400, 0),
+                    Refusal::BadPath => nginx_auth::refused(400, ttl),
+                    Refusal::Denied(d) => nginx_auth::refused(d.status(), ttl),
+                    Refusal::NotFound => nginx_auth::refused(404, ttl),
+                    Refusal::Unavailable(_) => nginx_auth::refused(503, 0),
+                }
+            }
+        };
+        Reply { resp, outcome }
+    }
+
+    /// Not local: a redirect to the object (decision endpoint: first the archived copy while
+    /// S3 is unreachable).
+    fn remote(
+        self,
+        state: &AppState,
+        ask: &Ask<'_>,
+        mount: usize,
+        key: &str,
+        grant: Option<Grant>,
+        now: SystemTime,
+    ) -> Reply {
+        let now_s = unix_secs(now);
+        // A recheck is never answered from the archive either: the front server asks again
+        // only after a file it was sent to vanished, and must not loop.
+        if let Endpoint::Decision = self
+            && !ask.recheck
+            && state.health.s3_unreachable()
+            && let Some(resp) = archive_answer(state, mount, key, ask.method, now)
+        {
+            return Reply {
+                resp,
+                outcome: Outcome::Local,
+            };
+        }
+        let u = match state.mint_url(mount, ask.method, key, now) {
+            Ok(u) => u,
+            Err(e) => return self.refuse(state, Refusal::Unavailable(e)),
+        };
+        let resp = match self {
+            Endpoint::Decision => {
+                let cc = u.cache_control(grant.map(|g| g.expires), now_s);
+                let Ok(loc) = HeaderValue::try_from(u.url) else {
+                    return self.refuse(state, Refusal::BadPath);
+                };
+                HttpResponse::Found()
+                    .insert_header((header::LOCATION, loc))
+                    .insert_header((header::CACHE_CONTROL, cc))
+                    .finish()
+            }
+            Endpoint::Auth => {
+                let ttl = state.verdict_ttl(Some(&u), grant, now_s);
+                let Ok(loc) = HeaderValue::try_from(u.url) else {
+                    // Like an unreadable request: a 400 that is never cached.
+                    return self.refuse(state, Refusal::Unreadable);
+                };
+                nginx_auth::remote(ttl, loc)
+            }
+        };
+        Reply {
+            resp,
+            outcome: Outcome::Remote,
+        }
+    }
+
+    /// A local file: the front server sends it.
+    fn local(
+        self,
+        state: &AppState,
+        ask: &Ask<'_>,
+        mount: usize,
+        key: &str,
+        grant: Option<Grant>,
+        now: SystemTime,
+    ) -> Reply {
+        let server = &state.settings.server;
+        let resp = match self {
+            Endpoint::Decision => {
+                let m = &state.settings.mounts[mount];
+                let file = LocalFile {
+                    mount_prefix: m.prefix.as_str(),
+                    root: &m.root,
+                    key,
+                    place: Place::Root,
+                };
+                let fallback = || {
+                    state
+                        .mint_url(mount, ask.method, key, now)
+                        .ok()
+                        .map(|u| u.url)
+                };
+                match front::send_local(server.front, server, &file, fallback) {
+                    Some(resp) => resp,
+                    None => return self.refuse(state, Refusal::BadPath),
+                }
+            }
+            Endpoint::Auth => {
+                let now_s = unix_secs(now);
+                let (ttl, fallback) = if server.fallback_header {
+                    match state.mint_url(mount, ask.method, key, now).map(|u| {
+                        (
+                            state.verdict_ttl(Some(&u), grant, now_s),
+                            HeaderValue::try_from(u.url),
+                        )
+                    }) {
+                        Ok((ttl, Ok(v))) => (ttl, Some(v)),
+                        // Serve the local file, but do not cache a verdict without its fallback.
+                        Ok((_, Err(_))) | Err(_) => (0, None),
+                    }
+                } else {
+                    (state.verdict_ttl(None, grant, now_s), None)
+                };
+                nginx_auth::local(ttl, fallback)
+            }
+        };
+        Reply {
+            resp,
+            outcome: Outcome::Local,
+        }
+    }
+
+    /// The whole answer to `req`, and the mount it concerned (for the metrics).
+    fn answer(self, req: &HttpRequest, state: &AppState) -> (Reply, Option<usize>) {
+        let trust = state.front.check(req);
+        match trust {
+            Trust::Refused => {
+                let resp = not_from_front(req);
+                let outcome = Outcome::Denied;
+                return (Reply { resp, outcome }, None);
+            }
+            Trust::Direct | Trust::Front => {}
+        }
+        let ask = match self.read(req) {
+            Ok(ask) => ask,
+            Err(r) => return (self.refuse(state, r), None),
+        };
+        let now = SystemTime::now();
+        let (verdict, grant) = match judge(state, req, trust, &ask, unix_secs(now)) {
+            Judged::Denied(d, mount) => {
+                self.log_refused(&ask, d);
+                return (self.refuse(state, Refusal::Denied(d)), Some(mount));
+            }
+            Judged::Decided(v, g) => (v, g),
+        };
+        self.log_verdict(&ask, &verdict);
+        match verdict {
+            Verdict::BadRequest(_) => (self.refuse(state, Refusal::BadPath), None),
+            Verdict::NotFound => (self.refuse(state, Refusal::NotFound), None),
+            Verdict::Remote { mount, key } => (
+                self.remote(state, &ask, mount, &key, grant, now),
+                Some(mount),
+            ),
+            Verdict::Local { mount, key } => (
+                self.local(state, &ask, mount, &key, grant, now),
+                Some(mount),
+            ),
+        }
+    }
+
+    // The path only: a signed link's query is a credential.
+    fn log_refused(self, ask: &Ask<'_>, denial: Denial) {
+        let (method, path) = (ask.method, strip_query(ask.target));
+        match self {
+            Endpoint::Decision => {
+                tracing::debug!(method, path, recheck = ask.recheck, denial = %denial, "refused")
+            }
+            Endpoint::Auth => tracing::debug!(method, path, denial = %denial, "auth: refused"),
+        }
+    }
+
+    fn log_verdict(self, ask: &Ask<'_>, verdict: &Verdict<'_>) {
+        let (method, path) = (ask.method, strip_query(ask.target));
+        match self {
+            Endpoint::Decision => {
+                tracing::debug!(method, path, recheck = ask.recheck, ?verdict, "decision")
+            }
+            Endpoint::Auth => tracing::debug!(method, path, ?verdict, "auth: decision"),
+        }
+    }
+
+    /// Answers `req` and counts the answer.
+    fn serve(self, req: &HttpRequest, state: &AppState) -> HttpResponse {
+        let start = Instant::now();
+        let (reply, mount) = self.answer(req, state);
+        if let Some(m) = &state.metrics {
+            m.decision(mount, reply.outcome, start.elapsed().as_secs_f64());
+        }
+        reply.resp
+    }
+}
+
+/// While S3 is unreachable: the archived copy of `key`, if the mount serves its archive and the
+/// copy is a regular file reached beneath the archive handle without symlinks; the front
+/// server sends it like a local file. `None` otherwise (the caller redirects to S3 as usual).
+fn archive_answer(
+    state: &AppState,
+    mount: usize,
+    key: &str,
+    method: &str,
+    now: SystemTime,
+) -> Option<HttpResponse> {
+    let archive = state.archives.get(mount)?.as_ref()?;
+    match local_state(Some(archive), key) {
+        LocalState::File => {}
+        LocalState::Missing | LocalState::Refused => return None,
+    }
+    let m = &state.settings.mounts[mount];
+    let file = LocalFile {
+        mount_prefix: m.prefix.as_str(),
+        root: &m.root,
+        key,
+        place: Place::Archive(archive.path()),
+    };
+    let server = &state.settings.server;
+    // nginx's fallback if the archived copy vanishes before it opens it, as for local files.
+    let fallback = || state.mint_url(mount, method, key, now).ok().map(|u| u.url);
+    let resp = front::send_local(server.front, server, &file, fallback)?;
+    tracing::debug!(mount = %m.prefix.as_str(), "S3 is unreachable: serving the archived copy");
+    Some(resp)
 }
 
 /// A request that should have come from the authenticated front server and did not: no
@@ -457,290 +689,14 @@ fn not_from_front(req: &HttpRequest) -> HttpResponse {
     text(StatusCode::FORBIDDEN, "forbidden\n")
 }
 
-fn decision_response(
-    req: &HttpRequest,
-    state: &AppState,
-    mount_seen: &mut Option<usize>,
-) -> HttpResponse {
-    let trust = state.front.check(req);
-    if trust == Trust::Refused {
-        return not_from_front(req);
-    }
-    let method = if req.method() == Method::GET {
-        "GET"
-    } else if req.method() == Method::HEAD {
-        "HEAD"
-    } else {
-        return HttpResponse::MethodNotAllowed()
-            .insert_header((header::ALLOW, "GET, HEAD"))
-            .insert_header((header::CONTENT_TYPE, "text/plain; charset=utf-8"))
-            .body("method not allowed\n");
-    };
-    let recheck = req.headers().contains_key(X_RECHECK);
-    let own_target = req
-        .uri()
-        .path_and_query()
-        .map_or_else(|| req.uri().path(), |p| p.as_str());
-    let target = if recheck {
-        match req.headers().get(X_ORIGINAL_URI).map(HeaderValue::to_str) {
-            Some(Ok(t)) => t,
-            Some(Err(_)) => return text(StatusCode::BAD_REQUEST, "bad request\n"),
-            None => own_target,
-        }
-    } else {
-        own_target
-    };
-    let now = SystemTime::now();
-    let now_s = unix_secs(now);
-    let judged = judge(state, req, trust, target, method, recheck, now_s);
-    let (verdict, grant) = match judged {
-        Judged::Denied(d, mount) => {
-            *mount_seen = Some(mount);
-            tracing::debug!(method, path = strip_query(target), recheck, denial = %d, "refused");
-            return denied_response(d);
-        }
-        Judged::Decided(v, g) => (v, g),
-    };
-    // The path only: a signed link's query is a credential.
-    tracing::debug!(
-        method,
-        path = strip_query(target),
-        recheck,
-        ?verdict,
-        "decision"
-    );
-    match verdict {
-        Verdict::BadRequest(_) => text(StatusCode::BAD_REQUEST, "bad request\n"),
-        Verdict::NotFound => text(StatusCode::NOT_FOUND, "not found\n"),
-        Verdict::Remote { mount, key } => {
-            *mount_seen = Some(mount);
-            // A recheck is never answered from the archive either: the front server asks
-            // again only after a file it was sent to vanished, and must not loop.
-            if !recheck
-                && state.health.s3_unreachable()
-                && let Some(resp) = archive_response(state, mount, &key, method, now)
-            {
-                return resp;
-            }
-            match state.object_url(mount, method, &key, now) {
-                Ok(u) => redirect_response(state, mount, u, grant, now_s),
-                Err(e) => signing_failed(e),
-            }
-        }
-        Verdict::Local { mount, key } => {
-            *mount_seen = Some(mount);
-            let m = &state.settings.mounts[mount];
-            let target = match state.settings.server.front {
-                FrontServer::Nginx => accel_target(
-                    &state.settings.server.internal_prefix,
-                    m.prefix.as_str(),
-                    &key,
-                ),
-                FrontServer::Lighttpd => sendfile_target(&m.root, &key),
-            };
-            let Ok(target) = HeaderValue::try_from(target) else {
-                return text(StatusCode::BAD_REQUEST, "bad request\n");
-            };
-            let name = match state.settings.server.front {
-                FrontServer::Nginx => X_ACCEL_REDIRECT,
-                FrontServer::Lighttpd => X_SENDFILE,
-            };
-            let mut resp = HttpResponse::Ok();
-            resp.insert_header((name, target));
-            if state.settings.server.fallback_header
-                && state.settings.server.front == FrontServer::Nginx
-                && let Ok(u) = state.object_url(mount, method, &key, now)
-                && let Ok(v) = HeaderValue::try_from(u.url)
-            {
-                resp.insert_header((X_S3_LOCATION, v));
-            }
-            resp.finish()
-        }
-    }
+/// The decision endpoint (nginx `proxy_pass` and lighttpd `mod_proxy` mode).
+pub async fn decision(req: HttpRequest, live: web::Data<Live>) -> HttpResponse {
+    Endpoint::Decision.serve(&req, &live.load())
 }
 
-/// While S3 is unreachable: the archived copy of `key`, if the mount serves its archive and the
-/// copy is a regular file reached beneath the archive handle without symlinks; the front
-/// server sends it like a local file. `None` otherwise (the caller redirects to S3 as usual).
-fn archive_response(
-    state: &AppState,
-    mount: usize,
-    key: &str,
-    method: &str,
-    now: SystemTime,
-) -> Option<HttpResponse> {
-    let archive = state.archives.get(mount)?.as_ref()?;
-    if local_state(Some(archive), key) != LocalState::File {
-        return None;
-    }
-    let m = &state.settings.mounts[mount];
-    let (name, target) = match state.settings.server.front {
-        FrontServer::Nginx => (
-            X_ACCEL_REDIRECT,
-            accel_target(
-                &archive_location(&state.settings.server.internal_prefix, "/"),
-                m.prefix.as_str(),
-                key,
-            ),
-        ),
-        FrontServer::Lighttpd => (X_SENDFILE, sendfile_target(archive.path(), key)),
-    };
-    let target = HeaderValue::try_from(target).ok()?;
-    tracing::debug!(mount = %m.prefix.as_str(), "S3 is unreachable: serving the archived copy");
-    let mut resp = HttpResponse::Ok();
-    resp.insert_header((name, target));
-    // nginx's fallback if the archived copy vanishes before it opens it, as for local files.
-    if state.settings.server.fallback_header
-        && state.settings.server.front == FrontServer::Nginx
-        && let Ok(u) = state.object_url(mount, method, key, now)
-        && let Ok(v) = HeaderValue::try_from(u.url)
-    {
-        resp.insert_header((X_S3_LOCATION, v));
-    }
-    Some(resp.finish())
-}
-
-/// `X-Amz-Expires` of a presigned URL, 0 if absent.
-fn amz_expires(url: &str) -> u64 {
-    url.split_once("X-Amz-Expires=")
-        .and_then(|(_, r)| r.split('&').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
-
-impl AppState {
-    /// How long nginx may cache an auth verdict: `server.verdict_ttl`, but never longer than
-    /// the redirect URL stays usable (a presigned URL's cacheable age, or half its validity
-    /// when it is minted per request) nor past a signed link's expiry.
-    pub fn verdict_ttl(
-        &self,
-        mount: usize,
-        url: Option<&ObjectUrl>,
-        grant: Option<Grant>,
-        now: u64,
-    ) -> u64 {
-        let mut ttl = self.settings.server.verdict_ttl.as_secs();
-        if let Some(u) = url
-            && self.urls[mount].is_presigned()
-        {
-            ttl = ttl.min(u.max_age.unwrap_or_else(|| amz_expires(&u.url) / 2));
-        }
-        if let Some(g) = grant {
-            ttl = ttl.min(g.expires.saturating_sub(now));
-        }
-        ttl
-    }
-}
-
-fn ttl_value(ttl: u64) -> HeaderValue {
-    HeaderValue::from(ttl)
-}
-
-/// An auth-mode refusal: `403` carrying the status nginx should really answer.
-fn auth_refused(status: u16, ttl: u64) -> HttpResponse {
-    HttpResponse::Forbidden()
-        .insert_header((X_ACCEL_EXPIRES, ttl_value(ttl)))
-        .insert_header((X_STOWAWAY_STATUS, HeaderValue::from(status)))
-        .finish()
-}
-
-/// The nginx `auth_request` endpoint (`GET /_stowaway/auth`).
+/// The nginx `auth_request` endpoint ([`AUTH_PATH`]).
 pub async fn auth(req: HttpRequest, live: web::Data<Live>) -> HttpResponse {
-    let state = live.load();
-    let start = Instant::now();
-    let mut mount = None;
-    let resp = auth_response(&req, &state, &mut mount);
-    state.observe(mount, &resp, start);
-    resp
-}
-
-fn auth_response(
-    req: &HttpRequest,
-    state: &AppState,
-    mount_seen: &mut Option<usize>,
-) -> HttpResponse {
-    let trust = state.front.check(req);
-    if trust == Trust::Refused {
-        return not_from_front(req);
-    }
-    let base_ttl = state.settings.server.verdict_ttl.as_secs();
-    let method = match req
-        .headers()
-        .get(X_ORIGINAL_METHOD)
-        .map(HeaderValue::as_bytes)
-    {
-        None | Some(b"GET") => "GET",
-        Some(b"HEAD") => "HEAD",
-        Some(_) => return auth_refused(405, base_ttl),
-    };
-    let Some(target) = req
-        .headers()
-        .get(X_ORIGINAL_URI)
-        .and_then(|v| v.to_str().ok())
-    else {
-        // Not a request from the generated config (or a non-ASCII target): never cached.
-        return auth_refused(400, 0);
-    };
-    let now = SystemTime::now();
-    let now_s = unix_secs(now);
-    let (verdict, grant) = match judge(state, req, trust, target, method, false, now_s) {
-        Judged::Denied(d, mount) => {
-            *mount_seen = Some(mount);
-            tracing::debug!(method, path = strip_query(target), denial = %d, "auth: refused");
-            return auth_refused(d.status(), base_ttl);
-        }
-        Judged::Decided(v, g) => (v, g),
-    };
-    tracing::debug!(
-        method,
-        path = strip_query(target),
-        ?verdict,
-        "auth: decision"
-    );
-    match verdict {
-        Verdict::BadRequest(_) => auth_refused(400, base_ttl),
-        Verdict::NotFound => auth_refused(404, base_ttl),
-        Verdict::Remote { mount, key } => match state.object_url(mount, method, &key, now) {
-            Ok(u) => {
-                *mount_seen = Some(mount);
-                let ttl = state.verdict_ttl(mount, Some(&u), grant, now_s);
-                let Ok(loc) = HeaderValue::try_from(u.url) else {
-                    return auth_refused(400, 0);
-                };
-                HttpResponse::Unauthorized()
-                    .insert_header((X_ACCEL_EXPIRES, ttl_value(ttl)))
-                    .insert_header((X_S3_LOCATION, loc))
-                    .finish()
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot presign a redirect");
-                auth_refused(503, 0)
-            }
-        },
-        Verdict::Local { mount, key } => {
-            *mount_seen = Some(mount);
-            let mut resp = HttpResponse::Ok();
-            let ttl = if state.settings.server.fallback_header {
-                match state.object_url(mount, method, &key, now).map(|u| {
-                    (
-                        state.verdict_ttl(mount, Some(&u), grant, now_s),
-                        HeaderValue::try_from(u.url),
-                    )
-                }) {
-                    Ok((ttl, Ok(v))) => {
-                        resp.insert_header((X_S3_LOCATION, v));
-                        ttl
-                    }
-                    // Serve the local file, but do not cache a verdict without its fallback.
-                    _ => 0,
-                }
-            } else {
-                state.verdict_ttl(mount, None, grant, now_s)
-            };
-            resp.insert_header((X_ACCEL_EXPIRES, ttl_value(ttl)));
-            resp.finish()
-        }
-    }
+    Endpoint::Auth.serve(&req, &live.load())
 }
 
 /// `GET /healthz`: the process is alive and serving.
@@ -800,4 +756,90 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/readyz", web::get().to(readyz))
         .route(AUTH_PATH, web::to(auth))
         .default_service(web::to(decision));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{CliOverrides, FsChecks, load_settings};
+    use actix_web::App;
+    use actix_web::test::{TestRequest, call_service, init_service};
+
+    fn settings(dir: &std::path::Path) -> Arc<Settings> {
+        let root = dir.join("static");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(root.join("a.jpg"), b"a").unwrap();
+        let p = dir.join("s.toml");
+        std::fs::write(
+            &p,
+            format!(
+                "[server]\nlisten = \"127.0.0.1:1\"\n[uploader]\nenabled = false\n\
+                 [s3]\nregion = \"us-east-1\"\nendpoint = \"http://127.0.0.1:9\"\n\
+                 addressing_style = \"path\"\n\
+                 [[mount]]\nprefix = \"/static/\"\nroot = \"{}\"\nbucket = \"site-media\"\n\
+                 key_prefix = \"static/\"\nurl = \"public\"\nupload = false\n",
+                root.display()
+            ),
+        )
+        .unwrap();
+        Arc::new(
+            load_settings(Some(&p), &CliOverrides::default(), FsChecks::Check)
+                .unwrap()
+                .0,
+        )
+    }
+
+    /// Every answer of both endpoints is counted as what it was, including the auth endpoint's
+    /// refusals (a `403` standing for another status).
+    #[actix_web::test]
+    async fn both_endpoints_count_the_outcome_they_answered() {
+        let d = tempfile::tempdir().unwrap();
+        let settings = settings(d.path());
+        let metrics = Arc::new(Metrics::new(&settings, None));
+        let state = AppState::new(settings, None)
+            .with_observability(Some(metrics.clone()), Arc::new(Health::default()));
+        let app = init_service(
+            App::new()
+                .app_data(web::Data::new(Live::new(state)))
+                .configure(configure),
+        )
+        .await;
+        let auth = |uri: &str| {
+            TestRequest::get()
+                .uri(AUTH_PATH)
+                .insert_header((X_ORIGINAL_URI, uri.to_string()))
+        };
+        let cases = [
+            (TestRequest::get().uri("/static/a.jpg"), 200),
+            (TestRequest::get().uri("/static/gone.jpg"), 302),
+            (TestRequest::post().uri("/static/a.jpg"), 405),
+            (TestRequest::get().uri("/static/%2e%2e/x"), 400),
+            (TestRequest::get().uri("/elsewhere/x"), 404),
+            (auth("/static/a.jpg"), 200),
+            (auth("/static/gone.jpg"), 401),
+            (
+                auth("/static/a.jpg").insert_header((X_ORIGINAL_METHOD, "PUT")),
+                403,
+            ),
+            (TestRequest::get().uri(AUTH_PATH), 403),
+            (auth("/elsewhere/x"), 403),
+        ];
+        for (req, status) in cases {
+            let resp = call_service(&app, req.to_request()).await;
+            assert_eq!(resp.status().as_u16(), status);
+        }
+        let text = metrics.render();
+        let count = |outcome: &str, mount: &str| {
+            let key =
+                format!("stowaway_decisions_total{{outcome=\"{outcome}\",mount=\"{mount}\"}} ");
+            text.lines()
+                .find_map(|l| l.strip_prefix(&key))
+                .map_or(0, |n| n.trim().parse::<u64>().unwrap())
+        };
+        assert_eq!(count("local", "/static/"), 2, "{text}");
+        assert_eq!(count("remote", "/static/"), 2, "{text}");
+        // 405 in both endpoints, the auth request without X-Original-URI, the `..` path.
+        assert_eq!(count("bad_request", ""), 4, "{text}");
+        assert_eq!(count("not_found", ""), 2, "{text}");
+    }
 }

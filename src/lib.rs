@@ -9,11 +9,14 @@
 //! * [`paths`]: pure request-path → key → local path / object key / header mapping;
 //! * [`ignore`]: per-mount ignore patterns (never uploaded, never served);
 //! * [`decision`]: local, remote or refused, for one request;
-//! * [`presign`]: public and SigV4-presigned object URLs;
+//! * [`url`]: where a migrated object is answered from (public or SigV4-presigned URLs), how
+//!   long each URL and an answer naming it may be kept;
+//! * [`presign`]: the old path of [`url`]'s signer (a shim until the issue-13 merge);
 //! * [`s3`]: SDK configuration, client and credential refresh;
 //! * [`http`]: the actix-web endpoints;
 //! * [`frontauth`]: who counts as the front server (Unix socket, shared secret, trusted proxies);
-//! * [`frontconf`]: nginx and lighttpd configuration generated from ours;
+//! * [`front`]: one module per front server and mode (nginx proxy / auth, lighttpd, lighttpd
+//!   magnet): its answer headers, its client-address header and its generated configuration;
 //! * [`uploader`]: watch, settle, upload, verify, then archive — the background migration;
 //! * [`metrics`], [`health`], [`status`]: Prometheus metrics, readiness, backlog report;
 //! * [`reload`]: SIGHUP reloads and systemd notifications;
@@ -40,8 +43,8 @@ pub mod beneath;
 pub mod cli;
 pub mod config;
 pub mod decision;
+pub mod front;
 pub mod frontauth;
-pub mod frontconf;
 pub mod health;
 pub mod http;
 pub mod ignore;
@@ -53,3 +56,4 @@ pub mod reload;
 pub mod s3;
 pub mod status;
 pub mod uploader;
+pub mod url;
