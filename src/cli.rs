@@ -701,7 +701,9 @@ fn check_online(settings: &Settings) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(crate::s3::check_online(settings, |line| println!("{line}"))) {
+    match rt.block_on(crate::store::online::check_online(settings, |line| {
+        println!("{line}")
+    })) {
         Ok(()) => {
             println!("online checks OK");
             ExitCode::SUCCESS

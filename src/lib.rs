@@ -10,7 +10,9 @@
 //! * [`ignore`]: per-mount ignore patterns (never uploaded, never served);
 //! * [`decision`]: local, remote or refused, for one request;
 //! * [`presign`]: public and SigV4-presigned object URLs;
-//! * [`s3`]: SDK configuration, client and credential refresh;
+//! * [`store`]: the object store — S3 clients, credentials, retries, hashing, upload and
+//!   verification — for the uploader (and later the cache and lifecycle commands);
+//! * [`s3`]: a shim re-exporting [`store`] items under their old paths;
 //! * [`http`]: the actix-web endpoints;
 //! * [`frontauth`]: who counts as the front server (Unix socket, shared secret, trusted proxies);
 //! * [`frontconf`]: nginx and lighttpd configuration generated from ours;
@@ -52,4 +54,5 @@ pub mod presign;
 pub mod reload;
 pub mod s3;
 pub mod status;
+pub mod store;
 pub mod uploader;

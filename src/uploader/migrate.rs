@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::service::{Coordinator, Mode, Progress, Summary};
-use super::{Stats, UploaderError, clean_archives, shared};
+use super::{Stats, UploaderError, clean_archives, pipeline};
 use crate::config::{LogFormat, Settings};
 
 /// Runs a pass and returns what it did. `progress` receives per-file updates.
@@ -30,9 +30,14 @@ pub async fn run(
         let s = settings.clone();
         let _ = tokio::task::spawn_blocking(move || clean_archives(&s)).await;
     }
-    let sh = shared(settings, stats, Arc::new(super::stop::Stop::default())).await;
+    let pipeline = pipeline(
+        settings,
+        stats,
+        Arc::new(crate::store::stop::Stop::default()),
+    )
+    .await;
     let mode = if dry_run { Mode::DryRun } else { Mode::Once };
-    let (c, inputs) = Coordinator::new(sh, mode, progress);
+    let (c, inputs) = Coordinator::new(pipeline, mode, progress);
     Ok(c.run(inputs, None).await)
 }
 
@@ -63,7 +68,7 @@ pub fn main(settings: Settings, config: &std::path::Path, dry_run: bool) -> Exit
     // SDK's error dump: stop before the first one, with the message `serve` gives.
     if !dry_run
         && settings.mounts.iter().any(|m| m.upload)
-        && let Err(e) = rt.block_on(crate::s3::require_credentials(&settings.s3))
+        && let Err(e) = rt.block_on(crate::store::aws::require_credentials(&settings.s3))
     {
         if let Some(b) = &bar {
             b.finish_and_clear();

@@ -18,8 +18,7 @@ use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind, RenameMode};
 use tokio::sync::{Semaphore, mpsc};
 
 use super::finalize::Finalized;
-use super::pipeline::{Job, Outcome, Shared, process};
-use super::retry::Class;
+use super::pipeline::{Job, Outcome, Pipeline};
 use super::scan::{Found, ScanMsg, WalkTarget, full_scan, stat_beneath, walk};
 use super::settle::{Settle, SettleMap, tick_interval};
 use super::watch::Watch;
@@ -27,6 +26,7 @@ use crate::beneath::Lookup;
 use crate::config::Finalize;
 use crate::ignore::Ignore;
 use crate::paths::{key_for_local, object_key};
+use crate::store::retry::Class;
 
 /// Files queued for a worker before walks are made to wait.
 const READY_CAP: usize = 256;
@@ -100,7 +100,7 @@ fn stamp_hash(s: &super::scan::FileStamp) -> u64 {
 
 /// The coordinator state.
 pub struct Coordinator {
-    sh: Arc<Shared>,
+    pipeline: Arc<Pipeline>,
     mode: Mode,
     progress: Option<Arc<dyn Progress>>,
     /// Upload mounts, indexed like `settings.mounts` (non-upload mounts are `None`).
@@ -147,11 +147,11 @@ pub struct Inputs {
 impl Coordinator {
     /// A coordinator over every mount with `upload = true`.
     pub fn new(
-        sh: Arc<Shared>,
+        pipeline: Arc<Pipeline>,
         mode: Mode,
         progress: Option<Arc<dyn Progress>>,
     ) -> (Coordinator, Inputs) {
-        let s = &sh.settings;
+        let s = &pipeline.settings;
         let targets = s
             .mounts
             .iter()
@@ -197,7 +197,7 @@ impl Coordinator {
             scan_tx,
             done_tx,
             s3_back: None,
-            sh,
+            pipeline,
         };
         (c, Inputs { scan_rx, done_rx })
     }
@@ -218,14 +218,14 @@ impl Coordinator {
         };
         self.watching = events.is_some();
         self.start_full_scan();
-        let u = &self.sh.settings.uploader;
+        let u = &self.pipeline.settings.uploader;
         let mut tick = tokio::time::interval(tick_interval(u.settle));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let every = u.rescan_interval;
         let mut rescan_timer = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         rescan_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let service = self.mode == Mode::Service;
-        let sh = self.sh.clone();
+        let pipeline = self.pipeline.clone();
         let s3_back = self.s3_back.clone();
         // On shutdown: no new files; the running ones finish (or are aborted by the caller).
         let mut draining = false;
@@ -241,7 +241,7 @@ impl Coordinator {
             let scan_open = self.ready.len() < READY_CAP && !draining;
             let live = !draining;
             tokio::select! {
-                _ = sh.retrier.stop().drained(), if live => {
+                _ = pipeline.store.stop().drained(), if live => {
                     draining = true;
                     for job in self.ready.drain(..) {
                         self.in_flight.remove(&job.path);
@@ -296,16 +296,14 @@ impl Coordinator {
         let targets = self.walk_targets();
         let tx = self.scan_tx.clone();
         let check_buckets = self.mode != Mode::DryRun;
-        let sh = self.sh.clone();
+        let pipeline = self.pipeline.clone();
         tokio::spawn(async move {
             // A missing bucket pauses its mount before any of its files is looked at; the
             // channel keeps this message ahead of the walk's.
             if check_buckets {
                 for t in &targets {
-                    let bucket = &sh.settings.mounts[t.mount].bucket;
-                    if let Some(f) =
-                        super::verify::bucket_missing(&sh.client, &sh.retrier, bucket).await
-                    {
+                    let bucket = &pipeline.settings.mounts[t.mount].bucket;
+                    if let Some(f) = pipeline.store.bucket_missing(bucket).await {
                         let msg = ScanMsg::MountUnusable {
                             mount: t.mount,
                             message: f.message,
@@ -348,7 +346,7 @@ impl Coordinator {
                 full,
             }) => self.consider(mount, path, stamp, false, full),
             ScanMsg::Error { mount, message } => {
-                tracing::warn!(mount = %self.sh.settings.mounts[mount].prefix.as_str(), error = %message, "scan: cannot read an entry");
+                tracing::warn!(mount = %self.pipeline.settings.mounts[mount].prefix.as_str(), error = %message, "scan: cannot read an entry");
             }
             ScanMsg::MountUnusable { mount, message } => self.pause_mount(mount, &message),
             ScanMsg::Done { full: false, .. } => {
@@ -363,11 +361,11 @@ impl Coordinator {
                 self.full_running = false;
                 self.full_scans_done += 1;
                 let took = started.elapsed();
-                self.sh.stats.rescan_done(SystemTime::now(), took);
+                self.pipeline.stats.rescan_done(SystemTime::now(), took);
                 if self.watching {
                     // notify keeps no count; the directories of a full walk come closest
                     // (it also watches ignored directories, which the walk skips).
-                    self.sh.stats.watches.store(dirs, Relaxed);
+                    self.pipeline.stats.watches.store(dirs, Relaxed);
                 }
                 if completed {
                     for (i, ((f, b), (ff, fb))) in self
@@ -376,9 +374,11 @@ impl Coordinator {
                         .zip(&self.scan_finalized)
                         .enumerate()
                     {
-                        self.sh
-                            .stats
-                            .set_backlog(i, f.saturating_sub(*ff), b.saturating_sub(*fb));
+                        self.pipeline.stats.set_backlog(
+                            i,
+                            f.saturating_sub(*ff),
+                            b.saturating_sub(*fb),
+                        );
                     }
                 }
                 tracing::debug!(
@@ -420,7 +420,7 @@ impl Coordinator {
             }
             return;
         };
-        let m = &self.sh.settings.mounts[mount];
+        let m = &self.pipeline.settings.mounts[mount];
         if m.finalize == Finalize::Keep && self.kept.get(&h) == Some(&stamp_hash(&stamp)) {
             return;
         }
@@ -439,8 +439,8 @@ impl Coordinator {
             return;
         }
         let age = stamp.age(SystemTime::now());
-        let settle = self.sh.settings.uploader.settle;
-        let ready = if renamed && self.sh.settings.uploader.rename_is_ready {
+        let settle = self.pipeline.settings.uploader.settle;
+        let ready = if renamed && self.pipeline.settings.uploader.rename_is_ready {
             self.settle.forget(&path);
             true
         } else if self.mode == Mode::Service {
@@ -521,12 +521,12 @@ impl Coordinator {
                 continue;
             }
             self.running += 1;
-            let sh = self.sh.clone();
+            let pipeline = self.pipeline.clone();
             let tx = self.done_tx.clone();
             tokio::spawn(async move {
                 let j = job.clone();
                 // A panicking worker must still report back, or a one-shot run would wait forever.
-                let out = match tokio::spawn(async move { process(&sh, &j).await }).await {
+                let out = match tokio::spawn(async move { pipeline.process(&j).await }).await {
                     Ok(o) => o,
                     Err(e) => Outcome::Failed(super::pipeline::Failure {
                         class: Class::Permanent,
@@ -542,7 +542,7 @@ impl Coordinator {
     fn on_done(&mut self, job: Job, out: Outcome) {
         self.running = self.running.saturating_sub(1);
         self.in_flight.remove(&job.path);
-        let stats = &self.sh.stats;
+        let stats = &self.pipeline.stats;
         let h = path_hash(&job.path);
         let ok = matches!(out, Outcome::Done { .. });
         match out {
@@ -550,6 +550,7 @@ impl Coordinator {
                 finalized,
                 size,
                 uploaded,
+                proof: _,
             } => {
                 if uploaded {
                     stats.uploaded_files.fetch_add(1, Relaxed);
@@ -599,7 +600,9 @@ impl Coordinator {
                     let next = match self.mode {
                         Mode::Service => format!(
                             "the file stays local; next attempt at the next rescan (every {})",
-                            humantime::format_duration(self.sh.settings.uploader.rescan_interval)
+                            humantime::format_duration(
+                                self.pipeline.settings.uploader.rescan_interval
+                            )
                         ),
                         _ => "the file stays local".to_string(),
                     };
@@ -646,7 +649,7 @@ impl Coordinator {
         }
         self.blocked[mount] = true;
         self.transient_streak[mount] = 0;
-        let m = &self.sh.settings.mounts[mount];
+        let m = &self.pipeline.settings.mounts[mount];
         tracing::error!(
             mount = %m.prefix.as_str(),
             bucket = %m.bucket,
