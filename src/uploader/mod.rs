@@ -4,7 +4,9 @@
 //! writers still writing.
 //!
 //! Runs as a task inside `serve` ([`spawn`]) and as the one-shot `migrate` command
-//! ([`migrate`]). One concern per module:
+//! ([`migrate`]; its presentation is the command line's, `cli::migrate`). The S3 side
+//! (clients, retries, hashing, upload, verification) is the [`store`](crate::store). One
+//! concern per module:
 //! * [`scan`]: walking roots (full rescans, new directories), file stamps;
 //! * [`watch`]: the `notify` watcher, never blocking its thread;
 //! * [`settle`]: "unchanged for `uploader.settle`";
@@ -12,11 +14,14 @@
 //! * [`pipeline`]: one file through hashing, upload and verification (the
 //!   [`ObjectStore`](crate::store::ObjectStore)), then finalize;
 //! * [`service`]: the coordinator that owns the state and bounds the concurrency;
-//! * [`migrate`]: the command, with its progress display;
+//! * [`mode`]: what differs between `serve`, `migrate` and `migrate --dry-run`, and the
+//!   events and summary a one-shot run reports;
+//! * [`migrate`]: the one-shot runs;
 //! * [`stats`]: counters for status and metrics.
 
 pub mod finalize;
 pub mod migrate;
+pub mod mode;
 pub mod pipeline;
 pub mod scan;
 pub mod service;
@@ -34,8 +39,9 @@ use crate::config::Settings;
 use crate::store::ObjectStore;
 use crate::store::retry::Retrier;
 use crate::store::stop::Stop;
+use mode::Service;
 use pipeline::Pipeline;
-use service::{Coordinator, Mode};
+use service::Coordinator;
 
 /// Why the uploader cannot run at all.
 #[derive(Debug, thiserror::Error)]
@@ -163,8 +169,8 @@ pub async fn spawn_with(
             concurrency = u.concurrency,
             "uploader started"
         );
-        let (c, inputs) = Coordinator::new(pipeline, Mode::Service, None);
-        c.with_s3_recovery(s3_back).run(inputs, watch).await;
+        let (c, inputs) = Coordinator::new(pipeline, Service::new(u, s3_back));
+        c.run(inputs, watch).await;
     });
     Uploader { stats, task, stop }
 }
