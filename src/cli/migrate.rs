@@ -147,29 +147,37 @@ struct PrintPlan;
 
 impl Plan for PrintPlan {
     fn would_upload(&self, u: &PlannedUpload) {
-        let then = match &u.then {
-            Then::Archive(Some(a)) => format!("then move it to {}", a.display()),
-            Then::Archive(None) => "then archive it".to_string(),
-            Then::Delete => "then delete it".to_string(),
-            Then::Keep => "and keep it".to_string(),
-        };
-        println!(
-            "would upload {} -> s3://{}/{} ({} bytes) {then}",
-            u.file.display(),
-            u.bucket,
-            u.key,
-            u.size
-        );
+        println!("{}", upload_line(u));
     }
 
     fn would_skip(&self, file: &Path, changed_ago: Duration, settle: Duration) {
-        println!(
-            "would skip {}: changed {} ago, less than uploader.settle ({})",
-            file.display(),
-            humantime::format_duration(changed_ago),
-            humantime::format_duration(settle)
-        );
+        println!("{}", skip_line(file, changed_ago, settle));
     }
+}
+
+fn upload_line(u: &PlannedUpload) -> String {
+    let then = match &u.then {
+        Then::Archive(Some(a)) => format!("then move it to {}", a.display()),
+        Then::Archive(None) => "then archive it".to_string(),
+        Then::Delete => "then delete it".to_string(),
+        Then::Keep => "and keep it".to_string(),
+    };
+    format!(
+        "would upload {} -> s3://{}/{} ({} bytes) {then}",
+        u.file.display(),
+        u.bucket,
+        u.key,
+        u.size
+    )
+}
+
+fn skip_line(file: &Path, changed_ago: Duration, settle: Duration) -> String {
+    format!(
+        "would skip {}: changed {} ago, less than uploader.settle ({})",
+        file.display(),
+        humantime::format_duration(changed_ago),
+        humantime::format_duration(settle)
+    )
 }
 
 /// Progress as a bar: bytes (with rate and ETA), files in the message.
@@ -302,5 +310,43 @@ impl Progress for LogProgress {
     }
     fn scan_complete(&self) {
         self.scanning.store(false, Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    #[test]
+    fn dry_run_lines() {
+        let mut u = PlannedUpload {
+            file: PathBuf::from("/srv/media/a/b.jpg"),
+            bucket: "site".into(),
+            key: "media/a/b.jpg".into(),
+            size: 12,
+            then: Then::Archive(Some(PathBuf::from("/srv/archive/a/b.jpg"))),
+        };
+        let start = "would upload /srv/media/a/b.jpg -> s3://site/media/a/b.jpg (12 bytes)";
+        assert_eq!(
+            upload_line(&u),
+            format!("{start} then move it to /srv/archive/a/b.jpg")
+        );
+        for (then, end) in [
+            (Then::Archive(None), "then archive it"),
+            (Then::Delete, "then delete it"),
+            (Then::Keep, "and keep it"),
+        ] {
+            u.then = then;
+            assert_eq!(upload_line(&u), format!("{start} {end}"));
+        }
+        assert_eq!(
+            skip_line(
+                Path::new("/srv/media/fresh.txt"),
+                Duration::from_millis(1500),
+                Duration::from_secs(2)
+            ),
+            "would skip /srv/media/fresh.txt: changed 1s 500ms ago, less than uploader.settle (2s)"
+        );
     }
 }

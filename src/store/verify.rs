@@ -399,6 +399,41 @@ mod tests {
     }
 
     #[test]
+    fn verdicts_prove_or_say_why_not() {
+        let d = single(b"hello");
+        let ok = RemoteObject {
+            size: Some(5),
+            etag: Some("5d41402abc4b2a76b9719d911017c592".into()),
+            checksum_sha256: None,
+            meta_sha256: None,
+        };
+        let v = verdict(Head::Present(ok.clone()), "b", "k", &d).unwrap();
+        assert_eq!(v.proof(), Proof::Etag);
+        assert_eq!(v.digests(), &d, "the proof is about exactly these digests");
+        let short = RemoteObject {
+            size: Some(4),
+            ..ok
+        };
+        let e = verdict(Head::Present(short), "b", "k", &d).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "verification of s3://b/k failed: size differs: S3 has Some(4) bytes, the local file 5"
+        );
+        let e = verdict(Head::Missing, "b", "k", &d).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "verification of s3://b/k failed: the object is missing right after the upload"
+        );
+        let e = verdict(Head::Forbidden, "b", "k", &d).unwrap_err();
+        assert!(
+            matches!(e, VerifyError::Forbidden { .. })
+                && e.to_string()
+                    .starts_with("cannot verify s3://b/k: HeadObject is forbidden"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn multipart_checks() {
         let data = vec![3u8; 2500];
         let d = hash_reader(&mut &data[..], 2500, Layout::Multipart { part_size: 1000 }).unwrap();

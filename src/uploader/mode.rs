@@ -407,3 +407,181 @@ impl Mode for DryRun {
         self.summary
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{CliOverrides, FsChecks, Settings, load_settings};
+    use crate::store::retry::Class;
+    use std::sync::Mutex;
+
+    fn settings(dir: &Path) -> Settings {
+        let p = dir.join("s.toml");
+        let mount = |name: &str, extra: &str| {
+            format!(
+                "[[mount]]\nprefix = \"/{name}/\"\nroot = \"{}\"\nbucket = \"media\"\nkey_prefix = \"{name}/\"\nurl = \"public\"\nupload = true\n{extra}\n",
+                dir.join(name).display()
+            )
+        };
+        let toml = format!(
+            "[uploader]\nenabled = true\n[s3]\nregion = \"us-east-1\"\n{}{}{}",
+            mount(
+                "a",
+                &format!(
+                    "finalize = \"archive\"\narchive_root = \"{}\"",
+                    dir.join("arch").display()
+                )
+            ),
+            mount("d", "finalize = \"delete\""),
+            mount("k", "finalize = \"keep\""),
+        );
+        std::fs::write(&p, toml).unwrap();
+        load_settings(Some(&p), &CliOverrides::default(), FsChecks::Skip)
+            .unwrap()
+            .0
+    }
+
+    #[derive(Default)]
+    struct Recorded(Mutex<Vec<String>>);
+
+    impl Plan for Recorded {
+        fn would_upload(&self, u: &PlannedUpload) {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("{} {} {:?}", u.key, u.size, u.then));
+        }
+        fn would_skip(&self, file: &Path, ago: Duration, settle: Duration) {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("skip {} {ago:?} {settle:?}", file.display()));
+        }
+    }
+
+    impl Progress for Recorded {
+        fn queued(&self, bytes: u64) {
+            self.0.lock().unwrap().push(format!("queued {bytes}"));
+        }
+        fn finished(&self, bytes: u64, ok: bool) {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("finished {bytes} {ok}"));
+        }
+        fn scan_complete(&self) {
+            self.0.lock().unwrap().push("scanned".into());
+        }
+    }
+
+    fn stamp(size: u64) -> FileStamp {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("f"), vec![0u8; size as usize]).unwrap();
+        let root = crate::beneath::DirHandle::open(d.path()).unwrap();
+        match root.lookup(Path::new("f")).unwrap() {
+            crate::beneath::Lookup::File(s) => s,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn a_dry_run_plans_uploads_and_touches_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = settings(dir.path());
+        let plan = Arc::new(Recorded::default());
+        let mut m = DryRun::new(plan.clone());
+        let st = stamp(7);
+        for mount in &s.mounts {
+            let file = mount.root.join("x/y.txt");
+            assert_eq!(m.take(mount, "x/y.txt", &file, &st), Take::Handled);
+        }
+        m.too_recent(
+            Path::new("/r/fresh"),
+            Duration::from_secs(1),
+            Duration::from_secs(2),
+        );
+        assert!(matches!(m.bucket_check(), BucketCheck::Never));
+        let seen = plan.0.lock().unwrap().clone();
+        assert_eq!(
+            seen,
+            [
+                format!(
+                    "a/x/y.txt 7 Archive(Some({:?}))",
+                    s.mounts[0].archive_root.as_ref().unwrap().join("x/y.txt")
+                ),
+                "d/x/y.txt 7 Delete".to_string(),
+                "k/x/y.txt 7 Keep".to_string(),
+                "skip /r/fresh 1s 2s".to_string(),
+            ]
+        );
+        let sum = m.into_summary();
+        assert_eq!(
+            (sum.would_upload, sum.would_bytes, sum.skipped_recent),
+            (3, 21, 1)
+        );
+    }
+
+    #[test]
+    fn migrate_counts_outcomes_and_reports_progress() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = settings(dir.path());
+        let progress = Arc::new(Recorded::default());
+        let mut m = Migrate::new(Some(progress.clone()));
+        let st = stamp(5);
+        assert_eq!(m.take(&s.mounts[0], "f", Path::new("/f"), &st), Take::Queue);
+        let job = Job {
+            mount: 0,
+            root: Arc::new(crate::beneath::DirHandle::open(dir.path()).unwrap()),
+            path: PathBuf::from("/f"),
+            key: "f".into(),
+            stamp: st,
+        };
+        let done = |uploaded| Outcome::Done {
+            finalized: super::super::finalize::Finalized::Kept,
+            size: 5,
+            uploaded,
+            proof: crate::store::verify::Proof::Etag,
+        };
+        m.finished(&job, &done(true));
+        m.finished(&job, &done(false));
+        m.finished(&job, &Outcome::Changed);
+        m.finished(
+            &job,
+            &Outcome::Failed(super::super::pipeline::Failure {
+                class: Class::Permanent,
+                message: "no".into(),
+            }),
+        );
+        // Found in a paused mount: counted, but only a queued file was shown as started.
+        m.not_attempted(5, false);
+        m.not_attempted(5, true);
+        m.scan_complete();
+        assert!(matches!(m.changed(Path::new("/f")), AfterChange::Leave));
+        assert_eq!(
+            progress.0.lock().unwrap().clone(),
+            [
+                "queued 5",
+                "finished 5 true",
+                "finished 5 true",
+                "finished 5 false",
+                "finished 5 false",
+                "finished 5 false",
+                "scanned"
+            ]
+        );
+        let sum = m.into_summary();
+        assert_eq!(
+            sum,
+            Summary {
+                done: 2,
+                done_bytes: 10,
+                already_present: 1,
+                failed: 1,
+                not_attempted: 2,
+                changed: 1,
+                ..Summary::default()
+            }
+        );
+        assert!(sum.has_failures());
+    }
+}
