@@ -66,7 +66,7 @@ pub enum Proof {
 impl std::fmt::Display for Proof {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            Proof::Checksum => "sha256 checksum",
+            Proof::Checksum => "sha256-checksum",
             Proof::Etag => "etag",
         })
     }
