@@ -142,7 +142,7 @@ pub fn spawn_s3_probe(
                 match tokio::time::timeout(Duration::from_secs(5), probe).await {
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => {
-                        result = Err(format!("bucket {b}: {}", crate::s3::error_chain(&e)));
+                        result = Err(format!("bucket {b}: {}", crate::store::error_chain(&e)));
                         break;
                     }
                     Err(_) => {

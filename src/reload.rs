@@ -30,7 +30,7 @@ use crate::health::Health;
 use crate::http::{AppState, Live};
 use crate::metrics::Metrics;
 use crate::presign::Signer;
-use crate::s3::CredentialsError;
+use crate::store::aws::CredentialsError;
 use crate::uploader::Uploader;
 
 /// Why a reload was refused (the old configuration keeps serving).
@@ -144,7 +144,7 @@ pub struct Services {
 
 async fn sdk_for(s: &Settings) -> Option<aws_config::SdkConfig> {
     (s.needs_signing() || uploading(s)).then_some(())?;
-    Some(crate::s3::sdk_config(&s.s3).await)
+    Some(crate::store::aws::sdk_config(&s.s3).await)
 }
 
 async fn signer_for(
@@ -156,8 +156,8 @@ async fn signer_for(
     };
     let region = s.s3.region.clone().ok_or(ReloadError::NoRegion)?;
     let signer = Arc::new(Signer::new(region));
-    let provider = crate::s3::init_signer(sdk, &signer).await?;
-    let refresher = crate::s3::spawn_refresher(signer.clone(), provider);
+    let provider = crate::store::aws::init_signer(sdk, &signer).await?;
+    let refresher = crate::store::aws::spawn_refresher(signer.clone(), provider);
     Ok(Some((signer, refresher)))
 }
 
@@ -176,7 +176,7 @@ fn spawn_probe(
     buckets.dedup();
     Some(crate::health::spawn_s3_probe(
         health.clone(),
-        crate::s3::client(sdk, &s.s3),
+        crate::store::aws::probe_client(sdk, &s.s3),
         buckets,
         s.server.s3_probe_interval,
         first,

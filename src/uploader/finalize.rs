@@ -32,9 +32,10 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use super::hash::{Digests, Layout, hash_reader};
 use crate::beneath::{self, DirHandle, FileStamp, OpenFile, fd};
 use crate::config::{Finalize, Mount};
+use crate::store::hash::{Digests, Layout, hash_reader};
+use crate::store::verify::Verified;
 
 /// Prefix of archive temp files: `.stowaway-tmp.<pid>.<run>.<n>`.
 pub const TEMP_PREFIX: &str = ".stowaway-tmp.";
@@ -156,13 +157,15 @@ impl Source<'_> {
     }
 }
 
-/// Finalizes `src` of `mount`, provided it still is the verified file. Blocking.
+/// Finalizes `src` of `mount`, provided it still is the verified file. Blocking. Takes the
+/// [`Verified`] proof, not bare digests: no local copy is removed for an unverified upload.
 pub fn finalize(
     mount: &Mount,
     src: &Source<'_>,
-    d: &Digests,
+    verified: &Verified,
     names: &TempNamer,
 ) -> Result<Finalized, FinalizeError> {
+    let d = verified.digests();
     match mount.finalize {
         Finalize::Keep => Ok(Finalized::Kept),
         Finalize::Delete => {
@@ -573,6 +576,9 @@ mod tests {
         fn archive(&self) -> PathBuf {
             self.dir.path().join("archive")
         }
+        fn verified(&self) -> Verified {
+            Verified::assumed(self.d.clone())
+        }
     }
 
     fn setup(content: &[u8]) -> Fx {
@@ -704,7 +710,7 @@ mod tests {
             let mut m = test_mount(fx.dir.path());
             m.finalize = mode;
             m.archive_root = Some(fx.archive());
-            let r = finalize(&m, &fx.source(), &fx.d, &TempNamer::default());
+            let r = finalize(&m, &fx.source(), &fx.verified(), &TempNamer::default());
             assert!(
                 matches!(r, Err(FinalizeError::Changed(_))),
                 "{mode:?}: {r:?}"
@@ -784,13 +790,13 @@ mod tests {
         let mut m = test_mount(fx.dir.path());
         m.finalize = Finalize::Keep;
         assert_eq!(
-            finalize(&m, &fx.source(), &fx.d, &TempNamer::default()).unwrap(),
+            finalize(&m, &fx.source(), &fx.verified(), &TempNamer::default()).unwrap(),
             Finalized::Kept
         );
         assert!(fx.src.exists());
         m.finalize = Finalize::Delete;
         assert_eq!(
-            finalize(&m, &fx.source(), &fx.d, &TempNamer::default()).unwrap(),
+            finalize(&m, &fx.source(), &fx.verified(), &TempNamer::default()).unwrap(),
             Finalized::Deleted
         );
         assert!(!fx.src.exists());

@@ -4,47 +4,44 @@
 //! writers still writing.
 //!
 //! Runs as a task inside `serve` ([`spawn`]) and as the one-shot `migrate` command
-//! ([`migrate`]). One concern per module:
+//! ([`migrate`]; its presentation is the command line's, `cli::migrate`). The S3 side
+//! (clients, retries, hashing, upload, verification) is the [`store`](crate::store). One
+//! concern per module:
 //! * [`scan`]: walking roots (full rescans, new directories), file stamps;
 //! * [`watch`]: the `notify` watcher, never blocking its thread;
 //! * [`settle`]: "unchanged for `uploader.settle`";
-//! * [`hash`]: SHA-256 and the ETag S3 will report, in one read;
-//! * [`upload`]: single PUT or multipart, streamed from disk;
-//! * [`verify`]: HeadObject against the local digests;
 //! * [`finalize`]: archive (rename, or copy + fsync + rename across file systems), delete, keep;
-//! * [`retry`]: transient or permanent, and the backoff;
-//! * [`pipeline`]: one file through all of the above;
+//! * [`pipeline`]: one file through hashing, upload and verification (the
+//!   [`ObjectStore`](crate::store::ObjectStore)), then finalize;
 //! * [`service`]: the coordinator that owns the state and bounds the concurrency;
-//! * [`migrate`]: the command, with its progress display;
+//! * [`mode`]: what differs between `serve`, `migrate` and `migrate --dry-run`, and the
+//!   events and summary a one-shot run reports;
+//! * [`migrate`]: the one-shot runs;
 //! * [`stats`]: counters for status and metrics.
 
 pub mod finalize;
-pub mod hash;
 pub mod migrate;
+pub mod mode;
 pub mod pipeline;
-pub mod retry;
 pub mod scan;
 pub mod service;
 pub mod settle;
 pub mod stats;
-pub mod stop;
-pub mod upload;
-pub mod verify;
 pub mod watch;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_s3::config::RequestChecksumCalculation;
-use aws_sdk_s3::config::retry::RetryConfig;
-
 pub use stats::{Stats, StatsSnapshot};
 
 use crate::config::Settings;
-use pipeline::Shared;
-use service::{Coordinator, Mode};
-use stop::Stop;
+use crate::store::ObjectStore;
+use crate::store::retry::Retrier;
+use crate::store::stop::Stop;
+use mode::Service;
+use pipeline::Pipeline;
+use service::Coordinator;
 
 /// Why the uploader cannot run at all.
 #[derive(Debug, thiserror::Error)]
@@ -57,29 +54,12 @@ pub enum UploaderError {
     Runtime(#[source] std::io::Error),
 }
 
-/// The S3 client for uploads. The SDK's own retries are off so that the configured `backon`
-/// policy is the only one (attempts would multiply otherwise), and the SDK adds no checksums
-/// of its own: we send SHA-256 for single PUTs and Content-MD5 for parts ourselves, so no
-/// part checksum is left for CompleteMultipartUpload to demand.
-pub async fn client(settings: &Settings) -> aws_sdk_s3::Client {
-    let sdk = crate::s3::sdk_config(&settings.s3).await;
-    let base = crate::s3::client(&sdk, &settings.s3);
-    let conf = base
-        .config()
-        .to_builder()
-        .retry_config(RetryConfig::disabled())
-        .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
-        .build();
-    aws_sdk_s3::Client::from_conf(conf)
-}
-
-async fn shared(settings: Arc<Settings>, stats: Arc<Stats>, stop: Arc<Stop>) -> Arc<Shared> {
-    let client = client(&settings).await;
-    let retrier = retry::Retrier::new(&settings.uploader, stats.clone(), stop);
-    Arc::new(Shared {
+async fn pipeline(settings: Arc<Settings>, stats: Arc<Stats>, stop: Arc<Stop>) -> Arc<Pipeline> {
+    let retrier = Retrier::new(&settings.uploader, stats.clone(), stop);
+    let store = ObjectStore::connect(&settings.s3, retrier).await;
+    Arc::new(Pipeline {
         settings,
-        client,
-        retrier,
+        store,
         stats,
         names: Arc::new(finalize::TempNamer::default()),
     })
@@ -162,7 +142,7 @@ pub async fn spawn_with(
 ) -> Uploader {
     let stats = Arc::new(Stats::new(settings.mounts.len()));
     let stop = Arc::new(Stop::default());
-    let sh = shared(settings.clone(), stats.clone(), stop.clone()).await;
+    let pipeline = pipeline(settings.clone(), stats.clone(), stop.clone()).await;
     let stats_task = stats.clone();
     let task = tokio::spawn(async move {
         let stats = stats_task;
@@ -189,8 +169,8 @@ pub async fn spawn_with(
             concurrency = u.concurrency,
             "uploader started"
         );
-        let (c, inputs) = Coordinator::new(sh, Mode::Service, None);
-        c.with_s3_recovery(s3_back).run(inputs, watch).await;
+        let (c, inputs) = Coordinator::new(pipeline, Service::new(u, s3_back));
+        c.run(inputs, watch).await;
     });
     Uploader { stats, task, stop }
 }

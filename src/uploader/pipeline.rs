@@ -6,25 +6,24 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use aws_sdk_s3::Client;
-
 use super::finalize::{FinalizeError, Finalized, ReadAt, Source, TempNamer, finalize};
-use super::hash::{Digests, HashError, Layout, hash_reader};
-use super::retry::{Class, Retrier};
 use super::scan::FileStamp;
 use super::stats::Stats;
-use super::upload::{Target, UploadError, content_type, upload};
-use super::verify::{Head, check, head};
 use crate::beneath::{DirHandle, Lookup, OpenFile};
 use crate::config::Settings;
 use crate::paths::object_key;
+use crate::store::ObjectStore;
+use crate::store::hash::{Digests, HashError, Layout, hash_reader};
+use crate::store::retry::Class;
+use crate::store::upload::{Target, UploadError, content_type};
+use crate::store::verify::{Proof, VerifyError};
 
-/// Everything the workers share.
+/// The pipeline every worker runs a file through, with what it needs: the settings, the
+/// object store, the counters and the temp-name source for finalizing.
 #[derive(Debug)]
-pub struct Shared {
+pub struct Pipeline {
     pub settings: Arc<Settings>,
-    pub client: Client,
-    pub retrier: Retrier,
+    pub store: ObjectStore,
     pub stats: Arc<Stats>,
     pub names: Arc<TempNamer>,
 }
@@ -57,6 +56,8 @@ pub enum Outcome {
         finalized: Finalized,
         size: u64,
         uploaded: bool,
+        /// What proved the object equal to the local file before it was finalized.
+        proof: Proof,
     },
     /// The file changed on the way: settle it again.
     Changed,
@@ -107,37 +108,22 @@ async fn still_same(job: &Job, open: &Arc<OpenFile>) -> Option<Outcome> {
     }
 }
 
-/// Processes one job to the end.
-pub async fn process(sh: &Shared, job: &Job) -> Outcome {
-    let started = Instant::now();
-    let mount = &sh.settings.mounts[job.mount];
-    let u = &sh.settings.uploader;
-    let path = &job.path;
+impl Pipeline {
+    /// Processes one job to the end.
+    pub async fn process(&self, job: &Job) -> Outcome {
+        let started = Instant::now();
+        let mount = &self.settings.mounts[job.mount];
+        let u = &self.settings.uploader;
+        let path = &job.path;
 
-    // 0. Open the file once, beneath the root; hashing, upload and the archive copy all read
-    //    this descriptor, and it is never reopened by path.
-    let (root, key) = (job.root.clone(), job.key.clone());
-    let open = match blocking(move || root.open_file(Path::new(&key))).await {
-        Ok(Ok(Some(f))) if f.stamp == job.stamp => Arc::new(f),
-        Ok(Ok(Some(_))) => return Outcome::Changed,
-        Ok(Ok(None)) => return Outcome::Vanished,
-        Ok(Err(e)) => {
-            return fail(
-                Class::Permanent,
-                format!("cannot read local file {}: {e}", path.display()),
-            );
-        }
-        Err(o) => return o,
-    };
-
-    // 1. Hash the content once; these values are sent with the upload and checked after it.
-    let layout = Layout::for_size(job.stamp.size, u.multipart_threshold, u.part_size);
-    let (f, size) = (open.clone(), job.stamp.size);
-    let d: Digests =
-        match blocking(move || hash_reader(&mut ReadAt::new(&f.file), size, layout)).await {
-            Ok(Ok(d)) => d,
-            Ok(Err(HashError::SizeChanged { .. })) => return Outcome::Changed,
-            Ok(Err(HashError::Io(e))) => {
+        // 0. Open the file once, beneath the root; hashing, upload and the archive copy all read
+        //    this descriptor, and it is never reopened by path.
+        let (root, key) = (job.root.clone(), job.key.clone());
+        let open = match blocking(move || root.open_file(Path::new(&key))).await {
+            Ok(Ok(Some(f))) if f.stamp == job.stamp => Arc::new(f),
+            Ok(Ok(Some(_))) => return Outcome::Changed,
+            Ok(Ok(None)) => return Outcome::Vanished,
+            Ok(Err(e)) => {
                 return fail(
                     Class::Permanent,
                     format!("cannot read local file {}: {e}", path.display()),
@@ -145,131 +131,131 @@ pub async fn process(sh: &Shared, job: &Job) -> Outcome {
             }
             Err(o) => return o,
         };
-    if let Some(o) = still_same(job, &open).await {
-        return o;
-    }
 
-    // 2. Upload unless an identical object is already there (a previous run got this far).
-    let key = object_key(&mount.key_prefix, &job.key);
-    let bucket = mount.bucket.as_str();
-    let uploaded = match head(&sh.client, &sh.retrier, bucket, &key).await {
-        Ok(Head::Present(obj)) if check(&obj, &d).is_ok() => false,
-        Ok(_) => {
-            let t = Target {
-                bucket,
-                key: &key,
-                content_type: content_type(path),
-                cache_control: u.cache_control.as_deref(),
+        // 1. Hash the content once; these values are sent with the upload and checked after it.
+        let layout = Layout::for_size(job.stamp.size, u.multipart_threshold, u.part_size);
+        let (f, size) = (open.clone(), job.stamp.size);
+        let d: Digests =
+            match blocking(move || hash_reader(&mut ReadAt::new(&f.file), size, layout)).await {
+                Ok(Ok(d)) => d,
+                Ok(Err(HashError::SizeChanged { .. })) => return Outcome::Changed,
+                Ok(Err(HashError::Io(e))) => {
+                    return fail(
+                        Class::Permanent,
+                        format!("cannot read local file {}: {e}", path.display()),
+                    );
+                }
+                Err(o) => return o,
             };
-            match upload(&sh.client, &sh.retrier, &open.file, path, &t, &d).await {
-                Ok(()) => true,
-                Err(UploadError::S3(f)) => {
-                    return Outcome::Failed(Failure {
-                        class: f.class,
-                        message: f.message,
-                    });
-                }
-                Err(e @ UploadError::Local { .. }) => return fail(Class::Permanent, e.to_string()),
-                Err(e @ UploadError::Aborted { .. }) => {
-                    return fail(Class::Transient, e.to_string());
-                }
-                Err(e @ UploadError::PartMismatch { .. }) => {
-                    if let Some(o) = still_same(job, &open).await {
-                        return o;
-                    }
-                    sh.stats
-                        .verify_failures
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    return fail(Class::Permanent, e.to_string());
-                }
-            }
-        }
-        Err(f) => {
-            return Outcome::Failed(Failure {
-                class: f.class,
-                message: f.message,
-            });
-        }
-    };
-
-    // 3. Verify what S3 now holds. Nothing local is touched before this succeeds.
-    let verdict = match head(&sh.client, &sh.retrier, bucket, &key).await {
-        Ok(Head::Present(obj)) => {
-            check(&obj, &d).map_err(|m| format!("verification of s3://{bucket}/{key} failed: {m}"))
-        }
-        Ok(Head::Missing) => Err(format!(
-            "verification of s3://{bucket}/{key} failed: the object is missing right after the upload"
-        )),
-        Ok(Head::Forbidden) => {
-            return fail(
-                Class::Permanent,
-                format!(
-                    "cannot verify s3://{bucket}/{key}: HeadObject is forbidden — grant s3:GetObject, stowaway reads every object back before it removes the local file"
-                ),
-            );
-        }
-        Err(f) => {
-            return Outcome::Failed(Failure {
-                class: f.class,
-                message: f.message,
-            });
-        }
-    };
-    if let Err(msg) = verdict {
         if let Some(o) = still_same(job, &open).await {
             return o;
         }
-        sh.stats
-            .verify_failures
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        // Not retried at once and not counted by the outage breaker: a mismatch is about
-        // this object, and it is tried again (from scratch) at the next rescan.
-        return fail(Class::Permanent, msg);
-    }
 
-    // 4. The local file must still be what was hashed (a writer may have appended or replaced
-    //    it during the upload), also after the grace period.
-    if let Some(o) = still_same(job, &open).await {
-        return o;
-    }
-    if !mount.finalize_grace.is_zero() {
-        tokio::time::sleep(mount.finalize_grace).await;
-    }
-    let (m, root, rel, stamp) = (mount.clone(), job.root.clone(), job.key.clone(), job.stamp);
-    let (digests, names, f) = (d.clone(), sh.names.clone(), open.clone());
-    let finalized = match blocking(move || {
-        let src = Source {
-            root: &root,
-            rel: &rel,
-            open: &f,
-            stamp: &stamp,
+        // 2. Upload unless an identical object is already there (a previous run got this far).
+        let key = object_key(&mount.key_prefix, &job.key);
+        let bucket = mount.bucket.as_str();
+        let uploaded = match self.store.verify(bucket, &key, &d).await {
+            Ok(_) => false,
+            Err(VerifyError::S3(f)) => return fail(f.class, f.message),
+            Err(
+                VerifyError::Mismatch { .. }
+                | VerifyError::Missing { .. }
+                | VerifyError::Forbidden { .. },
+            ) => {
+                let t = Target {
+                    bucket,
+                    key: &key,
+                    content_type: content_type(path),
+                    cache_control: u.cache_control.as_deref(),
+                };
+                match self.store.put(&open.file, path, &t, &d).await {
+                    Ok(()) => true,
+                    Err(UploadError::S3(f)) => return fail(f.class, f.message),
+                    Err(e @ UploadError::Local { .. }) => {
+                        return fail(Class::Permanent, e.to_string());
+                    }
+                    Err(e @ UploadError::Aborted { .. }) => {
+                        return fail(Class::Transient, e.to_string());
+                    }
+                    Err(e @ UploadError::PartMismatch { .. }) => {
+                        if let Some(o) = still_same(job, &open).await {
+                            return o;
+                        }
+                        self.stats
+                            .verify_failures
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        return fail(Class::Permanent, e.to_string());
+                    }
+                }
+            }
         };
-        finalize(&m, &src, &digests, &names)
-    })
-    .await
-    {
-        Ok(Ok(f)) => f,
-        Ok(Err(FinalizeError::Changed(_))) => return Outcome::Changed,
-        Ok(Err(e)) => {
-            return fail(
-                Class::Permanent,
-                format!("uploaded and verified, but {e}; the file stays local"),
-            );
+
+        // 3. Verify what S3 now holds. Nothing local is touched before this succeeds: finalizing
+        //    takes the `Verified` this returns.
+        let verified = match self.store.verify(bucket, &key, &d).await {
+            Ok(v) => v,
+            Err(e @ VerifyError::Forbidden { .. }) => return fail(Class::Permanent, e.to_string()),
+            Err(VerifyError::S3(f)) => return fail(f.class, f.message),
+            Err(e @ (VerifyError::Mismatch { .. } | VerifyError::Missing { .. })) => {
+                if let Some(o) = still_same(job, &open).await {
+                    return o;
+                }
+                self.stats
+                    .verify_failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                // Not retried at once and not counted by the outage breaker: a mismatch is about
+                // this object, and it is tried again (from scratch) at the next rescan.
+                return fail(Class::Permanent, e.to_string());
+            }
+        };
+        let proof = verified.proof();
+
+        // 4. The local file must still be what was hashed (a writer may have appended or replaced
+        //    it during the upload), also after the grace period.
+        if let Some(o) = still_same(job, &open).await {
+            return o;
         }
-        Err(o) => return o,
-    };
-    tracing::info!(
-        file = %path.display(),
-        object = %format!("s3://{bucket}/{key}"),
-        bytes = d.size,
-        uploaded,
-        finalized = %finalized,
-        ms = started.elapsed().as_millis() as u64,
-        "file migrated"
-    );
-    Outcome::Done {
-        finalized,
-        size: d.size,
-        uploaded,
+        if !mount.finalize_grace.is_zero() {
+            tokio::time::sleep(mount.finalize_grace).await;
+        }
+        let (m, root, rel, stamp) = (mount.clone(), job.root.clone(), job.key.clone(), job.stamp);
+        let (names, f) = (self.names.clone(), open.clone());
+        let finalized = match blocking(move || {
+            let src = Source {
+                root: &root,
+                rel: &rel,
+                open: &f,
+                stamp: &stamp,
+            };
+            finalize(&m, &src, &verified, &names)
+        })
+        .await
+        {
+            Ok(Ok(f)) => f,
+            Ok(Err(FinalizeError::Changed(_))) => return Outcome::Changed,
+            Ok(Err(e)) => {
+                return fail(
+                    Class::Permanent,
+                    format!("uploaded and verified, but {e}; the file stays local"),
+                );
+            }
+            Err(o) => return o,
+        };
+        tracing::info!(
+            file = %path.display(),
+            object = %format!("s3://{bucket}/{key}"),
+            bytes = d.size,
+            uploaded,
+            proof = %proof,
+            finalized = %finalized,
+            ms = started.elapsed().as_millis() as u64,
+            "file migrated"
+        );
+        Outcome::Done {
+            finalized,
+            size: d.size,
+            uploaded,
+            proof,
+        }
     }
 }

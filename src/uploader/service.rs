@@ -1,6 +1,8 @@
 //! The coordinator: one task that owns all uploader state and reacts to scan results, file
 //! events, settle ticks, rescan timers and finished workers. Workers (bounded by a semaphore of
-//! `uploader.concurrency` permits) process one file each and report back.
+//! `uploader.concurrency` permits) process one file each and report back. Its state is split
+//! by concern (discovery, settling, dispatch, bookkeeping); what differs between `serve`,
+//! `migrate` and `migrate --dry-run` is the [`Mode`] it runs with.
 //!
 //! Memory stays bounded whatever the tree size: walks feed a bounded channel that is only read
 //! while the ready queue is short, the settle map holds recently changed files only, and the
@@ -18,15 +20,16 @@ use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind, RenameMode};
 use tokio::sync::{Semaphore, mpsc};
 
 use super::finalize::Finalized;
-use super::pipeline::{Job, Outcome, Shared, process};
-use super::retry::Class;
-use super::scan::{Found, ScanMsg, WalkTarget, full_scan, stat_beneath, walk};
-use super::settle::{Settle, SettleMap, tick_interval};
+use super::mode::{AfterChange, BucketCheck, Lifetime, Mode, Seen, Summary, Take, Wake};
+use super::pipeline::{Job, Outcome, Pipeline};
+use super::scan::{FileStamp, Found, ScanMsg, WalkTarget, full_scan, stat_beneath, walk};
+use super::settle::{SettleMap, tick_interval};
 use super::watch::Watch;
 use crate::beneath::Lookup;
 use crate::config::Finalize;
 use crate::ignore::Ignore;
-use crate::paths::{key_for_local, object_key};
+use crate::paths::key_for_local;
+use crate::store::retry::Class;
 
 /// Files queued for a worker before walks are made to wait.
 const READY_CAP: usize = 256;
@@ -36,55 +39,6 @@ const BREAKER_STREAK: u32 = 3;
 /// Scan results buffered between a walker thread and the coordinator.
 const SCAN_CHANNEL: usize = 1024;
 
-/// How the coordinator runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// Inside `serve`: watch, settle, rescan forever.
-    Service,
-    /// `migrate`: one full scan, files changed within `settle` are skipped, then exit.
-    Once,
-    /// `migrate --dry-run`: one full scan, print what would be done, touch nothing.
-    DryRun,
-}
-
-/// Receives progress of a one-shot run (the progress bar or periodic log lines).
-pub trait Progress: Send + Sync {
-    /// A file was queued for upload.
-    fn queued(&self, bytes: u64);
-    /// A queued file finished, successfully or not.
-    fn finished(&self, bytes: u64, ok: bool);
-    /// The scan has found everything there is.
-    fn scan_complete(&self);
-}
-
-/// What a one-shot run did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Summary {
-    /// Verified in S3 and finalized.
-    pub done: u64,
-    pub done_bytes: u64,
-    /// Of those, already present in S3 (not uploaded again).
-    pub already_present: u64,
-    /// Failed (they stay local).
-    pub failed: u64,
-    /// Not attempted because their mount was paused after a bucket or credentials error.
-    pub not_attempted: u64,
-    /// Changed within the settle time: left for a later run.
-    pub skipped_recent: u64,
-    /// Changed while being uploaded: left for a later run.
-    pub changed: u64,
-    /// Dry run: files that would be uploaded, and their bytes.
-    pub would_upload: u64,
-    pub would_bytes: u64,
-}
-
-impl Summary {
-    /// Whether the run should exit non-zero.
-    pub fn has_failures(&self) -> bool {
-        self.failed > 0 || self.not_attempted > 0
-    }
-}
-
 fn path_hash(p: &Path) -> u64 {
     let mut h = DefaultHasher::new();
     p.hash(&mut h);
@@ -92,22 +46,96 @@ fn path_hash(p: &Path) -> u64 {
 }
 
 /// 64 bits of a stamp: enough to notice a change, a quarter of the memory.
-fn stamp_hash(s: &super::scan::FileStamp) -> u64 {
+fn stamp_hash(s: &FileStamp) -> u64 {
     let mut h = DefaultHasher::new();
     s.hash(&mut h);
     h.finish()
 }
 
-/// The coordinator state.
-pub struct Coordinator {
-    sh: Arc<Shared>,
-    mode: Mode,
-    progress: Option<Arc<dyn Progress>>,
+/// Discovery: the upload mounts' walk targets and the scans running over them.
+struct Discovery {
     /// Upload mounts, indexed like `settings.mounts` (non-upload mounts are `None`).
     targets: Vec<Option<WalkTarget>>,
-    settle: SettleMap,
-    in_flight: HashSet<PathBuf>,
+    /// Whether a file watcher is running (set by `run`).
+    watching: bool,
+    full_running: bool,
+    full_pending: bool,
+    full_scans_done: u64,
+    subtree_walks: usize,
+    scan_tx: mpsc::Sender<ScanMsg>,
+}
+
+impl Discovery {
+    fn walk_targets(&self) -> Vec<WalkTarget> {
+        self.targets.iter().flatten().cloned().collect()
+    }
+
+    fn target(&self, mount: usize) -> Option<&WalkTarget> {
+        self.targets.get(mount).and_then(|t| t.as_ref())
+    }
+
+    /// Whether the first full scan is through and no walk is running.
+    fn quiet(&self) -> bool {
+        self.full_scans_done > 0 && !self.full_running && self.subtree_walks == 0
+    }
+
+    fn mount_for(&self, path: &Path) -> Option<usize> {
+        self.targets
+            .iter()
+            .flatten()
+            .filter(|t| path.starts_with(&t.root) && path != t.root)
+            .max_by_key(|t| t.root.as_os_str().len())
+            .map(|t| t.mount)
+    }
+
+    fn start_subtree_walk(&mut self, mount: usize, dir: PathBuf) {
+        let Some(t) = self.targets.get(mount).cloned().flatten() else {
+            return;
+        };
+        self.subtree_walks += 1;
+        let tx = self.scan_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            if let Some(dirs) = walk(&t, &dir, false, &tx) {
+                let _ = tx.blocking_send(ScanMsg::Done {
+                    dirs,
+                    full: false,
+                    started,
+                    completed: true,
+                });
+            }
+        });
+    }
+}
+
+/// Dispatch: the ready queue, the files in flight, the workers, and the per-mount pause.
+struct Dispatch {
     ready: VecDeque<Job>,
+    in_flight: HashSet<PathBuf>,
+    sem: Arc<Semaphore>,
+    running: usize,
+    done_tx: mpsc::UnboundedSender<(Job, Outcome)>,
+    /// Mounts paused until the next full rescan after a bucket or credentials error.
+    blocked: Vec<bool>,
+    /// Files in a row per mount that failed transiently even after their retries.
+    transient_streak: Vec<u32>,
+}
+
+impl Dispatch {
+    fn idle(&self) -> bool {
+        self.ready.is_empty() && self.running == 0
+    }
+
+    fn queue(&mut self, job: Job) {
+        self.in_flight.insert(job.path.clone());
+        self.ready.push_back(job);
+    }
+}
+
+/// Bookkeeping: what must not be uploaded again, what was logged already, and the backlog the
+/// running full scan counts.
+#[derive(Default)]
+struct Books {
     /// finalize = "keep": what was uploaded (path hash → stamp hash), so rescans do not upload
     /// it again; 64-bit hashes keep this small for large roots.
     kept: HashMap<u64, u64>,
@@ -115,26 +143,21 @@ pub struct Coordinator {
     logged: HashMap<u64, String>,
     /// Files whose names cannot be keys, warned about once.
     rejected: HashSet<u64>,
-    /// Mounts paused until the next full rescan after a bucket or credentials error.
-    blocked: Vec<bool>,
-    /// Whether a file watcher is running (set by `run`).
-    watching: bool,
-    /// Files in a row per mount that failed transiently even after their retries.
-    transient_streak: Vec<u32>,
-    full_running: bool,
-    full_pending: bool,
-    full_scans_done: u64,
-    subtree_walks: usize,
     /// Backlog counted by the running full scan, and what was finalized while it ran.
     scan_backlog: Vec<(u64, u64)>,
     scan_finalized: Vec<(u64, u64)>,
-    sem: Arc<Semaphore>,
-    running: usize,
-    summary: Summary,
-    scan_tx: mpsc::Sender<ScanMsg>,
-    done_tx: mpsc::UnboundedSender<(Job, Outcome)>,
-    /// Signalled when S3 is reachable again after an outage (service mode).
-    s3_back: Option<Arc<tokio::sync::Notify>>,
+}
+
+/// The coordinator state: the pipeline the workers run, the way it runs (`M`), and one part
+/// per concern.
+pub struct Coordinator<M: Mode> {
+    pipeline: Arc<Pipeline>,
+    mode: M,
+    discovery: Discovery,
+    /// Settling: recently changed files and when to look at them again.
+    settle: SettleMap,
+    dispatch: Dispatch,
+    books: Books,
 }
 
 /// Channels the coordinator reads; kept outside the struct so `select!` can borrow them
@@ -144,14 +167,10 @@ pub struct Inputs {
     done_rx: mpsc::UnboundedReceiver<(Job, Outcome)>,
 }
 
-impl Coordinator {
+impl<M: Mode> Coordinator<M> {
     /// A coordinator over every mount with `upload = true`.
-    pub fn new(
-        sh: Arc<Shared>,
-        mode: Mode,
-        progress: Option<Arc<dyn Progress>>,
-    ) -> (Coordinator, Inputs) {
-        let s = &sh.settings;
+    pub fn new(pipeline: Arc<Pipeline>, mode: M) -> (Coordinator<M>, Inputs) {
+        let s = &pipeline.settings;
         let targets = s
             .mounts
             .iter()
@@ -174,38 +193,33 @@ impl Coordinator {
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let c = Coordinator {
             mode,
-            progress,
-            targets,
+            discovery: Discovery {
+                targets,
+                watching: false,
+                full_running: false,
+                full_pending: false,
+                full_scans_done: 0,
+                subtree_walks: 0,
+                scan_tx,
+            },
             settle: SettleMap::new(s.uploader.settle),
-            in_flight: HashSet::new(),
-            ready: VecDeque::new(),
-            kept: HashMap::new(),
-            logged: HashMap::new(),
-            rejected: HashSet::new(),
-            blocked: vec![false; n],
-            watching: false,
-            transient_streak: vec![0; n],
-            full_running: false,
-            full_pending: false,
-            full_scans_done: 0,
-            subtree_walks: 0,
-            scan_backlog: vec![(0, 0); n],
-            scan_finalized: vec![(0, 0); n],
-            sem: Arc::new(Semaphore::new(s.uploader.concurrency)),
-            running: 0,
-            summary: Summary::default(),
-            scan_tx,
-            done_tx,
-            s3_back: None,
-            sh,
+            dispatch: Dispatch {
+                ready: VecDeque::new(),
+                in_flight: HashSet::new(),
+                sem: Arc::new(Semaphore::new(s.uploader.concurrency)),
+                running: 0,
+                done_tx,
+                blocked: vec![false; n],
+                transient_streak: vec![0; n],
+            },
+            books: Books {
+                scan_backlog: vec![(0, 0); n],
+                scan_finalized: vec![(0, 0); n],
+                ..Books::default()
+            },
+            pipeline,
         };
         (c, Inputs { scan_rx, done_rx })
-    }
-
-    /// Retry at once (a full pass, which also lifts paused mounts) when `s3_back` fires.
-    pub fn with_s3_recovery(mut self, s3_back: Option<Arc<tokio::sync::Notify>>) -> Self {
-        self.s3_back = s3_back;
-        self
     }
 
     /// Runs until done (one-shot modes) or forever (service). `watch` must have been started
@@ -216,37 +230,33 @@ impl Coordinator {
             Some((g, e, r)) => (Some(g), Some(e), Some(r)),
             None => (None, None, None),
         };
-        self.watching = events.is_some();
+        self.discovery.watching = events.is_some();
         self.start_full_scan();
-        let u = &self.sh.settings.uploader;
-        let mut tick = tokio::time::interval(tick_interval(u.settle));
+        let mut tick = tokio::time::interval(tick_interval(self.pipeline.settings.uploader.settle));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        let every = u.rescan_interval;
-        let mut rescan_timer = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-        rescan_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let service = self.mode == Mode::Service;
-        let sh = self.sh.clone();
-        let s3_back = self.s3_back.clone();
+        let mut wakeups = self.mode.wakeups();
+        let pipeline = self.pipeline.clone();
         // On shutdown: no new files; the running ones finish (or are aborted by the caller).
         let mut draining = false;
         loop {
             if !draining {
                 self.dispatch();
-            } else if self.running == 0 {
+            } else if self.dispatch.running == 0 {
                 break;
             }
-            if !service && self.finished() {
-                break;
+            match self.mode.lifetime() {
+                Lifetime::UntilIdle if self.discovery.quiet() && self.dispatch.idle() => break,
+                Lifetime::UntilIdle | Lifetime::UntilShutdown => {}
             }
-            let scan_open = self.ready.len() < READY_CAP && !draining;
+            let scan_open = self.dispatch.ready.len() < READY_CAP && !draining;
             let live = !draining;
             tokio::select! {
-                _ = sh.retrier.stop().drained(), if live => {
+                _ = pipeline.store.stop().drained(), if live => {
                     draining = true;
-                    for job in self.ready.drain(..) {
-                        self.in_flight.remove(&job.path);
+                    for job in self.dispatch.ready.drain(..) {
+                        self.dispatch.in_flight.remove(&job.path);
                     }
-                    tracing::info!(running = self.running, "uploader draining: no new files, waiting for the running uploads");
+                    tracing::info!(running = self.dispatch.running, "uploader draining: no new files, waiting for the running uploads");
                 }
                 Some(msg) = inputs.scan_rx.recv(), if scan_open => self.on_scan(msg),
                 Some((job, out)) = inputs.done_rx.recv() => self.on_done(job, out),
@@ -256,86 +266,61 @@ impl Coordinator {
                     self.request_full_scan();
                 }
                 _ = tick.tick(), if live => self.on_tick(),
-                _ = rescan_timer.tick(), if service && live => self.request_full_scan(),
-                _ = async { match s3_back.as_ref() { Some(n) => n.notified().await, None => std::future::pending().await } }, if s3_back.is_some() && service && live => {
-                    tracing::info!("S3 is reachable again: retrying the files that failed, now");
+                wake = async { match wakeups.as_mut() { Some(w) => w.next().await, None => std::future::pending().await } }, if wakeups.is_some() && live => {
+                    match wake {
+                        Wake::Rescan => {}
+                        Wake::S3Back => tracing::info!("S3 is reachable again: retrying the files that failed, now"),
+                    }
                     self.request_full_scan();
                 }
             }
         }
-        self.summary
-    }
-
-    fn finished(&self) -> bool {
-        self.full_scans_done > 0
-            && !self.full_running
-            && self.subtree_walks == 0
-            && self.ready.is_empty()
-            && self.running == 0
-    }
-
-    fn walk_targets(&self) -> Vec<WalkTarget> {
-        self.targets.iter().flatten().cloned().collect()
+        self.mode.into_summary()
     }
 
     fn request_full_scan(&mut self) {
-        if self.full_running {
-            self.full_pending = true;
+        if self.discovery.full_running {
+            self.discovery.full_pending = true;
         } else {
             self.start_full_scan();
         }
     }
 
     fn start_full_scan(&mut self) {
-        self.full_running = true;
-        self.full_pending = false;
+        self.discovery.full_running = true;
+        self.discovery.full_pending = false;
         // A new pass gives paused mounts another chance (someone may have fixed the bucket).
-        self.blocked.iter_mut().for_each(|b| *b = false);
-        self.scan_backlog.iter_mut().for_each(|b| *b = (0, 0));
-        self.scan_finalized.iter_mut().for_each(|b| *b = (0, 0));
-        let targets = self.walk_targets();
-        let tx = self.scan_tx.clone();
-        let check_buckets = self.mode != Mode::DryRun;
-        let sh = self.sh.clone();
+        self.dispatch.blocked.iter_mut().for_each(|b| *b = false);
+        self.books.scan_backlog.iter_mut().for_each(|b| *b = (0, 0));
+        self.books
+            .scan_finalized
+            .iter_mut()
+            .for_each(|b| *b = (0, 0));
+        let targets = self.discovery.walk_targets();
+        let tx = self.discovery.scan_tx.clone();
+        let bucket_check = self.mode.bucket_check();
+        let pipeline = self.pipeline.clone();
         tokio::spawn(async move {
             // A missing bucket pauses its mount before any of its files is looked at; the
             // channel keeps this message ahead of the walk's.
-            if check_buckets {
-                for t in &targets {
-                    let bucket = &sh.settings.mounts[t.mount].bucket;
-                    if let Some(f) =
-                        super::verify::bucket_missing(&sh.client, &sh.retrier, bucket).await
-                    {
-                        let msg = ScanMsg::MountUnusable {
-                            mount: t.mount,
-                            message: f.message,
-                        };
-                        if tx.send(msg).await.is_err() {
-                            return;
+            match bucket_check {
+                BucketCheck::First => {
+                    for t in &targets {
+                        let bucket = &pipeline.settings.mounts[t.mount].bucket;
+                        if let Some(f) = pipeline.store.bucket_missing(bucket).await {
+                            let msg = ScanMsg::MountUnusable {
+                                mount: t.mount,
+                                message: f.message,
+                            };
+                            if tx.send(msg).await.is_err() {
+                                return;
+                            }
                         }
                     }
                 }
+                BucketCheck::Never => {}
             }
             let _ = tokio::task::spawn_blocking(move || full_scan(&targets, &tx)).await;
-        });
-    }
-
-    fn start_subtree_walk(&mut self, mount: usize, dir: PathBuf) {
-        let Some(t) = self.targets.get(mount).cloned().flatten() else {
-            return;
-        };
-        self.subtree_walks += 1;
-        let tx = self.scan_tx.clone();
-        tokio::task::spawn_blocking(move || {
-            let started = Instant::now();
-            if let Some(dirs) = walk(&t, &dir, false, &tx) {
-                let _ = tx.blocking_send(ScanMsg::Done {
-                    dirs,
-                    full: false,
-                    started,
-                    completed: true,
-                });
-            }
         });
     }
 
@@ -348,11 +333,11 @@ impl Coordinator {
                 full,
             }) => self.consider(mount, path, stamp, false, full),
             ScanMsg::Error { mount, message } => {
-                tracing::warn!(mount = %self.sh.settings.mounts[mount].prefix.as_str(), error = %message, "scan: cannot read an entry");
+                tracing::warn!(mount = %self.pipeline.settings.mounts[mount].prefix.as_str(), error = %message, "scan: cannot read an entry");
             }
             ScanMsg::MountUnusable { mount, message } => self.pause_mount(mount, &message),
             ScanMsg::Done { full: false, .. } => {
-                self.subtree_walks = self.subtree_walks.saturating_sub(1)
+                self.discovery.subtree_walks = self.discovery.subtree_walks.saturating_sub(1)
             }
             ScanMsg::Done {
                 full: true,
@@ -360,25 +345,25 @@ impl Coordinator {
                 completed,
                 dirs,
             } => {
-                self.full_running = false;
-                self.full_scans_done += 1;
+                self.discovery.full_running = false;
+                self.discovery.full_scans_done += 1;
                 let took = started.elapsed();
-                self.sh.stats.rescan_done(SystemTime::now(), took);
-                if self.watching {
+                let stats = &self.pipeline.stats;
+                stats.rescan_done(SystemTime::now(), took);
+                if self.discovery.watching {
                     // notify keeps no count; the directories of a full walk come closest
                     // (it also watches ignored directories, which the walk skips).
-                    self.sh.stats.watches.store(dirs, Relaxed);
+                    stats.watches.store(dirs, Relaxed);
                 }
                 if completed {
-                    for (i, ((f, b), (ff, fb))) in self
+                    let books = &self.books;
+                    for (i, ((f, b), (ff, fb))) in books
                         .scan_backlog
                         .iter()
-                        .zip(&self.scan_finalized)
+                        .zip(&books.scan_finalized)
                         .enumerate()
                     {
-                        self.sh
-                            .stats
-                            .set_backlog(i, f.saturating_sub(*ff), b.saturating_sub(*fb));
+                        stats.set_backlog(i, f.saturating_sub(*ff), b.saturating_sub(*fb));
                     }
                 }
                 tracing::debug!(
@@ -386,10 +371,10 @@ impl Coordinator {
                     settling = self.settle.len(),
                     "full scan finished"
                 );
-                if let Some(p) = &self.progress {
-                    p.scan_complete();
-                }
-                if self.full_pending && self.mode == Mode::Service {
+                self.mode.scan_complete();
+                // Only the service's rescans can be pending: one-shot runs have no timer,
+                // events or S3 signal to ask for one.
+                if self.discovery.full_pending {
                     self.start_full_scan();
                 }
             }
@@ -401,132 +386,92 @@ impl Coordinator {
         &mut self,
         mount: usize,
         path: PathBuf,
-        stamp: super::scan::FileStamp,
+        stamp: FileStamp,
         renamed: bool,
         count_backlog: bool,
     ) {
         let Some((root, dir)) = self
-            .targets
-            .get(mount)
-            .and_then(|t| t.as_ref())
+            .discovery
+            .target(mount)
             .map(|t| (t.root.clone(), t.dir.clone()))
         else {
             return;
         };
         let h = path_hash(&path);
         let Some(rel) = key_for_local(&root, &path) else {
-            if self.rejected.insert(h) {
+            if self.books.rejected.insert(h) {
                 tracing::warn!(file = %path.display(), "skipped: the name cannot be an object key (not UTF-8, a control character, a backslash, or too long)");
             }
             return;
         };
-        let m = &self.sh.settings.mounts[mount];
-        if m.finalize == Finalize::Keep && self.kept.get(&h) == Some(&stamp_hash(&stamp)) {
-            return;
+        let m = &self.pipeline.settings.mounts[mount];
+        match m.finalize {
+            Finalize::Keep if self.books.kept.get(&h) == Some(&stamp_hash(&stamp)) => return,
+            Finalize::Keep | Finalize::Archive | Finalize::Delete => {}
         }
         if count_backlog {
-            let b = &mut self.scan_backlog[mount];
+            let b = &mut self.books.scan_backlog[mount];
             b.0 += 1;
             b.1 += stamp.size;
         }
-        if self.in_flight.contains(&path) {
+        if self.dispatch.in_flight.contains(&path) {
             return;
         }
-        if self.blocked[mount] {
-            if self.mode == Mode::Once {
-                self.summary.not_attempted += 1;
-            }
+        if self.dispatch.blocked[mount] {
+            self.mode.not_attempted(stamp.size, false);
             return;
         }
         let age = stamp.age(SystemTime::now());
-        let settle = self.sh.settings.uploader.settle;
-        let ready = if renamed && self.sh.settings.uploader.rename_is_ready {
+        let u = &self.pipeline.settings.uploader;
+        let ready = if renamed && u.rename_is_ready {
             self.settle.forget(&path);
             true
-        } else if self.mode == Mode::Service {
-            self.settle
-                .observe(mount, &path, stamp, age, Instant::now())
-                == Settle::Ready
         } else {
-            age >= settle
+            let seen = Seen {
+                mount,
+                path: &path,
+                stamp,
+                age,
+            };
+            self.mode.is_ready(&mut self.settle, &seen, u.settle)
         };
-        match (ready, self.mode) {
-            (true, Mode::DryRun) => {
-                let key = object_key(&m.key_prefix, &rel);
-                let then = match (m.finalize, &m.archive_root) {
-                    (Finalize::Archive, Some(a)) => {
-                        format!("then move it to {}", a.join(&rel).display())
-                    }
-                    (Finalize::Archive, None) => "then archive it".to_string(),
-                    (Finalize::Delete, _) => "then delete it".to_string(),
-                    (Finalize::Keep, _) => "and keep it".to_string(),
-                };
-                println!(
-                    "would upload {} -> s3://{}/{key} ({} bytes) {then}",
-                    path.display(),
-                    m.bucket,
-                    stamp.size
-                );
-                self.summary.would_upload += 1;
-                self.summary.would_bytes += stamp.size;
-            }
-            (true, _) => {
-                if let Some(p) = &self.progress {
-                    p.queued(stamp.size);
-                }
-                self.in_flight.insert(path.clone());
-                self.ready.push_back(Job {
-                    mount,
-                    root: dir,
-                    path,
-                    key: rel,
-                    stamp,
-                });
-            }
-            (false, Mode::Service) => {}
-            (false, mode) => {
-                self.summary.skipped_recent += 1;
-                let ago = humantime::format_duration(std::time::Duration::from_millis(
-                    age.as_millis() as u64,
-                ));
-                if mode == Mode::DryRun {
-                    println!(
-                        "would skip {}: changed {ago} ago, less than uploader.settle ({})",
-                        path.display(),
-                        humantime::format_duration(settle)
-                    );
-                } else {
-                    tracing::info!(file = %path.display(), changed_ago = %ago, "skipped: changed within uploader.settle; run migrate again later (or let `serve` pick it up)");
-                }
-            }
+        if !ready {
+            self.mode.too_recent(&path, age, u.settle);
+            return;
+        }
+        match self.mode.take(m, &rel, &path, &stamp) {
+            Take::Queue => self.dispatch.queue(Job {
+                mount,
+                root: dir,
+                path,
+                key: rel,
+                stamp,
+            }),
+            Take::Handled => {}
         }
     }
 
     fn dispatch(&mut self) {
-        while !self.ready.is_empty() {
-            let Ok(permit) = self.sem.clone().try_acquire_owned() else {
+        let d = &mut self.dispatch;
+        while !d.ready.is_empty() {
+            let Ok(permit) = d.sem.clone().try_acquire_owned() else {
                 break;
             };
-            let Some(job) = self.ready.pop_front() else {
+            let Some(job) = d.ready.pop_front() else {
                 break;
             };
-            if self.blocked[job.mount] {
-                self.in_flight.remove(&job.path);
-                if self.mode == Mode::Once {
-                    self.summary.not_attempted += 1;
-                    if let Some(p) = &self.progress {
-                        p.finished(job.stamp.size, false);
-                    }
-                }
+            if d.blocked[job.mount] {
+                d.in_flight.remove(&job.path);
+                self.mode.not_attempted(job.stamp.size, true);
                 continue;
             }
-            self.running += 1;
-            let sh = self.sh.clone();
-            let tx = self.done_tx.clone();
+            d.running += 1;
+            let pipeline = self.pipeline.clone();
+            let tx = d.done_tx.clone();
             tokio::spawn(async move {
                 let j = job.clone();
                 // A panicking worker must still report back, or a one-shot run would wait forever.
-                let out = match tokio::spawn(async move { process(&sh, &j).await }).await {
+                let out = match tokio::spawn(async move { pipeline.process(&j).await }).await {
                     Ok(o) => o,
                     Err(e) => Outcome::Failed(super::pipeline::Failure {
                         class: Class::Permanent,
@@ -540,78 +485,71 @@ impl Coordinator {
     }
 
     fn on_done(&mut self, job: Job, out: Outcome) {
-        self.running = self.running.saturating_sub(1);
-        self.in_flight.remove(&job.path);
-        let stats = &self.sh.stats;
+        self.dispatch.running = self.dispatch.running.saturating_sub(1);
+        self.dispatch.in_flight.remove(&job.path);
+        let stats = self.pipeline.stats.clone();
         let h = path_hash(&job.path);
-        let ok = matches!(out, Outcome::Done { .. });
-        match out {
+        match &out {
             Outcome::Done {
                 finalized,
                 size,
                 uploaded,
+                proof: _,
             } => {
-                if uploaded {
+                let size = *size;
+                if *uploaded {
                     stats.uploaded_files.fetch_add(1, Relaxed);
                     stats.uploaded_bytes.fetch_add(size, Relaxed);
                 } else {
                     stats.already_present.fetch_add(1, Relaxed);
-                    self.summary.already_present += 1;
                 }
                 stats.finalized_files.fetch_add(1, Relaxed);
                 stats.backlog_done(job.mount, size);
-                if self.full_running {
-                    let f = &mut self.scan_finalized[job.mount];
+                if self.discovery.full_running {
+                    let f = &mut self.books.scan_finalized[job.mount];
                     f.0 += 1;
                     f.1 += size;
                 }
-                if finalized == Finalized::Kept {
-                    self.kept.insert(h, stamp_hash(&job.stamp));
+                match finalized {
+                    Finalized::Kept => {
+                        self.books.kept.insert(h, stamp_hash(&job.stamp));
+                    }
+                    Finalized::Archived { .. } | Finalized::Deleted => {}
                 }
-                if self.logged.remove(&h).is_some() {
+                if self.books.logged.remove(&h).is_some() {
                     tracing::info!(file = %job.path.display(), "uploaded after earlier failures");
                 }
-                self.summary.done += 1;
-                self.transient_streak[job.mount] = 0;
-                self.summary.done_bytes += size;
+                self.dispatch.transient_streak[job.mount] = 0;
             }
             Outcome::Changed => {
                 stats.changed_during_upload.fetch_add(1, Relaxed);
-                if self.mode == Mode::Service {
-                    tracing::info!(file = %job.path.display(), "changed while being uploaded; settling again");
-                    if let Ok(Some(s)) = stat_beneath(&job.root, &job.path) {
-                        self.consider(job.mount, job.path.clone(), s, false, false);
+                match self.mode.changed(&job.path) {
+                    AfterChange::SettleAgain => {
+                        if let Ok(Some(s)) = stat_beneath(&job.root, &job.path) {
+                            self.consider(job.mount, job.path.clone(), s, false, false);
+                        }
                     }
-                } else {
-                    self.summary.changed += 1;
-                    tracing::warn!(file = %job.path.display(), "changed while being uploaded; left local for a later run");
+                    AfterChange::Leave => {}
                 }
             }
             Outcome::Vanished => {
-                self.logged.remove(&h);
+                self.books.logged.remove(&h);
                 tracing::debug!(file = %job.path.display(), "vanished before it was migrated");
             }
             Outcome::Failed(f) => {
                 stats.failures.fetch_add(1, Relaxed);
-                self.summary.failed += 1;
-                let first = self.logged.get(&h) != Some(&f.message);
+                let first = self.books.logged.get(&h) != Some(&f.message);
                 if first {
-                    let next = match self.mode {
-                        Mode::Service => format!(
-                            "the file stays local; next attempt at the next rescan (every {})",
-                            humantime::format_duration(self.sh.settings.uploader.rescan_interval)
-                        ),
-                        _ => "the file stays local".to_string(),
-                    };
+                    let next = self.mode.next_attempt();
                     match f.class {
                         Class::Transient => {
                             tracing::warn!(file = %job.path.display(), error = %f.message, "upload failed after retries; {next}")
                         }
-                        _ => {
+                        Class::Permanent | Class::MountWide => {
                             tracing::error!(file = %job.path.display(), error = %f.message, "upload failed; {next}")
                         }
                     }
-                    self.logged.insert(h, f.message.clone());
+                    self.books.logged.insert(h, f.message.clone());
                 } else {
                     tracing::debug!(file = %job.path.display(), error = %f.message, "upload failed again");
                 }
@@ -621,8 +559,9 @@ impl Coordinator {
                         // A circuit breaker: when file after file exhausts its retries, S3 is
                         // down or unreachable, and grinding through the rest of the backlog at
                         // one retry budget per file would only delay the next rescan.
-                        self.transient_streak[job.mount] += 1;
-                        if self.transient_streak[job.mount] >= BREAKER_STREAK {
+                        let streak = &mut self.dispatch.transient_streak[job.mount];
+                        *streak += 1;
+                        if *streak >= BREAKER_STREAK {
                             let why = format!(
                                 "{BREAKER_STREAK} files in a row failed after all retries; last error: {}",
                                 f.message
@@ -634,19 +573,17 @@ impl Coordinator {
                 }
             }
         }
-        if let Some(p) = &self.progress {
-            p.finished(job.stamp.size, ok);
-        }
+        self.mode.finished(&job, &out);
     }
 
     /// Pauses a mount until the next full rescan after a bucket or credentials error.
     fn pause_mount(&mut self, mount: usize, message: &str) {
-        if self.blocked[mount] {
+        if self.dispatch.blocked[mount] {
             return;
         }
-        self.blocked[mount] = true;
-        self.transient_streak[mount] = 0;
-        let m = &self.sh.settings.mounts[mount];
+        self.dispatch.blocked[mount] = true;
+        self.dispatch.transient_streak[mount] = 0;
+        let m = &self.pipeline.settings.mounts[mount];
         tracing::error!(
             mount = %m.prefix.as_str(),
             bucket = %m.bucket,
@@ -660,10 +597,10 @@ impl Coordinator {
             return;
         }
         for (mount, path, seen) in self.settle.take_due(Instant::now()) {
-            if self.in_flight.contains(&path) {
+            if self.dispatch.in_flight.contains(&path) {
                 continue;
             }
-            let Some(t) = self.targets.get(mount).and_then(|t| t.as_ref()) else {
+            let Some(t) = self.discovery.target(mount) else {
                 continue;
             };
             match stat_beneath(&t.dir, &path) {
@@ -671,8 +608,7 @@ impl Coordinator {
                     // Unchanged for the whole settle time.
                     if let Some(rel) = key_for_local(&t.root, &path) {
                         let root = t.dir.clone();
-                        self.in_flight.insert(path.clone());
-                        self.ready.push_back(Job {
+                        self.dispatch.queue(Job {
                             mount,
                             root,
                             path,
@@ -685,15 +621,6 @@ impl Coordinator {
                 _ => {}
             }
         }
-    }
-
-    fn mount_for(&self, path: &Path) -> Option<usize> {
-        self.targets
-            .iter()
-            .flatten()
-            .filter(|t| path.starts_with(&t.root) && path != t.root)
-            .max_by_key(|t| t.root.as_os_str().len())
-            .map(|t| t.mount)
     }
 
     fn on_event(&mut self, ev: notify::Event) {
@@ -721,13 +648,13 @@ impl Coordinator {
 
     /// A path an event named: walk it if it is a new directory, consider it if it is a file.
     fn look_at(&mut self, path: &Path, renamed: bool) {
-        let Some(mount) = self.mount_for(path) else {
+        let Some(mount) = self.discovery.mount_for(path) else {
             return;
         };
-        let Some(t) = self.targets[mount].as_ref() else {
+        let Some(t) = self.discovery.target(mount) else {
             return;
         };
-        if t.ignore.path_ignored(&t.root, path) || self.in_flight.contains(path) {
+        if t.ignore.path_ignored(&t.root, path) || self.dispatch.in_flight.contains(path) {
             return;
         }
         // Resolved beneath the root with no symlink anywhere on the way: a directory or file
@@ -737,7 +664,7 @@ impl Coordinator {
         };
         match t.dir.lookup(rel) {
             // Files in a new or moved-in directory produce no events of their own.
-            Ok(Lookup::Dir) => self.start_subtree_walk(mount, path.to_path_buf()),
+            Ok(Lookup::Dir) => self.discovery.start_subtree_walk(mount, path.to_path_buf()),
             Ok(Lookup::File(stamp)) => {
                 self.consider(mount, path.to_path_buf(), stamp, renamed, false)
             }

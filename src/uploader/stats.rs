@@ -135,3 +135,9 @@ impl Stats {
         }
     }
 }
+
+impl crate::store::retry::RetryObserver for Stats {
+    fn retried(&self) {
+        self.retries.fetch_add(1, Relaxed);
+    }
+}

@@ -63,6 +63,93 @@ pub enum Proof {
     Etag,
 }
 
+impl std::fmt::Display for Proof {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Proof::Checksum => "sha256-checksum",
+            Proof::Etag => "etag",
+        })
+    }
+}
+
+/// An object whose stored content was proven equal to local digests. Only
+/// [`ObjectStore::verify`](super::ObjectStore::verify) makes one, so whatever requires it (the
+/// finalize step, which may delete the local file) cannot run on an unverified upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    proof: Proof,
+    digests: Digests,
+}
+
+impl Verified {
+    pub(super) fn new(proof: Proof, digests: Digests) -> Self {
+        Verified { proof, digests }
+    }
+
+    /// For unit tests of code that requires a verified object.
+    #[cfg(test)]
+    pub(crate) fn assumed(digests: Digests) -> Self {
+        Verified::new(Proof::Checksum, digests)
+    }
+
+    /// What proved it.
+    pub fn proof(&self) -> Proof {
+        self.proof
+    }
+
+    /// The local content it was proven equal to.
+    pub fn digests(&self) -> &Digests {
+        &self.digests
+    }
+}
+
+/// Why an object could not be verified.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum VerifyError {
+    /// The object differs from the local content (or cannot be proven equal).
+    #[error("verification of s3://{bucket}/{key} failed: {mismatch}")]
+    Mismatch {
+        bucket: String,
+        key: String,
+        mismatch: Mismatch,
+    },
+    /// There is no such object.
+    #[error(
+        "verification of s3://{bucket}/{key} failed: the object is missing right after the upload"
+    )]
+    Missing { bucket: String, key: String },
+    /// HeadObject is refused, so nothing can be proven.
+    #[error(
+        "cannot verify s3://{bucket}/{key}: HeadObject is forbidden — grant s3:GetObject, stowaway reads every object back before it removes the local file"
+    )]
+    Forbidden { bucket: String, key: String },
+    /// The request failed.
+    #[error(transparent)]
+    S3(#[from] S3Failure),
+}
+
+/// Turns a HeadObject answer into a verified object or the reason it is not one.
+pub(super) fn verdict(
+    head: Head,
+    bucket: &str,
+    key: &str,
+    d: &Digests,
+) -> Result<Verified, VerifyError> {
+    let (bucket, key) = (bucket.to_string(), key.to_string());
+    match head {
+        Head::Present(obj) => match check(&obj, d) {
+            Ok(proof) => Ok(Verified::new(proof, d.clone())),
+            Err(mismatch) => Err(VerifyError::Mismatch {
+                bucket,
+                key,
+                mismatch,
+            }),
+        },
+        Head::Missing => Err(VerifyError::Missing { bucket, key }),
+        Head::Forbidden => Err(VerifyError::Forbidden { bucket, key }),
+    }
+}
+
 fn is_hex(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
@@ -131,7 +218,7 @@ pub fn check(remote: &RemoteObject, d: &Digests) -> Result<Proof, Mismatch> {
 }
 
 /// HeadObject with checksums requested, retried on transient failures.
-pub async fn head(
+pub(super) async fn head(
     client: &Client,
     retrier: &Retrier,
     bucket: &str,
@@ -172,7 +259,11 @@ pub async fn head(
 /// A definite "this bucket does not exist" (HeadBucket 404), as a mount-wide failure; `None`
 /// when the bucket exists or we cannot tell (HeadBucket needs s3:ListBucket, which an
 /// upload-only policy may not grant; transport errors surface on the uploads themselves).
-pub async fn bucket_missing(client: &Client, retrier: &Retrier, bucket: &str) -> Option<S3Failure> {
+pub(super) async fn bucket_missing(
+    client: &Client,
+    retrier: &Retrier,
+    bucket: &str,
+) -> Option<S3Failure> {
     let res = retrier
         .run("HeadBucket", || async {
             match client.head_bucket().bucket(bucket).send().await {
@@ -304,6 +395,41 @@ mod tests {
                 &d
             ),
             Ok(Proof::Checksum)
+        );
+    }
+
+    #[test]
+    fn verdicts_prove_or_say_why_not() {
+        let d = single(b"hello");
+        let ok = RemoteObject {
+            size: Some(5),
+            etag: Some("5d41402abc4b2a76b9719d911017c592".into()),
+            checksum_sha256: None,
+            meta_sha256: None,
+        };
+        let v = verdict(Head::Present(ok.clone()), "b", "k", &d).unwrap();
+        assert_eq!(v.proof(), Proof::Etag);
+        assert_eq!(v.digests(), &d, "the proof is about exactly these digests");
+        let short = RemoteObject {
+            size: Some(4),
+            ..ok
+        };
+        let e = verdict(Head::Present(short), "b", "k", &d).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "verification of s3://b/k failed: size differs: S3 has Some(4) bytes, the local file 5"
+        );
+        let e = verdict(Head::Missing, "b", "k", &d).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "verification of s3://b/k failed: the object is missing right after the upload"
+        );
+        let e = verdict(Head::Forbidden, "b", "k", &d).unwrap_err();
+        assert!(
+            matches!(e, VerifyError::Forbidden { .. })
+                && e.to_string()
+                    .starts_with("cannot verify s3://b/k: HeadObject is forbidden"),
+            "{e}"
         );
     }
 

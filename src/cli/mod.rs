@@ -2,6 +2,8 @@
 //! validated configuration into a running service. This is the binary edge: errors become
 //! messages and exit codes here.
 
+pub mod migrate;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -464,22 +466,35 @@ fn warn_unknown(keys: &[String]) {
 
 /// Sets up `tracing` as configured; `RUST_LOG` wins over `log.level` when set.
 pub fn init_logging(settings: &Settings) {
+    init_logging_to(settings, &settings.log.level, "info", std::io::stderr);
+}
+
+/// Sets up `tracing` in the configured format with filter `level` (`fallback` if it does not
+/// parse; `RUST_LOG` wins when set), each line written through a writer from `make`.
+fn init_logging_to<W>(
+    settings: &Settings,
+    level: &str,
+    fallback: &str,
+    make: impl Fn() -> W + Clone + Send + Sync + 'static,
+) where
+    W: std::io::Write + 'static,
+{
     use tracing_subscriber::EnvFilter;
     // Keep the SDK's own chatter (and anything that could echo request signatures) out of
     // debug logs unless the filter asks for it (see logfmt::filter_spec).
-    let filter: EnvFilter = crate::logfmt::env_filter(&settings.log.level, "info");
+    let filter: EnvFilter = crate::logfmt::env_filter(level, fallback);
     use tracing_subscriber::Layer as _;
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
     let fmt = match settings.log.format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
-            .with_writer(std::io::stderr)
+            .with_writer(make)
             .boxed(),
         // Control characters in paths and values are escaped where the line is written.
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_ansi(false)
-            .with_writer(crate::logfmt::escaping_stderr)
+            .with_writer(move || crate::logfmt::EscapingWriter(make()))
             .boxed(),
     };
     // A client's malformed request is not our error: actix's ERROR for it is logged at debug.
@@ -652,7 +667,7 @@ pub fn main() -> ExitCode {
             Err(code) => code,
             Ok((settings, unknown)) => {
                 warn_unknown(&unknown);
-                crate::uploader::migrate::main(settings, &common.config_path(), dry_run)
+                migrate::main(settings, &common.config_path(), dry_run)
             }
         },
         Command::Serve { common } => match load(&common) {
@@ -714,7 +729,9 @@ fn check_online(settings: &Settings) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(crate::s3::check_online(settings, |line| println!("{line}"))) {
+    match rt.block_on(crate::store::online::check_online(settings, |line| {
+        println!("{line}")
+    })) {
         Ok(()) => {
             println!("online checks OK");
             ExitCode::SUCCESS

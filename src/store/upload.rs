@@ -98,7 +98,7 @@ async fn body(file: &File, path: &Path, offset: u64, len: u64) -> Result<ByteStr
 
 /// Uploads the open `file` (`path` names it in messages; its content hashed to `d`) as `t`,
 /// by the layout in `d`.
-pub async fn upload(
+pub(super) async fn upload(
     client: &Client,
     retrier: &Retrier,
     file: &File,

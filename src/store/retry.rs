@@ -9,14 +9,12 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use backon::ExponentialBuilder;
 
-use super::stats::Stats;
 use super::stop::Stop;
 use crate::config::UploaderSettings;
 
@@ -184,7 +182,7 @@ where
         _ => match transport {
             Transport::Timeout => "timeout".to_string(),
             // The source chain on one line, without the Debug dumps DisplayErrorContext adds.
-            _ => crate::s3::error_chain(e),
+            _ => super::aws::error_chain(e),
         },
     };
     let mut message = format!("S3 {op} s3://{bucket}/{key} failed: {what}");
@@ -223,20 +221,27 @@ impl Retryable for S3Failure {
     }
 }
 
-/// Runs requests with the configured backoff and counts the retries.
+/// Told of every retry, so its user can count them (the uploader's `Stats`; a cache's own
+/// counters later) without the store knowing who it works for.
+pub trait RetryObserver: Send + Sync + std::fmt::Debug {
+    /// A request failed transiently and is tried again.
+    fn retried(&self);
+}
+
+/// Runs requests with the configured backoff and reports the retries.
 #[derive(Debug, Clone)]
 pub struct Retrier {
     policy: ExponentialBuilder,
-    stats: Arc<Stats>,
+    observer: Arc<dyn RetryObserver>,
     stop: Arc<Stop>,
 }
 
 impl Retrier {
     /// A retrier for the uploader settings; `stop` cuts back-off short on shutdown.
-    pub fn new(u: &UploaderSettings, stats: Arc<Stats>, stop: Arc<Stop>) -> Self {
+    pub fn new(u: &UploaderSettings, observer: Arc<dyn RetryObserver>, stop: Arc<Stop>) -> Self {
         Retrier {
             policy: policy(u),
-            stats,
+            observer,
             stop,
         }
     }
@@ -268,7 +273,7 @@ impl Retrier {
             })
             .when(|e: &E| e.is_transient() && !self.stop.is_aborting())
             .notify(|e: &E, d: Duration| {
-                self.stats.retries.fetch_add(1, Relaxed);
+                self.observer.retried();
                 tracing::warn!(error = %e, retry_in = %humantime::format_duration(d), "{what}: transient failure, retrying");
             })
             .await

@@ -1,0 +1,91 @@
+//! The object store: everything stowaway does with S3 itself, for the uploader today and for
+//! the hot-object cache and lifecycle commands next. Callers hold an [`ObjectStore`] (the
+//! client plus the retry policy) and never an SDK client of their own.
+//!
+//! * [`aws`]: SDK configuration, the probe and transfer clients, credentials and their refresh;
+//! * [`retry`]: transient or permanent, and the backoff;
+//! * [`stop`]: drain and abort flags that cut retries and multipart uploads short;
+//! * [`hash`]: SHA-256 and the ETag S3 will report, in one read;
+//! * [`upload`]: single PUT or multipart, streamed from disk;
+//! * [`verify`]: HeadObject against the local digests, and the [`Verified`] proof;
+//! * [`online`]: `check-config --online`.
+
+pub mod aws;
+pub mod hash;
+pub mod online;
+pub mod retry;
+pub mod stop;
+pub mod upload;
+pub mod verify;
+
+use std::fs::File;
+use std::path::Path;
+
+use aws_sdk_s3::Client;
+
+pub use aws::error_chain;
+use hash::Digests;
+use retry::{Retrier, S3Failure};
+use stop::Stop;
+use upload::{Target, UploadError};
+use verify::{Head, Verified, VerifyError};
+
+use crate::config::S3Settings;
+
+/// S3 with our retry policy. Cheap to clone (the SDK client is shared).
+#[derive(Debug, Clone)]
+pub struct ObjectStore {
+    client: Client,
+    retrier: Retrier,
+}
+
+impl ObjectStore {
+    /// A store over `client` whose requests are retried by `retrier`.
+    pub fn new(client: Client, retrier: Retrier) -> Self {
+        ObjectStore { client, retrier }
+    }
+
+    /// A store over the transfer client for `s3` (SDK retries off: `retrier` is the only one).
+    pub async fn connect(s3: &S3Settings, retrier: Retrier) -> Self {
+        ObjectStore::new(aws::transfer_client(s3).await, retrier)
+    }
+
+    /// The shutdown flags the retries and multipart uploads obey.
+    pub fn stop(&self) -> &Stop {
+        self.retrier.stop()
+    }
+
+    /// What HeadObject says about `bucket/key`.
+    pub async fn head(&self, bucket: &str, key: &str) -> Result<Head, S3Failure> {
+        verify::head(&self.client, &self.retrier, bucket, key).await
+    }
+
+    /// Whether `bucket/key` holds exactly the content hashed to `d`, proven by a checksum or
+    /// a recomputable ETag.
+    pub async fn verify(
+        &self,
+        bucket: &str,
+        key: &str,
+        d: &Digests,
+    ) -> Result<Verified, VerifyError> {
+        let head = self.head(bucket, key).await?;
+        verify::verdict(head, bucket, key, d)
+    }
+
+    /// Uploads the open `file` (named `path` in messages, its content hashed to `d`) as `t`.
+    pub async fn put(
+        &self,
+        file: &File,
+        path: &Path,
+        t: &Target<'_>,
+        d: &Digests,
+    ) -> Result<(), UploadError> {
+        upload::upload(&self.client, &self.retrier, file, path, t, d).await
+    }
+
+    /// A definite "this bucket does not exist", as a mount-wide failure; `None` when it exists
+    /// or we cannot tell.
+    pub async fn bucket_missing(&self, bucket: &str) -> Option<S3Failure> {
+        verify::bucket_missing(&self.client, &self.retrier, bucket).await
+    }
+}
