@@ -1,0 +1,364 @@
+//! `[[mount]]`: prefix, root, bucket and key prefix, what happens after upload (finalize,
+//! archive), ignore patterns; and the rule that no two mounts reach each other's files or
+//! objects. The URL keys are [`super::url`]'s, `[mount.access]` is [`super::access`]'s.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::super::types::{AccessSettings, Finalize, Mount, S3Settings, UploaderSettings};
+use super::super::units::duration_or;
+use super::super::{ConfigError, FsChecks, RawMount, TEMP_PREFIX, invalid};
+use super::canonical_dir;
+use crate::paths::MountPrefix;
+
+/// Validates every `[[mount]]` and how they relate; also returns the `[mount.access]`
+/// sections that are enabled.
+pub fn validate_all(
+    mounts_raw: &[RawMount],
+    internal_prefix: &str,
+    s3: &S3Settings,
+    uploader: &UploaderSettings,
+    fs: FsChecks,
+) -> Result<(Vec<Mount>, Vec<AccessSettings>), ConfigError> {
+    if mounts_raw.is_empty() {
+        return Err(invalid(
+            "mount",
+            "[]",
+            "no mounts are configured",
+            "add a [[mount]] table with prefix, root and bucket (see examples/stowaway.toml)",
+        ));
+    }
+    let mut mounts: Vec<Mount> = Vec::with_capacity(mounts_raw.len());
+    let mut access: Vec<AccessSettings> = Vec::new();
+    for (i, m) in mounts_raw.iter().enumerate() {
+        let (mount, a) = validate(i, m, &mounts, internal_prefix, s3, uploader, fs)?;
+        mounts.push(mount);
+        access.extend(a);
+    }
+    check_mount_overlaps(&mounts)?;
+    Ok((mounts, access))
+}
+
+/// Validates `mount[i]`; `earlier` are the mounts before it, already validated.
+pub fn validate(
+    i: usize,
+    m: &RawMount,
+    earlier: &[Mount],
+    internal_prefix: &str,
+    s3: &S3Settings,
+    uploader: &UploaderSettings,
+    fs: FsChecks,
+) -> Result<(Mount, Option<AccessSettings>), ConfigError> {
+    let k = |f: &str| format!("mount[{i}].{f}");
+    let prefix_s = m.prefix.as_deref().ok_or_else(|| {
+        invalid(
+            k("prefix"),
+            "<unset>",
+            "missing",
+            "set the public URL prefix, e.g. \"/static/\"",
+        )
+    })?;
+    let prefix = MountPrefix::parse(prefix_s).map_err(|problem| {
+        invalid(
+            k("prefix"),
+            prefix_s,
+            problem,
+            "use an absolute path of plain segments ending in `/`, e.g. \"/static/\"",
+        )
+    })?;
+    if prefix.as_str().starts_with(internal_prefix) || internal_prefix.starts_with(prefix.as_str())
+    {
+        return Err(invalid(
+            k("prefix"),
+            prefix_s,
+            "overlaps server.internal_prefix",
+            "use distinct prefixes",
+        ));
+    }
+    for (j, other) in earlier.iter().enumerate() {
+        if other.prefix.as_str().starts_with(prefix.as_str())
+            || prefix.as_str().starts_with(other.prefix.as_str())
+        {
+            return Err(invalid(
+                k("prefix"),
+                prefix_s,
+                format!("overlaps mount[{j}].prefix {:?}", other.prefix.as_str()),
+                "give every mount its own, non-nested prefix",
+            ));
+        }
+    }
+    let root_raw = m.root.as_deref().ok_or_else(|| {
+        invalid(
+            k("root"),
+            "<unset>",
+            "missing",
+            "set the local directory the web app writes to",
+        )
+    })?;
+    let root = canonical_dir(&k("root"), root_raw, "local root directory", fs)?;
+    let bucket_s = m
+        .bucket
+        .as_deref()
+        .ok_or_else(|| invalid(k("bucket"), "<unset>", "missing", "set the S3 bucket name"))?;
+    let bucket = validate_bucket(&k("bucket"), bucket_s)?;
+    let key_prefix = validate_key_prefix(&k("key_prefix"), m.key_prefix.as_deref().unwrap_or(""))?;
+    let url = super::url::validate(i, m, s3)?;
+    let kind = url.kind;
+    let finalize = match m.finalize.as_deref().unwrap_or("archive") {
+        "archive" => Finalize::Archive,
+        "delete" => Finalize::Delete,
+        "keep" => Finalize::Keep,
+        other => {
+            return Err(invalid(
+                k("finalize"),
+                other,
+                "unknown finalize action",
+                "use \"archive\", \"delete\" or \"keep\"",
+            ));
+        }
+    };
+    let access = m
+        .access
+        .as_ref()
+        .filter(|a| a.enabled != Some(false))
+        .map(|a| super::access::validate(i, prefix.as_str(), a, kind))
+        .transpose()?;
+    let upload = m.upload.unwrap_or(true);
+    let archive_root = match (&m.archive_root, finalize, upload && uploader.enabled) {
+        (Some(a), _, _) => {
+            let c = canonical_dir(&k("archive_root"), a, "archive directory", fs)?;
+            if c.starts_with(&root) || root.starts_with(&c) {
+                return Err(invalid(
+                    k("archive_root"),
+                    a,
+                    "is inside the root (or contains it)",
+                    "put the archive outside the served root, e.g. /srv/site/archive/static",
+                ));
+            }
+            if fs == FsChecks::Check && finalize == Finalize::Archive && upload && uploader.enabled
+            {
+                check_writable(&k("archive_root"), &c)?;
+            }
+            Some(c)
+        }
+        (None, Finalize::Archive, true) => {
+            return Err(invalid(
+                k("archive_root"),
+                "<unset>",
+                "finalize = \"archive\" needs an archive directory",
+                "set archive_root, or finalize = \"delete\" / \"keep\"",
+            ));
+        }
+        (None, _, _) => None,
+    };
+    let ignore = m
+        .ignore
+        .clone()
+        .unwrap_or_else(|| vec![".*".into(), "*.tmp".into(), "*.part".into()]);
+    for pat in &ignore {
+        if pat.is_empty() || pat.contains('/') {
+            return Err(invalid(
+                k("ignore"),
+                pat,
+                "patterns match file names, not paths",
+                "use e.g. \".*\", \"*.tmp\"",
+            ));
+        }
+    }
+    let mount = Mount {
+        prefix,
+        root,
+        bucket,
+        key_prefix,
+        url,
+        upload,
+        finalize,
+        archive_root,
+        finalize_grace: duration_or(&k("finalize_grace"), &m.finalize_grace, Duration::ZERO)?,
+        ignore,
+        serve_ignored: m.serve_ignored.unwrap_or(false),
+        serve_archive_when_s3_down: m.serve_archive_when_s3_down.unwrap_or(true),
+    };
+    Ok((mount, access))
+}
+
+/// A bucket name S3 accepts (3-63 of `a-z0-9.-`, alphanumeric at both ends).
+fn validate_bucket(key: &str, b: &str) -> Result<String, ConfigError> {
+    let ok = (3..=63).contains(&b.len())
+        && b.bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'.')
+        && b.as_bytes()[0].is_ascii_alphanumeric()
+        && b.as_bytes()[b.len() - 1].is_ascii_alphanumeric();
+    if ok {
+        Ok(b.to_string())
+    } else {
+        Err(invalid(
+            key,
+            b,
+            "not a valid S3 bucket name",
+            "use 3-63 lower-case letters, digits, `-` or `.`, starting and ending with a letter or digit",
+        ))
+    }
+}
+
+/// `key_prefix`: empty, or relative and ending in `/`, without `.`/`..` segments.
+fn validate_key_prefix(key: &str, p: &str) -> Result<String, ConfigError> {
+    if p.is_empty() {
+        return Ok(String::new());
+    }
+    let bad = p.starts_with('/')
+        || !p.ends_with('/')
+        || p.contains("//")
+        || p.split('/').any(|s| s == "." || s == "..")
+        || p.chars().any(|c| c.is_control() || c == '\\');
+    if bad {
+        return Err(invalid(
+            key,
+            p,
+            "must be empty or a relative prefix ending in `/` without `.`/`..` segments",
+            "use e.g. \"static/\"",
+        ));
+    }
+    Ok(p.to_string())
+}
+
+/// Whether files can be created in `dir`, by trying: permission bits do not tell for root, nor
+/// for a read-only mount. The probe is named like an archive temp file, so if it is ever left
+/// behind the uploader's start-up clean-up removes it.
+fn check_writable(key: &str, dir: &Path) -> Result<(), ConfigError> {
+    let probe = dir.join(format!(
+        "{}{}.{:08x}.check",
+        TEMP_PREFIX,
+        std::process::id(),
+        fastrand::u32(..)
+    ));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(invalid(
+            key,
+            dir,
+            format!("the uploader cannot create files in it ({e})"),
+            "make it writable for the user stowaway runs as (and not a read-only mount), or use finalize = \"delete\" / \"keep\"",
+        )),
+    }
+}
+
+/// Where a directory really is, for comparing mounts: the longest existing ancestor is
+/// canonicalised (so a symlink cannot hide that two paths are one) and the rest, which does
+/// not exist and so holds no symlinks, is normalised lexically.
+pub(crate) fn resolved_location(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let comps: Vec<Component<'_>> = p.components().collect();
+    let (mut out, rest) = (1..=comps.len())
+        .rev()
+        .find_map(|n| {
+            let head: PathBuf = comps[..n].iter().collect();
+            std::fs::canonicalize(head).ok().map(|c| (c, &comps[n..]))
+        })
+        .unwrap_or_else(|| (PathBuf::new(), &comps[..]));
+    for c in rest {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+/// Refuses mounts that reach each other's objects or files: on one bucket, a key prefix that
+/// starts with another's lets one mount's URLs (and uploads) reach the other's objects, so an
+/// open mount would bypass a signed one; a root or archive root inside (or equal to) another
+/// mount's root or archive root serves, uploads or archives the other mount's files.
+fn check_mount_overlaps(mounts: &[Mount]) -> Result<(), ConfigError> {
+    let name = |m: &Mount| format!("mount {:?}", m.prefix.as_str());
+    for (j, b) in mounts.iter().enumerate() {
+        for a in &mounts[..j] {
+            if a.bucket == b.bucket
+                && (a.key_prefix.starts_with(&b.key_prefix)
+                    || b.key_prefix.starts_with(&a.key_prefix))
+            {
+                return Err(invalid(
+                    format!("mount[{j}].key_prefix"),
+                    &b.key_prefix,
+                    format!(
+                        "{} and {} overlap: both use bucket {:?}, and key prefix {:?} and key prefix {:?} are equal or one starts with the other (\"\" covers the whole bucket), so URLs and uploads of one mount reach the objects of the other",
+                        name(a),
+                        name(b),
+                        b.bucket,
+                        a.key_prefix,
+                        b.key_prefix
+                    ),
+                    format!(
+                        "give {} and {} key prefixes where neither starts with the other, e.g. \"static/\" and \"private/\", or separate buckets",
+                        name(a),
+                        name(b)
+                    ),
+                ));
+            }
+        }
+    }
+    // Every directory a mount owns, resolved once.
+    let dirs: Vec<(usize, &str, &Path, PathBuf)> = mounts
+        .iter()
+        .enumerate()
+        .flat_map(|(i, m)| {
+            std::iter::once((i, "root", m.root.as_path()))
+                .chain(m.archive_root.as_deref().map(|a| (i, "archive_root", a)))
+        })
+        .map(|(i, what, p)| (i, what, p, resolved_location(p)))
+        .collect();
+    for (n, (j, what_b, path_b, real_b)) in dirs.iter().enumerate() {
+        for (i, what_a, path_a, real_a) in &dirs[..n] {
+            let relation = if real_a == real_b {
+                "is the same directory as"
+            } else if real_b.starts_with(real_a) {
+                "is inside"
+            } else if real_a.starts_with(real_b) {
+                "contains"
+            } else {
+                continue;
+            };
+            let show = |p: &Path, real: &Path| {
+                if p == real {
+                    format!("{}", p.display())
+                } else {
+                    format!("{} (really {})", p.display(), real.display())
+                }
+            };
+            let (ma, mb) = (&mounts[*i], &mounts[*j]);
+            let fix = if i == j {
+                "put the archive outside the served root, e.g. /srv/site/archive/static".to_string()
+            } else {
+                format!(
+                    "give {} and {} separate directories, none inside another: e.g. roots /srv/site/static and /srv/site/private, archives /srv/site/archive/static and /srv/site/archive/private",
+                    name(ma),
+                    name(mb)
+                )
+            };
+            return Err(invalid(
+                format!("mount[{j}].{what_b}"),
+                path_b,
+                format!(
+                    "{} {what_b} {} {relation} {} {what_a} {}, so files of one are served, uploaded or archived through the other",
+                    name(mb),
+                    show(path_b, real_b),
+                    name(ma),
+                    show(path_a, real_a),
+                ),
+                fix,
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,144 @@
+//! A mount's redirect URL (`url`, `public_base_url`, `expires`, `window`, `redirect_max_age`,
+//! `response_*`): what kind, how long it lives, and what S3 needs to build it.
+
+use std::time::Duration;
+
+use super::super::types::{S3Settings, UrlKind, UrlSettings};
+use super::super::units::{HumanDuration, duration_or};
+use super::super::{ConfigError, MAX_PRESIGN_EXPIRY, RawMount, invalid};
+
+/// Validates the URL keys of `mount[i]`; `s3` is the validated `[s3]` (the region decides
+/// whether a bucket URL can be built at all).
+pub fn validate(i: usize, m: &RawMount, s3: &S3Settings) -> Result<UrlSettings, ConfigError> {
+    let k = |f: &str| format!("mount[{i}].{f}");
+    let kind = match m.url.as_deref().unwrap_or("presigned") {
+        "presigned" => UrlKind::Presigned,
+        "public" => UrlKind::Public,
+        other => {
+            return Err(invalid(
+                k("url"),
+                other,
+                "unknown URL kind",
+                "use \"presigned\" or \"public\"",
+            ));
+        }
+    };
+    let public_base_url = m
+        .public_base_url
+        .as_deref()
+        .map(|u| validate_base_url(&k("public_base_url"), u))
+        .transpose()?;
+    if public_base_url.is_some() && kind == UrlKind::Presigned {
+        return Err(invalid(
+            k("public_base_url"),
+            m.public_base_url.as_deref().unwrap_or(""),
+            "a public base URL cannot carry a SigV4 signature",
+            "set url = \"public\" or remove public_base_url",
+        ));
+    }
+    let expires = duration_or(&k("expires"), &m.expires, Duration::from_secs(3600))?;
+    let window = duration_or(&k("window"), &m.window, Duration::from_secs(300))?;
+    if kind == UrlKind::Presigned {
+        if expires < Duration::from_secs(1) {
+            return Err(invalid(
+                k("expires"),
+                m.expires.as_ref().map_or("", HumanDuration::text),
+                "must be at least 1s",
+                "use e.g. \"1h\"",
+            ));
+        }
+        if expires + window > MAX_PRESIGN_EXPIRY {
+            return Err(invalid(
+                k("expires"),
+                m.expires.as_ref().map_or("1h", HumanDuration::text),
+                format!(
+                    "expires + window = {} is longer than S3's 7-day limit for presigned URLs",
+                    humantime::format_duration(expires + window)
+                ),
+                "use at most \"7d\" in total, e.g. expires = \"1h\", window = \"5m\"",
+            ));
+        }
+        if s3.region.is_none() {
+            return Err(invalid(
+                "s3.region",
+                "<unset>",
+                format!(
+                    "mount[{i}] signs its redirects (url = \"presigned\"), which needs the bucket's region"
+                ),
+                "set s3.region (e.g. \"eu-west-1\"), STOWAWAY__S3__REGION or AWS_REGION",
+            ));
+        }
+    }
+    let redirect_max_age = duration_or(
+        &k("redirect_max_age"),
+        &m.redirect_max_age,
+        Duration::from_secs(300),
+    )?;
+    let hv = |f: &str, v: &Option<String>| {
+        v.as_deref()
+            .map(|x| super::header_value_ok(&k(f), x))
+            .transpose()
+    };
+    let url = UrlSettings {
+        kind,
+        public_base_url,
+        expires,
+        window,
+        redirect_max_age,
+        response_content_disposition: hv(
+            "response_content_disposition",
+            &m.response_content_disposition,
+        )?,
+        response_content_type: hv("response_content_type", &m.response_content_type)?,
+        response_cache_control: hv("response_cache_control", &m.response_cache_control)?,
+    };
+    if kind == UrlKind::Public
+        && (url.response_content_disposition.is_some()
+            || url.response_content_type.is_some()
+            || url.response_cache_control.is_some())
+    {
+        return Err(invalid(
+            k("response_content_type"),
+            "<set>",
+            "response overrides only work inside a signature",
+            "set url = \"presigned\" or remove the response_* keys",
+        ));
+    }
+    if s3.region.is_none() && s3.endpoint.is_none() && url.public_base_url.is_none() {
+        return Err(invalid(
+            "s3.region",
+            "<unset>",
+            format!(
+                "mount[{i}] needs a bucket URL, which needs the region (or s3.endpoint, or public_base_url)"
+            ),
+            "set s3.region (e.g. \"eu-west-1\") or AWS_REGION",
+        ));
+    }
+    Ok(url)
+}
+
+/// `public_base_url`: an http(s) URL, returned with a trailing `/`.
+fn validate_base_url(key: &str, u: &str) -> Result<String, ConfigError> {
+    let rest = u
+        .strip_prefix("https://")
+        .or_else(|| u.strip_prefix("http://"));
+    match rest {
+        Some(r)
+            if !r.is_empty()
+                && !u.contains(['?', '#', ' '])
+                && !u.chars().any(char::is_control) =>
+        {
+            let mut s = u.to_string();
+            if !s.ends_with('/') {
+                s.push('/');
+            }
+            Ok(s)
+        }
+        _ => Err(invalid(
+            key,
+            u,
+            "must be an http(s) URL",
+            "use e.g. \"https://cdn.example.com/\"",
+        )),
+    }
+}
