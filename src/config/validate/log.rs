@@ -30,3 +30,30 @@ pub fn validate(l: &RawLog) -> Result<LogSettings, ConfigError> {
     }
     Ok(log)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::log;
+    use super::*;
+
+    #[test]
+    fn format_is_text_or_json() {
+        assert_eq!(log("").accepted().log.format, LogFormat::Text);
+        assert_eq!(
+            log("format = \"json\"").accepted().log.format,
+            LogFormat::Json
+        );
+        log("format = \"yaml\"").refused("log.format");
+    }
+
+    #[test]
+    fn level_is_a_log_filter() {
+        assert_eq!(log("").accepted().log.level, "info");
+        for good in ["warn", "info,stowaway::uploader=debug", "stowaway=trace"] {
+            log(&format!("level = \"{good}\"")).accepted();
+        }
+        for bad in ["info,=x=y", "stowaway=loud"] {
+            log(&format!("level = \"{bad}\"")).refused("log.level");
+        }
+    }
+}

@@ -581,4 +581,93 @@ mod tests {
             );
         }
     }
+
+    use super::super::testing::server;
+
+    #[test]
+    fn listen_is_an_address_or_a_socket_path() {
+        server("listen = \"127.0.0.1:9000\"").accepted();
+        server("listen = \"unix:/run/stowaway/s.sock\"").accepted();
+        server("listen = \"localhost:9000\"").refused("server.listen");
+        server("listen = \"unix:run/s.sock\"").refused("server.listen");
+    }
+
+    #[test]
+    fn metrics_listen_is_an_address_other_than_listen() {
+        let s = server("metrics_listen = \"127.0.0.1:9700\"").accepted();
+        assert_eq!(
+            s.server.metrics_listen,
+            Some("127.0.0.1:9700".parse().unwrap())
+        );
+        assert_eq!(
+            server("metrics_listen = \"\"")
+                .accepted()
+                .server
+                .metrics_listen,
+            None
+        );
+        server("metrics_listen = \"9700\"").refused("server.metrics_listen");
+        let e = server("listen = \"127.0.0.1:9700\"\nmetrics_listen = \"127.0.0.1:9700\"")
+            .refused("server.metrics_listen");
+        assert!(e.contains("same address"), "{e}");
+        // On a Unix socket there is no address to collide with.
+        server("listen = \"unix:/run/s.sock\"\nmetrics_listen = \"127.0.0.1:8700\"").accepted();
+    }
+
+    #[test]
+    fn workers_are_at_most_256() {
+        assert_eq!(server("workers = 256").accepted().server.workers, 256);
+        assert_eq!(server("").accepted().server.workers, 0);
+        server("workers = 257").refused("server.workers");
+    }
+
+    #[test]
+    fn internal_prefix_is_a_plain_absolute_directory_path() {
+        for good in ["/_stowaway_local/", "/a/", "/x.y/z-1/"] {
+            let s = server(&format!("internal_prefix = \"{good}\"")).accepted();
+            assert_eq!(s.server.internal_prefix, good);
+        }
+        for bad in [
+            "", "/", "//", "_local/", "/_local", "/a//b/", "/a/../b/", "/./", "/a b/", "/ä/",
+        ] {
+            server(&format!("internal_prefix = \"{bad}\"")).refused("server.internal_prefix");
+        }
+    }
+
+    #[test]
+    fn front_is_nginx_or_lighttpd() {
+        assert_eq!(server("").accepted().server.front, FrontServer::Nginx);
+        let s = server("front = \"lighttpd\"").accepted();
+        assert_eq!(s.server.front, FrontServer::Lighttpd);
+        server("front = \"apache\"").refused("server.front");
+        server("front = \"Nginx\"").refused("server.front");
+    }
+
+    #[test]
+    fn timers_are_durations() {
+        let s =
+            server("verdict_ttl = \"0s\"\nshutdown_timeout = \"1m\"\ns3_probe_interval = \"2\"")
+                .accepted();
+        assert_eq!(s.server.verdict_ttl, Duration::ZERO);
+        assert_eq!(s.server.shutdown_timeout, Duration::from_secs(60));
+        assert_eq!(s.server.s3_probe_interval, Duration::from_secs(2));
+        for key in ["verdict_ttl", "shutdown_timeout", "s3_probe_interval"] {
+            let e = server(&format!("{key} = \"soon\"")).refused(&format!("server.{key}"));
+            assert!(e.contains("not a duration"), "{e}");
+        }
+    }
+
+    #[test]
+    fn front_auth_keys_are_checked_through_server() {
+        server("listen = \"unix:/run/s.sock\"\nsocket_mode = \"0640\"").accepted();
+        server("socket_mode = \"0660\"").refused("server.socket_mode");
+        server("listen = \"unix:/run/s.sock\"\nsocket_mode = \"0666\"")
+            .refused("server.socket_mode");
+        server("socket_group = \"www-data\"").refused("server.socket_group");
+        server("trusted_proxies = [\"10.0.0.0/24\"]").accepted();
+        server("trusted_proxies = [\"10.0.0.0/24\", \"127.0.0.1\"]")
+            .refused("server.trusted_proxies[1]");
+        server("front_secret_file = \"/nonexistent/stowaway-front\"")
+            .refused("server.front_secret_file");
+    }
 }
