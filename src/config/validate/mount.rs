@@ -362,3 +362,199 @@ fn check_mount_overlaps(mounts: &[Mount]) -> Result<(), ConfigError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{Cfg, MOUNT, mount};
+    use super::*;
+
+    /// A mount with every required key but `missing`.
+    fn without(missing: &str) -> Cfg {
+        let lines: Vec<&str> = MOUNT.lines().filter(|l| !l.starts_with(missing)).collect();
+        Cfg {
+            mounts: vec![lines.join("\n")],
+            ..Cfg::default()
+        }
+    }
+
+    /// Two mounts, the second with these lines.
+    fn two(second: &str) -> Cfg {
+        Cfg {
+            mounts: vec![MOUNT.into(), second.into()],
+            ..Cfg::default()
+        }
+    }
+
+    #[test]
+    fn at_least_one_mount() {
+        Cfg::default().accepted();
+        Cfg {
+            mounts: vec![],
+            ..Cfg::default()
+        }
+        .refused("mount");
+    }
+
+    #[test]
+    fn required_keys() {
+        for key in ["prefix", "root", "bucket"] {
+            let e = without(key).refused(&format!("mount[0].{key}"));
+            assert!(e.contains("missing"), "{e}");
+        }
+    }
+
+    #[test]
+    fn prefix_is_a_plain_path_apart_from_the_internal_prefix_and_other_mounts() {
+        let prefix = |p: &str| Cfg {
+            mounts: vec![MOUNT.replace("\"/static/\"", &format!("\"{p}\""))],
+            ..Cfg::default()
+        };
+        prefix("/media/files/").accepted();
+        for bad in ["static/", "/static", "/a/../b/", "/a//b/"] {
+            prefix(bad).refused("mount[0].prefix");
+        }
+        let e = prefix("/_stowaway_local/x/").refused("mount[0].prefix");
+        assert!(e.contains("server.internal_prefix"), "{e}");
+        prefix("/").refused("mount[0].prefix");
+        let other = |p: &str| {
+            two(&format!(
+                "prefix = \"{p}\"\nroot = \"/srv/site/other\"\nbucket = \"other\""
+            ))
+        };
+        other("/other/").accepted();
+        for nested in ["/static/", "/static/inner/"] {
+            let e = other(nested).refused("mount[1].prefix");
+            assert!(e.contains("overlaps mount[0].prefix"), "{e}");
+        }
+    }
+
+    #[test]
+    fn root_is_an_existing_absolute_directory() {
+        let d = tempfile::tempdir().unwrap();
+        let root = |p: &Path| Cfg {
+            mounts: vec![MOUNT.replace("/srv/site/static", &p.display().to_string())],
+            ..Cfg::default()
+        };
+        let s = root(d.path()).check(FsChecks::Check).unwrap();
+        assert_eq!(s.mounts[0].root, d.path().canonicalize().unwrap());
+        root(Path::new("srv/site")).refused("mount[0].root");
+        root(&d.path().join("missing")).refused_with(FsChecks::Check, "mount[0].root");
+        let f = d.path().join("file");
+        std::fs::write(&f, b"").unwrap();
+        let e = root(&f).refused_with(FsChecks::Check, "mount[0].root");
+        assert!(e.contains("not a directory"), "{e}");
+        // Generating a config for another machine does not look.
+        root(&d.path().join("missing")).accepted();
+    }
+
+    #[test]
+    fn bucket_is_an_s3_bucket_name() {
+        let bucket = |b: &str| Cfg {
+            mounts: vec![MOUNT.replace("\"media\"", &format!("\"{b}\""))],
+            ..Cfg::default()
+        };
+        for good in ["abc", "my-bucket.2026", &"a".repeat(63)] {
+            bucket(good).accepted();
+        }
+        for bad in ["ab", &"a".repeat(64), "My-Bucket", "-abc", "abc.", "a_b"] {
+            bucket(bad).refused("mount[0].bucket");
+        }
+    }
+
+    #[test]
+    fn key_prefix_is_empty_or_a_relative_directory() {
+        for good in ["", "static/", "a/b/"] {
+            let s = mount(&format!("key_prefix = \"{good}\"")).accepted();
+            assert_eq!(s.mounts[0].key_prefix, good);
+        }
+        for bad in ["/static/", "static", "a//b/", "a/../b/", "./a/", "a\\b/"] {
+            mount(&format!("key_prefix = \"{bad}\"")).refused("mount[0].key_prefix");
+        }
+    }
+
+    #[test]
+    fn finalize_is_archive_delete_or_keep() {
+        for (word, f) in [("delete", Finalize::Delete), ("keep", Finalize::Keep)] {
+            let s = mount(&format!("finalize = \"{word}\"")).accepted();
+            assert_eq!(s.mounts[0].finalize, f);
+        }
+        mount("finalize = \"shred\"").refused("mount[0].finalize");
+    }
+
+    /// The uploader enabled, as archiving only matters then.
+    fn uploading(lines: &str) -> Cfg {
+        Cfg {
+            uploader: String::new(),
+            ..mount(lines)
+        }
+    }
+
+    #[test]
+    fn archiving_needs_an_archive_root() {
+        uploading("archive_root = \"/srv/archive\"").accepted();
+        let e = uploading("").refused("mount[0].archive_root");
+        assert!(e.contains("needs an archive directory"), "{e}");
+        uploading("finalize = \"keep\"").accepted();
+        uploading("upload = false").accepted();
+        mount("").accepted(); // uploader disabled
+    }
+
+    #[test]
+    fn archive_root_lies_outside_the_root() {
+        mount("archive_root = \"/srv/archive/static\"").accepted();
+        for bad in ["/srv/site/static/archive", "/srv/site/static", "/srv/site"] {
+            let e = mount(&format!("archive_root = \"{bad}\"")).refused("mount[0].archive_root");
+            assert!(e.contains("inside the root"), "{e}");
+        }
+        mount("archive_root = \"archive\"").refused("mount[0].archive_root");
+    }
+
+    #[test]
+    fn archive_root_must_be_writable_when_archiving() {
+        let d = tempfile::tempdir().unwrap();
+        let (root, archive) = (d.path().join("root"), d.path().join("archive"));
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::create_dir_all(&archive).unwrap();
+        let cfg = |archive: &Path, extra: &str| Cfg {
+            uploader: String::new(),
+            mounts: vec![format!(
+                "prefix = \"/s/\"\nroot = \"{}\"\nbucket = \"media\"\narchive_root = \"{}\"\n{extra}",
+                root.display(),
+                archive.display()
+            )],
+            ..Cfg::default()
+        };
+        cfg(&archive, "").check(FsChecks::Check).unwrap();
+        let left: Vec<_> = std::fs::read_dir(&archive).unwrap().collect();
+        assert!(left.is_empty(), "the write probe is removed: {left:?}");
+        // Permission bits do not stop root, so the refused case needs a directory nobody can
+        // create files in: procfs.
+        let proc = Path::new("/proc");
+        let e = cfg(proc, "").refused_with(FsChecks::Check, "mount[0].archive_root");
+        assert!(e.contains("cannot create files"), "{e}");
+        cfg(proc, "finalize = \"keep\"")
+            .check(FsChecks::Check)
+            .unwrap();
+        cfg(proc, "").check(FsChecks::Skip).unwrap();
+    }
+
+    #[test]
+    fn ignore_patterns_are_file_names() {
+        let s = mount("ignore = [\"*.tmp\", \".*\"]").accepted();
+        assert_eq!(s.mounts[0].ignore, ["*.tmp", ".*"]);
+        assert_eq!(
+            mount("").accepted().mounts[0].ignore,
+            [".*", "*.tmp", "*.part"]
+        );
+        mount("ignore = []").accepted();
+        mount("ignore = [\"\"]").refused("mount[0].ignore");
+        mount("ignore = [\"*.tmp\", \"cache/*\"]").refused("mount[0].ignore");
+    }
+
+    #[test]
+    fn finalize_grace_is_a_duration() {
+        let s = mount("finalize_grace = \"10m\"").accepted();
+        assert_eq!(s.mounts[0].finalize_grace, Duration::from_secs(600));
+        mount("finalize_grace = \"later\"").refused("mount[0].finalize_grace");
+    }
+}

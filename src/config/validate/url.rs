@@ -142,3 +142,126 @@ fn validate_base_url(key: &str, u: &str) -> Result<String, ConfigError> {
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{Cfg, mount};
+    use super::*;
+
+    const PUBLIC: &str = "url = \"public\"";
+
+    #[test]
+    fn kind_is_presigned_or_public() {
+        assert_eq!(mount("").accepted().mounts[0].url.kind, UrlKind::Presigned);
+        assert_eq!(mount(PUBLIC).accepted().mounts[0].url.kind, UrlKind::Public);
+        mount("url = \"signed\"").refused("mount[0].url");
+    }
+
+    #[test]
+    fn public_base_url_is_an_http_url_for_public_mounts() {
+        let s = mount(&format!(
+            "{PUBLIC}\npublic_base_url = \"https://cdn.example.com\""
+        ))
+        .accepted();
+        let base = s.mounts[0].url.public_base_url.as_deref();
+        assert_eq!(base, Some("https://cdn.example.com/"));
+        for bad in [
+            "cdn.example.com",
+            "https://",
+            "https://c/?x",
+            "https://c/#x",
+            "https://a b/",
+        ] {
+            mount(&format!("{PUBLIC}\npublic_base_url = \"{bad}\""))
+                .refused("mount[0].public_base_url");
+        }
+        let e = mount("public_base_url = \"https://cdn.example.com/\"")
+            .refused("mount[0].public_base_url");
+        assert!(e.contains("SigV4"), "{e}");
+    }
+
+    #[test]
+    fn lifetimes_are_durations() {
+        let u = mount("expires = \"2h\"\nwindow = \"0s\"\nredirect_max_age = \"1m\"")
+            .accepted()
+            .mounts
+            .remove(0)
+            .url;
+        assert_eq!(
+            (u.expires, u.window, u.redirect_max_age),
+            (
+                Duration::from_secs(7200),
+                Duration::ZERO,
+                Duration::from_secs(60)
+            )
+        );
+        for key in ["expires", "window", "redirect_max_age"] {
+            let e = mount(&format!("{key} = \"a while\"")).refused(&format!("mount[0].{key}"));
+            assert!(e.contains("not a duration"), "{e}");
+        }
+    }
+
+    #[test]
+    fn presigned_urls_live_at_least_a_second() {
+        mount("expires = \"1s\"").accepted();
+        mount("expires = \"0s\"").refused("mount[0].expires");
+        // A public URL does not expire: the key is not used.
+        mount(&format!("{PUBLIC}\nexpires = \"0s\"")).accepted();
+    }
+
+    #[test]
+    fn presigned_urls_live_at_most_seven_days_with_the_window() {
+        mount("expires = \"6d 23h 55m\"\nwindow = \"5m\"").accepted();
+        let e = mount("expires = \"7d\"\nwindow = \"1s\"").refused("mount[0].expires");
+        assert!(e.contains("7-day"), "{e}");
+        mount(&format!("{PUBLIC}\nexpires = \"30d\"")).accepted();
+    }
+
+    #[test]
+    fn presigned_urls_need_the_region() {
+        let no_region = Cfg {
+            s3: "endpoint = \"http://127.0.0.1:9\"".into(),
+            ..mount("")
+        };
+        let e = no_region.refused("s3.region");
+        assert!(e.contains("mount[0] signs its redirects"), "{e}");
+        Cfg {
+            s3: "endpoint = \"http://127.0.0.1:9\"".into(),
+            ..mount(PUBLIC)
+        }
+        .accepted();
+    }
+
+    #[test]
+    fn a_bucket_url_needs_a_region_an_endpoint_or_a_base_url() {
+        let e = Cfg {
+            s3: String::new(),
+            ..mount(PUBLIC)
+        }
+        .refused("s3.region");
+        assert!(e.contains("needs a bucket URL"), "{e}");
+        Cfg {
+            s3: String::new(),
+            ..mount(&format!(
+                "{PUBLIC}\npublic_base_url = \"https://cdn.example.com/\""
+            ))
+        }
+        .accepted();
+    }
+
+    #[test]
+    fn response_overrides_are_header_values_inside_a_signature() {
+        for key in [
+            "response_content_disposition",
+            "response_content_type",
+            "response_cache_control",
+        ] {
+            let s = mount(&format!("{key} = \"x/y\"")).accepted();
+            assert!(format!("{:?}", s.mounts[0].url).contains("\"x/y\""));
+            mount(&format!("{key} = \"\"")).refused(&format!("mount[0].{key}"));
+            mount(&format!("{key} = \"a\\r\\nSet-Cookie: x\"")).refused(&format!("mount[0].{key}"));
+            // Only a presigned URL carries them; the error names one key for all three.
+            mount(&format!("{PUBLIC}\n{key} = \"x/y\"")).refused("mount[0].response_content_type");
+        }
+    }
+}
