@@ -10,6 +10,9 @@
 //!
 //! Only then are the forwarded-address headers honoured; otherwise the socket peer is the
 //! client. With a front secret configured, a request without it is refused outright.
+//!
+//! This module is the per-request check; the settings it runs on ([`FrontAuthSettings`],
+//! [`Listen`]) and their validation live in [`crate::config`].
 
 use std::fmt;
 use std::net::IpAddr;

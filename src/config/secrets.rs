@@ -127,3 +127,68 @@ pub(super) fn check_inline_secrets(path: &Path, table: &toml::Table) -> Result<(
         ),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn write(dir: &Path, name: &str, body: &str, mode: u32) -> std::path::PathBuf {
+        let f = dir.join(name);
+        std::fs::write(&f, body).unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(mode)).unwrap();
+        f
+    }
+
+    #[test]
+    fn a_secret_never_shows() {
+        let s = Secret::new("hunter2-hunter2");
+        assert_eq!(format!("{s:?}"), "\"<redacted>\"");
+        assert_eq!(serde_json::to_string(&s).unwrap(), "\"<redacted>\"");
+        assert_eq!(s.expose(), "hunter2-hunter2");
+    }
+
+    #[test]
+    fn secret_files_are_private_and_not_empty() {
+        let d = tempfile::tempdir().unwrap();
+        let ok = write(d.path(), "ok", "s3cret\r\n", 0o600);
+        assert_eq!(
+            read_secret_file("k.secret_file", &ok).unwrap().expose(),
+            "s3cret"
+        );
+        let cases = [
+            (d.path().join("missing"), "cannot read it"),
+            (
+                write(d.path(), "group", "s3cret", 0o640),
+                "readable by group or others",
+            ),
+            (
+                write(d.path(), "other", "s3cret", 0o604),
+                "readable by group or others",
+            ),
+            (write(d.path(), "empty", "\n", 0o600), "empty"),
+        ];
+        for (path, needle) in cases {
+            let e = read_secret_file("k.secret_file", &path)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("`k.secret_file`") && e.contains(needle), "{e}");
+            assert!(!e.contains("s3cret"), "{e}");
+        }
+    }
+
+    #[test]
+    fn inline_secrets_are_found_by_key() {
+        let t: toml::Table = toml::from_str(
+            "[s3]\nsecret_access_key = \"x\"\n[[mount]]\n[[mount]]\n[mount.access]\n[[mount.access.keys]]\nsecret_file = \"/f\"\n[[mount.access.keys]]\nsecret = \"y\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            inline_secret_keys(&t),
+            ["s3.secret_access_key", "mount[1].access.keys[1].secret"]
+        );
+        let none: toml::Table = toml::from_str("[s3]\nsecret_access_key_file = \"/f\"\n").unwrap();
+        assert!(inline_secret_keys(&none).is_empty());
+    }
+}

@@ -218,7 +218,10 @@ pub struct LinkKey {
 impl Settings {
     /// Whether any mount redirects to presigned URLs (and so needs credentials at start-up).
     pub fn needs_signing(&self) -> bool {
-        self.mounts.iter().any(|m| m.url.kind == UrlKind::Presigned)
+        self.mounts.iter().any(|m| match m.url.kind {
+            UrlKind::Presigned => true,
+            UrlKind::Public => false,
+        })
     }
 
     /// The effective configuration as TOML, secrets redacted.

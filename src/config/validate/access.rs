@@ -25,13 +25,16 @@ pub fn validate(
     kind: UrlKind,
 ) -> Result<AccessSettings, ConfigError> {
     let k = |f: &str| format!("mount[{i}].access.{f}");
-    if kind != UrlKind::Presigned {
-        return Err(invalid(
-            format!("mount[{i}].url"),
-            "public",
-            "signed-link access control is pointless when the bucket URL is public",
-            "set url = \"presigned\" for this mount, or remove its [mount.access] section",
-        ));
+    match kind {
+        UrlKind::Presigned => {}
+        UrlKind::Public => {
+            return Err(invalid(
+                format!("mount[{i}].url"),
+                "public",
+                "signed-link access control is pointless when the bucket URL is public",
+                "set url = \"presigned\" for this mount, or remove its [mount.access] section",
+            ));
+        }
     }
     if a.keys.is_empty() {
         return Err(invalid(

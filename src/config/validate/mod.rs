@@ -66,8 +66,9 @@ pub(super) fn canonical_dir(
             format!("write the full path of the {what}"),
         ));
     }
-    if fs == FsChecks::Skip {
-        return Ok(p.components().collect());
+    match fs {
+        FsChecks::Skip => return Ok(p.components().collect()),
+        FsChecks::Check => {}
     }
     let c = std::fs::canonicalize(p).map_err(|e| {
         invalid(

@@ -135,8 +135,11 @@ pub fn validate(
                     "put the archive outside the served root, e.g. /srv/site/archive/static",
                 ));
             }
-            if fs == FsChecks::Check && finalize == Finalize::Archive && upload && uploader.enabled
-            {
+            let archives_here = match (fs, finalize) {
+                (FsChecks::Check, Finalize::Archive) => upload && uploader.enabled,
+                (FsChecks::Check, Finalize::Delete | Finalize::Keep) | (FsChecks::Skip, _) => false,
+            };
+            if archives_here {
                 check_writable(&k("archive_root"), &c)?;
             }
             Some(c)

@@ -139,25 +139,28 @@ pub fn parse_listen(s: &str, fs: FsChecks) -> Result<Listen, ConfigError> {
             "use a shorter path, e.g. under /run/stowaway/",
         ));
     }
-    if fs == FsChecks::Check {
-        let dir = path.parent().unwrap_or(Path::new("/"));
-        if !dir.is_dir() {
-            return Err(invalid(
-                "server.listen",
-                s,
-                format!("the directory {} does not exist", dir.display()),
-                "create it (owned by stowaway's user), e.g. with systemd's RuntimeDirectory=stowaway",
-            ));
-        }
-        if let Ok(m) = std::fs::symlink_metadata(path) {
-            use std::os::unix::fs::FileTypeExt;
-            if !m.file_type().is_socket() {
+    match fs {
+        FsChecks::Skip => {}
+        FsChecks::Check => {
+            let dir = path.parent().unwrap_or(Path::new("/"));
+            if !dir.is_dir() {
                 return Err(invalid(
                     "server.listen",
                     s,
-                    "the path exists and is not a socket (stowaway only ever replaces a stale socket)",
-                    "choose another path, or remove that file yourself",
+                    format!("the directory {} does not exist", dir.display()),
+                    "create it (owned by stowaway's user), e.g. with systemd's RuntimeDirectory=stowaway",
                 ));
+            }
+            if let Ok(m) = std::fs::symlink_metadata(path) {
+                use std::os::unix::fs::FileTypeExt;
+                if !m.file_type().is_socket() {
+                    return Err(invalid(
+                        "server.listen",
+                        s,
+                        "the path exists and is not a socket (stowaway only ever replaces a stale socket)",
+                        "choose another path, or remove that file yourself",
+                    ));
+                }
             }
         }
     }

@@ -28,7 +28,12 @@ pub fn validate(i: usize, m: &RawMount, s3: &S3Settings) -> Result<UrlSettings, 
         .as_deref()
         .map(|u| validate_base_url(&k("public_base_url"), u))
         .transpose()?;
-    if public_base_url.is_some() && kind == UrlKind::Presigned {
+    // A signed URL is S3's own; a public one may come from a CDN in front of the bucket.
+    let signed = match kind {
+        UrlKind::Presigned => true,
+        UrlKind::Public => false,
+    };
+    if public_base_url.is_some() && signed {
         return Err(invalid(
             k("public_base_url"),
             m.public_base_url.as_deref().unwrap_or(""),
@@ -38,7 +43,7 @@ pub fn validate(i: usize, m: &RawMount, s3: &S3Settings) -> Result<UrlSettings, 
     }
     let expires = duration_or(&k("expires"), &m.expires, Duration::from_secs(3600))?;
     let window = duration_or(&k("window"), &m.window, Duration::from_secs(300))?;
-    if kind == UrlKind::Presigned {
+    if signed {
         if expires < Duration::from_secs(1) {
             return Err(invalid(
                 k("expires"),
@@ -92,7 +97,7 @@ pub fn validate(i: usize, m: &RawMount, s3: &S3Settings) -> Result<UrlSettings, 
         response_content_type: hv("response_content_type", &m.response_content_type)?,
         response_cache_control: hv("response_cache_control", &m.response_cache_control)?,
     };
-    if kind == UrlKind::Public
+    if !signed
         && (url.response_content_disposition.is_some()
             || url.response_content_type.is_some()
             || url.response_cache_control.is_some())
