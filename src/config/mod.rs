@@ -3,11 +3,11 @@
 //!
 //! Every validation error names the key, the bad value and the fix.
 //!
-//! * [`file`]: the file schema (`Raw*`), unknown-key suggestions, load-error wording;
+//! * [`file`](mod@file): the file schema (`Raw*`), unknown-key suggestions, load-error wording;
 //! * [`units`]: human durations and sizes (`"30s"`, `"64MiB"`), parsed as they are read;
 //! * [`secrets`]: [`Secret`], secret files, inline secrets in readable files;
 //! * [`types`]: the validated settings every other module runs on;
-//! * [`validate`]: one validator per section, turning the raw form into [`Settings`];
+//! * [`validate`](mod@validate): one validator per section, turning the raw form into [`Settings`];
 //! * [`render`]: [`Settings`] back to TOML (`print-config`).
 //!
 //! This is the lowest layer: it imports only [`crate::paths`] and [`crate::ipprefix`], so every
