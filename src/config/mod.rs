@@ -36,8 +36,7 @@ pub use types::*;
 pub use units::{HumanDuration, HumanSize, parse_duration, parse_size};
 pub use validate::access::{MIN_SECRET_BYTES, valid_key_id};
 pub use validate::server::{
-    DEFAULT_SOCKET_MODE, MIN_FRONT_SECRET_BYTES, check_front_secret, lookup_group, parse_listen,
-    parse_socket_mode,
+    MIN_FRONT_SECRET_BYTES, check_front_secret, lookup_group, parse_listen, parse_socket_mode,
 };
 pub use validate::{validate, validate_with};
 
@@ -57,9 +56,9 @@ pub const MAX_PRESIGN_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
 pub const DEFAULT_MAX_LINK_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Name prefix of the uploader's temporary files in archive directories
-/// (`.stowaway-tmp.<pid>.<run>.<n>`). Here, below the
-/// uploader, because validation's write probe carries it too: a probe left behind is then
-/// removed by the uploader's start-up clean-up like any other temp file.
+/// (`.stowaway-tmp.<pid>.<run>.<n>`). Here, below the uploader, because validation's write
+/// probe carries it too: a probe left behind is removed by the uploader's start-up clean-up
+/// like any other temp file.
 pub const TEMP_PREFIX: &str = ".stowaway-tmp.";
 
 /// Why the configuration could not be loaded or is not usable.

@@ -10,7 +10,6 @@ use serde::Serialize;
 
 use super::secrets::Secret;
 use super::units::{human_duration, human_size};
-use super::validate::server::DEFAULT_SOCKET_MODE;
 use crate::ipprefix::IpPrefix;
 use crate::paths::MountPrefix;
 
@@ -262,6 +261,9 @@ impl Serialize for Listen {
         s.collect_str(self)
     }
 }
+
+/// Default `server.socket_mode`: the owner and the socket's group may connect.
+pub const DEFAULT_SOCKET_MODE: u32 = 0o660;
 
 /// Front authentication settings of `[server]`.
 #[derive(Debug, Clone, Default, Serialize)]

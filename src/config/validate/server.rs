@@ -5,15 +5,15 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use super::super::types::{FrontAuthSettings, FrontServer, Listen, ServerSettings};
+use super::super::types::{
+    DEFAULT_SOCKET_MODE, FrontAuthSettings, FrontServer, Listen, ServerSettings,
+};
 use super::super::units::duration_or;
 use super::super::{ConfigError, FsChecks, RawServer, Secret, invalid, read_secret_file};
 use crate::ipprefix::IpPrefix;
 
 /// Shortest accepted front secret.
 pub const MIN_FRONT_SECRET_BYTES: usize = 32;
-/// Default `server.socket_mode`: the owner and the socket's group may connect.
-pub const DEFAULT_SOCKET_MODE: u32 = 0o660;
 /// `sun_path` holds 108 bytes with the NUL; stowaway binds a temp name (`<path>.<pid>.tmp`)
 /// first, so the configured path must leave room for that suffix.
 const MAX_SOCKET_PATH: usize = 107 - 16;
