@@ -4,7 +4,9 @@
 //!
 //! Modules, one per concern:
 //! * [`access`]: signed, expiring client links (HMAC-SHA256);
-//! * [`config`]: TOML + env + CLI → validated [`config::Settings`];
+//! * [`config`]: TOML + env + CLI → validated [`config::Settings`] (schema, units, secrets,
+//!   one validator per section, rendering);
+//! * [`ipprefix`]: IP address prefixes (signed-link IP binding, trusted proxies);
 //! * [`beneath`]: kernel-resolved file access beneath a root (no symlink, no escape, no races);
 //! * [`paths`]: pure request-path → key → local path / object key / header mapping;
 //! * [`ignore`]: per-mount ignore patterns (never uploaded, never served);
@@ -50,6 +52,7 @@ pub mod frontauth;
 pub mod health;
 pub mod http;
 pub mod ignore;
+pub mod ipprefix;
 pub mod logfmt;
 pub mod metrics;
 pub mod paths;

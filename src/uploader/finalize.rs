@@ -37,8 +37,9 @@ use crate::config::{Finalize, Mount};
 use crate::store::hash::{Digests, Layout, hash_reader};
 use crate::store::verify::Verified;
 
-/// Prefix of archive temp files: `.stowaway-tmp.<pid>.<run>.<n>`.
-pub const TEMP_PREFIX: &str = ".stowaway-tmp.";
+/// Prefix of archive temp files: `.stowaway-tmp.<pid>.<run>.<n>` (defined in config, whose
+/// write probe uses it too).
+pub use crate::config::TEMP_PREFIX;
 /// Prefix of a file detached from its name on its way out: `.stowaway-rm.<pid>.<n>.<name>`.
 pub const DETACHED_PREFIX: &str = ".stowaway-rm.";
 

@@ -1,0 +1,98 @@
+//! [`Settings`] back to TOML for `print-config`: every key with its effective value, in the
+//! order of the file schema, secrets redacted, in a form `check-config --strict` accepts again
+//! (the `[[access]]` summary aside: it shows what `[mount.access]` resolved to).
+
+use super::types::Settings;
+
+/// The effective configuration as TOML, secrets redacted; see [`Settings::to_toml`].
+pub fn to_toml(s: &Settings) -> String {
+    // Every field is a string, number, bool, list or table, so this cannot fail; should a
+    // later type break that, print-config says so instead of printing half a file.
+    toml::to_string(s).unwrap_or_else(|e| format!("# cannot render the configuration: {e}\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::super::validate::testing::Cfg;
+    use super::super::{FsChecks, RawConfig, validate_with};
+    use super::*;
+
+    /// render → read → validate gives the same settings, and the same text again.
+    #[track_caller]
+    fn round_trip(s: &Settings) -> String {
+        let text = to_toml(s);
+        let raw: RawConfig = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let again = validate_with(&raw, FsChecks::Skip).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(format!("{s:#?}"), format!("{again:#?}"), "{text}");
+        assert_eq!(text, to_toml(&again));
+        text
+    }
+
+    #[test]
+    fn defaults_round_trip() {
+        let text = round_trip(&Cfg::default().accepted());
+        assert!(
+            text.starts_with("[server]\nlisten = \"127.0.0.1:8700\"\n"),
+            "{text}"
+        );
+        for line in [
+            "internal_prefix = \"/_stowaway_local/\"",
+            "verdict_ttl = \"5s\"",
+            "multipart_threshold = \"64MiB\"",
+            "retry_min_delay = \"500ms\"",
+            "[[mount]]",
+            "url = \"presigned\"",
+            "ignore = [\".*\", \"*.tmp\", \"*.part\"]",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line}:\n{text}");
+        }
+    }
+
+    #[test]
+    fn every_key_round_trips() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("front");
+        std::fs::write(&f, "0123456789abcdef0123456789abcdef").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let tcp = Cfg {
+            server: "listen = \"127.0.0.1:9000\"\nworkers = 3\nfront = \"lighttpd\"\nfallback_header = false\nverdict_ttl = \"0s\"\nmetrics_listen = \"127.0.0.1:9001\"\nshutdown_timeout = \"1h 1m 1s\"\ns3_probe_interval = \"0s\"\ntrusted_proxies = [\"10.0.0.0/24\", \"2001:db8::/32\"]".into(),
+            log: "format = \"json\"\nlevel = \"info,stowaway::uploader=debug\"".into(),
+            s3: "region = \"eu-west-1\"\nendpoint = \"http://127.0.0.1:9/base\"\naddressing_style = \"virtual\"".into(),
+            uploader: "enabled = true\nsettle = \"1m 30s\"\nrename_is_ready = true\nrescan_interval = \"1d\"\nconcurrency = 16\nmultipart_threshold = \"5368709121B\"\npart_size = \"5GiB\"\nmax_attempts = 1\nretry_min_delay = \"1ms\"\nretry_max_delay = \"2m\"\ncache_control = \"public, max-age=\\\"60\\\"\"".into(),
+            mounts: vec![
+                "prefix = \"/static/\"\nroot = \"/srv/site/static\"\nbucket = \"media\"\nkey_prefix = \"s/\"\nexpires = \"6d\"\nwindow = \"0s\"\nredirect_max_age = \"1s\"\nresponse_content_disposition = 'attachment; filename=\"a b.jpg\"'\nresponse_content_type = \"image/png\"\nresponse_cache_control = \"no-store\"\nfinalize = \"archive\"\narchive_root = \"/srv/archive/static\"\nfinalize_grace = \"10m\"\nignore = []\nserve_ignored = true\nserve_archive_when_s3_down = false".into(),
+                "prefix = \"/pub/\"\nroot = \"/srv/site/pub\"\nbucket = \"media\"\nkey_prefix = \"p/\"\nurl = \"public\"\npublic_base_url = \"https://cdn.example.com/x\"\nupload = false\nfinalize = \"delete\"\nignore = [\"*.tmp\", \"~*\"]".into(),
+            ],
+        };
+        round_trip(&tcp.accepted());
+        let unix = Cfg {
+            server: format!(
+                "listen = \"unix:/run/stowaway/s.sock\"\nsocket_mode = \"0600\"\nsocket_group = \"www-data\"\nfront_secret_file = \"{}\"",
+                f.display()
+            ),
+            ..Cfg::default()
+        };
+        let text = round_trip(&unix.accepted());
+        assert!(text.contains("socket_mode = \"0600\"\n"), "{text}");
+        assert!(!text.contains("0123456789abcdef"), "{text}");
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        let s = Cfg {
+            s3: "region = \"eu-west-1\"\naccess_key_id = \"AKID\"\nsecret_access_key = \"s3-SECRET-value\"".into(),
+            mounts: vec![format!(
+                "{}\n[mount.access]\n[[mount.access.keys]]\nid = \"k1\"\nsecret = \"link-SECRET-0123456789abcdef-0123456789\"",
+                super::super::validate::testing::MOUNT
+            )],
+            ..Cfg::default()
+        }
+        .accepted();
+        let text = to_toml(&s);
+        assert!(!text.contains("SECRET"), "{text}");
+        assert_eq!(text.matches("\"<redacted>\"").count(), 2, "{text}");
+        assert!(text.contains("[[access]]\nmount = 0\nprefix = \"/static/\"\nsign_with = \"k1\"\nmax_link_ttl = \"7days\"\n"), "{text}");
+    }
+}
