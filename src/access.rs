@@ -22,8 +22,8 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
 use crate::config::{AccessSettings, Settings};
-pub use crate::config::{MIN_SECRET_BYTES, valid_key_id};
-pub use crate::ipprefix::IpPrefix;
+use crate::config::{MIN_SECRET_BYTES, valid_key_id};
+use crate::ipprefix::IpPrefix;
 use crate::paths::{
     MapResult, encode_path, is_file_key, map_request, push_encoded_path, push_encoded_query,
 };

@@ -22,13 +22,8 @@ use actix_web::http::header::HeaderName;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
+use crate::config::{FrontAuthSettings, Listen};
 use crate::ipprefix::IpPrefix;
-// Moved to config (settings and their validation live there); the old paths keep working.
-pub use crate::config::validate::server::validate_front_auth as validate;
-pub use crate::config::{
-    DEFAULT_SOCKET_MODE, FrontAuthSettings, Listen, MIN_FRONT_SECRET_BYTES, check_front_secret,
-    lookup_group, parse_listen, parse_socket_mode,
-};
 
 /// The header the generated front configs put the shared secret in.
 pub const FRONT_HEADER: HeaderName = HeaderName::from_static("x-stowaway-front");

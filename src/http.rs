@@ -54,8 +54,7 @@ use crate::metrics::{Metrics, Outcome};
 use crate::paths::{MapResult, is_file_key, map_request, strip_query};
 use crate::url::{MintedUrl, ObjectUrl, PresignError, Signer};
 
-pub use crate::front::nginx::{X_S3_LOCATION, archive_location};
-pub use crate::front::nginx_auth::{AUTH_PATH, X_ORIGINAL_METHOD, X_STOWAWAY_STATUS};
+use crate::front::nginx_auth::{AUTH_PATH, X_ORIGINAL_METHOD};
 
 /// Set by the front server when it asks again because the local file vanished.
 pub const X_RECHECK: HeaderName = HeaderName::from_static("x-sidecar-recheck");

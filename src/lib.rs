@@ -13,10 +13,8 @@
 //! * [`decision`]: local, remote or refused, for one request;
 //! * [`url`]: where a migrated object is answered from (public or SigV4-presigned URLs), how
 //!   long each URL and an answer naming it may be kept;
-//! * [`presign`]: the old path of [`url`]'s signer (a shim until the issue-13 merge);
 //! * [`store`]: the object store — S3 clients, credentials, retries, hashing, upload and
 //!   verification — for the uploader (and later the cache and lifecycle commands);
-//! * [`s3`]: a shim re-exporting [`store`] items under their old paths;
 //! * [`http`]: the actix-web endpoints;
 //! * [`frontauth`]: who counts as the front server (Unix socket, shared secret, trusted proxies);
 //! * [`front`]: one module per front server and mode (nginx proxy / auth, lighttpd, lighttpd
@@ -56,9 +54,7 @@ pub mod ipprefix;
 pub mod logfmt;
 pub mod metrics;
 pub mod paths;
-pub mod presign;
 pub mod reload;
-pub mod s3;
 pub mod status;
 pub mod store;
 pub mod uploader;

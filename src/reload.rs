@@ -29,9 +29,9 @@ use crate::config::{self, CliOverrides, ConfigError, FsChecks, Settings};
 use crate::health::Health;
 use crate::http::{AppState, Live};
 use crate::metrics::Metrics;
-use crate::presign::Signer;
 use crate::store::aws::CredentialsError;
 use crate::uploader::Uploader;
+use crate::url::Signer;
 
 /// Why a reload was refused (the old configuration keeps serving).
 #[derive(Debug, thiserror::Error)]

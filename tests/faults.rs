@@ -954,7 +954,7 @@ mod signer {
         AddressingStyle, Finalize, Mount, S3Settings, Secret, UrlKind, UrlSettings,
     };
     use stowaway::paths::MountPrefix;
-    use stowaway::presign::{MountUrls, Signer, SigningCredentials};
+    use stowaway::url::{MountUrls, Signer, SigningCredentials};
 
     const SK: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
 

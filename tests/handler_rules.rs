@@ -19,7 +19,7 @@ use common::{AK, REGION, SK, fixture, write_file, write_private};
 use hmac::{KeyInit, Mac};
 use stowaway::config::{CliOverrides, FsChecks, Secret, load_settings};
 use stowaway::http::{AppState, Live, configure};
-use stowaway::presign::{Signer, SigningCredentials};
+use stowaway::url::{Signer, SigningCredentials};
 
 const ENDPOINT: &str = "http://127.0.0.1:9";
 const LINK_SECRET: &str = "k1-secret-0123456789abcdef0123456789";

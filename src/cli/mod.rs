@@ -693,7 +693,7 @@ pub fn main() -> ExitCode {
 /// probe has the address, not always the config file); otherwise server.listen from the file.
 fn healthcheck_listen(common: &Common) -> Result<config::Listen, ExitCode> {
     if let Some(l) = &common.listen {
-        return crate::frontauth::parse_listen(l, FsChecks::Skip).map_err(|e| {
+        return crate::config::parse_listen(l, FsChecks::Skip).map_err(|e| {
             eprintln!("stowaway: {e}");
             ExitCode::from(EXIT_CONFIG)
         });
@@ -849,7 +849,7 @@ fn bind_unix(
     let finish = || -> Result<(), String> {
         let mode = auth
             .socket_mode
-            .unwrap_or(crate::frontauth::DEFAULT_SOCKET_MODE);
+            .unwrap_or(crate::config::DEFAULT_SOCKET_MODE);
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode)).map_err(|e| {
             format!("cannot set mode {mode:04o} on {shown} (server.socket_mode): {e}")
         })?;

@@ -13,7 +13,7 @@ use aws_sdk_s3::config::RequestChecksumCalculation;
 use aws_sdk_s3::config::retry::RetryConfig;
 
 use crate::config::{AddressingStyle, S3Settings, Secret};
-use crate::presign::{Signer, SigningCredentials};
+use crate::url::{Signer, SigningCredentials};
 
 /// Why AWS credentials could not be had.
 #[derive(Debug, thiserror::Error)]

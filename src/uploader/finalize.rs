@@ -39,7 +39,7 @@ use crate::store::verify::Verified;
 
 /// Prefix of archive temp files: `.stowaway-tmp.<pid>.<run>.<n>` (defined in config, whose
 /// write probe uses it too).
-pub use crate::config::TEMP_PREFIX;
+use crate::config::TEMP_PREFIX;
 /// Prefix of a file detached from its name on its way out: `.stowaway-rm.<pid>.<n>.<name>`.
 pub const DETACHED_PREFIX: &str = ".stowaway-rm.";
 
