@@ -4,6 +4,13 @@
 
 use super::types::Settings;
 
+impl Settings {
+    /// The effective configuration as TOML, secrets redacted.
+    pub fn to_toml(&self) -> String {
+        to_toml(self)
+    }
+}
+
 /// The effective configuration as TOML, secrets redacted; see [`Settings::to_toml`].
 pub fn to_toml(s: &Settings) -> String {
     // Every field is a string, number, bool, list or table, so this cannot fail; should a

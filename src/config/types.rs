@@ -222,11 +222,6 @@ impl Settings {
             UrlKind::Public => false,
         })
     }
-
-    /// The effective configuration as TOML, secrets redacted.
-    pub fn to_toml(&self) -> String {
-        super::render::to_toml(self)
-    }
 }
 
 /// Where the decision endpoints listen.
