@@ -6,6 +6,12 @@
   bench.py mkfiles DIR COUNT SIZE [START]    files DIR/dNNN/fNNNNNNN.bin, i in [START, COUNT); bounded by COUNT
   bench.py sample PREFIX COUNT N SEED        N request paths PREFIX dNNN/fNNNNNNN.bin drawn from COUNT files
   bench.py rss PID                           VmRSS of PID in KiB (0 if gone)
+  bench.py mix ROOT PREFIX OBJECTS REQUESTS MISS SKEW SEED SIZE OUT
+                                             the mixed workload (case 9): OUT gets REQUESTS paths drawn from
+                                             OBJECTS objects by Zipf(SKEW) popularity; objects are made local
+                                             (files of SIZE bytes in ROOT) or left missing so that a fraction
+                                             MISS of the requests miss; prints its statistics as key=value
+  bench.py missing PREFIX N                  N distinct request paths of files that do not exist
   bench.py criterion DIR NAME...             median ns of each criterion benchmark (DIR/NAME/new/estimates.json)
   bench.py summarize RESULTS.tsv META.tsv    the markdown tables of BENCHMARKS.md
 """
@@ -95,6 +101,57 @@ def sample(prefix, count, n, seed):
     count, n = int(count), int(n)
     for _ in range(n):
         print(prefix + rel(rnd.randrange(count)))
+
+
+def mix(root, prefix, objects, requests, miss, skew, seed, size, out):
+    objects, requests, size = int(objects), int(requests), int(size)
+    miss, skew = float(miss), float(skew)
+    rnd = random.Random(int(seed))
+    # Popularity rank r (1 = most popular) has weight 1 / r^skew; which object holds which rank
+    # is shuffled, so popularity has nothing to do with names or directories.
+    weights = [1.0 / (r ** skew) for r in range(1, objects + 1)]
+    cum, t = [], 0.0
+    for w in weights:
+        t += w
+        cum.append(t)
+    by_rank = list(range(objects))
+    rnd.shuffle(by_rank)
+    picks = [by_rank[r] for r in rnd.choices(range(objects), cum_weights=cum, k=requests)]
+    count = [0] * objects
+    for o in picks:
+        count[o] += 1
+    # Missing objects: taken in a random order while the requests they draw still fit in the
+    # miss budget, so the list misses MISS of the time (to within one request of the budget
+    # left when no object fits any more) and popular and rare objects both go missing.
+    budget = round(miss * requests)
+    missing = set()
+    used = 0
+    order = list(range(objects))
+    rnd.shuffle(order)
+    for o in order:
+        if used + count[o] <= budget:
+            missing.add(o)
+            used += count[o]
+    for o in range(objects):
+        if o in missing:
+            continue
+        p = os.path.join(root, rel(o))
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        with open(p, "wb") as f:
+            f.write(o.to_bytes(8, "little") + rnd.randbytes(max(0, size - 8)))
+    with open(out, "w") as f:
+        for o in picks:
+            f.write(prefix + rel(o) + "\n")
+    hits = requests - used
+    top = max(count)
+    print(f"requests={requests} hits={hits} misses={used} hit_share={hits / requests:.4f} "
+          f"objects={objects} local={objects - len(missing)} missing={len(missing)} "
+          f"requested={sum(1 for c in count if c)} top1_share={top / requests:.4f} skew={skew:g} seed={seed}")
+
+
+def missing(prefix, n):
+    for i in range(int(n)):
+        print(f"{prefix}absent-{i:07d}.jpg")
 
 
 def rss(pid):
@@ -483,6 +540,8 @@ if __name__ == "__main__":
         "mkfiles": mkfiles,
         "sample": sample,
         "rss": rss,
+        "mix": mix,
+        "missing": missing,
         "criterion": criterion,
         "summarize": summarize,
     }[cmd](*args)
