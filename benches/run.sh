@@ -195,7 +195,7 @@ stop_pid() {
   if [ -d "/proc/$pid" ] && [ "$(ps -o ppid= -p "$pid" 2>/dev/null | tr -d ' ')" = "$$" ]; then
     kill -TERM "$pid" 2>/dev/null || true
     for i in $(seq 50); do [ -d "/proc/$pid" ] || break; sleep 0.1; done
-    [ -d "/proc/$pid" ] && kill -KILL "$pid" 2>/dev/null || true
+    if [ -d "/proc/$pid" ]; then kill -KILL "$pid" 2>/dev/null || true; fi
     wait "$pid" 2>/dev/null || true
   fi
   for i in "${PIDS[@]}"; do [ "$i" = "$pid" ] || keep+=("$i"); done
@@ -559,9 +559,11 @@ like_body() {
   printf 'server {\n  listen 127.0.0.1:%s;\n' "$port"
   while read -r pfx root kp; do
     printf '  location ~ "^%s(?<k>.+)$" {\n    root %s;\n' "$pfx" "$root"
-    [ -z "$dirs" ] || sed 's/^/    /' <<< "$dirs"
+    [ -z "$dirs" ] || printf '    %s\n' "${dirs//$'\n'/$'\n    '}"
+    # shellcheck disable=SC2016 # $k is nginx's
     printf '    try_files /$k @s3_%s;\n  }\n' "$i"
     printf '  location @s3_%s {\n    add_header Cache-Control "public, max-age=300" always;\n' "$i"
+    # shellcheck disable=SC2016
     printf '    return 302 http://127.0.0.1:%s/site-media/%s$k;\n  }\n' "$S3PORT" "$kp"
     i=$((i + 1))
   done <<< "$MOUNT_TABLE"
@@ -612,6 +614,7 @@ vl_like() {
   vl_add "$v" "${extra[@]:0:2}" "http://127.0.0.1:$port$path" "${extra[@]:2}"
   meta "like:$c:$v" "$LIKE_V$sfx"
   meta "bare:$c:$v" "$bare"
+  meta "bare:$c:$LIKE_V$sfx" "$bare"
 }
 
 # l_like_base LIGHTTPD-NAME: LIKE_V (magnet<slug>) and LIKE_P of lighttpd + the mod_magnet
@@ -644,12 +647,12 @@ l_vl_like() {
   vl_add "$LIKE_V-$kind" "http://127.0.0.1:$LIKE_P$path"
   vl_add "$v" "http://127.0.0.1:$port$path"
   meta "like:$c:$v" "$LIKE_V-$kind"
-  if [ "$kind" = local ]; then meta "bare:$c:$v" bare-local; fi
+  if [ "$kind" = local ]; then meta "bare:$c:$v" bare-local; meta "bare:$c:$LIKE_V-$kind" bare-local; fi
 }
 
 # The shared serving set-up of cases 1, 2, 4, 8 and 9 (started once).
 FRONTS_UP=0
-ST_A_PORT=""; ST_A_PID=""; NG_PROXY=""; NG_AUTH=""; NG_AUTH0=""; NG_LF=""; PRIV_LINK=""
+ST_A_PORT=""; NG_PROXY=""; NG_AUTH=""; NG_AUTH0=""; NG_LF=""; PRIV_LINK=""
 ST_D_PORT=""; NG_PROXY_D=""; NG_AUTH_OFC=""; OFC=""; NG_PROXY_STUB=""; NG_PROXY_CEIL_LOCAL=""; NG_PROXY_CEIL_UDS=""; NG_PROXY_CEIL_302=""; CEIL_LOCAL=""; CEIL_PUB=""; CEIL_PRE=""
 NG_PROXY_UDS=""
 setup_serving() {
@@ -674,7 +677,6 @@ EOF
   ST_A_PORT=$(freeport)
   stowaway_conf "$WORK/stowaway-a.toml" "$ST_A_PORT" nginx 5s
   start_stowaway stowaway-a "$WORK/stowaway-a.toml" "$ST_A_PORT"
-  ST_A_PID=$LASTPID
   local st_b_port; st_b_port=$(freeport)
   stowaway_conf "$WORK/stowaway-b.toml" "$st_b_port" nginx 0s
   start_stowaway stowaway-b "$WORK/stowaway-b.toml" "$st_b_port"
@@ -738,7 +740,7 @@ $(cat "$WORK/gen-auth-ofc.conf")"
   CC_PRE=$(header_of "http://127.0.0.1:$ST_A_PORT/static/missing.jpg" cache-control)
   LOC_PUB=$(header_of "http://127.0.0.1:$ST_A_PORT/pub/missing.jpg" location)
   CC_PUB=$(header_of "http://127.0.0.1:$ST_A_PORT/pub/missing.jpg" cache-control)
-  [ -n "$loc_local" ] && [ -n "$s3loc_local" ] && [ -n "$LOC_PRE" ] && [ -n "$LOC_PUB" ] || die "could not capture stowaway's answers"
+  if [ -z "$loc_local" ] || [ -z "$s3loc_local" ] || [ -z "$LOC_PRE" ] || [ -z "$LOC_PUB" ]; then die "could not capture stowaway's answers"; fi
   meta location_bytes "public $(printf %s "$LOC_PUB" | wc -c), presigned $(printf %s "$LOC_PRE" | wc -c)"
   CEIL_LOCAL=$(freeport)
   start_bg ceiling-local "$CEIL" --port "$CEIL_LOCAL" --status 200 --header "X-Accel-Redirect: $loc_local" --header "X-S3-Location: $s3loc_local"
@@ -931,7 +933,6 @@ if want 3; then
   for p in "$L_CEIL" "$L_CEIL_UDS"; do check "http://127.0.0.1:$p/pub/bench10k.jpg" 200 '^content-length: 10240'; done
   vl_reset
   vl_add bare-local "http://127.0.0.1:$L_BARE/pub/bench10k.jpg"
-  meta "bare:3:magnet-local" bare-local
   l_vl_like 3 stowaway-local lighttpd-stowaway "$L_ST" /pub/bench10k.jpg local
   l_vl_like 3 ceiling-local lighttpd-ceiling "$L_CEIL" /pub/bench10k.jpg local
   l_vl_like 3 ceiling-uds-local lighttpd-ceiling-uds "$L_CEIL_UDS" /pub/bench10k.jpg local
@@ -1039,7 +1040,7 @@ EOF
   local got_n got_b
   got_n=$(find "$data/bench-up" -type f | wc -l)
   got_b=$(find "$data/bench-up" -type f -printf '%s\n' | awk '{s += $1} END {print s + 0}')
-  [ "$got_n" = "$count" ] && [ "$got_b" = "$bytes" ] || die "$tool stored $got_n files / $got_b bytes, want $count / $bytes"
+  if [ "$got_n" != "$count" ] || [ "$got_b" != "$bytes" ]; then die "$tool stored $got_n files / $got_b bytes, want $count / $bytes"; fi
   local secs rss cpu s3cpu
   secs=$(python3 -c "print(f'{$t1 - $t0:.3f}')")
   rss=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$tv")
@@ -1204,6 +1205,72 @@ if want 8; then
   soak_run soak 0
   soak_run soak-scraped 1
   meta load_after_case_8 "$(load_avg)"
+fi
+
+# --- Case 9: mixed workload ------------------------------------------------------------------------
+# MIX_OBJECTS objects under /mix/ (10 KiB each when local), asked for by a seeded Zipf request
+# list (bench.py mix) that hits local files 80 % of the time and missing ones 20 %; every mode
+# of nginx + stowaway and nginx alone (misses as a config-only 302) run the same list.
+# mix_check PORT: the list's first 100 distinct paths get 200 if the file is local, 302 if not.
+mix_check() {
+  local port=$1 path want got
+  while read -r path; do
+    if [ -f "$MIXROOT/${path#/mix/}" ]; then want=200; else want=302; fi
+    got=$(curl -s -o /dev/null --max-time 10 -w '%{http_code}' "http://127.0.0.1:$port$path" || true)
+    [ "$got" = "$want" ] || die "case 9: GET $path on port $port: status $got, want $want"
+  done < <(awk '!seen[$0]++' "$WORK/mix-paths.txt" | head -n 100)
+}
+
+if want 9; then
+  setup_serving
+  log "case 9: mixed workload, $MIX_REQUESTS requests over $MIX_OBJECTS objects (Zipf $MIX_SKEW, $MIX_MISS missing)"
+  mkdir -p "$MIXROOT"
+  mixstats=$(python3 "$LIB/bench.py" mix "$MIXROOT" /mix/ "$MIX_OBJECTS" "$MIX_REQUESTS" "$MIX_MISS" "$MIX_SKEW" "$MIX_SEED" "$MIX_SIZE" "$WORK/mix-paths.txt") \
+    || die "bench.py mix failed"
+  meta mix "$mixstats size=$MIX_SIZE"
+  log "case 9: $mixstats"
+  cmd_log "case 9: python3 benches/lib/bench.py mix ROOT /mix/ $MIX_OBJECTS $MIX_REQUESTS $MIX_MISS $MIX_SKEW $MIX_SEED $MIX_SIZE mix-paths.txt"
+  mport=$(freeport)
+  cat > "$WORK/stowaway-mix.toml" <<EOF
+[server]
+listen = "127.0.0.1:$mport"
+front = "nginx"
+verdict_ttl = "5s"
+[log]
+level = "warn"
+[uploader]
+enabled = false
+[s3]
+region = "$AWS_REGION"
+endpoint = "http://127.0.0.1:$S3PORT"
+addressing_style = "path"
+[[mount]]
+prefix = "/mix/"
+root = "$MIXROOT"
+bucket = "site-media"
+key_prefix = "mix/"
+url = "presigned"
+expires = "1h"
+window = "5m"
+upload = false
+EOF
+  start_stowaway stowaway-mix "$WORK/stowaway-mix.toml" "$mport"
+  MIX_MODES="proxy auth"
+  if nginx_has_mode "$LF_MODE"; then MIX_MODES="$MIX_MODES $LF_MODE"; else skip 9 localfirst "gen-config nginx has no --mode $LF_MODE"; fi
+  vl_reset
+  for mode in $MIX_MODES; do
+    v=$mode
+    [ "$mode" = "$LF_MODE" ] && v=localfirst
+    port=$(freeport)
+    gen_nginx "$mode" "$WORK/stowaway-mix.toml" "$port" "mix-$v"
+    nginx_start "nginx-mix-$v" "$port" "$(cat "$WORK/gen-mix-$v.conf")"
+    mix_check "$port"
+    vl_like 9 "$v" "nginx-mix-$v" "$port" / "" -s "$CONF/paths.lua" -- "$WORK/mix-paths.txt"
+  done
+  like_base ""
+  mix_check "$LIKE_P"
+  wrk_case 9 "${VL[@]}"
+  lat_case 9 "${VL[@]}"
 fi
 
 meta load_end "$(load_avg)"
