@@ -16,8 +16,8 @@
 #   --write        put the summary into BENCHMARKS.md (between the run.sh markers)
 #   --keep         keep the temporary directory (configs, logs, data) for inspection
 # Environment: CARGO_TARGET_DIR (build directory), OUT (results directory), NGINX_WORKERS
-# (default 1), C7_SIZES (growth file counts, e.g. "1000 100000 1000000"), LAT_DELAY_MS (pause
-# of each connection between requests in the latency runs, default 20), MIX_OBJECTS (10000),
+# (default 1), C7_SIZES (growth file counts, e.g. "1000 100000 1000000"), LAT_DELAY_MS (mean pause
+# of each connection between requests in the latency runs, default 40), MIX_OBJECTS (10000),
 # MIX_REQUESTS (100000), MIX_MISS (0.2), MIX_SKEW (Zipf exponent, 1.0), MIX_SEED (14),
 # MIX_SIZE (bytes per local object, 10240), LF_MODE (the nginx --mode of local-first, default
 # local-first; its variants run once `gen-config nginx --help` lists it).
@@ -97,7 +97,7 @@ else
   FIRST_N=200000
 fi
 : "${MIX_OBJECTS:=10000}" "${MIX_MISS:=0.2}" "${MIX_SKEW:=1.0}" "${MIX_SEED:=14}" "${MIX_SIZE:=10240}"
-: "${LAT_DELAY_MS:=20}" "${LF_MODE:=local-first}"
+: "${LAT_DELAY_MS:=40}" "${LF_MODE:=local-first}"
 NGINX_WORKERS=${NGINX_WORKERS:-1}
 THREADS=2
 CONNS=64
@@ -312,8 +312,8 @@ wrk_case() {
 
 # lat_case CASE "VARIANT [-s SCRIPT] URL [-- FILE]" ...: the latency of each variant at CONNS
 # connections without load, recorded as case CASEl: benches/conf/paced.lua makes every
-# connection pause LAT_DELAY_MS between its requests (64 connections, 20 ms: at most 3,200
-# req/s, a fraction of what any variant here serves), so wrk's percentiles are the path's own
+# connection pause LAT_DELAY_MS on average (jittered) between its requests (64 connections,
+# 40 ms: about 1,600 req/s, a fraction of what any variant here serves), so wrk's percentiles are the path's own
 # time, not queueing. A FILE of paths stays in use. Constant stand-ins (stub, ceiling) are
 # left out: they only explain throughput.
 lat_case() {
@@ -332,7 +332,7 @@ lat_case() {
     out+=("$v -s $CONF/paced.lua $url -- $LAT_DELAY_MS $file")
   done
   meta lat_delay_ms "$LAT_DELAY_MS"
-  log "case ${c}l: latency at $CONNS connections without load (each pauses $LAT_DELAY_MS ms between requests)"
+  log "case ${c}l: latency at $CONNS connections without load (each pauses $LAT_DELAY_MS ms on average between requests)"
   wrk_case "${c}l" "${out[@]}"
 }
 
@@ -795,8 +795,8 @@ server {
   check "http://127.0.0.1:$NG_AUTH$PRIV_LINK" 200 '^content-length: 10240'
   check "http://127.0.0.1:$NG_AUTH/priv/bench10k.jpg" 403
   # The auth-mode verdict cache is in use (nginx stored the verdicts it got).
-  [ -n "$(find "$WORK/nginx-auth/verdicts" -type f | head -n 1)" ] || die "nginx auth mode cached no verdict"
-  [ ! -d "$WORK/nginx-auth0/verdicts" ] || [ -z "$(find "$WORK/nginx-auth0/verdicts" -type f | head -n 1)" ] || die "verdict_ttl = 0s cached"
+  [ -n "$(find "$WORK/nginx-auth/cache" -type f | head -n 1)" ] || die "nginx auth mode cached no verdict"
+  [ ! -d "$WORK/nginx-auth0/cache" ] || [ -z "$(find "$WORK/nginx-auth0/cache" -type f | head -n 1)" ] || die "verdict_ttl = 0s cached"
 }
 
 # --- Machine and versions -----------------------------------------------------------------

@@ -325,7 +325,7 @@ class Summary:
         if not vs:
             return
         self.p(f"Latency without load at 64 connections (wrk -t2 -c64, each connection pausing "
-               f"{self.meta.get('lat_delay_ms', '?')} ms between requests; benches/conf/paced.lua): "
+               f"{self.meta.get('lat_delay_ms', '?')} ms on average, jittered, between requests; benches/conf/paced.lua): "
                "added latency = the variant's median p50 / p99 minus its baseline's.")
         self.p()
         self.p("| variant | req/s | p50 ms | p99 ms | added p50 / p99 vs like-for-like | added p50 / p99 vs bare |")
