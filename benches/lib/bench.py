@@ -121,15 +121,20 @@ def mix(root, prefix, objects, requests, miss, skew, seed, size, out):
     for o in picks:
         count[o] += 1
     # Missing objects: taken in a random order while the requests they draw still fit in the
-    # miss budget, so the list misses MISS of the time (to within one request of the budget
-    # left when no object fits any more) and popular and rare objects both go missing.
+    # miss budget, so the list misses MISS of the time (to within the budget left when no
+    # object fits any more) and popular and rare objects both go missing.
     budget = round(miss * requests)
     missing = set()
     used = 0
     order = list(range(objects))
     rnd.shuffle(order)
     for o in order:
-        if used + count[o] <= budget:
+        if count[o] == 0:
+            # Never asked for: on disk or not in the same proportion, so the objects on disk
+            # are not skewed by how long the list is.
+            if rnd.random() < miss:
+                missing.add(o)
+        elif used + count[o] <= budget:
             missing.add(o)
             used += count[o]
     for o in range(objects):
