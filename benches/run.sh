@@ -1255,12 +1255,11 @@ window = "5m"
 upload = false
 EOF
   start_stowaway stowaway-mix "$WORK/stowaway-mix.toml" "$mport"
-  MIX_MODES="proxy auth"
-  if nginx_has_mode "$LF_MODE"; then MIX_MODES="$MIX_MODES $LF_MODE"; else skip 9 localfirst "gen-config nginx has no --mode $LF_MODE"; fi
+  MIX_MODES="proxy:proxy auth:auth"   # gen-config mode:variant
+  if nginx_has_mode "$LF_MODE"; then MIX_MODES="$MIX_MODES $LF_MODE:localfirst"; else skip 9 localfirst "gen-config nginx has no --mode $LF_MODE"; fi
   vl_reset
-  for mode in $MIX_MODES; do
-    v=$mode
-    [ "$mode" = "$LF_MODE" ] && v=localfirst
+  for mv in $MIX_MODES; do
+    mode=${mv%%:*} v=${mv#*:}
     port=$(freeport)
     gen_nginx "$mode" "$WORK/stowaway-mix.toml" "$port" "mix-$v"
     nginx_start "nginx-mix-$v" "$port" "$(cat "$WORK/gen-mix-$v.conf")"

@@ -367,6 +367,11 @@ class Summary:
         ("added latency without load at 64 connections, p99, cached 302", "2", "lf-302", "p99", 0.5, None),
     ]
 
+    def soak_mode(self):
+        """'nginx in front of stowaway, proxy_pass + X-Accel-Redirect mode.' -> 'proxy_pass + X-Accel-Redirect mode'"""
+        m = self.meta.get("soak_mode:soak", "?")
+        return m.removeprefix("nginx in front of stowaway, ").rstrip(".")
+
     def render_issue14(self):
         self.p("### Goals of issue 14")
         self.p()
@@ -402,7 +407,7 @@ class Summary:
             if v == "lf-302" and c == "2" and self.meta.get("lf_cached_302") != "yes":
                 status = f"not built yet (local-first has no redirect cache; uncached: {status})"
             self.p(f"| {text} | {shown} | {measured} | {vsbare} | {status} |")
-        mode = self.meta.get("soak_mode:soak", "?")
+        mode = self.soak_mode()
         for v, label in (("soak", "nobody scrapes /metrics"), ("soak-scraped", "/metrics scraped every 5 s")):
             text = f"soak (case 8) in gen-config's default mode ({mode}), {label}: 0 errors, flat RSS (≤ 2 MiB after 10 s)"
             if v in self.soak:
@@ -645,7 +650,8 @@ class Summary:
                               f"{rb / ra:.2f}× RSS ({ra / 1024:.1f} → {rb / 1024:.1f} MiB)", (rb - ra) / ra < 0.1 * (b - a) / a)
         c = "8"
         if any(k[0] == c for k in self.d):
-            self.p("### Case 8: soak through nginx proxy mode (wrk -t2 -c256, mixed paths: half local hits, a quarter presigned and a quarter unsigned 302s)")
+            self.p(f"### Case 8: soak through nginx in gen-config's default mode ({self.soak_mode()}) (wrk -t2 -c256, mixed paths: "
+                   "half local hits, a quarter presigned and a quarter unsigned 302s)")
             self.p()
             self.p("| variant | duration | requests | req/s | p99 ms | socket errors | non-2xx/3xx | stowaway RSS MiB: before → after 10 s → end (growth after 10 s) | bytes per request |")
             self.p("|---|---:|---:|---:|---:|---:|---:|---|---:|")
