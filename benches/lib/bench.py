@@ -403,7 +403,13 @@ class Summary:
                 x = self.added(cm, v, lv, kind)
                 xb = self.added(cm, v, bv, kind) if bv else None
                 measured, vsbare, ok = f"{x:+.3f} ms", f"{xb:+.3f} ms" if xb is not None else "", x <= target
-            status = "✅ met" if ok else "❌ missed"
+                # The baseline's own swing (between runs, or below the variant by more than the
+                # bound) larger than the bound: the difference says nothing.
+                bs = self.vals(cm, lv, kind)
+                if max(bs) - min(bs) > target or x < -target:
+                    ok = None
+                    measured += f" (baseline {kind} {min(bs):.3f}–{max(bs):.3f} ms)"
+            status = "➖ inconclusive" if ok is None else "✅ met" if ok else "❌ missed"
             if v == "lf-302" and c == "2" and self.meta.get("lf_cached_302") != "yes":
                 status = f"not built yet (local-first has no redirect cache; uncached: {status})"
             self.p(f"| {text} | {shown} | {measured} | {vsbare} | {status} |")
