@@ -283,7 +283,8 @@ class Summary:
                     for v in self.variants(c) if only is None or only(v)]
         rr = self.med(c, ref, "rps") if ref else None
         has_bare = any(self.bare_of(c, v) for v, _ in rows)
-        head = "| variant | req/s (each run) | median req/s | vs like-for-like baseline |"
+        like = any(self.like_of(c, v) for v, _ in rows)
+        head = f"| variant | req/s (each run) | median req/s | vs {'like-for-like ' if like else ''}baseline |"
         rule = "|---|---|---:|---:|"
         if has_bare:
             head += " vs bare |"
