@@ -5,26 +5,42 @@
 # medians, ratios against each case's baseline, goals) in $OUT/summary.md; raw wrk output and
 # logs next to it. See BENCHMARKS.md for the cases and the last full run.
 #
-# Usage: benches/run.sh [--quick] [--case 1,2,...] [--runs N] [--duration S] [--write] [--keep]
+# Usage: benches/run.sh [--quick] [--case 1,2,...] [--runs N] [--duration S] [--no-latency] [--write] [--keep]
 #   --quick        short runs for developing the script: 3 s per wrk run, 1 run, small file
-#                  sets (100 × 100 KiB, 2 × 72 MiB), growth up to 30k files, 10 s soak
-#   --case LIST    only these cases (1–8, comma-separated; default all)
+#                  sets (100 × 100 KiB, 2 × 72 MiB), growth up to 30k files, 10 s soak,
+#                  20k requests in the mixed-workload list
+#   --case LIST    only these cases (1–9, comma-separated; default all)
 #   --runs N       runs per variant (default 3; the median is reported)
 #   --duration S   seconds per wrk run (default 10)
+#   --no-latency   skip the paced latency runs of cases 1, 2, 3 and 9
 #   --write        put the summary into BENCHMARKS.md (between the run.sh markers)
 #   --keep         keep the temporary directory (configs, logs, data) for inspection
 # Environment: CARGO_TARGET_DIR (build directory), OUT (results directory), NGINX_WORKERS
-# (default 1), C7_SIZES (growth file counts, e.g. "1000 100000 1000000").
+# (default 1), C7_SIZES (growth file counts, e.g. "1000 100000 1000000"), LAT_DELAY_MS (mean pause
+# of each connection between requests in the latency runs, default 40), MIX_OBJECTS (10000),
+# MIX_REQUESTS (100000), MIX_MISS (0.2), MIX_SKEW (Zipf exponent, 1.0), MIX_SEED (14),
+# MIX_SIZE (bytes per local object, 10240), LF_MODE (the nginx --mode of local-first, default
+# local-first; its variants run once `gen-config nginx --help` lists it).
 #
 # Cases (BENCHMARKS.md has the details):
 #  1 local hit 10 KiB via nginx: try_files vs stowaway proxy (X-Accel) vs auth_request + cache
-#  2 missing file via nginx: config-only 302 vs stowaway unsigned 302 vs presigned 302
-#  3 lighttpd + mod_magnet Lua vs lighttpd + stowaway (X-Sendfile / 302)
+#    (also on a mount with signed-link access control) vs local-first (once built)
+#  2 missing file via nginx: config-only 302 vs stowaway unsigned 302 vs presigned 302, over
+#    TCP and a Unix socket, vs local-first with its cached redirect (once built)
+#  3 lighttpd + mod_magnet Lua vs lighttpd + stowaway (X-Sendfile / 302) vs local-first (once built)
 #  4 wrk straight at stowaway vs examples/ceiling.rs (constant 302, same headers)
 #  5 presign cost: criterion benches/presign.rs
 #  6 uploader: `stowaway migrate` vs `rclone copy` into the same s3s-fs (examples/local_s3)
 #  7 growth: decision throughput and `migrate --dry-run` rescan with 1k / 100k / 1M files
-#  8 soak: 60 s at 256 connections through nginx proxy mode, stowaway RSS sampled
+#  8 soak: 60 s at 256 connections through nginx in gen-config's default mode, stowaway RSS sampled
+#  9 mixed workload: 80 % local hits, 20 % misses over 10k objects, Zipf popularity, per
+#    mode (nginx proxy, auth + verdict cache, local-first once built) vs nginx alone (misses
+#    as config-only 302)
+# Baselines are like for like: every nginx (lighttpd) variant is compared with nginx (lighttpd)
+# alone carrying the same safety and caching directives its config has (disable_symlinks,
+# open_file_cache...; `like_base`), and with bare try_files. Cases 1, 2, 3 and 9 also measure
+# each variant's latency at 64 connections without load (paced; case NNl), as added latency
+# over those baselines.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -32,11 +48,12 @@ LIB="$REPO/benches/lib"
 CONF="$REPO/benches/conf"
 
 QUICK=0
-CASES="1,2,3,4,5,6,7,8"
+CASES="1,2,3,4,5,6,7,8,9"
 RUNS=""
 DURATION=""
 WRITE=0
 KEEP=0
+LATENCY=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
@@ -44,6 +61,7 @@ while [ $# -gt 0 ]; do
     --case=*) CASES="${1#*=}" ;;
     --runs) RUNS="$2"; shift ;;
     --duration) DURATION="$2"; shift ;;
+    --no-latency) LATENCY=0 ;;
     --write) WRITE=1 ;;
     --keep) KEEP=1 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -61,6 +79,8 @@ if [ "$QUICK" = 1 ]; then
   C7_SCAN_MIN=10000
   C7_RUNS=$RUNS
   CRITERION_ARGS=(--warm-up-time 1 --measurement-time 2)
+  : "${MIX_REQUESTS:=20000}"
+  FIRST_N=20000
 else
   : "${RUNS:=3}" "${DURATION:=10}"
   SOAK=60
@@ -71,7 +91,13 @@ else
   # The growth goal is a 5 % band: more runs than elsewhere.
   C7_RUNS=$(( RUNS > 5 ? RUNS : 5 ))
   CRITERION_ARGS=()
+  : "${MIX_REQUESTS:=100000}"
+  # Distinct missing paths of the "first (uncached) 302" variants: more than a 10 s run at
+  # full speed asks for, so no cache (nginx's, stowaway's bounded URL cache) can answer them.
+  FIRST_N=200000
 fi
+: "${MIX_OBJECTS:=10000}" "${MIX_MISS:=0.2}" "${MIX_SKEW:=1.0}" "${MIX_SEED:=14}" "${MIX_SIZE:=10240}"
+: "${LAT_DELAY_MS:=40}" "${LF_MODE:=local-first}"
 NGINX_WORKERS=${NGINX_WORKERS:-1}
 THREADS=2
 CONNS=64
@@ -169,7 +195,7 @@ stop_pid() {
   if [ -d "/proc/$pid" ] && [ "$(ps -o ppid= -p "$pid" 2>/dev/null | tr -d ' ')" = "$$" ]; then
     kill -TERM "$pid" 2>/dev/null || true
     for i in $(seq 50); do [ -d "/proc/$pid" ] || break; sleep 0.1; done
-    [ -d "/proc/$pid" ] && kill -KILL "$pid" 2>/dev/null || true
+    if [ -d "/proc/$pid" ]; then kill -KILL "$pid" 2>/dev/null || true; fi
     wait "$pid" 2>/dev/null || true
   fi
   for i in "${PIDS[@]}"; do [ "$i" = "$pid" ] || keep+=("$i"); done
@@ -284,9 +310,42 @@ wrk_case() {
   meta "load_after_case_$c" "$(load_avg)"
 }
 
+# lat_case CASE "VARIANT [-s SCRIPT] URL [-- FILE]" ...: the latency of each variant at CONNS
+# connections without load, recorded as case CASEl: benches/conf/paced.lua makes every
+# connection pause LAT_DELAY_MS on average (jittered) between its requests (64 connections,
+# 40 ms: about 1,600 req/s, a fraction of what any variant here serves), so wrk's percentiles are the path's own
+# time, not queueing. A FILE of paths stays in use. Constant stand-ins (stub, ceiling) are
+# left out: they only explain throughput.
+lat_case() {
+  local c=$1; shift
+  [ "$LATENCY" = 1 ] || return 0
+  local pair v rest w url file skip after out=()
+  for pair in "$@"; do
+    read -r v rest <<< "$pair"
+    case "$v" in *stub*|*ceiling*) continue ;; esac
+    url=""; file=""; skip=0; after=0
+    for w in $rest; do
+      if [ "$skip" = 1 ]; then skip=0; continue; fi
+      if [ "$after" = 1 ]; then file=$w; break; fi
+      case "$w" in -s) skip=1 ;; --) after=1 ;; *://*) url=$w ;; esac
+    done
+    out+=("$v -s $CONF/paced.lua $url -- $LAT_DELAY_MS $file")
+  done
+  meta lat_delay_ms "$LAT_DELAY_MS"
+  log "case ${c}l: latency at $CONNS connections without load (each pauses $LAT_DELAY_MS ms on average between requests)"
+  wrk_case "${c}l" "${out[@]}"
+}
+
 # --- Servers --------------------------------------------------------------------------------
 ROOT="$WORK/site/static"   # the served root of cases 1–4 and 8 (mount /static/)
 PUBROOT="$WORK/site/pub"   # the same files for mount /pub/ (mounts may not share a root or key prefix)
+PRIVROOT="$WORK/site/priv" # ... and for mount /priv/ (signed-link access control)
+MIXROOT="$WORK/site/mix"   # case 9's objects (mount /mix/ of its own stowaway)
+# Every mount of the benchmarks: prefix, root, key prefix (nginx alone serves them all alike).
+MOUNT_TABLE="/static/ $ROOT static/
+/pub/ $PUBROOT pub/
+/priv/ $PRIVROOT priv/
+/mix/ $MIXROOT mix/"
 S3PORT=""
 
 start_s3() {  # start_s3 NAME DATA-DIR BUCKET -> S3PORT_NEW
@@ -296,13 +355,16 @@ start_s3() {  # start_s3 NAME DATA-DIR BUCKET -> S3PORT_NEW
   wait_port "$S3PORT_NEW" "$LASTPID" "$name"
 }
 
-# stowaway_conf FILE PORT FRONT VERDICT_TTL [FALLBACK_HEADER]: the serving config of cases 1–4 and 8. Mount
-# /static/ presigns (example defaults: expires 1h, window 5m), /pub/ is public; same files, own root
+# stowaway_conf FILE LISTEN FRONT VERDICT_TTL [FALLBACK_HEADER]: the serving config of cases 1–4
+# and 8 (LISTEN: a port, or unix:PATH). Mount /static/ presigns (example defaults: expires 1h,
+# window 5m), /pub/ is public, /priv/ presigns and needs signed links; same files, own root
 # (hard links) and key prefix, since mounts may not overlap.
 stowaway_conf() {
+  local listen="127.0.0.1:$2"
+  case "$2" in unix:*) listen=$2 ;; esac
   cat > "$1" <<EOF
 [server]
-listen = "127.0.0.1:$2"
+listen = "$listen"
 front = "$3"
 verdict_ttl = "$4"
 fallback_header = ${5:-true}
@@ -331,14 +393,67 @@ key_prefix = "pub/"
 url = "public"
 redirect_max_age = "5m"
 upload = false
+[[mount]]
+prefix = "/priv/"
+root = "$PRIVROOT"
+bucket = "site-media"
+key_prefix = "priv/"
+url = "presigned"
+expires = "1h"
+window = "5m"
+upload = false
+[mount.access]
+enabled = true
+max_link_ttl = "1d"
+[[mount.access.keys]]
+id = "bench"
+secret_file = "$WORK/link-key"
 EOF
 }
 
-start_stowaway() {  # start_stowaway NAME CONFIG PORT -> pid in LASTPID
+start_stowaway() {  # start_stowaway NAME CONFIG PORT|unix:PATH -> pid in LASTPID
   start_bg "$1" "$ST" serve --config "$2"
-  wait_port "$3" "$LASTPID" "$1"
-  check "http://127.0.0.1:$3/healthz" 200
+  case "$3" in
+    unix:*)
+      local sock=${3#unix:} i
+      for i in $(seq 300); do
+        [ -S "$sock" ] && curl -s --max-time 5 -o /dev/null --unix-socket "$sock" http://stowaway/healthz && return 0
+        [ -d "/proc/$LASTPID" ] || die "$1 exited early: $(tail -n 20 "$WORK/$1.log" 2>/dev/null)"
+        sleep 0.1
+      done
+      die "$1 did not answer on $sock: $(tail -n 20 "$WORK/$1.log" 2>/dev/null)" ;;
+    *)
+      wait_port "$3" "$LASTPID" "$1"
+      check "http://127.0.0.1:$3/healthz" 200 ;;
+  esac
 }
+
+# gen_nginx MODE TOML FRONT-PORT NAME: `stowaway gen-config nginx` in $WORK/gen-NAME.conf, the
+# mode always named (gen-config's default may change; only the soak takes the default, MODE
+# "default"). Auth mode's verdict cache, and whatever cache a newer mode keeps with the same
+# option, lives in $WORK/nginx-NAME/cache.
+gen_nginx() {
+  local mode=$1 args=(gen-config nginx --config "$2" --front-listen "127.0.0.1:$3")
+  case "$mode" in
+    default) args+=(--verdict-cache-dir "$WORK/nginx-$4/cache") ;;
+    proxy) args+=(--mode proxy) ;;
+    *) args+=(--mode "$mode" --verdict-cache-dir "$WORK/nginx-$4/cache") ;;
+  esac
+  "$ST" "${args[@]}" > "$WORK/gen-$4.conf" || die "gen-config nginx --mode $mode failed"
+}
+
+# Hooks of issue 14's variants. nginx_has_mode MODE: `gen-config nginx --help` lists the mode.
+nginx_has_mode() { "$ST" gen-config nginx --help 2>/dev/null | grep -Eq "^[[:space:]]+- $1:"; }
+# lighttpd local-first: `gen-config lighttpd --mode LF_MODE` is accepted and prints something
+# else than `--mode proxy` (today --mode is nginx-only, and ignored for lighttpd).
+lighttpd_has_mode() {
+  local a b
+  a=$("$ST" gen-config lighttpd --mode "$LF_MODE" --config "$1" --lua-dir "$REPO/lighttpd" 2>/dev/null) || return 1
+  b=$("$ST" gen-config lighttpd --mode proxy --config "$1" --lua-dir "$REPO/lighttpd" 2>/dev/null) || return 1
+  [ "$a" != "$b" ]
+}
+# skip CASE VARIANT REASON: a variant not built yet; the goals table says so.
+skip() { meta "skipped:$1:$2" "$3"; log "case $1: $2 skipped: $3"; }
 
 # nginx_start NAME PORT BODY: nginx (Debian) with BODY inside http {}, access log off. As in
 # tests/common/mod.rs: `user root;` (the files live in root-owned temporary directories).
@@ -402,10 +517,144 @@ EOF
   wait_port "$port" "$LASTPID" "$name"
 }
 
-# The shared serving set-up of cases 1, 2, 4 and 8 (started once).
+# --- Like-for-like baselines -----------------------------------------------------------------
+# A variant's baseline is the front server alone with the same safety and caching directives
+# as the variant's own config: they are read from the config the variant's server runs (the
+# first of each name), so a directive gen-config adds later is in the baseline too. Baselines
+# with the same directives are one server and one variant per case.
+LIKE_NGINX='disable_symlinks|open_file_cache|open_file_cache_valid|open_file_cache_min_uses|open_file_cache_errors|open_file_cache_events'
+LIKE_LIGHTTPD='server\.follow-symlink|server\.stat-cache-engine'
+ng_directives() {  # ng_directives NGINX.CONF: the LIKE_NGINX directives, one a line
+  sed 's/#.*//' "$1" | grep -Eo "^[[:space:]]*($LIKE_NGINX)[[:space:]][^;]*;" \
+    | sed -E 's/^[[:space:]]+//; s/[[:space:]]+/ /g' | awk '!seen[$1]++' || true
+}
+l_directives() {  # l_directives LIGHTTPD.CONF: the LIKE_LIGHTTPD settings, one a line
+  sed 's/#.*//' "$1" | grep -Eo "^[[:space:]]*($LIKE_LIGHTTPD)[[:space:]]*=[^,]*" \
+    | sed -E 's/^[[:space:]]+//; s/[[:space:]]+$//; s/[[:space:]]*=[[:space:]]*/ = /' | awk '!seen[$1]++' || true
+}
+# A short name for a directive set: dsl (disable_symlinks), ofc (open_file_cache), nofollow
+# (server.follow-symlink = "disable"), stat (stat cache), with a number when two sets differ
+# only in their parameters.
+like_slug() {
+  local d=$1 slug=""
+  grep -q '^disable_symlinks on' <<< "$d" && slug+="-dsl"
+  grep -q '^open_file_cache [^o]' <<< "$d" && slug+="-ofc"
+  grep -q '^server.follow-symlink = "disable"' <<< "$d" && slug+="-nofollow"
+  grep -q '^server.stat-cache-engine' <<< "$d" && slug+="-stat"
+  printf '%s' "${slug:--bare}"
+}
+declare -A LIKE_SET=() LIKE_USED=()
+like_name() {  # like_name KIND DIRECTIVES -> LIKE_V (new names are numbered)
+  local v n=1
+  v="$1$(like_slug "$2")"
+  while [ -n "${LIKE_USED[$v]:-}" ]; do n=$((n + 1)); v="$1$(like_slug "$2")-$n"; done
+  LIKE_USED[$v]=1
+  LIKE_V=$v
+}
+
+# like_body PORT DIRECTIVES: nginx alone serving every mount by try_files with DIRECTIVES in
+# each mount location; a miss gets a 302 from the config (the classic no-sidecar setup).
+like_body() {
+  local port=$1 dirs=$2 pfx root kp i=0
+  printf 'server {\n  listen 127.0.0.1:%s;\n' "$port"
+  while read -r pfx root kp; do
+    printf '  location ~ "^%s(?<k>.+)$" {\n    root %s;\n' "$pfx" "$root"
+    [ -z "$dirs" ] || printf '    %s\n' "${dirs//$'\n'/$'\n    '}"
+    # shellcheck disable=SC2016 # $k is nginx's
+    printf '    try_files /$k @s3_%s;\n  }\n' "$i"
+    printf '  location @s3_%s {\n    add_header Cache-Control "public, max-age=300" always;\n' "$i"
+    # shellcheck disable=SC2016
+    printf '    return 302 http://127.0.0.1:%s/site-media/%s$k;\n  }\n' "$S3PORT" "$kp"
+    i=$((i + 1))
+  done <<< "$MOUNT_TABLE"
+  printf '}\n'
+}
+
+# like_base NGINX-NAME: LIKE_V (variant name, base-<slug>) and LIKE_P (port) of nginx alone with
+# the directives of the nginx started as NGINX-NAME (started on first use). like_base "" is
+# bare try_files.
+like_base() {
+  local dirs="" key port
+  [ -z "$1" ] || dirs=$(ng_directives "$WORK/$1/nginx.conf")
+  key="nginx:$dirs"
+  if [ -z "${LIKE_SET[$key]:-}" ]; then
+    like_name base "$dirs"
+    port=$(freeport)
+    nginx_start "nginx-$LIKE_V" "$port" "$(like_body "$port" "$dirs")"
+    check "http://127.0.0.1:$port/static/bench10k.jpg" 200 '^content-length: 10240'
+    check "http://127.0.0.1:$port/static/missing.jpg" 302 "^location: http://127.0.0.1:$S3PORT/site-media/static/missing.jpg"
+    LIKE_SET[$key]="$LIKE_V $port"
+    meta "like_directives:$LIKE_V" "$(tr '\n' ' ' <<< "${dirs:-(none: bare try_files)}")"
+  fi
+  read -r LIKE_V LIKE_P <<< "${LIKE_SET[$key]}"
+}
+
+# The variant list of the case being put together: vl_add VARIANT URL [-- ...] and vl_like,
+# which adds a variant after its like-for-like baseline and bare try_files (same request).
+VL=()
+declare -A VL_SEEN=()
+vl_reset() { VL=(); VL_SEEN=(); }
+vl_add() {
+  local v=$1; shift
+  [ -z "${VL_SEEN[$v]:-}" ] || return 0
+  VL_SEEN[$v]=1
+  VL+=("$v $*")
+}
+# vl_like CASE VARIANT NGINX-NAME PORT PATH [SUFFIX [-s SCRIPT -- FILE]]: VARIANT is nginx
+# NGINX-NAME on PORT asked for PATH (PATH "/" with a path FILE); its baselines run the same
+# requests, as variant base-<slug>SUFFIX and base-bareSUFFIX. Labels: meta label:CASE:VARIANT.
+vl_like() {
+  local c=$1 v=$2 ng=$3 port=$4 path=$5 sfx=${6:-} extra=() bare
+  [ $# -le 6 ] || extra=("${@:7}")
+  like_base ""
+  bare="$LIKE_V$sfx"
+  vl_add "$bare" "${extra[@]:0:2}" "http://127.0.0.1:$LIKE_P$path" "${extra[@]:2}"
+  like_base "$ng"
+  vl_add "$LIKE_V$sfx" "${extra[@]:0:2}" "http://127.0.0.1:$LIKE_P$path" "${extra[@]:2}"
+  vl_add "$v" "${extra[@]:0:2}" "http://127.0.0.1:$port$path" "${extra[@]:2}"
+  meta "like:$c:$v" "$LIKE_V$sfx"
+  meta "bare:$c:$v" "$bare"
+  meta "bare:$c:$LIKE_V$sfx" "$bare"
+}
+
+# l_like_base LIGHTTPD-NAME: LIKE_V (magnet<slug>) and LIKE_P of lighttpd + the mod_magnet
+# script (case 3's baseline) with the LIKE_LIGHTTPD settings of lighttpd LIGHTTPD-NAME on top
+# (global; the script's own lines keep theirs). The same settings as the script's own: the
+# script's lighttpd itself (magnet).
+l_like_base() {
+  local dirs own key port
+  dirs=$(l_directives "$WORK/$1/lighttpd.conf")
+  own=$(l_directives "$WORK/lighttpd-magnet/lighttpd.conf")
+  key="lighttpd:$dirs"
+  if [ "$dirs" = "$own" ]; then
+    LIKE_SET[$key]="magnet $L_MAG"
+  elif [ -z "${LIKE_SET[$key]:-}" ]; then
+    like_name magnet "$dirs"
+    port=$(freeport)
+    lighttpd_start "lighttpd-$LIKE_V" "$port" "$dirs
+$(cat "$WORK/magnet-lines.conf")"
+    LIKE_SET[$key]="$LIKE_V $port"
+    meta "like_directives:$LIKE_V" "$(tr '\n' ' ' <<< "$dirs")"
+  fi
+  read -r LIKE_V LIKE_P <<< "${LIKE_SET[$key]}"
+}
+# l_vl_like CASE VARIANT LIGHTTPD-NAME PORT PATH KIND: as vl_like for lighttpd; KIND (local or
+# 302) names the baseline variant (magnet-local...); bare lighttpd (static files only, variant
+# bare-local) is the second reference of local hits.
+l_vl_like() {
+  local c=$1 v=$2 lt=$3 port=$4 path=$5 kind=$6
+  l_like_base "$lt"
+  vl_add "$LIKE_V-$kind" "http://127.0.0.1:$LIKE_P$path"
+  vl_add "$v" "http://127.0.0.1:$port$path"
+  meta "like:$c:$v" "$LIKE_V-$kind"
+  if [ "$kind" = local ]; then meta "bare:$c:$v" bare-local; meta "bare:$c:$LIKE_V-$kind" bare-local; fi
+}
+
+# The shared serving set-up of cases 1, 2, 4, 8 and 9 (started once).
 FRONTS_UP=0
-ST_A_PORT=""; ST_A_PID=""; NG_BASE=""; NG_PROXY=""; NG_AUTH=""; NG_AUTH0=""
-ST_D_PORT=""; NG_PROXY_D=""; NG_BASE_OFC=""; NG_AUTH_OFC=""; OFC=""; NG_PROXY_STUB=""; NG_PROXY_CEIL_LOCAL=""; NG_PROXY_CEIL_UDS=""; NG_PROXY_CEIL_302=""; CEIL_LOCAL=""; CEIL_PUB=""; CEIL_PRE=""
+ST_A_PORT=""; NG_PROXY=""; NG_AUTH=""; NG_AUTH0=""; NG_LF=""; PRIV_LINK=""
+ST_D_PORT=""; NG_PROXY_D=""; NG_AUTH_OFC=""; OFC=""; NG_PROXY_STUB=""; NG_PROXY_CEIL_LOCAL=""; NG_PROXY_CEIL_UDS=""; NG_PROXY_CEIL_302=""; CEIL_LOCAL=""; CEIL_PUB=""; CEIL_PRE=""
+NG_PROXY_UDS=""
 setup_serving() {
   [ "$FRONTS_UP" = 1 ] && return
   FRONTS_UP=1
@@ -417,15 +666,17 @@ for name in ("bench10k.jpg", "local-2.jpg", "local-3.jpg", "local-4.jpg"):
     with open(os.path.join(sys.argv[1], name), "wb") as f:
         f.write(rnd.randbytes(10 * 1024))
 EOF
-  mkdir -p "$PUBROOT"
+  mkdir -p "$PUBROOT" "$PRIVROOT"
   cp -al "$ROOT/." "$PUBROOT/"
+  cp -al "$ROOT/." "$PRIVROOT/"
+  # The signed-link key of /priv/ (0600, as stowaway demands of secret files).
+  (umask 077 && python3 -c 'import secrets; print(secrets.token_hex(32))' > "$WORK/link-key")
   start_s3 s3-serve "$WORK/s3-serve" site-media
   S3PORT=$S3PORT_NEW
   # stowaway A: nginx front, verdict_ttl 5s (default). stowaway B: verdict_ttl 0s (no cache).
   ST_A_PORT=$(freeport)
   stowaway_conf "$WORK/stowaway-a.toml" "$ST_A_PORT" nginx 5s
   start_stowaway stowaway-a "$WORK/stowaway-a.toml" "$ST_A_PORT"
-  ST_A_PID=$LASTPID
   local st_b_port; st_b_port=$(freeport)
   stowaway_conf "$WORK/stowaway-b.toml" "$st_b_port" nginx 0s
   start_stowaway stowaway-b "$WORK/stowaway-b.toml" "$st_b_port"
@@ -433,48 +684,50 @@ EOF
   ST_D_PORT=$(freeport)
   stowaway_conf "$WORK/stowaway-d.toml" "$ST_D_PORT" nginx 5s false
   start_stowaway stowaway-d "$WORK/stowaway-d.toml" "$ST_D_PORT"
+  # stowaway E: as A, on a Unix socket (the generated upstream is then `server unix:...`).
+  stowaway_conf "$WORK/stowaway-e.toml" "unix:$WORK/stowaway-e.sock" nginx 5s
+  start_stowaway stowaway-e "$WORK/stowaway-e.toml" "unix:$WORK/stowaway-e.sock"
+  # A signed link to /priv/bench10k.jpg (valid longer than any run).
+  PRIV_LINK=$("$ST" sign /priv/bench10k.jpg --ttl 12h --config "$WORK/stowaway-a.toml") || die "stowaway sign failed"
+  case "$PRIV_LINK" in /priv/bench10k.jpg\?*) ;; *) die "unexpected signed link: $PRIV_LINK" ;; esac
+  meta priv_link "$PRIV_LINK"
 
-  # nginx alone: try_files (the physical limit), and the config-only 302 for a missing file.
-  NG_BASE=$(freeport)
-  nginx_start nginx-base "$NG_BASE" "
-server {
-  listen 127.0.0.1:$NG_BASE;
-  location ~ \"^/static/(?<k>.+)\$\" { root $ROOT; try_files /\$k @s3; }
-  location ~ \"^/nofollow/(?<k>.+)\$\" { root $ROOT; disable_symlinks on from=\$document_root; try_files /\$k @s3; }
-  location @s3 {
-    add_header Cache-Control \"public, max-age=300\" always;
-    return 302 http://127.0.0.1:$S3PORT/site-media/static/\$k;
-  }
-}"
   # nginx + stowaway, exactly as `stowaway gen-config` prints it.
   NG_PROXY=$(freeport)
-  "$ST" gen-config nginx --config "$WORK/stowaway-a.toml" --front-listen "127.0.0.1:$NG_PROXY" > "$WORK/gen-proxy.conf"
+  gen_nginx proxy "$WORK/stowaway-a.toml" "$NG_PROXY" proxy
   nginx_start nginx-proxy "$NG_PROXY" "$(cat "$WORK/gen-proxy.conf")"
   NG_PROXY_D=$(freeport)
-  "$ST" gen-config nginx --config "$WORK/stowaway-d.toml" --front-listen "127.0.0.1:$NG_PROXY_D" > "$WORK/gen-proxy-d.conf"
+  gen_nginx proxy "$WORK/stowaway-d.toml" "$NG_PROXY_D" proxy-d
   nginx_start nginx-proxy-d "$NG_PROXY_D" "$(cat "$WORK/gen-proxy-d.conf")"
+  NG_PROXY_UDS=$(freeport)
+  gen_nginx proxy "$WORK/stowaway-e.toml" "$NG_PROXY_UDS" proxy-uds
+  grep -q "server unix:$WORK/stowaway-e.sock;" "$WORK/gen-proxy-uds.conf" || die "gen-config did not use the Unix socket"
+  nginx_start nginx-proxy-uds "$NG_PROXY_UDS" "$(cat "$WORK/gen-proxy-uds.conf")"
   NG_AUTH=$(freeport)
-  "$ST" gen-config nginx --mode auth --config "$WORK/stowaway-a.toml" --front-listen "127.0.0.1:$NG_AUTH" \
-    --verdict-cache-dir "$WORK/nginx-auth/verdicts" > "$WORK/gen-auth.conf"
+  gen_nginx auth "$WORK/stowaway-a.toml" "$NG_AUTH" auth
   nginx_start nginx-auth "$NG_AUTH" "$(cat "$WORK/gen-auth.conf")"
-  # The same two with nginx's open_file_cache (descriptors, stat and symlink checks cached for
-  # up to 1 s; the verdict cache's files too), to show what it buys auth mode.
-  OFC="open_file_cache max=10000 inactive=30s; open_file_cache_valid 1s; open_file_cache_errors off;"
-  NG_BASE_OFC=$(freeport)
-  nginx_start nginx-base-ofc "$NG_BASE_OFC" "$OFC
-server {
-  listen 127.0.0.1:$NG_BASE_OFC;
-  location ~ \"^/static/(?<k>.+)\$\" { root $ROOT; try_files /\$k =404; }
-}"
+  # Auth mode with nginx's open_file_cache added (descriptors, stat and symlink checks cached
+  # for up to 1 s; the verdict cache's files too). Its baseline gets the same lines.
+  OFC="open_file_cache max=10000 inactive=30s;
+open_file_cache_valid 1s;
+open_file_cache_errors off;"
   NG_AUTH_OFC=$(freeport)
-  "$ST" gen-config nginx --mode auth --config "$WORK/stowaway-a.toml" --front-listen "127.0.0.1:$NG_AUTH_OFC" \
-    --verdict-cache-dir "$WORK/nginx-auth-ofc/verdicts" > "$WORK/gen-auth-ofc.conf"
+  gen_nginx auth "$WORK/stowaway-a.toml" "$NG_AUTH_OFC" auth-ofc
   nginx_start nginx-auth-ofc "$NG_AUTH_OFC" "$OFC
 $(cat "$WORK/gen-auth-ofc.conf")"
   NG_AUTH0=$(freeport)
-  "$ST" gen-config nginx --mode auth --config "$WORK/stowaway-b.toml" --front-listen "127.0.0.1:$NG_AUTH0" \
-    --verdict-cache-dir "$WORK/nginx-auth0/verdicts" > "$WORK/gen-auth0.conf"
+  gen_nginx auth "$WORK/stowaway-b.toml" "$NG_AUTH0" auth0
   nginx_start nginx-auth0 "$NG_AUTH0" "$(cat "$WORK/gen-auth0.conf")"
+  # Hook: local-first (issue 14), once gen-config nginx knows the mode. Its redirect cache (if
+  # the generated config has a proxy_cache) makes its repeated 302 the "cached 302" variant.
+  if nginx_has_mode "$LF_MODE"; then
+    NG_LF=$(freeport)
+    gen_nginx "$LF_MODE" "$WORK/stowaway-a.toml" "$NG_LF" lf
+    nginx_start nginx-lf "$NG_LF" "$(cat "$WORK/gen-lf.conf")"
+    if grep -Eq '^[[:space:]]*proxy_cache[[:space:]]' "$WORK/gen-lf.conf"; then meta lf_cached_302 yes; else meta lf_cached_302 no; fi
+  else
+    log "gen-config nginx --help lists no mode $LF_MODE: the local-first variants are skipped (not built yet)"
+  fi
 
   # Constant sidecars in stowaway's place, answering byte for byte what stowaway answers
   # (headers captured from it): examples/ceiling.rs (same actix-web build) and an nginx stub
@@ -487,7 +740,7 @@ $(cat "$WORK/gen-auth-ofc.conf")"
   CC_PRE=$(header_of "http://127.0.0.1:$ST_A_PORT/static/missing.jpg" cache-control)
   LOC_PUB=$(header_of "http://127.0.0.1:$ST_A_PORT/pub/missing.jpg" location)
   CC_PUB=$(header_of "http://127.0.0.1:$ST_A_PORT/pub/missing.jpg" cache-control)
-  [ -n "$loc_local" ] && [ -n "$s3loc_local" ] && [ -n "$LOC_PRE" ] && [ -n "$LOC_PUB" ] || die "could not capture stowaway's answers"
+  if [ -z "$loc_local" ] || [ -z "$s3loc_local" ] || [ -z "$LOC_PRE" ] || [ -z "$LOC_PUB" ]; then die "could not capture stowaway's answers"; fi
   meta location_bytes "public $(printf %s "$LOC_PUB" | wc -c), presigned $(printf %s "$LOC_PRE" | wc -c)"
   CEIL_LOCAL=$(freeport)
   start_bg ceiling-local "$CEIL" --port "$CEIL_LOCAL" --status 200 --header "X-Accel-Redirect: $loc_local" --header "X-S3-Location: $s3loc_local"
@@ -528,20 +781,22 @@ server {
   nginx_start nginx-proxy-ceil-302 "$NG_PROXY_CEIL_302" "$(sed "s/server 127.0.0.1:$ST_A_PORT;/server 127.0.0.1:$CEIL_PRE;/; s/listen 127.0.0.1:$NG_PROXY;/listen 127.0.0.1:$NG_PROXY_CEIL_302;/" "$WORK/gen-proxy.conf")"
 
   local n
-  for n in "$NG_BASE/static" "$NG_BASE/nofollow" "$NG_PROXY/static" "$NG_PROXY/pub" "$NG_PROXY_D/static" "$NG_AUTH/static" "$NG_AUTH0/static" \
-           "$NG_BASE_OFC/static" "$NG_AUTH_OFC/static" \
-           "$NG_PROXY_STUB/static" "$NG_PROXY_CEIL_LOCAL/static" "$NG_PROXY_CEIL_UDS/static"; do
+  for n in "$NG_PROXY/static" "$NG_PROXY/pub" "$NG_PROXY_D/static" "$NG_PROXY_UDS/static" "$NG_AUTH/static" "$NG_AUTH0/static" \
+           "$NG_AUTH_OFC/static" "$NG_PROXY_STUB/static" "$NG_PROXY_CEIL_LOCAL/static" "$NG_PROXY_CEIL_UDS/static" \
+           ${NG_LF:+"$NG_LF/static"}; do
     check "http://127.0.0.1:${n}/bench10k.jpg" 200 '^content-length: 10240'
   done
-  check "http://127.0.0.1:$NG_BASE/static/missing.jpg" 302 "^location: http://127.0.0.1:$S3PORT/site-media/static/missing.jpg"
   check "http://127.0.0.1:$NG_PROXY/pub/missing.jpg" 302 "^location: http://127.0.0.1:$S3PORT/site-media/pub/missing.jpg"
-  for n in "$NG_PROXY" "$NG_AUTH" "$NG_PROXY_STUB" "$NG_PROXY_CEIL_302"; do
+  for n in "$NG_PROXY" "$NG_PROXY_UDS" "$NG_AUTH" "$NG_PROXY_STUB" "$NG_PROXY_CEIL_302" ${NG_LF:+"$NG_LF"}; do
     check "http://127.0.0.1:$n/static/missing.jpg" 302 '^location: .*X-Amz-Signature='
   done
   check "http://127.0.0.1:$ST_A_PORT/static/bench10k.jpg" 200 '^x-accel-redirect: /_stowaway_local/static/bench10k.jpg'
+  # /priv/ needs the signed link: with it a local hit, without it refused.
+  check "http://127.0.0.1:$NG_AUTH$PRIV_LINK" 200 '^content-length: 10240'
+  check "http://127.0.0.1:$NG_AUTH/priv/bench10k.jpg" 403
   # The auth-mode verdict cache is in use (nginx stored the verdicts it got).
-  [ -n "$(find "$WORK/nginx-auth/verdicts" -type f | head -n 1)" ] || die "nginx auth mode cached no verdict"
-  [ ! -d "$WORK/nginx-auth0/verdicts" ] || [ -z "$(find "$WORK/nginx-auth0/verdicts" -type f | head -n 1)" ] || die "verdict_ttl = 0s cached"
+  [ -n "$(find "$WORK/nginx-auth/cache" -type f | head -n 1)" ] || die "nginx auth mode cached no verdict"
+  [ ! -d "$WORK/nginx-auth0/cache" ] || [ -z "$(find "$WORK/nginx-auth0/cache" -type f | head -n 1)" ] || die "verdict_ttl = 0s cached"
 }
 
 # --- Machine and versions -----------------------------------------------------------------
@@ -565,37 +820,60 @@ server {
 if want 1; then
   setup_serving
   log "case 1: local hit, 10 KiB, through nginx"
-  wrk_case 1 \
-    "direct http://127.0.0.1:$NG_BASE/static/bench10k.jpg" \
-    "direct-nofollow http://127.0.0.1:$NG_BASE/nofollow/bench10k.jpg" \
-    "xaccel-stub http://127.0.0.1:$NG_PROXY_STUB/static/bench10k.jpg" \
-    "xaccel-ceiling http://127.0.0.1:$NG_PROXY_CEIL_LOCAL/static/bench10k.jpg" \
-    "xaccel-ceiling-uds http://127.0.0.1:$NG_PROXY_CEIL_UDS/static/bench10k.jpg" \
-    "xaccel http://127.0.0.1:$NG_PROXY/static/bench10k.jpg" \
-    "xaccel-nofallback http://127.0.0.1:$NG_PROXY_D/static/bench10k.jpg" \
-    "auth http://127.0.0.1:$NG_AUTH/static/bench10k.jpg" \
-    "auth-nocache http://127.0.0.1:$NG_AUTH0/static/bench10k.jpg" \
-    "direct-ofc http://127.0.0.1:$NG_BASE_OFC/static/bench10k.jpg" \
-    "auth-ofc http://127.0.0.1:$NG_AUTH_OFC/static/bench10k.jpg"
+  vl_reset
+  L=/static/bench10k.jpg
+  vl_like 1 xaccel-stub nginx-proxy-stub "$NG_PROXY_STUB" $L
+  vl_like 1 xaccel-ceiling nginx-proxy-ceil-local "$NG_PROXY_CEIL_LOCAL" $L
+  vl_like 1 xaccel-ceiling-uds nginx-proxy-ceil-uds "$NG_PROXY_CEIL_UDS" $L
+  vl_like 1 xaccel nginx-proxy "$NG_PROXY" $L
+  vl_like 1 xaccel-uds nginx-proxy-uds "$NG_PROXY_UDS" $L
+  vl_like 1 xaccel-nofallback nginx-proxy-d "$NG_PROXY_D" $L
+  vl_like 1 auth nginx-auth "$NG_AUTH" $L
+  vl_like 1 auth-nocache nginx-auth0 "$NG_AUTH0" $L
+  vl_like 1 auth-ofc nginx-auth-ofc "$NG_AUTH_OFC" $L
+  # A mount with signed-link access control: every request checked (a cached verdict, bound
+  # to the link's query and the client address); nginx alone gets the same URL.
+  vl_like 1 auth-ac nginx-auth "$NG_AUTH" "$PRIV_LINK"
+  if [ -n "$NG_LF" ]; then vl_like 1 localfirst nginx-lf "$NG_LF" $L; else skip 1 localfirst "gen-config nginx has no --mode $LF_MODE"; fi
+  wrk_case 1 "${VL[@]}"
+  lat_case 1 "${VL[@]}"
   # Unloaded latency: one connection, no queueing.
+  like_base nginx-proxy
   WRK_C=1 WRK_T=1 wrk_case 1c1 \
-    "direct http://127.0.0.1:$NG_BASE/static/bench10k.jpg" \
-    "xaccel http://127.0.0.1:$NG_PROXY/static/bench10k.jpg" \
-    "xaccel-nofallback http://127.0.0.1:$NG_PROXY_D/static/bench10k.jpg" \
-    "auth http://127.0.0.1:$NG_AUTH/static/bench10k.jpg"
+    "$LIKE_V http://127.0.0.1:$LIKE_P$L" \
+    "xaccel http://127.0.0.1:$NG_PROXY$L" \
+    "xaccel-nofallback http://127.0.0.1:$NG_PROXY_D$L" \
+    "auth http://127.0.0.1:$NG_AUTH$L"
+  meta "like:1c1" "$LIKE_V"
 fi
 
 # --- Case 2: missing file, 302 --------------------------------------------------------------
 if want 2; then
   setup_serving
   log "case 2: missing file, 302, through nginx"
-  wrk_case 2 \
-    "nginx302 http://127.0.0.1:$NG_BASE/static/missing.jpg" \
-    "stub302 http://127.0.0.1:$NG_PROXY_STUB/static/missing.jpg" \
-    "ceiling302 http://127.0.0.1:$NG_PROXY_CEIL_302/static/missing.jpg" \
-    "public http://127.0.0.1:$NG_PROXY/pub/missing.jpg" \
-    "presigned http://127.0.0.1:$NG_PROXY/static/missing.jpg" \
-    "auth302 http://127.0.0.1:$NG_AUTH/static/missing.jpg"
+  vl_reset
+  M=/static/missing.jpg
+  vl_like 2 stub302 nginx-proxy-stub "$NG_PROXY_STUB" $M
+  vl_like 2 ceiling302 nginx-proxy-ceil-302 "$NG_PROXY_CEIL_302" $M
+  vl_like 2 public nginx-proxy "$NG_PROXY" /pub/missing.jpg
+  vl_like 2 presigned nginx-proxy "$NG_PROXY" $M
+  vl_like 2 presigned-uds nginx-proxy-uds "$NG_PROXY_UDS" $M
+  vl_like 2 auth302 nginx-auth "$NG_AUTH" $M
+  # The first (uncached) presigned 302: FIRST_N distinct missing paths, each asked for about
+  # once per run, over the Unix socket; the baselines get the same list.
+  python3 "$LIB/bench.py" missing /static/ "$FIRST_N" > "$WORK/first-paths.txt"
+  meta first_paths "$FIRST_N"
+  vl_like 2 first-uds nginx-proxy-uds "$NG_PROXY_UDS" / -first -s "$CONF/paths.lua" -- "$WORK/first-paths.txt"
+  if [ -n "$NG_LF" ]; then
+    # Hook: the repeated presigned 302 through local-first (cached by nginx when its config
+    # has a proxy_cache; meta lf_cached_302).
+    vl_like 2 lf-302 nginx-lf "$NG_LF" $M
+    vl_like 2 lf-first nginx-lf "$NG_LF" / -first -s "$CONF/paths.lua" -- "$WORK/first-paths.txt"
+  else
+    skip 2 lf-302 "gen-config nginx has no --mode $LF_MODE"
+  fi
+  wrk_case 2 "${VL[@]}"
+  lat_case 2 "${VL[@]}"
 fi
 
 # --- Case 3: lighttpd -----------------------------------------------------------------------
@@ -607,7 +885,7 @@ if want 3; then
   stowaway_conf "$WORK/stowaway-c.toml" "$c_port" lighttpd 5s
   start_stowaway stowaway-c "$WORK/stowaway-c.toml" "$c_port"
   L_ST=$(freeport)
-  "$ST" gen-config lighttpd --config "$WORK/stowaway-c.toml" --lua-dir "$REPO/lighttpd" > "$WORK/gen-lighttpd.conf"
+  "$ST" gen-config lighttpd --mode proxy --config "$WORK/stowaway-c.toml" --lua-dir "$REPO/lighttpd" > "$WORK/gen-lighttpd.conf"
   lighttpd_start lighttpd-stowaway "$L_ST" "$(cat "$WORK/gen-lighttpd.conf")"
   # lighttpd + mod_magnet: the script from gen-config lighttpd-magnet, and the lighttpd.conf
   # lines it documents (uncommented).
@@ -617,14 +895,28 @@ if want 3; then
   sed -n '/^-- lighttpd.conf:/,/^--$/p' "$WORK/lua/local-or-s3.lua" | sed -n 's/^--   //p' > "$WORK/magnet-lines.conf"
   grep -q 'magnet.attract-physical-path-to' "$WORK/magnet-lines.conf" || die "no lighttpd.conf lines in the magnet script"
   lighttpd_start lighttpd-magnet "$L_MAG" "$(cat "$WORK/magnet-lines.conf")"
+  # lighttpd alone, static files only (the document root holds /pub/), no settings.
+  L_BARE=$(freeport)
+  mkdir -p "$WORK/lighttpd-bare/docroot/pub"
+  cp -al "$PUBROOT/." "$WORK/lighttpd-bare/docroot/pub/"
+  lighttpd_start lighttpd-bare "$L_BARE" ""
+  for p in "$L_ST" "$L_MAG" "$L_BARE"; do check "http://127.0.0.1:$p/pub/bench10k.jpg" 200 '^content-length: 10240'; done
   for p in "$L_ST" "$L_MAG"; do
-    check "http://127.0.0.1:$p/pub/bench10k.jpg" 200 '^content-length: 10240'
     check "http://127.0.0.1:$p/pub/missing.jpg" 302 "^location: http://127.0.0.1:$S3PORT/site-media/pub/missing.jpg"
   done
   check "http://127.0.0.1:$L_ST/static/missing.jpg" 302 '^location: .*X-Amz-Signature='
+  # Hook: lighttpd local-first (issue 14), once gen-config lighttpd knows the mode.
+  L_LF=""
+  if lighttpd_has_mode "$WORK/stowaway-c.toml"; then
+    L_LF=$(freeport)
+    "$ST" gen-config lighttpd --mode "$LF_MODE" --config "$WORK/stowaway-c.toml" --lua-dir "$REPO/lighttpd" > "$WORK/gen-lighttpd-lf.conf"
+    lighttpd_start lighttpd-lf "$L_LF" "$(cat "$WORK/gen-lighttpd-lf.conf")"
+    check "http://127.0.0.1:$L_LF/pub/bench10k.jpg" 200 '^content-length: 10240'
+    check "http://127.0.0.1:$L_LF/pub/missing.jpg" 302 "^location: http://127.0.0.1:$S3PORT/site-media/pub/missing.jpg"
+  fi
   # lighttpd's mod_proxy opens a new connection to the backend for every request. A constant
   # X-Sendfile sidecar (examples/ceiling.rs) over TCP and over a Unix socket shows what that
-  # costs and what a socket would save (stowaway listens on TCP only).
+  # costs and what a socket would save (stowaway-local here is on TCP).
   sendfile_path=$(header_of "http://127.0.0.1:$c_port/pub/bench10k.jpg" x-sendfile)
   [ -n "$sendfile_path" ] || die "no X-Sendfile from stowaway (front = lighttpd)"
   ceil_l=$(freeport)
@@ -639,14 +931,22 @@ if want 3; then
   L_CEIL_UDS=$(freeport)
   lighttpd_start lighttpd-ceiling-uds "$L_CEIL_UDS" "$(sed -E "s#\"host\" => \"127.0.0.1\", \"port\" => $c_port#\"socket\" => \"$sock\"#; /\"host\" => \"127.0.0.1\",\$/d; s#\"port\" => $c_port,#\"socket\" => \"$sock\",#" "$WORK/gen-lighttpd.conf")"
   for p in "$L_CEIL" "$L_CEIL_UDS"; do check "http://127.0.0.1:$p/pub/bench10k.jpg" 200 '^content-length: 10240'; done
-  wrk_case 3 \
-    "magnet-local http://127.0.0.1:$L_MAG/pub/bench10k.jpg" \
-    "stowaway-local http://127.0.0.1:$L_ST/pub/bench10k.jpg" \
-    "ceiling-local http://127.0.0.1:$L_CEIL/pub/bench10k.jpg" \
-    "ceiling-uds-local http://127.0.0.1:$L_CEIL_UDS/pub/bench10k.jpg" \
-    "magnet-302 http://127.0.0.1:$L_MAG/pub/missing.jpg" \
-    "stowaway-302 http://127.0.0.1:$L_ST/pub/missing.jpg" \
-    "stowaway-302-presigned http://127.0.0.1:$L_ST/static/missing.jpg"
+  vl_reset
+  vl_add bare-local "http://127.0.0.1:$L_BARE/pub/bench10k.jpg"
+  l_vl_like 3 stowaway-local lighttpd-stowaway "$L_ST" /pub/bench10k.jpg local
+  l_vl_like 3 ceiling-local lighttpd-ceiling "$L_CEIL" /pub/bench10k.jpg local
+  l_vl_like 3 ceiling-uds-local lighttpd-ceiling-uds "$L_CEIL_UDS" /pub/bench10k.jpg local
+  l_vl_like 3 stowaway-302 lighttpd-stowaway "$L_ST" /pub/missing.jpg 302
+  l_vl_like 3 stowaway-302-presigned lighttpd-stowaway "$L_ST" /static/missing.jpg 302
+  if [ -n "$L_LF" ]; then
+    l_vl_like 3 lf-local lighttpd-lf "$L_LF" /pub/bench10k.jpg local
+    l_vl_like 3 lf-302 lighttpd-lf "$L_LF" /pub/missing.jpg 302
+  else
+    skip 3 lf-local "gen-config lighttpd --mode $LF_MODE is refused or prints the proxy config"
+    skip 3 lf-302 "gen-config lighttpd --mode $LF_MODE is refused or prints the proxy config"
+  fi
+  wrk_case 3 "${VL[@]}"
+  lat_case 3 "${VL[@]}"
 fi
 
 # --- Case 4: stowaway alone vs the actix-web ceiling --------------------------------------------
@@ -740,7 +1040,7 @@ EOF
   local got_n got_b
   got_n=$(find "$data/bench-up" -type f | wc -l)
   got_b=$(find "$data/bench-up" -type f -printf '%s\n' | awk '{s += $1} END {print s + 0}')
-  [ "$got_n" = "$count" ] && [ "$got_b" = "$bytes" ] || die "$tool stored $got_n files / $got_b bytes, want $count / $bytes"
+  if [ "$got_n" != "$count" ] || [ "$got_b" != "$bytes" ]; then die "$tool stored $got_n files / $got_b bytes, want $count / $bytes"; fi
   local secs rss cpu s3cpu
   secs=$(python3 -c "print(f'{$t1 - $t0:.3f}')")
   rss=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$tv")
@@ -840,7 +1140,7 @@ EOF
 fi
 
 # --- Case 8: soak ---------------------------------------------------------------------------------
-# soak_run VARIANT SCRAPE: a fresh stowaway (config A) behind a fresh nginx (gen-config proxy),
+# soak_run VARIANT SCRAPE: a fresh stowaway (config A) behind a fresh nginx (gen-config's default),
 # SOAK seconds at 256 connections over mixed paths, its RSS sampled every RSS_EVERY s. With
 # SCRAPE = 1, /metrics is fetched every 5 s meanwhile, as a Prometheus server would.
 soak_run() {
@@ -850,7 +1150,9 @@ soak_run() {
   start_stowaway "stowaway-$v" "$WORK/stowaway-$v.toml" "$port"
   pid=$LASTPID
   ng=$(freeport)
-  "$ST" gen-config nginx --config "$WORK/stowaway-$v.toml" --front-listen "127.0.0.1:$ng" > "$WORK/gen-$v.conf"
+  # gen-config's default mode (what an operator gets); its first line says which it is.
+  gen_nginx default "$WORK/stowaway-$v.toml" "$ng" "$v"
+  meta "soak_mode:$v" "$(head -n 1 "$WORK/gen-$v.conf" | sed 's/^# *//')"
   nginx_start "nginx-$v" "$ng" "$(cat "$WORK/gen-$v.conf")"
   check "http://127.0.0.1:$ng/static/bench10k.jpg" 200 '^content-length: 10240'
   record 8 "$v" 0 rss_kib "$(python3 "$LIB/bench.py" rss "$pid")"
@@ -888,7 +1190,7 @@ soak_run() {
 
 if want 8; then
   setup_serving
-  log "case 8: soak, ${SOAK} s at 256 connections through nginx proxy mode"
+  log "case 8: soak, ${SOAK} s at 256 connections through nginx in gen-config's default mode"
   # Half local hits (4 files), a quarter presigned 302s, a quarter public 302s.
   {
     for i in 1 2; do
@@ -903,6 +1205,71 @@ if want 8; then
   soak_run soak 0
   soak_run soak-scraped 1
   meta load_after_case_8 "$(load_avg)"
+fi
+
+# --- Case 9: mixed workload ------------------------------------------------------------------------
+# MIX_OBJECTS objects under /mix/ (10 KiB each when local), asked for by a seeded Zipf request
+# list (bench.py mix) that hits local files 80 % of the time and missing ones 20 %; every mode
+# of nginx + stowaway and nginx alone (misses as a config-only 302) run the same list.
+# mix_check PORT: the list's first 100 distinct paths get 200 if the file is local, 302 if not.
+mix_check() {
+  local port=$1 path want got
+  while read -r path; do
+    if [ -f "$MIXROOT/${path#/mix/}" ]; then want=200; else want=302; fi
+    got=$(curl -s -o /dev/null --max-time 10 -w '%{http_code}' "http://127.0.0.1:$port$path" || true)
+    [ "$got" = "$want" ] || die "case 9: GET $path on port $port: status $got, want $want"
+  done < <(awk '!seen[$0]++' "$WORK/mix-paths.txt" | head -n 100)
+}
+
+if want 9; then
+  setup_serving
+  log "case 9: mixed workload, $MIX_REQUESTS requests over $MIX_OBJECTS objects (Zipf $MIX_SKEW, $MIX_MISS missing)"
+  mkdir -p "$MIXROOT"
+  mixstats=$(python3 "$LIB/bench.py" mix "$MIXROOT" /mix/ "$MIX_OBJECTS" "$MIX_REQUESTS" "$MIX_MISS" "$MIX_SKEW" "$MIX_SEED" "$MIX_SIZE" "$WORK/mix-paths.txt") \
+    || die "bench.py mix failed"
+  meta mix "$mixstats size=$MIX_SIZE"
+  log "case 9: $mixstats"
+  cmd_log "case 9: python3 benches/lib/bench.py mix ROOT /mix/ $MIX_OBJECTS $MIX_REQUESTS $MIX_MISS $MIX_SKEW $MIX_SEED $MIX_SIZE mix-paths.txt"
+  mport=$(freeport)
+  cat > "$WORK/stowaway-mix.toml" <<EOF
+[server]
+listen = "127.0.0.1:$mport"
+front = "nginx"
+verdict_ttl = "5s"
+[log]
+level = "warn"
+[uploader]
+enabled = false
+[s3]
+region = "$AWS_REGION"
+endpoint = "http://127.0.0.1:$S3PORT"
+addressing_style = "path"
+[[mount]]
+prefix = "/mix/"
+root = "$MIXROOT"
+bucket = "site-media"
+key_prefix = "mix/"
+url = "presigned"
+expires = "1h"
+window = "5m"
+upload = false
+EOF
+  start_stowaway stowaway-mix "$WORK/stowaway-mix.toml" "$mport"
+  MIX_MODES="proxy:proxy auth:auth"   # gen-config mode:variant
+  if nginx_has_mode "$LF_MODE"; then MIX_MODES="$MIX_MODES $LF_MODE:localfirst"; else skip 9 localfirst "gen-config nginx has no --mode $LF_MODE"; fi
+  vl_reset
+  for mv in $MIX_MODES; do
+    mode=${mv%%:*} v=${mv#*:}
+    port=$(freeport)
+    gen_nginx "$mode" "$WORK/stowaway-mix.toml" "$port" "mix-$v"
+    nginx_start "nginx-mix-$v" "$port" "$(cat "$WORK/gen-mix-$v.conf")"
+    mix_check "$port"
+    vl_like 9 "$v" "nginx-mix-$v" "$port" / "" -s "$CONF/paths.lua" -- "$WORK/mix-paths.txt"
+  done
+  like_base ""
+  mix_check "$LIKE_P"
+  wrk_case 9 "${VL[@]}"
+  lat_case 9 "${VL[@]}"
 fi
 
 meta load_end "$(load_avg)"
