@@ -449,7 +449,7 @@ nginx_has_mode() { "$ST" gen-config nginx --help 2>/dev/null | grep -Eq "^[[:spa
 lighttpd_has_mode() {
   local a b
   a=$("$ST" gen-config lighttpd --mode "$LF_MODE" --config "$1" --lua-dir "$REPO/lighttpd" 2>/dev/null) || return 1
-  b=$("$ST" gen-config lighttpd --mode proxy --config "$1" --lua-dir "$REPO/lighttpd" 2>/dev/null) || return 1
+  b=$("$ST" gen-config lighttpd --mode sendfile --config "$1" --lua-dir "$REPO/lighttpd" 2>/dev/null) || return 1
   [ "$a" != "$b" ]
 }
 # skip CASE VARIANT REASON: a variant not built yet; the goals table says so.
@@ -885,7 +885,7 @@ if want 3; then
   stowaway_conf "$WORK/stowaway-c.toml" "$c_port" lighttpd 5s
   start_stowaway stowaway-c "$WORK/stowaway-c.toml" "$c_port"
   L_ST=$(freeport)
-  "$ST" gen-config lighttpd --mode proxy --config "$WORK/stowaway-c.toml" --lua-dir "$REPO/lighttpd" > "$WORK/gen-lighttpd.conf"
+  "$ST" gen-config lighttpd --mode sendfile --config "$WORK/stowaway-c.toml" --lua-dir "$REPO/lighttpd" > "$WORK/gen-lighttpd.conf"
   lighttpd_start lighttpd-stowaway "$L_ST" "$(cat "$WORK/gen-lighttpd.conf")"
   # lighttpd + mod_magnet: the script from gen-config lighttpd-magnet, and the lighttpd.conf
   # lines it documents (uncommented).
