@@ -445,7 +445,7 @@ gen_nginx() {
 # Hooks of issue 14's variants. nginx_has_mode MODE: `gen-config nginx --help` lists the mode.
 nginx_has_mode() { "$ST" gen-config nginx --help 2>/dev/null | grep -Eq "^[[:space:]]+- $1:"; }
 # lighttpd local-first: `gen-config lighttpd --mode LF_MODE` is accepted and prints something
-# else than `--mode proxy` (today --mode is nginx-only, and ignored for lighttpd).
+# else than `--mode sendfile` (the lighttpd mode of today).
 lighttpd_has_mode() {
   local a b
   a=$("$ST" gen-config lighttpd --mode "$LF_MODE" --config "$1" --lua-dir "$REPO/lighttpd" 2>/dev/null) || return 1
