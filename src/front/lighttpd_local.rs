@@ -134,7 +134,7 @@ pub fn render_script(settings: &Settings) -> String {
     );
     o.push_str(
         "\n-- First match wins, in the order of the stowaway config (as stowaway maps requests).\n\
-         -- local = false: access control, stowaway decides every request.\nlocal MOUNTS = {\n",
+         -- open = false: access control, stowaway decides every request.\nlocal MOUNTS = {\n",
     );
     for (i, m) in settings.mounts.iter().enumerate() {
         let open = !settings.access.iter().any(|a| a.mount == i);
@@ -150,10 +150,13 @@ pub fn render_script(settings: &Settings) -> String {
         }
         let _ = writeln!(
             o,
-            "  {{ prefix = {}, root = {}, local = {open}, ignore = {{ {} }} }},",
+            "  {{ prefix = {}, root = {}, open = {open}, ignore = {{ {} }} }},",
             lua_str(m.prefix.as_str()),
             lua_str(&root),
-            pats.iter().map(|p| lua_str(p)).collect::<Vec<_>>().join(", ")
+            pats.iter()
+                .map(|p| lua_str(p))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     o.push_str("}\n");
@@ -190,7 +193,7 @@ local r = lighty.r
 local path = r.req_attr["uri.path"]   -- decoded and normalised by lighttpd
 for _, m in ipairs(MOUNTS) do
   if #path > #m.prefix and path:sub(1, #m.prefix) == m.prefix then
-    if not m["local"] then return 0 end
+    if not m.open then return 0 end
     local method = r.req_attr["request.method"]
     if method ~= "GET" and method ~= "HEAD" then return 0 end
     local key = path:sub(#m.prefix + 1)
@@ -231,7 +234,10 @@ mod tests {
         assert_eq!(glob_to_lua_pattern(".*"), "^%..*$");
         assert_eq!(glob_to_lua_pattern("*.part"), "^.*%.part$");
         assert_eq!(glob_to_lua_pattern("a?c"), "^a.c$");
-        assert_eq!(glob_to_lua_pattern("~*[x]%-+^$()"), "^~.*%[x%]%%%-%+%^%$%(%)$");
+        assert_eq!(
+            glob_to_lua_pattern("~*[x]%-+^$()"),
+            "^~.*%[x%]%%%-%+%^%$%(%)$"
+        );
         assert_eq!(lua_literal_pattern(OWN_PREFIX), "%.stowaway%-");
     }
 }

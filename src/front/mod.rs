@@ -115,9 +115,7 @@ pub fn generate(
         FrontServer::Nginx => match mode {
             Mode::Proxy => nginx_proxy::render(settings, opts).map(printed_only),
             Mode::Auth => nginx_auth::render(settings, opts).map(printed_only),
-            Mode::Sendfile | Mode::LocalFirst | Mode::Magnet => {
-                Err(no_such_mode("proxy or auth"))
-            }
+            Mode::Sendfile | Mode::LocalFirst | Mode::Magnet => Err(no_such_mode("proxy or auth")),
         },
         FrontServer::Lighttpd => match mode {
             Mode::Sendfile => {

@@ -290,8 +290,8 @@ fn fail_open_is_off_by_default_and_never_for_signed_mounts() {
 }
 
 /// lighttpd local-first: only mounts without access control get the script; an
-/// access-controlled mount keeps X-Sendfile mode and is marked non-local in the script too
-/// (a nested prefix inherits the outer block's hook); serve_ignored drops the globs only.
+/// access-controlled mount keeps X-Sendfile mode and is marked closed in the script too (its
+/// second line of defence); serve_ignored drops the globs, not stowaway's own prefix.
 #[test]
 fn lighttpd_local_first_leaves_access_controlled_mounts_to_stowaway() {
     let d = tempfile::tempdir().unwrap();
@@ -321,16 +321,22 @@ fn lighttpd_local_first_leaves_access_controlled_mounts_to_stowaway() {
         ]
     );
     let conf = &g.printed;
-    let hook = "magnet.attract-raw-url-to = ( \"/etc/lighttpd/stowaway/stowaway-local-first.lua\" )";
+    let hook =
+        "magnet.attract-raw-url-to = ( \"/etc/lighttpd/stowaway/stowaway-local-first.lua\" )";
     let block = |prefix: &str| {
-        let start = conf.find(&format!("$HTTP[\"url\"] =^ \"{prefix}\" {{")).unwrap();
+        let start = conf
+            .find(&format!("$HTTP[\"url\"] =^ \"{prefix}\" {{"))
+            .unwrap();
         conf[start..start + conf[start..].find("\n}").unwrap()].to_string()
     };
     assert!(block("/static/").contains(hook), "{conf}");
     assert!(block("/pub/").contains(hook), "{conf}");
     let private = block("/private/");
     assert!(!private.contains("magnet"), "{private}");
-    assert!(private.contains("\"x-sendfile\" => \"enable\""), "{private}");
+    assert!(
+        private.contains("\"x-sendfile\" => \"enable\""),
+        "{private}"
+    );
     // Everything but the hook, the header and the module order is X-Sendfile mode's.
     let sendfile = lighttpd(&s, &opts()).unwrap();
     let tail = |c: &str| c[c.find("\n# /static/").unwrap()..].replace(&format!("    {hook}\n"), "");
@@ -344,17 +350,17 @@ fn lighttpd_local_first_leaves_access_controlled_mounts_to_stowaway() {
     let script = &g.files[2].text;
     assert!(
         script.contains(
-            "{ prefix = \"/static/\", root = \"/srv/static/\", local = true, ignore = { \"^%.stowaway%-\", \"^%..*$\", \"^.*%.part$\" } },"
+            "{ prefix = \"/static/\", root = \"/srv/static/\", open = true, ignore = { \"^%.stowaway%-\", \"^%..*$\", \"^.*%.part$\" } },"
         ),
         "{script}"
     );
     assert!(
-        script.contains("{ prefix = \"/private/\", root = \"/srv/private/\", local = false,"),
+        script.contains("{ prefix = \"/private/\", root = \"/srv/private/\", open = false,"),
         "{script}"
     );
     assert!(
         script.contains(
-            "{ prefix = \"/pub/\", root = \"/srv/pub/\", local = true, ignore = { \"^%.stowaway%-\" } },"
+            "{ prefix = \"/pub/\", root = \"/srv/pub/\", open = true, ignore = { \"^%.stowaway%-\" } },"
         ),
         "{script}"
     );
