@@ -46,7 +46,9 @@ fn bucket_prefix(s: &Site) -> String {
 }
 
 /// The front configs every lighttpd test runs: the default (local-first) and `--mode sendfile`.
-const FRONTS: &[(&str, fn(&Path, &Stowaway) -> Lighttpd)] = &[
+type StartFront = fn(&Path, &Stowaway) -> Lighttpd;
+
+const FRONTS: &[(&str, StartFront)] = &[
     ("local-first", lighttpd_front),
     ("sendfile", lighttpd_sendfile_front),
 ];
@@ -59,7 +61,7 @@ fn local_file_is_sent_by_lighttpd_with_range_head_and_304() {
     }
 }
 
-fn local_file_is_sent(front: &fn(&Path, &Stowaway) -> Lighttpd) {
+fn local_file_is_sent(front: &StartFront) {
     let s = site("");
     let l = front(&s.dir, &s.st);
     let body = content(10_240);
