@@ -538,6 +538,15 @@ fn out_dir_holds_every_file_the_lighttpd_setup_needs() {
         )),
         "{conf}"
     );
+    let local_first = dir.join("stowaway-local-first.lua");
+    assert!(local_first.is_file());
+    assert!(
+        conf.contains(&format!(
+            "magnet.attract-raw-url-to = ( \"{}\" )",
+            local_first.display()
+        )),
+        "{conf}"
+    );
     assert!(!conf.contains(env!("CARGO_MANIFEST_DIR")), "{conf}");
     // The magnet script too.
     let out = stowaway_cmd()
