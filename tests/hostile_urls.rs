@@ -7,7 +7,9 @@
 //! * `direct-sendfile`: stowaway itself (front = lighttpd, answers with X-Sendfile);
 //! * `auth-endpoint`: stowaway's `/_stowaway/auth` with the target in `X-Original-URI`;
 //! * `nginx-proxy`, `nginx-auth`: the real nginx with the generated configs of both modes;
-//! * `lighttpd`: the real lighttpd with the generated config.
+//! * `lighttpd`: the real lighttpd with the generated config (`--mode sendfile`);
+//! * `lighttpd-local-first`: the real lighttpd with the default (local-first) config, which
+//!   must answer every target with the same status as `lighttpd`.
 //!
 //! One oracle judges every answer ([`judge`]): no byte of a file outside the roots (marker
 //! files beside the root, above it and in the archive folder, /etc/passwd), no 5xx, no
@@ -61,6 +63,7 @@ enum Mode {
     NginxProxy,
     NginxAuth,
     Lighttpd,
+    LighttpdLocalFirst,
 }
 
 const MODES: &[Mode] = &[
@@ -70,6 +73,7 @@ const MODES: &[Mode] = &[
     Mode::NginxProxy,
     Mode::NginxAuth,
     Mode::Lighttpd,
+    Mode::LighttpdLocalFirst,
 ];
 
 /// One corpus entry.
@@ -292,6 +296,7 @@ struct Site {
     nginx_proxy: Nginx,
     nginx_auth: Nginx,
     lighttpd: Lighttpd,
+    lighttpd_local: Lighttpd,
 }
 
 fn site() -> Site {
@@ -327,7 +332,8 @@ fn site() -> Site {
     );
     let nginx_proxy = proxy_nginx(&dir, &st);
     let nginx_auth = auth_nginx(&dir, &st);
-    let lighttpd = lighttpd_front(&dir, &st_sendfile);
+    let lighttpd = lighttpd_sendfile_front(&dir, &st_sendfile);
+    let lighttpd_local = lighttpd_front(&dir, &st_sendfile);
     Site {
         _tmp: tmp,
         site,
@@ -338,6 +344,7 @@ fn site() -> Site {
         nginx_proxy,
         nginx_auth,
         lighttpd,
+        lighttpd_local,
     }
 }
 
@@ -349,6 +356,7 @@ impl Site {
             Mode::NginxProxy => self.nginx_proxy.addr,
             Mode::NginxAuth => self.nginx_auth.addr,
             Mode::Lighttpd => self.lighttpd.addr,
+            Mode::LighttpdLocalFirst => self.lighttpd_local.addr,
         }
     }
 
@@ -514,7 +522,10 @@ fn judge(s: &Site, mode: Mode, method: &str, target: &[u8], raw: &[u8]) -> Resul
     //    server, to its own origin: nginx adds the slash to `/static`).
     let bucket = s.bucket_prefix();
     let own = format!("http://{}/", s.addr(mode));
-    let front = matches!(mode, Mode::NginxProxy | Mode::NginxAuth | Mode::Lighttpd);
+    let front = matches!(
+        mode,
+        Mode::NginxProxy | Mode::NginxAuth | Mode::Lighttpd | Mode::LighttpdLocalFirst
+    );
     for h in ["location", "x-s3-location"] {
         let values: Vec<&str> = r
             .headers
@@ -617,6 +628,8 @@ fn hostile_urls_in_every_mode_never_leave_the_root() {
     let mut failures = Vec::new();
     for c in &cases {
         *by_family.entry(c.family.clone()).or_default() += 1;
+        // lighttpd's status per method in sendfile mode, which local-first mode must repeat.
+        let mut sendfile: BTreeMap<&str, u16> = BTreeMap::new();
         for &mode in MODES {
             for method in ["GET", "HEAD"] {
                 // HEAD for the families where it could differ; GET for all.
@@ -628,7 +641,28 @@ fn hostile_urls_in_every_mode_never_leave_the_root() {
                 };
                 sent += 1;
                 match judge(&s, mode, method, &c.target, &raw) {
-                    Ok(status) => *by_mode.entry(mode).or_default().entry(status).or_default() += 1,
+                    Ok(status) => {
+                        *by_mode.entry(mode).or_default().entry(status).or_default() += 1;
+                        match mode {
+                            Mode::Lighttpd => {
+                                sendfile.insert(method, status);
+                            }
+                            Mode::LighttpdLocalFirst => {
+                                if sendfile.get(method) != Some(&status) {
+                                    failures.push(format!(
+                                        "[{mode:?} {method}] {:?}: {status}, sendfile mode {:?}",
+                                        String::from_utf8_lossy(&c.target),
+                                        sendfile.get(method)
+                                    ));
+                                }
+                            }
+                            Mode::Direct
+                            | Mode::DirectSendfile
+                            | Mode::AuthEndpoint
+                            | Mode::NginxProxy
+                            | Mode::NginxAuth => {}
+                        }
+                    }
                     Err(e) => failures.push(e),
                 }
             }

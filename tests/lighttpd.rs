@@ -45,10 +45,25 @@ fn bucket_prefix(s: &Site) -> String {
     s.bucket_url("static/")
 }
 
+/// The front configs every lighttpd test runs: the default (local-first) and `--mode sendfile`.
+type StartFront = fn(&Path, &Stowaway) -> Lighttpd;
+
+const FRONTS: &[(&str, StartFront)] = &[
+    ("local-first", lighttpd_front),
+    ("sendfile", lighttpd_sendfile_front),
+];
+
 #[test]
 fn local_file_is_sent_by_lighttpd_with_range_head_and_304() {
+    for (mode, front) in FRONTS {
+        eprintln!("lighttpd {mode}");
+        local_file_is_sent(front);
+    }
+}
+
+fn local_file_is_sent(front: &StartFront) {
     let s = site("");
-    let l = lighttpd_front(&s.dir, &s.st);
+    let l = front(&s.dir, &s.st);
     let body = content(10_240);
     write_file(&s.root, "photo123.jpg", &body);
     write_file(&s.root, "a b/€ q?x#%+.jpg", &body[..100]);
@@ -208,7 +223,8 @@ fn file_vanishing_after_the_decision_is_rechecked_through_the_404_handler() {
             let _ = std::fs::remove_file(&victim);
         }),
     );
-    let conf = lighttpd_conf(&s.st).replacen(
+    // X-Sendfile mode: in local-first mode lighttpd would send the file without asking.
+    let conf = lighttpd_sendfile_conf(&s.st).replacen(
         &format!("\"port\" => {},", s.st.addr.port()),
         &format!("\"port\" => {},", relay_addr.port()),
         1,
@@ -301,25 +317,27 @@ const LIGHTTPD_HOSTILE_STATUS: &[u16] = &[
 fn hostile_urls_never_reach_outside_the_root() {
     let s = site("");
     plant_hostile_fixtures(&s.dir, &s.root);
-    let l = lighttpd_front(&s.dir, &s.st);
     let proxy_answers: Vec<u16> = HOSTILE
         .iter()
         .map(|t| request_bytes(s.st.addr, "GET", t, &[]).status)
         .collect();
-    let mut got = Vec::new();
-    for t in HOSTILE {
-        let r = request_bytes(l.addr, "GET", t, &[]);
-        assert_harmless(&r, t, &bucket_prefix(&s));
-        got.push(r.status);
+    for (mode, front) in FRONTS {
+        let l = front(&s.dir, &s.st);
+        let mut got = Vec::new();
+        for t in HOSTILE {
+            let r = request_bytes(l.addr, "GET", t, &[]);
+            assert_harmless(&r, t, &bucket_prefix(&s));
+            got.push(r.status);
+        }
+        assert_eq!(
+            got, LIGHTTPD_HOSTILE_STATUS,
+            "lighttpd {mode} answers (stowaway asked directly: {proxy_answers:?})"
+        );
+        // Symlinks are refused by stowaway itself and by lighttpd (server.follow-symlink = "disable").
+        assert_eq!(get(s.st.addr, "/static/link.txt").status, 404);
+        assert_eq!(get(l.addr, "/static/ok.jpg").body, b"fine");
+        assert_eq!(get(l.addr, "/static/sub/in.jpg").body, b"sub");
     }
-    assert_eq!(
-        got, LIGHTTPD_HOSTILE_STATUS,
-        "lighttpd answers (stowaway asked directly: {proxy_answers:?})"
-    );
-    // Symlinks are refused by stowaway itself and by lighttpd (server.follow-symlink = "disable").
-    assert_eq!(get(s.st.addr, "/static/link.txt").status, 404);
-    assert_eq!(get(l.addr, "/static/ok.jpg").body, b"fine");
-    assert_eq!(get(l.addr, "/static/sub/in.jpg").body, b"sub");
 }
 
 #[test]
@@ -520,6 +538,15 @@ fn out_dir_holds_every_file_the_lighttpd_setup_needs() {
         )),
         "{conf}"
     );
+    let local_first = dir.join("stowaway-local-first.lua");
+    assert!(local_first.is_file());
+    assert!(
+        conf.contains(&format!(
+            "magnet.attract-raw-url-to = ( \"{}\" )",
+            local_first.display()
+        )),
+        "{conf}"
+    );
     assert!(!conf.contains(env!("CARGO_MANIFEST_DIR")), "{conf}");
     // The magnet script too.
     let out = stowaway_cmd()
@@ -686,4 +713,242 @@ fn debian_lighttpd_layout_accepts_the_out_dir_recipe() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Issue 14 item 1, over TCP and over stowaway's Unix socket: in local-first mode (the
+/// default) lighttpd sends a plain local file itself, and stowaway never hears of it (its own
+/// metrics say so), with Range, HEAD and 304 all lighttpd's; a miss reaches stowaway with the
+/// client's own request target and gets its presigned 302; ignored names, symlinks,
+/// directories and other methods are stowaway's to refuse; a file that appears on disk is
+/// served at once.
+#[test]
+fn local_first_sends_local_hits_without_asking_stowaway() {
+    for unix in [false, true] {
+        eprintln!("stowaway on a Unix socket: {unix}");
+        local_first_hits(unix);
+    }
+}
+
+fn local_first_hits(unix: bool) {
+    let world = World::site("site-media");
+    let dir = world.path().to_path_buf();
+    let cfg = config(&world.s3, &world.root, "front = \"lighttpd\"", "");
+    let st = if unix {
+        Stowaway::start_unix(&dir, &cfg)
+    } else {
+        Stowaway::start(&dir, &cfg)
+    };
+    let l = lighttpd_front(&dir, &st);
+    let root = &world.root;
+    let body = content(10_240);
+    write_file(root, "photo.jpg", &body);
+    write_file(root, "a b/€ q?x#%+.jpg", &body[..100]);
+    write_file(&dir, "site/outside.jpg", SECRET_MARKER);
+    let asked = decisions_total(&st);
+
+    let r = get(l.addr, "/static/photo.jpg");
+    assert_eq!(r.status, 200, "{}\n{}", r.raw_head, l.error_log());
+    assert_eq!(r.body, body);
+    assert_eq!(r.header("content-type"), Some("image/jpeg"));
+    let etag = r.header("etag").unwrap().to_string();
+    let last_modified = r.header("last-modified").unwrap().to_string();
+    let r = request(
+        l.addr,
+        "GET",
+        "/static/photo.jpg",
+        &[("Range", "bytes=0-99")],
+    );
+    assert_eq!(r.status, 206);
+    assert_eq!(r.header("content-range"), Some("bytes 0-99/10240"));
+    assert_eq!(r.body, &body[..100]);
+    let r = request(
+        l.addr,
+        "GET",
+        "/static/photo.jpg",
+        &[("Range", "bytes=-40")],
+    );
+    assert_eq!((r.status, r.body.as_slice()), (206, &body[10_200..]));
+    let r = request(l.addr, "HEAD", "/static/photo.jpg", &[]);
+    assert_eq!((r.status, r.header("content-length")), (200, Some("10240")));
+    assert!(r.body.is_empty());
+    for (h, v) in [
+        ("If-None-Match", &etag),
+        ("If-Modified-Since", &last_modified),
+    ] {
+        let r = request(l.addr, "GET", "/static/photo.jpg", &[(h, v)]);
+        assert_eq!(r.status, 304, "{h}: {}", r.raw_head);
+    }
+    for t in [
+        "/static/a%20b/%E2%82%AC%20q%3Fx%23%25+.jpg",
+        "/static//a%20b/%E2%82%AC%20q%3Fx%23%25+.jpg",
+    ] {
+        let r = get(l.addr, t);
+        assert_eq!((r.status, r.body.as_slice()), (200, &body[..100]), "{t}");
+    }
+    assert_eq!(get(l.addr, "/static/./photo.jpg?v=2").body, body);
+    assert_eq!(
+        decisions_total(&st),
+        asked,
+        "a local hit reached stowaway: {}",
+        st.log_text()
+    );
+
+    // Every request below reaches stowaway, once.
+    let mut asked = asked;
+    let mut via_stowaway = |method: &str, target: &str| {
+        let r = request(l.addr, method, target, &[("Content-Length", "0")]);
+        asked += 1;
+        assert_eq!(
+            decisions_total(&st),
+            asked,
+            "{method} {target} did not reach stowaway exactly once: {}",
+            r.raw_head
+        );
+        r
+    };
+    // A miss: stowaway's presigned 302 for the client's own target, which S3 accepts.
+    world
+        .s3
+        .put("site-media", "static/gone/pic 1+2.png", &body[..5000]);
+    for method in ["GET", "HEAD"] {
+        let r = via_stowaway(method, "/static/gone/pic%201+2.png?v=3");
+        assert_eq!(r.status, 302, "{method}: {}", r.raw_head);
+        let loc = r.header("location").unwrap();
+        assert!(
+            loc.starts_with(&format!(
+                "{}gone/pic%201%2B2.png?",
+                world.bucket_url("static/")
+            )),
+            "{loc}"
+        );
+        assert_eq!(fetch_url(method, loc).status, 200, "{loc}");
+    }
+    // Ignored names (the mount's globs, stowaway's own temp files) are never sent by lighttpd.
+    for rel in [
+        ".env",
+        ".git/config",
+        "up/load.jpg.part",
+        "x.tmp",
+        ".stowaway-tmp.1.2.3",
+    ] {
+        write_file(root, rel, SECRET_MARKER);
+        let r = via_stowaway("GET", &format!("/static/{rel}"));
+        assert_eq!(r.status, 404, "{rel}: {}", r.raw_head);
+    }
+    // Symlinks, to a file outside the root, to one inside, and through a directory: not followed.
+    std::os::unix::fs::symlink(dir.join("site/outside.jpg"), root.join("out.jpg")).unwrap();
+    std::os::unix::fs::symlink(root.join("photo.jpg"), root.join("alias.jpg")).unwrap();
+    std::os::unix::fs::symlink(dir.join("site"), root.join("lnk")).unwrap();
+    for t in [
+        "/static/out.jpg",
+        "/static/alias.jpg",
+        "/static/lnk/outside.jpg",
+    ] {
+        let r = via_stowaway("GET", t);
+        assert_eq!(r.status, 404, "{t}: {}", r.raw_head);
+        assert!(r.body.len() < 100 && r.body != SECRET_MARKER, "{t}");
+    }
+    for t in ["/static/a%20b", "/static/a%20b/"] {
+        assert_eq!(via_stowaway("GET", t).status, 404, "{t}");
+    }
+    assert_eq!(via_stowaway("POST", "/static/photo.jpg").status, 405);
+
+    // A file that appears is sent at once: no negative caching in front of it.
+    assert_eq!(via_stowaway("GET", "/static/new.jpg").status, 302);
+    write_file(root, "new.jpg", b"new");
+    let r = get(l.addr, "/static/new.jpg");
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"new"[..]));
+    assert_eq!(decisions_total(&st), asked, "the new file reached stowaway");
+}
+
+/// Issue 14 item 1: a mount with access control keeps X-Sendfile mode in the local-first
+/// output: lighttpd never sends one of its files without stowaway's verdict, while the open
+/// mount beside it is served by lighttpd alone.
+#[test]
+fn local_first_never_sends_a_file_of_an_access_controlled_mount() {
+    let world = World::site("site-media");
+    let dir = world.path().to_path_buf();
+    let private = dir.join("site/private");
+    write_file(&private, "mine.txt", b"private");
+    write_file(&world.root, "ok.jpg", b"fine");
+    let cfg = config(
+        &world.s3,
+        &world.root,
+        "front = \"lighttpd\"",
+        &format!(
+            "[[mount]]\nprefix = \"/private/\"\nroot = \"{}\"\nbucket = \"site-media\"\nkey_prefix = \"private/\"\n{}",
+            private.display(),
+            access_section(&dir, "k1"),
+        ),
+    );
+    let st = Stowaway::start(&dir, &cfg);
+    let l = lighttpd_front(&dir, &st);
+    let asked = decisions_total(&st);
+    let r = get(l.addr, "/static/ok.jpg");
+    assert_eq!(
+        (r.status, r.body.as_slice()),
+        (200, &b"fine"[..]),
+        "{}",
+        l.error_log()
+    );
+    assert_eq!(decisions_total(&st), asked);
+    for t in ["/private/mine.txt", "/private/mine.txt?sig=forged"] {
+        let r = get(l.addr, t);
+        assert_eq!(r.status, 403, "{t}: {}", r.raw_head);
+        assert!(!r.body.starts_with(b"private"), "{t}");
+    }
+    let link = stowaway_cmd()
+        .args(["sign", "/private/mine.txt", "--ttl", "1h", "--config"])
+        .arg(&st.config)
+        .output()
+        .unwrap();
+    assert!(
+        link.status.success(),
+        "{}",
+        String::from_utf8_lossy(&link.stderr)
+    );
+    let r = get(l.addr, String::from_utf8(link.stdout).unwrap().trim());
+    assert_eq!(
+        (r.status, r.body.as_slice()),
+        (200, &b"private"[..]),
+        "{}",
+        r.raw_head
+    );
+    assert_eq!(decisions_total(&st), asked + 3);
+}
+
+/// Issue 14 item 1: the shipped lighttpd/ files are what the default `gen-config lighttpd
+/// --out-dir` writes for examples/stowaway.toml (the printed config is the same stowaway.conf).
+#[test]
+fn shipped_local_first_files_match_the_generator() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let tmp = tempfile::tempdir().unwrap();
+    let out = stowaway_cmd()
+        .args([
+            "gen-config",
+            "lighttpd",
+            "--lua-dir",
+            "/etc/lighttpd/stowaway",
+            "--out-dir",
+        ])
+        .arg(tmp.path())
+        .arg("--config")
+        .arg(repo.join("examples/stowaway.toml"))
+        .env("STOWAWAY__SERVER__FRONT", "lighttpd")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for f in [
+        "stowaway.conf",
+        "stowaway-recheck.lua",
+        "stowaway-local-first.lua",
+    ] {
+        let shipped = std::fs::read_to_string(repo.join("lighttpd").join(f)).unwrap();
+        let written = std::fs::read_to_string(tmp.path().join(f)).unwrap();
+        assert_eq!(written, shipped, "regenerate lighttpd/{f}");
+    }
 }

@@ -172,7 +172,9 @@ pub enum Command {
         front: FrontArg,
         /// How the front server talks to stowaway: nginx `proxy` (proxy_pass +
         /// X-Accel-Redirect, the default) or `auth` (auth_request + try_files, with a verdict
-        /// cache); lighttpd `sendfile` (mod_proxy + X-Sendfile, the default) or `magnet`.
+        /// cache); lighttpd `local-first` (the default: lighttpd sends plain local files of
+        /// mounts without access control itself, the rest goes to stowaway as in `sendfile`),
+        /// `sendfile` (mod_proxy + X-Sendfile for every request) or `magnet`.
         #[arg(long, value_enum)]
         mode: Option<Mode>,
         /// Address the front server listens on (the `listen` of the generated server block).
@@ -198,12 +200,14 @@ pub enum Command {
         /// [default: /var/cache/<name>].
         #[arg(long, value_name = "DIR")]
         verdict_cache_dir: Option<String>,
-        /// lighttpd: directory holding stowaway-recheck.lua (and local-or-s3.lua)
+        /// lighttpd: directory holding stowaway-recheck.lua, stowaway-local-first.lua (or
+        /// local-or-s3.lua)
         /// [default: --out-dir if given, else /etc/lighttpd/stowaway].
         #[arg(long, value_name = "DIR")]
         lua_dir: Option<String>,
-        /// lighttpd, lighttpd-magnet: write every file the setup needs into DIR (stowaway.conf
-        /// and stowaway-recheck.lua, or local-or-s3.lua) instead of printing the config.
+        /// lighttpd, lighttpd-magnet: write every file the setup needs into DIR (stowaway.conf,
+        /// stowaway-recheck.lua and stowaway-local-first.lua, or local-or-s3.lua) instead of
+        /// printing the config.
         #[arg(long, value_name = "DIR")]
         out_dir: Option<PathBuf>,
     },
@@ -299,7 +303,7 @@ fn front_arg() -> impl clap::builder::TypedValueParser<Value = FrontArg> {
     PossibleValuesParser::new([
         PossibleValue::new("nginx").help("nginx (see --mode)"),
         PossibleValue::new("lighttpd")
-            .help("lighttpd, mod_proxy + X-Sendfile, with the 404-handler recheck"),
+            .help("lighttpd: local files sent by lighttpd, the rest via mod_proxy + X-Sendfile (see --mode)"),
         PossibleValue::new("lighttpd-magnet").help(
             "lighttpd without stowaway: the standalone mod_magnet script (no signing, no access control)",
         ),

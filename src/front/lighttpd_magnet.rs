@@ -11,7 +11,7 @@ use crate::config::{Settings, UrlKind};
 use crate::url::MountUrls;
 
 /// A double-quoted Lua string literal.
-fn lua_str(s: &str) -> String {
+pub(super) fn lua_str(s: &str) -> String {
     let mut o = String::with_capacity(s.len() + 2);
     o.push('"');
     for b in s.bytes() {

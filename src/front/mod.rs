@@ -6,6 +6,8 @@
 //! * [`nginx_auth`]: nginx, `auth_request` + `try_files`, with a verdict cache;
 //! * [`nginx`]: what the two nginx modes share (names, buffers, parts, quoting, `X-Real-IP`);
 //! * [`lighttpd`]: lighttpd, `mod_proxy` + `X-Sendfile`, with the 404-handler recheck;
+//! * [`lighttpd_local`]: lighttpd local-first: a `mod_magnet` script sends plain local files,
+//!   the rest goes to stowaway as in [`lighttpd`];
 //! * [`lighttpd_magnet`]: lighttpd alone, the classic no-sidecar `mod_magnet` script.
 //!
 //! The server kind is [`FrontServer`] (in config: which answers stowaway gives); [`Mode`] is how
@@ -14,6 +16,7 @@
 //! a module here, and the arms the compiler asks for.
 
 pub mod lighttpd;
+pub mod lighttpd_local;
 pub mod lighttpd_magnet;
 pub mod nginx;
 pub mod nginx_auth;
@@ -44,8 +47,11 @@ pub enum Mode {
     Proxy,
     /// nginx: auth_request + try_files, verdicts cached by nginx.
     Auth,
-    /// lighttpd (the default): mod_proxy + X-Sendfile, with the 404-handler recheck.
+    /// lighttpd: mod_proxy + X-Sendfile, with the 404-handler recheck.
     Sendfile,
+    /// lighttpd (the default): a mod_magnet script sends plain local files of mounts without
+    /// access control; the rest goes to stowaway as in sendfile mode.
+    LocalFirst,
     /// lighttpd without stowaway: the standalone mod_magnet script (no signing, no access
     /// control); also spelt `gen-config lighttpd-magnet`.
     Magnet,
@@ -58,6 +64,7 @@ impl Mode {
             Mode::Proxy => "proxy",
             Mode::Auth => "auth",
             Mode::Sendfile => "sendfile",
+            Mode::LocalFirst => "local-first",
             Mode::Magnet => "magnet",
         }
     }
@@ -66,7 +73,7 @@ impl Mode {
     pub fn default_for(front: FrontServer) -> Mode {
         match front {
             FrontServer::Nginx => Mode::Proxy,
-            FrontServer::Lighttpd => Mode::Sendfile,
+            FrontServer::Lighttpd => Mode::LocalFirst,
         }
     }
 }
@@ -108,7 +115,7 @@ pub fn generate(
         FrontServer::Nginx => match mode {
             Mode::Proxy => nginx_proxy::render(settings, opts).map(printed_only),
             Mode::Auth => nginx_auth::render(settings, opts).map(printed_only),
-            Mode::Sendfile | Mode::Magnet => Err(no_such_mode("proxy or auth")),
+            Mode::Sendfile | Mode::LocalFirst | Mode::Magnet => Err(no_such_mode("proxy or auth")),
         },
         FrontServer::Lighttpd => match mode {
             Mode::Sendfile => {
@@ -141,7 +148,8 @@ pub fn generate(
                     printed: script,
                 })
             }
-            Mode::Proxy | Mode::Auth => Err(no_such_mode("sendfile or magnet")),
+            Mode::LocalFirst => lighttpd_local::generate(settings, opts),
+            Mode::Proxy | Mode::Auth => Err(no_such_mode("local-first, sendfile or magnet")),
         },
     }
 }
@@ -241,7 +249,7 @@ pub struct FrontOptions {
     /// nginx auth mode: the verdict cache directory (`proxy_cache_path`); `None`:
     /// [`nginx::default_verdict_cache_dir`].
     pub verdict_cache_dir: Option<String>,
-    /// lighttpd: the directory holding `stowaway-recheck.lua`.
+    /// lighttpd: the directory holding `stowaway-recheck.lua` (and `stowaway-local-first.lua`).
     pub lua_dir: String,
     /// nginx: name of the upstream, the cache zone and the named locations; `None`:
     /// [`nginx::default_nginx_name`].

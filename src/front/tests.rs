@@ -289,6 +289,83 @@ fn fail_open_is_off_by_default_and_never_for_signed_mounts() {
     }
 }
 
+/// lighttpd local-first: only mounts without access control get the script; an
+/// access-controlled mount keeps X-Sendfile mode and is marked closed in the script too (its
+/// second line of defence); serve_ignored drops the globs, not stowaway's own prefix.
+#[test]
+fn lighttpd_local_first_leaves_access_controlled_mounts_to_stowaway() {
+    let d = tempfile::tempdir().unwrap();
+    let key = d.path().join("k");
+    std::fs::write(&key, "0123456789abcdef0123456789abcdef\n").unwrap();
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let s = for_lighttpd(settings(
+        "/srv/static",
+        &format!(
+            "ignore = [\".*\", \"*.part\"]\n\
+             [[mount]]\nprefix = \"/private/\"\nroot = \"/srv/private\"\nbucket = \"site-media\"\n\
+             key_prefix = \"private/\"\n[mount.access]\nsign_with = \"k1\"\n\
+             [[mount.access.keys]]\nid = \"k1\"\nsecret_file = {}\n\
+             [[mount]]\nprefix = \"/pub/\"\nroot = \"/srv/pub\"\nbucket = \"site-media\"\n\
+             key_prefix = \"pub/\"\nserve_ignored = true\n",
+            toml_str(key.to_str().unwrap())
+        ),
+    ));
+    let g = generate(&s, FrontServer::Lighttpd, Mode::LocalFirst, &opts()).unwrap();
+    let files: Vec<_> = g.files.iter().map(|f| (f.name, f.mode)).collect();
+    assert_eq!(
+        files,
+        [
+            ("stowaway.conf", 0o644),
+            ("stowaway-recheck.lua", 0o644),
+            ("stowaway-local-first.lua", 0o644)
+        ]
+    );
+    let conf = &g.printed;
+    let hook =
+        "magnet.attract-raw-url-to = ( \"/etc/lighttpd/stowaway/stowaway-local-first.lua\" )";
+    let block = |prefix: &str| {
+        let start = conf
+            .find(&format!("$HTTP[\"url\"] =^ \"{prefix}\" {{"))
+            .unwrap();
+        conf[start..start + conf[start..].find("\n}").unwrap()].to_string()
+    };
+    assert!(block("/static/").contains(hook), "{conf}");
+    assert!(block("/pub/").contains(hook), "{conf}");
+    let private = block("/private/");
+    assert!(!private.contains("magnet"), "{private}");
+    assert!(
+        private.contains("\"x-sendfile\" => \"enable\""),
+        "{private}"
+    );
+    // Everything but the hook, the header and the module order is X-Sendfile mode's.
+    let sendfile = lighttpd(&s, &opts()).unwrap();
+    let tail = |c: &str| c[c.find("\n# /static/").unwrap()..].replace(&format!("    {hook}\n"), "");
+    let strip = |c: String| {
+        c.lines()
+            .filter(|l| !l.starts_with("# /") && !l.contains("# Before mod_proxy"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(strip(tail(conf)), strip(tail(&sendfile)));
+    let script = &g.files[2].text;
+    assert!(
+        script.contains(
+            "{ prefix = \"/static/\", root = \"/srv/static/\", open = true, ignore = { \"^%.stowaway%-\", \"^%..*$\", \"^.*%.part$\" } },"
+        ),
+        "{script}"
+    );
+    assert!(
+        script.contains("{ prefix = \"/private/\", root = \"/srv/private/\", open = false,"),
+        "{script}"
+    );
+    assert!(
+        script.contains(
+            "{ prefix = \"/pub/\", root = \"/srv/pub/\", open = true, ignore = { \"^%.stowaway%-\" } },"
+        ),
+        "{script}"
+    );
+}
+
 #[test]
 fn ignore_globs_become_inert_regexes() {
     assert_eq!(glob_regex(".*"), "\\x2e[^/]*");
@@ -351,9 +428,10 @@ fn each_front_has_its_own_modes_and_defaults() {
     let n = settings("/srv/static", "");
     let l = for_lighttpd(settings("/srv/static", ""));
     assert_eq!(Mode::default_for(FrontServer::Nginx), Mode::Proxy);
-    assert_eq!(Mode::default_for(FrontServer::Lighttpd), Mode::Sendfile);
+    assert_eq!(Mode::default_for(FrontServer::Lighttpd), Mode::LocalFirst);
     for (s, front, mode) in [
         (&n, FrontServer::Nginx, Mode::Sendfile),
+        (&n, FrontServer::Nginx, Mode::LocalFirst),
         (&n, FrontServer::Nginx, Mode::Magnet),
         (&l, FrontServer::Lighttpd, Mode::Proxy),
         (&l, FrontServer::Lighttpd, Mode::Auth),

@@ -442,18 +442,28 @@ pub fn auth_nginx_in_site(dir: &Path, st: &Stowaway, site_root: &Path) -> Nginx 
 }
 
 /// `gen-config lighttpd --out-dir`, as an installed binary is used (no file of the repository):
-/// the directory, next to `st`'s config, holding every file the lighttpd setup needs.
+/// the directory, next to `st`'s config, holding every file the lighttpd setup needs, in the
+/// default mode (local-first).
 pub fn lighttpd_files(st: &Stowaway) -> PathBuf {
-    let out_dir = st
-        .config
-        .with_file_name(format!("lighttpd-files-{}", st.addr.port()));
-    let out = stowaway_cmd()
-        .args(["gen-config", "lighttpd", "--out-dir"])
+    lighttpd_files_in(st, None)
+}
+
+/// [`lighttpd_files`] for `gen-config lighttpd --mode <mode>` (`None`: no `--mode`).
+pub fn lighttpd_files_in(st: &Stowaway, mode: Option<&str>) -> PathBuf {
+    let out_dir = st.config.with_file_name(format!(
+        "lighttpd-files-{}-{}",
+        st.addr.port(),
+        mode.unwrap_or("default")
+    ));
+    let mut cmd = stowaway_cmd();
+    cmd.args(["gen-config", "lighttpd", "--out-dir"])
         .arg(&out_dir)
         .arg("--config")
-        .arg(&st.config)
-        .output()
-        .unwrap();
+        .arg(&st.config);
+    if let Some(m) = mode {
+        cmd.args(["--mode", m]);
+    }
+    let out = cmd.output().unwrap();
     assert!(
         out.status.success() && out.stdout.is_empty(),
         "gen-config lighttpd --out-dir: {}",
@@ -462,17 +472,39 @@ pub fn lighttpd_files(st: &Stowaway) -> PathBuf {
     out_dir
 }
 
-/// The lighttpd config from `gen-config lighttpd --out-dir` (its scripts stay in that
-/// directory).
-pub fn lighttpd_conf(st: &Stowaway) -> String {
-    std::fs::read_to_string(lighttpd_files(st).join("stowaway.conf")).unwrap()
+/// The lighttpd config from `gen-config lighttpd --mode sendfile --out-dir` (its scripts stay
+/// in that directory).
+pub fn lighttpd_sendfile_conf(st: &Stowaway) -> String {
+    std::fs::read_to_string(lighttpd_files_in(st, Some("sendfile")).join("stowaway.conf")).unwrap()
 }
 
-/// lighttpd in mod_proxy + X-Sendfile mode: lighttpd.conf includes the stowaway.conf that
-/// `gen-config lighttpd --out-dir` wrote.
+/// lighttpd with the default `gen-config lighttpd` output (local-first: lighttpd sends plain
+/// local files of open mounts itself, the rest goes to stowaway over mod_proxy + X-Sendfile):
+/// lighttpd.conf includes the stowaway.conf that `--out-dir` wrote.
 pub fn lighttpd_front(dir: &Path, st: &Stowaway) -> Lighttpd {
     let conf = lighttpd_files(st).join("stowaway.conf");
     Lighttpd::start(dir, &format!("include \"{}\"", conf.display()))
+}
+
+/// lighttpd in mod_proxy + X-Sendfile mode (`--mode sendfile`): stowaway decides every request.
+pub fn lighttpd_sendfile_front(dir: &Path, st: &Stowaway) -> Lighttpd {
+    let conf = lighttpd_files_in(st, Some("sendfile")).join("stowaway.conf");
+    Lighttpd::start(dir, &format!("include \"{}\"", conf.display()))
+}
+
+/// How many requests stowaway has decided (every answer of its decision endpoint counts once
+/// in `stowaway_decisions_total`, whatever the outcome), from its /metrics.
+pub fn decisions_total(st: &Stowaway) -> u64 {
+    let r = match &st.sock {
+        Some(p) => request_unix(p, "GET", "/metrics", &[]),
+        None => get(st.addr, "/metrics"),
+    };
+    assert_eq!(r.status, 200, "{}", r.raw_head);
+    String::from_utf8_lossy(&r.body)
+        .lines()
+        .filter(|l| l.starts_with("stowaway_decisions_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
 }
 
 /// Hostile request targets (traversal, encodings, symlinks, injection, other prefixes). The
