@@ -909,8 +909,9 @@ if want 3; then
   L_LF=""
   if lighttpd_has_mode "$WORK/stowaway-c.toml"; then
     L_LF=$(freeport)
-    "$ST" gen-config lighttpd --mode "$LF_MODE" --config "$WORK/stowaway-c.toml" --lua-dir "$REPO/lighttpd" > "$WORK/gen-lighttpd-lf.conf"
-    lighttpd_start lighttpd-lf "$L_LF" "$(cat "$WORK/gen-lighttpd-lf.conf")"
+    # The local-first script names this run's roots: write it with --out-dir, not the shipped one.
+    "$ST" gen-config lighttpd --mode "$LF_MODE" --config "$WORK/stowaway-c.toml" --out-dir "$WORK/lighttpd-lf" >/dev/null
+    lighttpd_start lighttpd-lf "$L_LF" "$(cat "$WORK/lighttpd-lf/stowaway.conf")"
     check "http://127.0.0.1:$L_LF/pub/bench10k.jpg" 200 '^content-length: 10240'
     check "http://127.0.0.1:$L_LF/pub/missing.jpg" 302 "^location: http://127.0.0.1:$S3PORT/site-media/pub/missing.jpg"
   fi
