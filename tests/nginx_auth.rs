@@ -395,11 +395,17 @@ fn shipped_auth_config_matches_the_generator() {
             &["--mode", "auth", "--part", "server"][..],
             "nginx/stowaway-auth-server.conf",
         ),
-        (&["--part", "http"][..], "nginx/stowaway-proxy-http.conf"),
         (
-            &["--part", "server"][..],
+            &["--mode", "proxy", "--part", "http"][..],
+            "nginx/stowaway-proxy-http.conf",
+        ),
+        (
+            &["--mode", "proxy", "--part", "server"][..],
             "nginx/stowaway-proxy-server.conf",
         ),
+        // Every mount of the example is open: the default is local-first.
+        (&["--part", "http"][..], "nginx/stowaway-local-http.conf"),
+        (&["--part", "server"][..], "nginx/stowaway-local-server.conf"),
     ] {
         let mut cmd = stowaway_cmd();
         cmd.args(["gen-config", "nginx"]).args(args);
