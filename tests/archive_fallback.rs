@@ -54,7 +54,13 @@ fn archive_serves_while_s3_is_down_then_redirects_again() {
     let nginx = proxy_nginx_in_site(dir.path(), &st, &dir.path().join("site"));
     let nconf = gen_config(
         &st,
-        &["nginx", "--mode", "proxy", "--front-listen", "127.0.0.1:@PORT@"],
+        &[
+            "nginx",
+            "--mode",
+            "proxy",
+            "--front-listen",
+            "127.0.0.1:@PORT@",
+        ],
     );
     assert!(
         nconf.contains("location ^~ /_stowaway_local/@archive/static/"),

@@ -6,7 +6,8 @@
 //! * `direct`: stowaway itself (front = nginx, answers with X-Accel-Redirect);
 //! * `direct-sendfile`: stowaway itself (front = lighttpd, answers with X-Sendfile);
 //! * `auth-endpoint`: stowaway's `/_stowaway/auth` with the target in `X-Original-URI`;
-//! * `nginx-proxy`, `nginx-auth`: the real nginx with the generated configs of both modes;
+//! * `nginx-proxy`, `nginx-auth`, `nginx-local-first`: the real nginx with the generated
+//!   configs of each mode (local-first must also answer every case with proxy mode's status);
 //! * `lighttpd`: the real lighttpd with the generated config.
 //!
 //! One oracle judges every answer ([`judge`]): no byte of a file outside the roots (marker
@@ -60,6 +61,7 @@ enum Mode {
     AuthEndpoint,
     NginxProxy,
     NginxAuth,
+    NginxLocalFirst,
     Lighttpd,
 }
 
@@ -69,6 +71,7 @@ const MODES: &[Mode] = &[
     Mode::AuthEndpoint,
     Mode::NginxProxy,
     Mode::NginxAuth,
+    Mode::NginxLocalFirst,
     Mode::Lighttpd,
 ];
 
@@ -291,6 +294,7 @@ struct Site {
     st_sendfile: Stowaway,
     nginx_proxy: Nginx,
     nginx_auth: Nginx,
+    nginx_local: Nginx,
     lighttpd: Lighttpd,
 }
 
@@ -327,6 +331,7 @@ fn site() -> Site {
     );
     let nginx_proxy = proxy_nginx(&dir, &st);
     let nginx_auth = auth_nginx(&dir, &st);
+    let nginx_local = local_nginx(&dir, &st);
     let lighttpd = lighttpd_front(&dir, &st_sendfile);
     Site {
         _tmp: tmp,
@@ -337,6 +342,7 @@ fn site() -> Site {
         st_sendfile,
         nginx_proxy,
         nginx_auth,
+        nginx_local,
         lighttpd,
     }
 }
@@ -348,6 +354,7 @@ impl Site {
             Mode::DirectSendfile => self.st_sendfile.addr,
             Mode::NginxProxy => self.nginx_proxy.addr,
             Mode::NginxAuth => self.nginx_auth.addr,
+            Mode::NginxLocalFirst => self.nginx_local.addr,
             Mode::Lighttpd => self.lighttpd.addr,
         }
     }
@@ -514,7 +521,10 @@ fn judge(s: &Site, mode: Mode, method: &str, target: &[u8], raw: &[u8]) -> Resul
     //    server, to its own origin: nginx adds the slash to `/static`).
     let bucket = s.bucket_prefix();
     let own = format!("http://{}/", s.addr(mode));
-    let front = matches!(mode, Mode::NginxProxy | Mode::NginxAuth | Mode::Lighttpd);
+    let front = matches!(
+        mode,
+        Mode::NginxProxy | Mode::NginxAuth | Mode::NginxLocalFirst | Mode::Lighttpd
+    );
     for h in ["location", "x-s3-location"] {
         let values: Vec<&str> = r
             .headers
@@ -617,6 +627,7 @@ fn hostile_urls_in_every_mode_never_leave_the_root() {
     let mut failures = Vec::new();
     for c in &cases {
         *by_family.entry(c.family.clone()).or_default() += 1;
+        let mut statuses = BTreeMap::new();
         for &mode in MODES {
             for method in ["GET", "HEAD"] {
                 // HEAD for the families where it could differ; GET for all.
@@ -628,9 +639,24 @@ fn hostile_urls_in_every_mode_never_leave_the_root() {
                 };
                 sent += 1;
                 match judge(&s, mode, method, &c.target, &raw) {
-                    Ok(status) => *by_mode.entry(mode).or_default().entry(status).or_default() += 1,
+                    Ok(status) => {
+                        *by_mode.entry(mode).or_default().entry(status).or_default() += 1;
+                        statuses.insert((mode, method), status);
+                    }
                     Err(e) => failures.push(e),
                 }
+            }
+        }
+        // Local-first answers exactly as proxy mode (only where nginx sends a file from disk
+        // instead of asking stowaway does the path differ).
+        for method in ["GET", "HEAD"] {
+            let proxy = statuses.get(&(Mode::NginxProxy, method));
+            let local = statuses.get(&(Mode::NginxLocalFirst, method));
+            if proxy != local {
+                failures.push(format!(
+                    "[{method}] {:?}: local-first answered {local:?}, proxy mode {proxy:?}",
+                    String::from_utf8_lossy(&c.target)
+                ));
             }
         }
     }
@@ -656,6 +682,7 @@ fn hostile_urls_in_every_mode_never_leave_the_root() {
     for (name, l) in [
         ("nginx-proxy", s.nginx_proxy.error_log()),
         ("nginx-auth", s.nginx_auth.error_log()),
+        ("nginx-local-first", s.nginx_local.error_log()),
     ] {
         assert!(
             !l.contains("upstream prematurely closed") && !l.contains("[alert]"),

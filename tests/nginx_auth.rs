@@ -405,7 +405,10 @@ fn shipped_auth_config_matches_the_generator() {
         ),
         // Every mount of the example is open: the default is local-first.
         (&["--part", "http"][..], "nginx/stowaway-local-http.conf"),
-        (&["--part", "server"][..], "nginx/stowaway-local-server.conf"),
+        (
+            &["--part", "server"][..],
+            "nginx/stowaway-local-server.conf",
+        ),
     ] {
         let mut cmd = stowaway_cmd();
         cmd.args(["gen-config", "nginx"]).args(args);

@@ -35,9 +35,21 @@ use crate::ignore::OWN_PREFIX;
 /// string would have to quote, no `%`, which nginx decodes).
 const PLAIN: &str = "A-Za-z0-9._~!&'()*+,=:@-";
 
+/// The prefix of this instance's variables: `stowaway_<FNV-1a of the name>`. nginx fails to
+/// start ("could not build variables_hash, you should increase variables_hash_bucket_size")
+/// with variable names as long as the default instance names, and the http {} setting is the
+/// operator's, so the variables get short names that are still unique per instance.
+fn var_prefix(name: &str) -> String {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in name.bytes() {
+        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    }
+    format!("stowaway_{h:08x}")
+}
+
 /// The `map` of mount `i`: the key nginx may try on disk for the client's raw request target,
 /// or the empty string (stowaway answers).
-fn key_map(settings: &Settings, name: &str, i: usize) -> String {
+fn key_map(settings: &Settings, var: &str, i: usize) -> String {
     let m = &settings.mounts[i];
     let pre = regex_literal(m.prefix.as_str());
     let ignored: Vec<String> = std::iter::once(format!("{OWN_PREFIX}*"))
@@ -48,7 +60,7 @@ fn key_map(settings: &Settings, name: &str, i: usize) -> String {
     let seg = format!("(?!\\.\\.?(?:/|\\?|$))[{PLAIN}]+");
     format!(
         "\n# {prefix}: the key nginx may look for on disk, \"\" when stowaway must answer.\n\
-         map $request_uri ${name}_key_{i} {{\n\
+         map $request_uri ${var}_key{i} {{\n\
          \x20   default \"\";\n\
          \x20   # An ignored name in any segment (mount.ignore, stowaway's own files).\n\
          \x20   \"~^{pre}(?:[^?]*/)?(?:{ignored})(?:[/?]|$)\" \"\";\n\
@@ -64,6 +76,7 @@ pub fn render(settings: &Settings, opts: &FrontOptions) -> Result<String, FrontC
     check_front_input(settings, opts)?;
     check_front_kind(settings, FrontServer::Nginx)?;
     let name = nginx_name(settings, opts, Mode::LocalFirst);
+    let var = var_prefix(&name);
     let sidecar = nginx_upstream(settings);
     let any_signed = !settings.access.is_empty();
     let any_open = (0..settings.mounts.len()).any(|i| !has_access_control(settings, i));
@@ -118,7 +131,7 @@ pub fn render(settings: &Settings, opts: &FrontOptions) -> Result<String, FrontC
              \n\
              # The Cache-Control of a redirect: stowaway's, unless nginx answered from its cache\n\
              # (then only a public one: a private max-age would count from stowaway's answer).\n\
-             map \"$upstream_cache_status $upstream_http_cache_control\" ${name}_redirect_cc {{\n\
+             map \"$upstream_cache_status $upstream_http_cache_control\" ${var}_cc {{\n\
              \x20   default \"no-store\";\n\
              \x20   \"~^(?:MISS|EXPIRED|BYPASS) (.*)$\" $1;\n\
              \x20   \"~^HIT (public,.*)$\" $1;\n\
@@ -138,7 +151,7 @@ pub fn render(settings: &Settings, opts: &FrontOptions) -> Result<String, FrontC
             o.push_str(&nginx_auth::mount_locations(settings, opts, &name, i));
             continue;
         }
-        http.push_str(&key_map(settings, &name, i));
+        http.push_str(&key_map(settings, &var, i));
         let prefix = m.prefix.as_str();
         let open = opts.fail_open;
         let _ = writeln!(
@@ -151,9 +164,9 @@ pub fn render(settings: &Settings, opts: &FrontOptions) -> Result<String, FrontC
              {cache}\
              \x20       error_page 418 = @{name}_ask_{i};\n\
              \x20       # Not plainly safe (see the map), or rewritten: stowaway answers as in proxy mode.\n\
-             \x20       if (${name}_key_{i} = \"\") {{ return 418; }}\n\
-             \x20       if ($uri != \"{prefix}${name}_key_{i}\") {{ return 418; }}\n\
-             \x20       try_files /${name}_key_{i} @{name}_miss_{i};\n\
+             \x20       if (${var}_key{i} = \"\") {{ return 418; }}\n\
+             \x20       if ($uri != \"{prefix}${var}_key{i}\") {{ return 418; }}\n\
+             \x20       try_files /${var}_key{i} @{name}_miss_{i};\n\
              \x20   }}\n\
              \n\
              \x20   # {prefix}: not on disk: stowaway's 302, cached for as long as its X-Accel-Expires says.\n\
@@ -165,7 +178,7 @@ pub fn render(settings: &Settings, opts: &FrontOptions) -> Result<String, FrontC
              \x20       proxy_cache_convert_head off;   # a HEAD gets a URL signed for HEAD\n\
              \x20       proxy_ignore_headers Cache-Control Expires Set-Cookie Vary;   # X-Accel-Expires alone decides\n\
              \x20       proxy_hide_header Cache-Control;\n\
-             \x20       add_header Cache-Control ${name}_redirect_cc always;\n\
+             \x20       add_header Cache-Control ${var}_cc always;\n\
              \x20   }}\n\
              \n\
              \x20   # {prefix}: everything nginx does not try on disk, exactly as in proxy mode.\n\
@@ -177,6 +190,19 @@ pub fn render(settings: &Settings, opts: &FrontOptions) -> Result<String, FrontC
             cache = open_file_cache_lines("        "),
             ask = nginx_proxy::ask_lines(settings, &name, i, open),
         );
+        // proxy_pass gives its prefix location nginx's automatic 301 from the prefix without
+        // its slash; this location has none, so the same answer is spelt out.
+        let bare = prefix.trim_end_matches('/');
+        if !bare.is_empty() {
+            let _ = writeln!(
+                o,
+                "\n    # As in proxy mode: {bare} -> {prefix} (raw query kept).\n\
+                 \x20   location = {bare} {{\n\
+                 \x20       server_tokens off;\n\
+                 \x20       return 301 {prefix}$is_args$args;\n\
+                 \x20   }}"
+            );
+        }
         o.push_str(&nginx_proxy::mount_tail(settings, &name, i, open));
     }
     if any_signed {

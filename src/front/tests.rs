@@ -419,8 +419,9 @@ fn local_first_maps_plain_paths_and_leaves_signed_mounts_to_auth_mode() {
     let ignored = conf.find("(?:[/?]|$)\" \"\";").unwrap();
     let plain = conf.find("(?:\\?|$)\" $1;").unwrap();
     assert!(ignored < plain, "the ignore rule must come first:\n{conf}");
+    assert!(conf.contains("\n        try_files /$stowaway_"), "{conf}");
     assert!(
-        conf.contains("try_files /$stowaway_local_first_127_0_0_1_8700_key_0 @"),
+        conf.contains("_key0 @stowaway_local_first_127_0_0_1_8700_miss_0;"),
         "{conf}"
     );
     assert!(conf.contains("proxy_cache_key \"$request_method $request_uri\";"));
@@ -432,6 +433,6 @@ fn local_first_maps_plain_paths_and_leaves_signed_mounts_to_auth_mode() {
         "{conf}"
     );
     assert!(!conf.contains("auth/0"), "{conf}");
-    assert!(!conf.contains("_key_1"), "{conf}");
+    assert!(!conf.contains("_key1"), "{conf}");
     assert!(conf.contains("    set $stowaway_uri $uri;"), "{conf}");
 }
