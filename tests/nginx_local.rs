@@ -8,7 +8,6 @@ mod common;
 #[path = "common/fronts.rs"]
 mod fronts;
 
-use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::*;
@@ -51,12 +50,12 @@ fn param<'a>(url: &'a str, name: &str) -> &'a str {
 /// Unix seconds after which a presigned URL no longer works (X-Amz-Date + X-Amz-Expires).
 fn url_expiry(url: &str) -> u64 {
     let date = param(url, "X-Amz-Date");
-    let t = chrono_like(date);
+    let t = unix_of_amz_date(date);
     t + param(url, "X-Amz-Expires").parse::<u64>().unwrap()
 }
 
 /// `YYYYMMDDTHHMMSSZ` as Unix seconds (days from civil, no leap seconds).
-fn chrono_like(d: &str) -> u64 {
+fn unix_of_amz_date(d: &str) -> u64 {
     let n = |r: std::ops::Range<usize>| d[r].parse::<i64>().unwrap();
     let (y, m, day) = (n(0..4), n(4..6), n(6..8));
     let (hh, mm, ss) = (n(9..11), n(11..13), n(13..15));
@@ -319,5 +318,4 @@ fn gen_config_defaults_to_local_first_only_when_every_mount_is_open() {
         conf.contains("proxy_pass + X-Accel-Redirect mode"),
         "{conf}"
     );
-    let _ = Path::new("");
 }
