@@ -8,7 +8,9 @@
 //!   URL in `X-S3-Location` (nginx's fallback if the file vanishes before it opens it),
 //!   `Content-Length: 0` and no body (a body costs nginx its keep-alive upstream connection);
 //! * lighttpd: the same with `X-Sendfile: <encoded absolute path>` instead;
-//! * not local → `302` to the object's URL with a deliberate `Cache-Control`; but while the
+//! * not local → `302` to the object's URL with a deliberate `Cache-Control` (for nginx also
+//!   `X-Accel-Expires`, how long its local-first redirect cache may keep it:
+//!   [`front::redirect_expires`]); but while the
 //!   background S3 probe reports S3 unreachable, a file whose archived copy is still under the
 //!   mount's `archive_root` is answered like a local file, pointing at the archive (nginx: the
 //!   internal location [`archive_location`]; lighttpd: its absolute path), unless the mount
@@ -498,11 +500,22 @@ impl Endpoint {
         let resp = match self {
             Endpoint::Decision => {
                 let cc = u.cache_control(grant.map(|g| g.expires), now_s);
+                let expires = front::redirect_expires(
+                    state.settings.server.front,
+                    &u,
+                    grant.is_some(),
+                    now_s,
+                );
                 let Ok(loc) = HeaderValue::try_from(u.url) else {
                     return self.refuse(state, Refusal::BadPath);
                 };
-                HttpResponse::Found()
-                    .insert_header((header::LOCATION, loc))
+                let mut resp = HttpResponse::Found();
+                // First: nginx 1.22 lets a preceding Cache-Control veto caching (the generated
+                // config also ignores Cache-Control for caching).
+                if let Some(h) = expires {
+                    resp.insert_header(h);
+                }
+                resp.insert_header((header::LOCATION, loc))
                     .insert_header((header::CACHE_CONTROL, cc))
                     .finish()
             }

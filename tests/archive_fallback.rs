@@ -52,7 +52,16 @@ fn archive_serves_while_s3_is_down_then_redirects_again() {
     let cfg = config(&s3, &root, "s3_probe_interval = \"200ms\"", &mount_extra);
     let st = Stowaway::start(dir.path(), &cfg);
     let nginx = proxy_nginx_in_site(dir.path(), &st, &dir.path().join("site"));
-    let nconf = gen_config(&st, &["nginx", "--front-listen", "127.0.0.1:@PORT@"]);
+    let nconf = gen_config(
+        &st,
+        &[
+            "nginx",
+            "--mode",
+            "proxy",
+            "--front-listen",
+            "127.0.0.1:@PORT@",
+        ],
+    );
     assert!(
         nconf.contains("location ^~ /_stowaway_local/@archive/static/"),
         "archive location generated:\n{nconf}"

@@ -288,26 +288,33 @@ fn serve_fails_clearly_without_credentials() {
 
 #[test]
 fn example_config_generates_the_shipped_nginx_config() {
-    let out = run(
-        &[
-            "gen-config",
-            "nginx",
+    // Every mount of the example is open: the default is local-first.
+    for (mode, file) in [
+        (None, "nginx/stowaway-local.conf"),
+        (Some("local-first"), "nginx/stowaway-local.conf"),
+        (Some("proxy"), "nginx/stowaway-proxy.conf"),
+    ] {
+        let mut args = vec!["gen-config", "nginx"];
+        if let Some(m) = mode {
+            args.extend(["--mode", m]);
+        }
+        args.extend([
             "--config",
             "examples/stowaway.toml",
             "--front-listen",
             "80",
             "--server-name",
             "www.example.com",
-        ],
-        &[],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let shipped = std::fs::read_to_string("nginx/stowaway-proxy.conf").unwrap();
-    assert_eq!(
-        String::from_utf8(out.stdout).unwrap(),
-        shipped,
-        "nginx/stowaway-proxy.conf drifted: regenerate it"
-    );
+        ]);
+        let out = run(&args, &[]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let shipped = std::fs::read_to_string(file).unwrap();
+        assert_eq!(
+            String::from_utf8(out.stdout).unwrap(),
+            shipped,
+            "{file} drifted: regenerate it"
+        );
+    }
 }
 
 #[test]

@@ -6,7 +6,8 @@
 //! * `direct`: stowaway itself (front = nginx, answers with X-Accel-Redirect);
 //! * `direct-sendfile`: stowaway itself (front = lighttpd, answers with X-Sendfile);
 //! * `auth-endpoint`: stowaway's `/_stowaway/auth` with the target in `X-Original-URI`;
-//! * `nginx-proxy`, `nginx-auth`: the real nginx with the generated configs of both modes;
+//! * `nginx-proxy`, `nginx-auth`, `nginx-local-first`: the real nginx with the generated
+//!   configs of each mode (local-first must also answer every case with proxy mode's status);
 //! * `lighttpd`: the real lighttpd with the generated config (`--mode sendfile`);
 //! * `lighttpd-local-first`: the real lighttpd with the default (local-first) config, which
 //!   must answer every target with the same status as `lighttpd`.
@@ -62,6 +63,7 @@ enum Mode {
     AuthEndpoint,
     NginxProxy,
     NginxAuth,
+    NginxLocalFirst,
     Lighttpd,
     LighttpdLocalFirst,
 }
@@ -72,6 +74,7 @@ const MODES: &[Mode] = &[
     Mode::AuthEndpoint,
     Mode::NginxProxy,
     Mode::NginxAuth,
+    Mode::NginxLocalFirst,
     Mode::Lighttpd,
     Mode::LighttpdLocalFirst,
 ];
@@ -295,6 +298,7 @@ struct Site {
     st_sendfile: Stowaway,
     nginx_proxy: Nginx,
     nginx_auth: Nginx,
+    nginx_local: Nginx,
     lighttpd: Lighttpd,
     lighttpd_local: Lighttpd,
 }
@@ -332,6 +336,7 @@ fn site() -> Site {
     );
     let nginx_proxy = proxy_nginx(&dir, &st);
     let nginx_auth = auth_nginx(&dir, &st);
+    let nginx_local = local_nginx(&dir, &st);
     let lighttpd = lighttpd_sendfile_front(&dir, &st_sendfile);
     let lighttpd_local = lighttpd_front(&dir, &st_sendfile);
     Site {
@@ -343,6 +348,7 @@ fn site() -> Site {
         st_sendfile,
         nginx_proxy,
         nginx_auth,
+        nginx_local,
         lighttpd,
         lighttpd_local,
     }
@@ -355,6 +361,7 @@ impl Site {
             Mode::DirectSendfile => self.st_sendfile.addr,
             Mode::NginxProxy => self.nginx_proxy.addr,
             Mode::NginxAuth => self.nginx_auth.addr,
+            Mode::NginxLocalFirst => self.nginx_local.addr,
             Mode::Lighttpd => self.lighttpd.addr,
             Mode::LighttpdLocalFirst => self.lighttpd_local.addr,
         }
@@ -524,7 +531,11 @@ fn judge(s: &Site, mode: Mode, method: &str, target: &[u8], raw: &[u8]) -> Resul
     let own = format!("http://{}/", s.addr(mode));
     let front = matches!(
         mode,
-        Mode::NginxProxy | Mode::NginxAuth | Mode::Lighttpd | Mode::LighttpdLocalFirst
+        Mode::NginxProxy
+            | Mode::NginxAuth
+            | Mode::NginxLocalFirst
+            | Mode::Lighttpd
+            | Mode::LighttpdLocalFirst
     );
     for h in ["location", "x-s3-location"] {
         let values: Vec<&str> = r
@@ -628,8 +639,7 @@ fn hostile_urls_in_every_mode_never_leave_the_root() {
     let mut failures = Vec::new();
     for c in &cases {
         *by_family.entry(c.family.clone()).or_default() += 1;
-        // lighttpd's status per method in sendfile mode, which local-first mode must repeat.
-        let mut sendfile: BTreeMap<&str, u16> = BTreeMap::new();
+        let mut statuses = BTreeMap::new();
         for &mode in MODES {
             for method in ["GET", "HEAD"] {
                 // HEAD for the families where it could differ; GET for all.
@@ -643,27 +653,26 @@ fn hostile_urls_in_every_mode_never_leave_the_root() {
                 match judge(&s, mode, method, &c.target, &raw) {
                     Ok(status) => {
                         *by_mode.entry(mode).or_default().entry(status).or_default() += 1;
-                        match mode {
-                            Mode::Lighttpd => {
-                                sendfile.insert(method, status);
-                            }
-                            Mode::LighttpdLocalFirst => {
-                                if sendfile.get(method) != Some(&status) {
-                                    failures.push(format!(
-                                        "[{mode:?} {method}] {:?}: {status}, sendfile mode {:?}",
-                                        String::from_utf8_lossy(&c.target),
-                                        sendfile.get(method)
-                                    ));
-                                }
-                            }
-                            Mode::Direct
-                            | Mode::DirectSendfile
-                            | Mode::AuthEndpoint
-                            | Mode::NginxProxy
-                            | Mode::NginxAuth => {}
-                        }
+                        statuses.insert((mode, method), status);
                     }
                     Err(e) => failures.push(e),
+                }
+            }
+        }
+        // Local-first answers exactly as the mode that asks stowaway for everything (only where
+        // the front server sends a file from disk itself does the path differ).
+        for (asks, local) in [
+            (Mode::NginxProxy, Mode::NginxLocalFirst),
+            (Mode::Lighttpd, Mode::LighttpdLocalFirst),
+        ] {
+            for method in ["GET", "HEAD"] {
+                let want = statuses.get(&(asks, method));
+                let got = statuses.get(&(local, method));
+                if want != got {
+                    failures.push(format!(
+                        "[{local:?} {method}] {:?}: answered {got:?}, {asks:?} {want:?}",
+                        String::from_utf8_lossy(&c.target)
+                    ));
                 }
             }
         }
@@ -690,6 +699,7 @@ fn hostile_urls_in_every_mode_never_leave_the_root() {
     for (name, l) in [
         ("nginx-proxy", s.nginx_proxy.error_log()),
         ("nginx-auth", s.nginx_auth.error_log()),
+        ("nginx-local-first", s.nginx_local.error_log()),
     ] {
         assert!(
             !l.contains("upstream prematurely closed") && !l.contains("[alert]"),

@@ -45,6 +45,8 @@ fn nginx_conf(st: &Stowaway, alias_override: Option<&Path>) -> String {
         .args([
             "gen-config",
             "nginx",
+            "--mode",
+            "proxy",
             "--front-listen",
             "127.0.0.1:@PORT@",
             "--config",
@@ -313,6 +315,8 @@ fn odd_roots_are_quoted_or_refused() {
         .args([
             "gen-config",
             "nginx",
+            "--mode",
+            "proxy",
             "--front-listen",
             "80; include /etc/passwd",
             "--config",

@@ -170,11 +170,13 @@ pub enum Command {
         /// Which front server.
         #[arg(value_parser = front_arg())]
         front: FrontArg,
-        /// How the front server talks to stowaway: nginx `proxy` (proxy_pass +
-        /// X-Accel-Redirect, the default) or `auth` (auth_request + try_files, with a verdict
-        /// cache); lighttpd `local-first` (the default: lighttpd sends plain local files of
-        /// mounts without access control itself, the rest goes to stowaway as in `sendfile`),
-        /// `sendfile` (mod_proxy + X-Sendfile for every request) or `magnet`.
+        /// How the front server talks to stowaway: nginx `local-first` (nginx sends files on
+        /// disk itself, asks stowaway only for a miss and caches its 302; the default when no
+        /// mount has access control), `proxy` (proxy_pass + X-Accel-Redirect, the default
+        /// otherwise) or `auth` (auth_request + try_files, with a verdict cache); lighttpd
+        /// `local-first` (the default: lighttpd sends plain local files of mounts without
+        /// access control itself, the rest goes to stowaway as in `sendfile`), `sendfile`
+        /// (mod_proxy + X-Sendfile for every request) or `magnet`.
         #[arg(long, value_enum)]
         mode: Option<Mode>,
         /// Address the front server listens on (the `listen` of the generated server block).
@@ -200,6 +202,10 @@ pub enum Command {
         /// [default: /var/cache/<name>].
         #[arg(long, value_name = "DIR")]
         verdict_cache_dir: Option<String>,
+        /// nginx local-first mode: directory of nginx's redirect cache (`proxy_cache_path`)
+        /// [default: /var/cache/<name>_redirects].
+        #[arg(long, value_name = "DIR")]
+        redirect_cache_dir: Option<String>,
         /// lighttpd: directory holding stowaway-recheck.lua, stowaway-local-first.lua (or
         /// local-or-s3.lua)
         /// [default: --out-dir if given, else /etc/lighttpd/stowaway].
@@ -356,7 +362,7 @@ fn gen_config(
             ));
         }
         (Some(m), _) | (None, Some(m)) => m,
-        (None, None) => Mode::default_for(front.front),
+        (None, None) => Mode::default_for(front.front, settings),
     };
     match front.front {
         FrontServer::Nginx => {
@@ -557,6 +563,7 @@ pub fn main() -> ExitCode {
             name,
             fail_open,
             verdict_cache_dir,
+            redirect_cache_dir,
             lua_dir,
             out_dir,
         } => match load_with(&common, FsChecks::Skip) {
@@ -571,6 +578,7 @@ pub fn main() -> ExitCode {
                         listen: front_listen,
                         server_name,
                         verdict_cache_dir,
+                        redirect_cache_dir,
                         lua_dir: String::new(),
                         name,
                         part: match part {

@@ -4,6 +4,8 @@
 //! shipped snippets cannot drift from what is tested):
 //! * [`nginx_proxy`]: nginx, `proxy_pass` + `X-Accel-Redirect`;
 //! * [`nginx_auth`]: nginx, `auth_request` + `try_files`, with a verdict cache;
+//! * [`nginx_local`]: nginx, local-first: `try_files` for open mounts, stowaway only for a
+//!   miss (its 302 cached by nginx), auth mode for mounts with access control;
 //! * [`nginx`]: what the two nginx modes share (names, buffers, parts, quoting, `X-Real-IP`);
 //! * [`lighttpd`]: lighttpd, `mod_proxy` + `X-Sendfile`, with the 404-handler recheck;
 //! * [`lighttpd_local`]: lighttpd local-first: a `mod_magnet` script sends plain local files,
@@ -20,6 +22,7 @@ pub mod lighttpd_local;
 pub mod lighttpd_magnet;
 pub mod nginx;
 pub mod nginx_auth;
+pub mod nginx_local;
 pub mod nginx_proxy;
 
 #[cfg(test)]
@@ -28,30 +31,33 @@ mod tests;
 use std::net::IpAddr;
 use std::path::Path;
 
-use actix_web::http::header::HeaderValue;
+use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse};
 
 use crate::config::{FrontServer, ServerSettings, Settings};
 use crate::frontauth::{FRONT_HEADER_NAME, Trust};
+use crate::url::{CachePolicy, MintedUrl};
 
 pub use lighttpd::DEFAULT_LUA_DIR;
 pub use nginx::{
-    SESSION_TOKEN_ROOM, default_nginx_name, default_verdict_cache_dir, max_response_head,
-    nginx_buffer_kib,
+    OPEN_FILE_CACHE_VALID_SECS, SESSION_TOKEN_ROOM, default_nginx_name, default_redirect_cache_dir,
+    default_verdict_cache_dir, max_response_head, nginx_buffer_kib, open_file_cache_lines,
 };
 
 /// How a front server talks to stowaway (`gen-config --mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Mode {
-    /// nginx (the default): proxy_pass + X-Accel-Redirect.
+    /// Files on disk sent by the front server itself, only misses (and anything not plainly
+    /// safe) asked; mounts with access control as in auth (nginx) / sendfile (lighttpd) mode.
+    /// nginx caches the miss's 302. The default for lighttpd, and for nginx when no mount has
+    /// access control.
+    LocalFirst,
+    /// nginx (the default when a mount has access control): proxy_pass + X-Accel-Redirect.
     Proxy,
     /// nginx: auth_request + try_files, verdicts cached by nginx.
     Auth,
     /// lighttpd: mod_proxy + X-Sendfile, with the 404-handler recheck.
     Sendfile,
-    /// lighttpd (the default): a mod_magnet script sends plain local files of mounts without
-    /// access control; the rest goes to stowaway as in sendfile mode.
-    LocalFirst,
     /// lighttpd without stowaway: the standalone mod_magnet script (no signing, no access
     /// control); also spelt `gen-config lighttpd-magnet`.
     Magnet,
@@ -61,17 +67,20 @@ impl Mode {
     /// As spelt on the command line and in default nginx names.
     pub fn as_str(self) -> &'static str {
         match self {
+            Mode::LocalFirst => "local-first",
             Mode::Proxy => "proxy",
             Mode::Auth => "auth",
             Mode::Sendfile => "sendfile",
-            Mode::LocalFirst => "local-first",
             Mode::Magnet => "magnet",
         }
     }
 
-    /// The mode `gen-config <front>` means without `--mode`.
-    pub fn default_for(front: FrontServer) -> Mode {
+    /// The mode `gen-config <front>` means without `--mode`. nginx: local-first when every
+    /// mount is open (a local hit then never reaches stowaway); with access control on some
+    /// mount, proxy mode (one mode for every mount, a rewrite into a mount still judged).
+    pub fn default_for(front: FrontServer, settings: &Settings) -> Mode {
         match front {
+            FrontServer::Nginx if settings.access.is_empty() => Mode::LocalFirst,
             FrontServer::Nginx => Mode::Proxy,
             FrontServer::Lighttpd => Mode::LocalFirst,
         }
@@ -113,9 +122,10 @@ pub fn generate(
     };
     match front {
         FrontServer::Nginx => match mode {
+            Mode::LocalFirst => nginx_local::render(settings, opts).map(printed_only),
             Mode::Proxy => nginx_proxy::render(settings, opts).map(printed_only),
             Mode::Auth => nginx_auth::render(settings, opts).map(printed_only),
-            Mode::Sendfile | Mode::LocalFirst | Mode::Magnet => Err(no_such_mode("proxy or auth")),
+            Mode::Sendfile | Mode::Magnet => Err(no_such_mode("local-first, proxy or auth")),
         },
         FrontServer::Lighttpd => match mode {
             Mode::Sendfile => {
@@ -199,6 +209,32 @@ pub fn send_local(
     }
 }
 
+/// The `X-Accel-Expires` of a redirect from the decision endpoint: how long nginx may keep it
+/// (local-first mode caches misses' 302s; other nginx modes ignore it and nginx never passes
+/// it on). The URL's cacheable age: a public URL's `redirect_max_age`, a signed one's
+/// [`MintedUrl::reusable_for`], `0` when it is not cacheable. Never cached for a signed link
+/// (the answer may hang on the client's address). `None` for lighttpd, which would pass it on.
+pub fn redirect_expires(
+    front: FrontServer,
+    url: &MintedUrl,
+    signed_link: bool,
+    now: u64,
+) -> Option<(HeaderName, HeaderValue)> {
+    match front {
+        FrontServer::Nginx => {
+            let secs = match &url.cache {
+                _ if signed_link => 0,
+                CachePolicy::Shared { max_age, .. } => *max_age,
+                CachePolicy::Private { .. } | CachePolicy::NoStore => {
+                    url.reusable_for(now).unwrap_or(0)
+                }
+            };
+            Some((nginx::X_ACCEL_EXPIRES, HeaderValue::from(secs)))
+        }
+        FrontServer::Lighttpd => None,
+    }
+}
+
 /// The client address for IP-bound links. From the front server (see [`crate::frontauth`]):
 /// what it says in its forwarded-address header, or the peer address when the header is
 /// absent. From anyone else the peer address, whatever headers they send: a spoofed
@@ -249,6 +285,9 @@ pub struct FrontOptions {
     /// nginx auth mode: the verdict cache directory (`proxy_cache_path`); `None`:
     /// [`nginx::default_verdict_cache_dir`].
     pub verdict_cache_dir: Option<String>,
+    /// nginx local-first mode: the redirect cache directory (`proxy_cache_path`); `None`:
+    /// [`nginx::default_redirect_cache_dir`].
+    pub redirect_cache_dir: Option<String>,
     /// lighttpd: the directory holding `stowaway-recheck.lua` (and `stowaway-local-first.lua`).
     pub lua_dir: String,
     /// nginx: name of the upstream, the cache zone and the named locations; `None`:
@@ -267,6 +306,7 @@ impl FrontOptions {
             listen: listen.into(),
             server_name,
             verdict_cache_dir: None,
+            redirect_cache_dir: None,
             lua_dir: DEFAULT_LUA_DIR.into(),
             name: None,
             part: NginxPart::Standalone,
@@ -380,8 +420,10 @@ fn check_front_input(settings: &Settings, opts: &FrontOptions) -> Result<(), Fro
         });
     }
     let cache_dir = opts.verdict_cache_dir.clone().unwrap_or_default();
+    let redirect_dir = opts.redirect_cache_dir.clone().unwrap_or_default();
     for (option, value) in [
         ("--verdict-cache-dir", &cache_dir),
+        ("--redirect-cache-dir", &redirect_dir),
         ("--lua-dir", &opts.lua_dir),
     ] {
         if let Some(why) = unsafe_char_in(value) {

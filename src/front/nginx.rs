@@ -19,6 +19,9 @@ use crate::url::MountUrls;
 /// The object URL next to a local answer (nginx's fallback if the file vanishes), and the
 /// redirect target in auth mode.
 pub const X_S3_LOCATION: HeaderName = HeaderName::from_static("x-s3-location");
+/// How long nginx may cache an answer (auth verdicts, local-first redirects); nginx never
+/// passes it on to the client.
+pub const X_ACCEL_EXPIRES: HeaderName = HeaderName::from_static("x-accel-expires");
 /// The client address the generated configs always overwrite.
 const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
@@ -44,8 +47,9 @@ pub fn default_nginx_name(settings: &Settings, mode: Mode) -> String {
         Listen::Tcp(a) => format!("{}_{}", a.ip(), a.port()),
         Listen::Unix(p) => p.to_string_lossy().into_owned(),
     };
-    let mut name = format!("stowaway_{}_", mode.as_str());
-    for c in listen.chars() {
+    let mut name = String::from("stowaway_");
+    // `local-first`: nginx names are letters, digits and `_`.
+    for c in mode.as_str().chars().chain(['_']).chain(listen.chars()) {
         name.push(if c.is_ascii_alphanumeric() { c } else { '_' });
     }
     // `/run/x.sock` starts with a separator: no double underscore.
@@ -60,6 +64,29 @@ pub fn default_nginx_name(settings: &Settings, mode: Mode) -> String {
 /// has no `/var/cache/nginx`; `/var/cache` exists everywhere.
 pub fn default_verdict_cache_dir(name: &str) -> String {
     format!("/var/cache/{name}")
+}
+
+/// The default `--redirect-cache-dir` (local-first mode): `/var/cache/<name>_redirects`, beside
+/// the verdict cache (two `proxy_cache_path`s may not share a directory).
+pub fn default_redirect_cache_dir(name: &str) -> String {
+    format!("/var/cache/{name}_redirects")
+}
+
+/// `open_file_cache_valid`: how long nginx may keep using what it learnt about a file (its
+/// descriptor, size, mtime, whether it exists) before it looks again. A file replaced or
+/// deleted meanwhile may be sent from the old descriptor for up to this long.
+pub const OPEN_FILE_CACHE_VALID_SECS: u64 = 2;
+
+/// The `open_file_cache` lines of every location nginx sends files from. Misses are never
+/// cached (`open_file_cache_errors off`), so a file that appears is found at once; what is
+/// cached is rechecked every [`OPEN_FILE_CACHE_VALID_SECS`] seconds.
+pub fn open_file_cache_lines(indent: &str) -> String {
+    format!(
+        "{indent}open_file_cache max=10000 inactive=30s;   # descriptors of files sent recently\n\
+         {indent}open_file_cache_valid {OPEN_FILE_CACHE_VALID_SECS}s;            # a replaced or deleted file: at most this stale\n\
+         {indent}open_file_cache_min_uses 1;\n\
+         {indent}open_file_cache_errors off;          # a miss is never cached\n"
+    )
 }
 
 /// The header lines of a stowaway answer other than the one or two that carry a path or URL
@@ -264,6 +291,12 @@ pub(super) fn glob_regex(glob: &str) -> String {
         }
     }
     o
+}
+
+/// A `mount.ignore` glob as PCRE for one segment of a raw request target (`$request_uri`): as
+/// [`glob_regex`], but a wildcard never runs into the query either.
+pub(super) fn glob_regex_in_uri(glob: &str) -> String {
+    glob_regex(glob).replace("[^/]", "[^/?]")
 }
 
 /// Whether mount `i` requires signed links (never fails open).

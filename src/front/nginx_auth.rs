@@ -17,8 +17,9 @@ use actix_web::HttpResponse;
 use actix_web::http::header::{HeaderName, HeaderValue};
 
 use super::nginx::{
-    X_S3_LOCATION, default_verdict_cache_dir, nginx_assemble, nginx_buffers, nginx_fail_open,
-    nginx_front_header, nginx_name, nginx_str, nginx_upstream, regex_literal,
+    X_ACCEL_EXPIRES, X_S3_LOCATION, default_verdict_cache_dir, nginx_assemble, nginx_buffers,
+    nginx_fail_open, nginx_front_header, nginx_name, nginx_str, nginx_upstream,
+    open_file_cache_lines, regex_literal,
 };
 use super::{
     FrontConfError, FrontOptions, Mode, check_front_input, check_front_kind, secret_warning,
@@ -31,7 +32,6 @@ pub const AUTH_PATH: &str = "/_stowaway/auth";
 pub const X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
 /// The status nginx should answer instead of the `403` it is given.
 pub const X_STOWAWAY_STATUS: HeaderName = HeaderName::from_static("x-stowaway-status");
-const X_ACCEL_EXPIRES: HeaderName = HeaderName::from_static("x-accel-expires");
 
 /// Serve the local file; the verdict may be cached `ttl` seconds. `fallback`: the object URL
 /// for when the file vanishes before nginx opens it.
@@ -67,14 +67,8 @@ pub fn render(settings: &Settings, opts: &FrontOptions) -> Result<String, FrontC
     check_front_input(settings, opts)?;
     check_front_kind(settings, FrontServer::Nginx)?;
     let name = nginx_name(settings, opts, Mode::Auth);
-    let cache_dir = opts
-        .verdict_cache_dir
-        .clone()
-        .unwrap_or_else(|| default_verdict_cache_dir(&name));
     let mut o = String::new();
-    let buffers = nginx_buffers(settings);
     let sidecar = nginx_upstream(settings);
-    let front = nginx_front_header(settings);
     let ttl = settings.server.verdict_ttl.as_secs();
     let fallback = settings.server.fallback_header;
     o.push_str(&secret_warning(settings, "#"));
@@ -127,96 +121,141 @@ pub fn render(settings: &Settings, opts: &FrontOptions) -> Result<String, FrontC
     }
     let intro = std::mem::take(&mut o);
     let mut http = format!("\nupstream {name} {{\n    server {sidecar};\n    keepalive 32;\n}}\n");
-    if ttl > 0 {
-        let _ = writeln!(
-            http,
-            "\n# nginx creates the last directory itself (owned by its worker user), not its parents.\n\
-             proxy_cache_path {} levels=1:2 keys_zone={name}_verdicts:10m\n                 max_size=64m inactive=10m use_temp_path=off;",
-            nginx_str(&cache_dir)
-        );
+    http.push_str(&verdict_cache_path(settings, opts, &name));
+    o.push_str(URI_CAPTURE);
+    for i in 0..settings.mounts.len() {
+        o.push_str(&mount_locations(settings, opts, &name, i));
     }
-    o.push_str(
-        "    set $stowaway_uri $uri;   # the URI before any rewrite: keep this first in the server block\n",
-    );
-    let gone = if fallback {
+    o.push_str(&shared_locations(settings, &name));
+    Ok(nginx_assemble(
+        opts,
+        &intro,
+        "stowaway gen-config nginx --mode auth",
+        &http,
+        &o,
+    ))
+}
+
+/// The first line of the server part whenever a mount is in auth mode.
+pub(super) const URI_CAPTURE: &str = "    set $stowaway_uri $uri;   # the URI before any rewrite: keep this first in the server block\n";
+
+/// The verdict cache's `proxy_cache_path` (for the `http {}` context), unless
+/// `server.verdict_ttl` is zero.
+pub(super) fn verdict_cache_path(settings: &Settings, opts: &FrontOptions, name: &str) -> String {
+    if settings.server.verdict_ttl.is_zero() {
+        return String::new();
+    }
+    let cache_dir = opts
+        .verdict_cache_dir
+        .clone()
+        .unwrap_or_else(|| default_verdict_cache_dir(name));
+    format!(
+        "\n# nginx creates the last directory itself (owned by its worker user), not its parents.\n\
+         proxy_cache_path {} levels=1:2 keys_zone={name}_verdicts:10m\n                 max_size=64m inactive=10m use_temp_path=off;\n",
+        nginx_str(&cache_dir)
+    )
+}
+
+/// Mount `i`'s locations in auth mode: the mount location (verdict first, then `try_files`)
+/// and its verdict subrequest.
+pub(super) fn mount_locations(
+    settings: &Settings,
+    opts: &FrontOptions,
+    name: &str,
+    i: usize,
+) -> String {
+    let m = &settings.mounts[i];
+    let prefix = m.prefix.as_str();
+    let auth_loc = format!("{}auth/{i}", settings.server.internal_prefix);
+    let root = nginx_str(&m.root.display().to_string());
+    let signed = settings.access.iter().any(|a| a.mount == i);
+    let front = nginx_front_header(settings);
+    let buffers = nginx_buffers(settings);
+    let gone = if settings.server.fallback_header {
         format!("@{name}_s3")
     } else {
         format!("@{name}_recheck")
     };
-    for (i, m) in settings.mounts.iter().enumerate() {
-        let prefix = m.prefix.as_str();
-        let auth_loc = format!("{}auth/{i}", settings.server.internal_prefix);
-        let root = nginx_str(&m.root.display().to_string());
-        let signed = settings.access.iter().any(|a| a.mount == i);
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "\n    # {prefix}: stowaway's verdict first, then nginx serves the file{}.\n\
+         \x20   location ^~ {prefix} {{\n\
+         \x20       server_tokens off;\n\
+         \x20       # Rewritten or redirected here: the verdict would be about another URI.\n\
+         \x20       if ($request_uri !~ \"^{re}\") {{ return 403; }}\n\
+         \x20       if ($stowaway_uri != $uri) {{ return 403; }}\n\
+         \x20       auth_request {auth_loc};\n\
+         \x20       auth_request_set $stowaway_location $upstream_http_x_s3_location;\n\
+         \x20       auth_request_set $stowaway_status $upstream_http_x_stowaway_status;\n\
+         \x20       error_page 401 = @{name}_s3;\n\
+         \x20       error_page 403 = @{name}_refused;\n\
+         {open_line}\
+         \x20       root {root};\n\
+         \x20       disable_symlinks on from=$document_root;   # never follow a link out of the root\n\
+         {cache}\
+         \x20       # $stowaway_key (decoded) only names a file here; never put it into a header.\n\
+         \x20       location ~ \"(?s)^{re}(?<stowaway_key>.+)$\" {{\n\
+         \x20           if ($request_uri !~ \"^{re}\") {{ return 403; }}   # (rewrite directives are per location)\n\
+         \x20           if ($stowaway_uri != $uri) {{ return 403; }}\n\
+         \x20           try_files /$stowaway_key {gone};   # vanished after a \"local\" verdict\n\
+         \x20       }}\n\
+         \x20   }}\n\
+         \n\
+         \x20   # The verdict subrequest for {prefix}.\n\
+         \x20   location = {auth_loc} {{\n\
+         \x20       internal;\n\
+         \x20       server_tokens off;\n\
+         \x20       proxy_pass http://{name}{auth};\n\
+         \x20       proxy_http_version 1.1;\n\
+         \x20       proxy_set_header Connection \"\";\n\
+         \x20       proxy_pass_request_body off;\n\
+         \x20       proxy_set_header Content-Length \"\";\n\
+         \x20       proxy_set_header X-Original-URI $request_uri;   # raw; stowaway normalises like nginx\n\
+         \x20       proxy_set_header X-Original-Method $request_method;\n\
+         \x20       proxy_set_header X-Real-IP $remote_addr;\n\
+         {front}\
+         \x20       proxy_set_header X-Sidecar-Recheck \"\";\n\
+         {bufs}",
+        if signed { " (signed links only)" } else { "" },
+        open_line = if opts.fail_open && !signed {
+            format!(
+                "        error_page 500 502 504 = @{name}_open_{i};   # --fail-open: stowaway unreachable\n"
+            )
+        } else {
+            String::new()
+        },
+        cache = open_file_cache_lines("        "),
+        bufs = buffers.trim_end_matches('\n'),
+        re = regex_literal(prefix),
+        auth = AUTH_PATH,
+    );
+    if !settings.server.verdict_ttl.is_zero() {
+        let key = if signed {
+            "$request_method $remote_addr $request_uri"
+        } else {
+            "$request_method $request_uri"
+        };
         let _ = writeln!(
             o,
-            "\n    # {prefix}: stowaway's verdict first, then nginx serves the file{}.\n\
-             \x20   location ^~ {prefix} {{\n\
-             \x20       server_tokens off;\n\
-             \x20       # Rewritten or redirected here: the verdict would be about another URI.\n\
-             \x20       if ($request_uri !~ \"^{re}\") {{ return 403; }}\n\
-             \x20       if ($stowaway_uri != $uri) {{ return 403; }}\n\
-             \x20       auth_request {auth_loc};\n\
-             \x20       auth_request_set $stowaway_location $upstream_http_x_s3_location;\n\
-             \x20       auth_request_set $stowaway_status $upstream_http_x_stowaway_status;\n\
-             \x20       error_page 401 = @{name}_s3;\n\
-             \x20       error_page 403 = @{name}_refused;\n\
-             {open_line}\
-             \x20       root {root};\n\
-             \x20       disable_symlinks on from=$document_root;   # never follow a link out of the root\n\
-             \x20       # $stowaway_key (decoded) only names a file here; never put it into a header.\n\
-             \x20       location ~ \"(?s)^{re}(?<stowaway_key>.+)$\" {{\n\
-             \x20           if ($request_uri !~ \"^{re}\") {{ return 403; }}   # (rewrite directives are per location)\n\
-             \x20           if ($stowaway_uri != $uri) {{ return 403; }}\n\
-             \x20           try_files /$stowaway_key {gone};   # vanished after a \"local\" verdict\n\
-             \x20       }}\n\
-             \x20   }}\n\
-             \n\
-             \x20   # The verdict subrequest for {prefix}.\n\
-             \x20   location = {auth_loc} {{\n\
-             \x20       internal;\n\
-             \x20       server_tokens off;\n\
-             \x20       proxy_pass http://{name}{auth};\n\
-             \x20       proxy_http_version 1.1;\n\
-             \x20       proxy_set_header Connection \"\";\n\
-             \x20       proxy_pass_request_body off;\n\
-             \x20       proxy_set_header Content-Length \"\";\n\
-             \x20       proxy_set_header X-Original-URI $request_uri;   # raw; stowaway normalises like nginx\n\
-             \x20       proxy_set_header X-Original-Method $request_method;\n\
-             \x20       proxy_set_header X-Real-IP $remote_addr;\n\
-             {front}\
-             \x20       proxy_set_header X-Sidecar-Recheck \"\";\n\
-             {bufs}",
-            if signed { " (signed links only)" } else { "" },
-            open_line = if opts.fail_open && !signed {
-                format!(
-                    "        error_page 500 502 504 = @{name}_open_{i};   # --fail-open: stowaway unreachable\n"
-                )
-            } else {
-                String::new()
-            },
-            bufs = buffers.trim_end_matches('\n'),
-            re = regex_literal(prefix),
-            auth = AUTH_PATH,
+            "\x20       proxy_cache {name}_verdicts;\n\
+             \x20       proxy_cache_key \"{key}\";\n\
+             \x20       proxy_ignore_headers Cache-Control Expires Set-Cookie Vary;   # X-Accel-Expires alone decides"
         );
-        if ttl > 0 {
-            let key = if signed {
-                "$request_method $remote_addr $request_uri"
-            } else {
-                "$request_method $request_uri"
-            };
-            let _ = writeln!(
-                o,
-                "\x20       proxy_cache {name}_verdicts;\n\
-                 \x20       proxy_cache_key \"{key}\";\n\
-                 \x20       proxy_ignore_headers Cache-Control Expires Set-Cookie Vary;   # X-Accel-Expires alone decides"
-            );
-        }
-        o.push_str("    }\n");
-        if opts.fail_open && !signed {
-            o.push_str(&nginx_fail_open(settings, &name, i, &root));
-        }
     }
+    o.push_str("    }\n");
+    if opts.fail_open && !signed {
+        o.push_str(&nginx_fail_open(settings, name, i, &root));
+    }
+    o
+}
+
+/// The named locations every auth-mode mount shares: the redirect, the refusal and (without
+/// `server.fallback_header`) the recheck.
+pub(super) fn shared_locations(settings: &Settings, name: &str) -> String {
+    let front = nginx_front_header(settings);
+    let buffers = nginx_buffers(settings);
+    let mut o = String::new();
     let _ = writeln!(
         o,
         "\n    # Not local: redirect to the URL stowaway sent (presigned URLs are not for shared caches).\n\
@@ -238,7 +277,7 @@ pub fn render(settings: &Settings, opts: &FrontOptions) -> Result<String, FrontC
          \x20       return 403;\n\
          \x20   }}"
     );
-    if !fallback {
+    if !settings.server.fallback_header {
         let _ = writeln!(
             o,
             "\n    # The file vanished after a \"local\" verdict: ask stowaway's decision endpoint again;\n\
@@ -258,11 +297,5 @@ pub fn render(settings: &Settings, opts: &FrontOptions) -> Result<String, FrontC
              \x20   }}"
         );
     }
-    Ok(nginx_assemble(
-        opts,
-        &intro,
-        "stowaway gen-config nginx --mode auth",
-        &http,
-        &o,
-    ))
+    o
 }

@@ -14,6 +14,25 @@ fn nginx_proxy(s: &Settings, o: &FrontOptions) -> Result<String, FrontConfError>
 fn nginx_auth(s: &Settings, o: &FrontOptions) -> Result<String, FrontConfError> {
     nginx_auth::render(s, o)
 }
+fn nginx_local(s: &Settings, o: &FrontOptions) -> Result<String, FrontConfError> {
+    nginx_local::render(s, o)
+}
+
+/// `/static/` plus a signed mount `/private/` (key file in `d`).
+fn with_signed_mount(d: &std::path::Path) -> Settings {
+    let key = d.join("k");
+    std::fs::write(&key, "0123456789abcdef0123456789abcdef\n").unwrap();
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    settings(
+        "/srv/static",
+        &format!(
+            "[[mount]]\nprefix = \"/private/\"\nroot = \"/srv/private\"\nbucket = \"site-media\"\n\
+             key_prefix = \"private/\"\n[mount.access]\nsign_with = \"k1\"\n\
+             [[mount.access.keys]]\nid = \"k1\"\nsecret_file = {}\n",
+            toml_str(key.to_str().unwrap())
+        ),
+    )
+}
 fn lighttpd(s: &Settings, o: &FrontOptions) -> Result<String, FrontConfError> {
     lighttpd::render(s, o)
 }
@@ -153,9 +172,13 @@ fn front_options_written_unquoted_are_checked() {
 #[test]
 fn every_generated_prefix_location_is_caret_tilde() {
     let s = settings("/srv/static", "");
+    let d = tempfile::tempdir().unwrap();
+    let mixed = with_signed_mount(d.path());
     for conf in [
         nginx_proxy(&s, &opts()).unwrap(),
         nginx_auth(&s, &opts()).unwrap(),
+        nginx_local(&s, &opts()).unwrap(),
+        nginx_local(&mixed, &opts()).unwrap(),
     ] {
         for line in conf.lines().map(str::trim_start) {
             if let Some(rest) = line.strip_prefix("location ") {
@@ -253,21 +276,11 @@ fn a_front_mismatch_is_refused_naming_server_front() {
 #[test]
 fn fail_open_is_off_by_default_and_never_for_signed_mounts() {
     let d = tempfile::tempdir().unwrap();
-    let key = d.path().join("k");
-    std::fs::write(&key, "0123456789abcdef0123456789abcdef\n").unwrap();
-    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let s = settings(
-        "/srv/static",
-        &format!(
-            "[[mount]]\nprefix = \"/private/\"\nroot = \"/srv/private\"\nbucket = \"site-media\"\n\
-             key_prefix = \"private/\"\n[mount.access]\nsign_with = \"k1\"\n\
-             [[mount.access.keys]]\nid = \"k1\"\nsecret_file = {}\n",
-            toml_str(key.to_str().unwrap())
-        ),
-    );
+    let s = with_signed_mount(d.path());
     for conf in [
         nginx_proxy(&s, &opts()).unwrap(),
         nginx_auth(&s, &opts()).unwrap(),
+        nginx_local(&s, &opts()).unwrap(),
     ] {
         assert!(
             !conf.contains("fail-open") && !conf.contains("error_page 50"),
@@ -276,7 +289,11 @@ fn fail_open_is_off_by_default_and_never_for_signed_mounts() {
     }
     let mut o = opts();
     o.fail_open = true;
-    for conf in [nginx_proxy(&s, &o).unwrap(), nginx_auth(&s, &o).unwrap()] {
+    for conf in [
+        nginx_proxy(&s, &o).unwrap(),
+        nginx_auth(&s, &o).unwrap(),
+        nginx_local(&s, &o).unwrap(),
+    ] {
         assert!(
             conf.contains("_open_0;") && conf.contains("fail-open/0/"),
             "{conf}"
@@ -427,11 +444,16 @@ fn buffer_bound_holds_for_the_longest_presigned_url() {
 fn each_front_has_its_own_modes_and_defaults() {
     let n = settings("/srv/static", "");
     let l = for_lighttpd(settings("/srv/static", ""));
-    assert_eq!(Mode::default_for(FrontServer::Nginx), Mode::Proxy);
-    assert_eq!(Mode::default_for(FrontServer::Lighttpd), Mode::LocalFirst);
+    let d = tempfile::tempdir().unwrap();
+    let mixed = with_signed_mount(d.path());
+    assert_eq!(Mode::default_for(FrontServer::Nginx, &n), Mode::LocalFirst);
+    assert_eq!(Mode::default_for(FrontServer::Nginx, &mixed), Mode::Proxy);
+    assert_eq!(
+        Mode::default_for(FrontServer::Lighttpd, &l),
+        Mode::LocalFirst
+    );
     for (s, front, mode) in [
         (&n, FrontServer::Nginx, Mode::Sendfile),
-        (&n, FrontServer::Nginx, Mode::LocalFirst),
         (&n, FrontServer::Nginx, Mode::Magnet),
         (&l, FrontServer::Lighttpd, Mode::Proxy),
         (&l, FrontServer::Lighttpd, Mode::Auth),
@@ -458,4 +480,38 @@ fn each_front_has_its_own_modes_and_defaults() {
     let g = generate(&n, FrontServer::Lighttpd, Mode::Magnet, &opts()).unwrap();
     assert_eq!(g.printed, lighttpd_magnet(&n, &opts()).unwrap());
     assert_eq!(g.files[0].name, "local-or-s3.lua");
+}
+
+/// Local-first mode: the map that decides what nginx may try on disk is anchored, names the
+/// ignored globs (and stowaway's own files) before the plain-path rule, and mounts with access
+/// control get auth mode's locations instead.
+#[test]
+fn local_first_maps_plain_paths_and_leaves_signed_mounts_to_auth_mode() {
+    let s = settings("/srv/static", "ignore = [\"*.tmp\", \".*\"]");
+    let conf = nginx_local(&s, &opts()).unwrap();
+    assert!(
+        conf.contains(
+            "\"~^/static/(?:[^?]*/)?(?:\\x2estowaway\\x2d[^/?]*|[^/?]*\\x2etmp|\\x2e[^/?]*)(?:[/?]|$)\" \"\";"
+        ),
+        "{conf}"
+    );
+    let ignored = conf.find("(?:[/?]|$)\" \"\";").unwrap();
+    let plain = conf.find("(?:\\?|$)\" $1;").unwrap();
+    assert!(ignored < plain, "the ignore rule must come first:\n{conf}");
+    assert!(conf.contains("\n        try_files /$stowaway_"), "{conf}");
+    assert!(
+        conf.contains("_key0 @stowaway_local_first_127_0_0_1_8700_miss_0;"),
+        "{conf}"
+    );
+    assert!(conf.contains("proxy_cache_key \"$request_method $request_uri\";"));
+    assert!(!conf.contains("auth_request"), "{conf}");
+    let d = tempfile::tempdir().unwrap();
+    let conf = nginx_local(&with_signed_mount(d.path()), &opts()).unwrap();
+    assert!(
+        conf.contains("auth_request /_stowaway_local/auth/1;"),
+        "{conf}"
+    );
+    assert!(!conf.contains("auth/0"), "{conf}");
+    assert!(!conf.contains("_key1"), "{conf}");
+    assert!(conf.contains("    set $stowaway_uri $uri;"), "{conf}");
 }

@@ -323,7 +323,7 @@ pub fn proxy_nginx(dir: &Path, st: &Stowaway) -> Nginx {
 /// nginx in proxy_pass mode inside [`realistic_site`] with the site root `site_root`.
 /// The server part is included as the first line of the site's server block.
 pub fn proxy_nginx_in_site(dir: &Path, st: &Stowaway, site_root: &Path) -> Nginx {
-    let (http, server) = nginx_snippets(dir, st, &[]);
+    let (http, server) = nginx_snippets(dir, st, PROXY_ARGS);
     Nginx::start(dir, &realistic_site_with(&http, Some(&server), site_root))
 }
 
@@ -407,6 +407,46 @@ pub fn encode_path(key: &str) -> String {
         }
     }
     s
+}
+
+/// `gen-config nginx --mode proxy` (the default only when a mount has access control).
+pub const PROXY_ARGS: &[&str] = &["--mode", "proxy"];
+
+/// `gen-config nginx --mode local-first` arguments with both caches inside nginx's directory.
+pub const LOCAL_ARGS: &[&str] = &[
+    "--mode",
+    "local-first",
+    "--verdict-cache-dir",
+    "@DIR@/verdicts",
+    "--redirect-cache-dir",
+    "@DIR@/redirects",
+];
+
+/// nginx in local-first mode, from `gen-config nginx --mode local-first`, inside
+/// [`realistic_site`] with a site root `dir/site-docroot` of its own.
+pub fn local_nginx(dir: &Path, st: &Stowaway) -> Nginx {
+    local_nginx_in_site(dir, st, &dir.join("site-docroot"))
+}
+
+/// nginx in local-first mode inside [`realistic_site`] with the site root `site_root`.
+pub fn local_nginx_in_site(dir: &Path, st: &Stowaway, site_root: &Path) -> Nginx {
+    let (http, server) = nginx_snippets(dir, st, LOCAL_ARGS);
+    Nginx::start(dir, &realistic_site_with(&http, Some(&server), site_root))
+}
+
+/// stowaway's `stowaway_decisions_total` for `outcome` (`local`, `remote`, …) and `mount`
+/// (`""` for answers about no mount), read from its `/metrics` (TCP or Unix socket).
+pub fn decisions(st: &Stowaway, outcome: &str, mount: &str) -> u64 {
+    let r = match &st.sock {
+        Some(p) => request_unix(p, "GET", "/metrics", &[]),
+        None => get(st.addr, "/metrics"),
+    };
+    assert_eq!(r.status, 200, "{}", r.raw_head);
+    let text = String::from_utf8(r.body).unwrap();
+    let key = format!("stowaway_decisions_total{{outcome=\"{outcome}\",mount=\"{mount}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&key))
+        .map_or(0, |n| n.trim().parse().unwrap())
 }
 
 /// `gen-config nginx --mode auth` arguments with the verdict cache inside nginx's directory.
@@ -597,6 +637,11 @@ pub struct TwoMounts {
 pub const PRIVATE_MARK: &[u8] = b"PRIVATE-MOUNT-CONTENT-41c9";
 
 pub fn two_mounts(server_extra: &str) -> TwoMounts {
+    two_mounts_on(server_extra, false)
+}
+
+/// [`two_mounts`], stowaway listening on a Unix socket when `unix`.
+pub fn two_mounts_on(server_extra: &str, unix: bool) -> TwoMounts {
     let s3 = S3Server::start();
     s3.create_bucket("site-media");
     s3.put("site-media", "static/gone.txt", b"from s3");
@@ -610,15 +655,17 @@ pub fn two_mounts(server_extra: &str) -> TwoMounts {
     write_file(&static_root, "shared/report.txt", b"public decoy");
     write_file(&private_root, "report.txt", PRIVATE_MARK);
     write_file(&private_root, "pic.jpg", PRIVATE_MARK);
-    let st = Stowaway::start(
-        &dir,
-        &config(
-            &s3,
-            &static_root,
-            server_extra,
-            &private_mount(&private_root, &dir),
-        ),
+    let cfg = config(
+        &s3,
+        &static_root,
+        server_extra,
+        &private_mount(&private_root, &dir),
     );
+    let st = if unix {
+        Stowaway::start_unix(&dir, &cfg)
+    } else {
+        Stowaway::start(&dir, &cfg)
+    };
     TwoMounts {
         _tmp: tmp,
         dir,
@@ -641,6 +688,19 @@ fn has_private(r: &Response) -> bool {
 /// version. `auth_mode`: rewritten requests into a mount are refused (the verdict would be
 /// about the pre-rewrite URI); proxy mode judges the rewritten URI.
 pub fn assert_site_cannot_bypass(nginx: &Nginx, t: &TwoMounts, auth_mode: bool) {
+    assert_site_cannot_bypass_with(nginx, t, auth_mode, auth_mode)
+}
+
+/// [`assert_site_cannot_bypass`] with the rewrite rule per mount: `signed_refuses_rewrites`
+/// for the signed mount (auth-mode locations), `open_refuses_rewrites` for the open one
+/// (local-first mode judges a rewritten URI like proxy mode, but its signed mount is in auth
+/// mode).
+pub fn assert_site_cannot_bypass_with(
+    nginx: &Nginx,
+    t: &TwoMounts,
+    signed_refuses_rewrites: bool,
+    open_refuses_rewrites: bool,
+) {
     let a = nginx.addr;
     let untouched = |r: &Response, what: &str| {
         assert!(
@@ -694,7 +754,7 @@ pub fn assert_site_cannot_bypass(nginx: &Nginx, t: &TwoMounts, auth_mode: bool) 
     // A signed link's parameters on the rewritten path.
     let query = link.split_once('?').unwrap().1;
     let r = get(a, &format!("/static/shared/report.txt?{query}"));
-    if auth_mode {
+    if signed_refuses_rewrites {
         assert_eq!(r.status, 403, "{}", r.raw_head);
     } else {
         assert_eq!((r.status, has_private(&r)), (200, true), "{}", r.raw_head);
@@ -702,7 +762,7 @@ pub fn assert_site_cannot_bypass(nginx: &Nginx, t: &TwoMounts, auth_mode: bool) 
     // Rewrites within the open mount (server level and in a location).
     for p in ["/old-static/notes.txt", "/moved/notes.txt"] {
         let r = get(a, p);
-        if auth_mode {
+        if open_refuses_rewrites {
             assert_eq!(r.status, 403, "{p}: {}", r.raw_head);
             assert!(r.body.windows(10).all(|w| w != b"public txt"), "{p}");
         } else {
