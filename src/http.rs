@@ -134,7 +134,14 @@ impl AppState {
         let urls = settings
             .mounts
             .iter()
-            .map(|m| ObjectUrl::new(&settings.s3, m, signer.as_ref()))
+            .map(|m| {
+                ObjectUrl::new(
+                    &settings.s3,
+                    m,
+                    signer.as_ref(),
+                    settings.server.url_cache_entries,
+                )
+            })
             .collect();
         let mut gates: Vec<Gate> = settings.mounts.iter().map(|_| Gate::Open).collect();
         for a in &settings.access {
@@ -194,10 +201,10 @@ impl AppState {
         now: SystemTime,
     ) -> Result<MintedUrl, PresignError> {
         let url = &self.urls[mount];
-        let minted = url.mint(method, key, now)?;
+        let (minted, lookup) = url.mint(method, key, now)?;
         if let Some(m) = &self.metrics {
             match url {
-                ObjectUrl::Presigned { .. } => m.presigned(),
+                ObjectUrl::Presigned { .. } => m.presigned(lookup),
                 ObjectUrl::Public { .. } => {}
             }
         }

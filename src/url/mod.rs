@@ -9,8 +9,11 @@
 //! `match`es point at every place that has to decide about it.
 //!
 //! * [`location`]: scheme, host and path of a mount's objects ([`MountUrls`]);
-//! * [`sigv4`]: SigV4 query-string presigning ([`Signer`]).
+//! * [`sigv4`]: SigV4 query-string presigning ([`Signer`]);
+//! * [`cache`]: the URLs of the current signing window, so a repeat is not signed again
+//!   ([`UrlCache`]).
 
+pub mod cache;
 pub mod location;
 pub mod sigv4;
 
@@ -21,6 +24,7 @@ use actix_web::http::header::HeaderValue;
 
 use crate::config::{Mount, S3Settings, UrlKind};
 
+pub use cache::{Lookup, UrlCache};
 pub use location::MountUrls;
 pub use sigv4::{PresignError, Signer, SigningCredentials, amz_dates};
 
@@ -38,6 +42,9 @@ pub enum ObjectUrl {
     Presigned {
         location: MountUrls,
         signer: Option<Arc<Signer>>,
+        /// The current window's URLs; `None` without a window (a URL per request, never
+        /// the same twice) or with `server.url_cache_entries = 0`.
+        cache: Option<UrlCache>,
     },
 }
 
@@ -123,8 +130,14 @@ impl MintedUrl {
 }
 
 impl ObjectUrl {
-    /// The URL kind of mount `m`. `signer` must be set when the mount presigns.
-    pub fn new(s3: &S3Settings, m: &Mount, signer: Option<&Arc<Signer>>) -> Self {
+    /// The URL kind of mount `m`. `signer` must be set when the mount presigns; a presigning
+    /// mount with a window keeps up to `cache_entries` URLs of the current window.
+    pub fn new(
+        s3: &S3Settings,
+        m: &Mount,
+        signer: Option<&Arc<Signer>>,
+        cache_entries: usize,
+    ) -> Self {
         let location = MountUrls::new(s3, m);
         match m.url.kind {
             UrlKind::Public => ObjectUrl::Public {
@@ -132,6 +145,11 @@ impl ObjectUrl {
                 cache: CachePolicy::shared(m.url.redirect_max_age.as_secs()),
             },
             UrlKind::Presigned => ObjectUrl::Presigned {
+                cache: if m.url.window.is_zero() {
+                    None
+                } else {
+                    UrlCache::new(cache_entries)
+                },
                 location,
                 signer: signer.cloned(),
             },
@@ -145,23 +163,44 @@ impl ObjectUrl {
         }
     }
 
-    /// The URL of `key` (relative, not yet encoded) for `method` (`GET` or `HEAD`) at `now`.
+    /// The URL of `key` (relative, not yet encoded) for `method` (`GET` or `HEAD`) at `now`,
+    /// and whether the URL cache answered.
     pub fn mint(
         &self,
         method: &str,
         key: &str,
         now: SystemTime,
-    ) -> Result<MintedUrl, PresignError> {
+    ) -> Result<(MintedUrl, Lookup), PresignError> {
         match self {
-            ObjectUrl::Public { location, cache } => Ok(MintedUrl {
-                url: location.public_url(key),
-                valid_until: None,
-                cache: cache.clone(),
-            }),
-            ObjectUrl::Presigned { location, signer } => signer
-                .as_ref()
-                .ok_or(PresignError::NoCredentials)?
-                .presign(location, method, key, now),
+            ObjectUrl::Public { location, cache } => Ok((
+                MintedUrl {
+                    url: location.public_url(key),
+                    valid_until: None,
+                    cache: cache.clone(),
+                },
+                Lookup::Uncached,
+            )),
+            ObjectUrl::Presigned {
+                location,
+                signer,
+                cache,
+            } => {
+                let signer = signer.as_ref().ok_or(PresignError::NoCredentials)?;
+                match cache {
+                    Some(c) => signer.presign_cached(location, c, method, key, now),
+                    None => signer
+                        .presign(location, method, key, now)
+                        .map(|u| (u, Lookup::Uncached)),
+                }
+            }
+        }
+    }
+
+    /// The URL cache of a presigning mount with a window, if it is on.
+    pub fn cache(&self) -> Option<&UrlCache> {
+        match self {
+            ObjectUrl::Public { .. } => None,
+            ObjectUrl::Presigned { cache, .. } => cache.as_ref(),
         }
     }
 }
