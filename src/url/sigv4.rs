@@ -364,12 +364,12 @@ fn itoa_u64(mut v: u64, buf: &mut [u8; 20]) -> &str {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::config::{AddressingStyle, Finalize, Mount, S3Settings, UrlKind, UrlSettings};
     use crate::paths::MountPrefix;
 
-    fn s3(endpoint: Option<&str>, style: AddressingStyle) -> S3Settings {
+    pub(crate) fn s3(endpoint: Option<&str>, style: AddressingStyle) -> S3Settings {
         S3Settings {
             region: Some("us-east-1".into()),
             endpoint: endpoint.map(Into::into),
@@ -379,7 +379,7 @@ mod tests {
         }
     }
 
-    fn mount(kind: UrlKind, window: u64, base: Option<&str>) -> Mount {
+    pub(crate) fn mount(kind: UrlKind, window: u64, base: Option<&str>) -> Mount {
         Mount {
             prefix: MountPrefix::parse("/static/").unwrap(),
             root: "/tmp".into(),
@@ -405,7 +405,7 @@ mod tests {
         }
     }
 
-    fn creds() -> SigningCredentials {
+    pub(crate) fn creds() -> SigningCredentials {
         SigningCredentials {
             access_key_id: "AKIDEXAMPLE".into(),
             secret_access_key: Secret::new("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"),
