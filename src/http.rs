@@ -505,7 +505,7 @@ impl Endpoint {
         let resp = match self {
             Endpoint::Decision => {
                 let cc = u.cache_control(grant.map(|g| g.expires), now_s);
-                let Ok(loc) = HeaderValue::try_from(u.url) else {
+                let Ok(loc) = u.into_header() else {
                     return self.refuse(state, Refusal::BadPath);
                 };
                 HttpResponse::Found()
@@ -515,7 +515,7 @@ impl Endpoint {
             }
             Endpoint::Auth => {
                 let ttl = state.verdict_ttl(Some(&u), grant, now_s);
-                let Ok(loc) = HeaderValue::try_from(u.url) else {
+                let Ok(loc) = u.into_header() else {
                     // Like an unreadable request: a 400 that is never cached.
                     return self.refuse(state, Refusal::Unreadable);
                 };
@@ -562,12 +562,10 @@ impl Endpoint {
             Endpoint::Auth => {
                 let now_s = unix_secs(now);
                 let (ttl, fallback) = if server.fallback_header {
-                    match state.mint_url(mount, ask.method, key, now).map(|u| {
-                        (
-                            state.verdict_ttl(Some(&u), grant, now_s),
-                            HeaderValue::try_from(u.url),
-                        )
-                    }) {
+                    match state
+                        .mint_url(mount, ask.method, key, now)
+                        .map(|u| (state.verdict_ttl(Some(&u), grant, now_s), u.into_header()))
+                    {
                         Ok((ttl, Ok(v))) => (ttl, Some(v)),
                         // Serve the local file, but do not cache a verdict without its fallback.
                         Ok((_, Err(_))) | Err(_) => (0, None),

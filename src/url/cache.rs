@@ -21,6 +21,7 @@
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 
+use actix_web::http::header::HeaderValue;
 use foldhash::fast::RandomState;
 use std::sync::{Mutex, MutexGuard};
 
@@ -46,8 +47,9 @@ type Tag = (u64, u64);
 
 struct Shard {
     tag: Tag,
-    /// `[GET, HEAD]`: key → URL.
-    maps: [HashMap<Box<str>, Box<str>, RandomState>; 2],
+    /// `[GET, HEAD]`: key → URL, parsed as a header value once (the redirect needs one;
+    /// cloning it is a reference count).
+    maps: [HashMap<Box<str>, HeaderValue, RandomState>; 2],
 }
 
 impl Shard {
@@ -129,29 +131,35 @@ impl UrlCache {
         &self.shards[(h >> 32) as usize & (self.shards.len() - 1)]
     }
 
-    /// The URL of `method` on `key` in window `w`: the cached one, or `sign()`'s, kept.
+    /// The URL of `method` on `key` in window `w`, and the same parsed as a header value when
+    /// the cache holds it: the cached one, or `sign()`'s, kept.
     pub(super) fn get_or_sign(
         &self,
         w: &Window,
         method: &str,
         key: &str,
         sign: impl FnOnce() -> String,
-    ) -> (String, Lookup) {
+    ) -> (String, Option<HeaderValue>, Lookup) {
         let Some(slot) = method_slot(method) else {
-            return (sign(), Lookup::Uncached);
+            return (sign(), None, Lookup::Uncached);
         };
         let tag = (w.generation, w.start);
         let shard = self.shard(key);
         {
             let g = lock(shard);
             if g.tag == tag
-                && let Some(url) = g.maps[slot].get(key)
+                && let Some(h) = g.maps[slot].get(key)
+                && let Ok(url) = std::str::from_utf8(h.as_bytes())
             {
-                return (String::from(&**url), Lookup::Hit);
+                return (url.to_owned(), Some(h.clone()), Lookup::Hit);
             }
         }
-        // Signed outside the lock: other keys of this shard stay servable meanwhile.
+        // Signed and parsed outside the lock: other keys of this shard stay servable meanwhile.
         let url = sign();
+        let Ok(header) = HeaderValue::from_str(&url) else {
+            // Not a header value: the caller's parse will say so; nothing worth keeping.
+            return (url, None, Lookup::Uncached);
+        };
         let mut g = lock(shard);
         if g.tag < tag {
             for m in &mut g.maps {
@@ -161,11 +169,11 @@ impl UrlCache {
         }
         if g.tag != tag {
             // Signed for a window or credentials the shard has already moved past.
-            return (url, Lookup::Uncached);
+            return (url, Some(header), Lookup::Uncached);
         }
         if g.maps[slot].contains_key(key) {
             // Another worker signed it meanwhile: the same bytes.
-            return (url, Lookup::Miss);
+            return (url, Some(header), Lookup::Miss);
         }
         if g.len() >= self.per_shard {
             // Full: drop whichever entry comes first in table order, an arbitrary one.
@@ -179,8 +187,8 @@ impl UrlCache {
                 g.maps[victim].remove(&old);
             }
         }
-        g.maps[slot].insert(key.into(), url.as_str().into());
-        (url, Lookup::Miss)
+        g.maps[slot].insert(key.into(), header.clone());
+        (url, Some(header), Lookup::Miss)
     }
 }
 
@@ -248,6 +256,9 @@ mod tests {
             let (b, lb) = mint(&u, method, &key, T0 + again);
             prop_assert_eq!(lb, Lookup::Hit);
             prop_assert_eq!(&b, &fresh(&u, &signer, method, &key, T0 + again));
+            // The header value a redirect is built from: the same bytes as well.
+            let h = b.into_header().unwrap();
+            prop_assert_eq!(h.as_bytes(), a.url.as_bytes());
         }
     }
 
@@ -264,7 +275,13 @@ mod tests {
                 for method in ["GET", "HEAD"] {
                     let t = T0 + 17 + round * 100;
                     let (got, lookup) = mint(&u, method, k, t);
-                    assert_eq!(got, fresh(&u, &signer, method, k, t), "{method} {k}");
+                    let signed = fresh(&u, &signer, method, k, t);
+                    assert_eq!(got, signed, "{method} {k}");
+                    assert_eq!(
+                        got.into_header().unwrap().as_bytes(),
+                        signed.url.as_bytes(),
+                        "{method} {k}"
+                    );
                     let want = if round == 0 {
                         Lookup::Miss
                     } else {

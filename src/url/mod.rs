@@ -20,7 +20,7 @@ pub mod sigv4;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use actix_web::http::header::HeaderValue;
+use actix_web::http::header::{HeaderValue, InvalidHeaderValue};
 
 use crate::config::{Mount, S3Settings, UrlKind};
 
@@ -49,14 +49,26 @@ pub enum ObjectUrl {
 }
 
 /// One URL for one request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct MintedUrl {
     pub url: String,
     /// Unix seconds after which the URL no longer works; `None`: it does not expire.
     pub valid_until: Option<u64>,
     /// How long an answer naming it may be kept.
     pub cache: CachePolicy,
+    /// `url` already parsed as a header value (the URL cache keeps it parsed), so a cached
+    /// redirect skips the parse; always the same bytes as `url`.
+    header: Option<HeaderValue>,
 }
+
+/// Equal URLs are equal answers: `header` is only a parsed copy of `url`.
+impl PartialEq for MintedUrl {
+    fn eq(&self, other: &Self) -> bool {
+        self.url == other.url && self.valid_until == other.valid_until && self.cache == other.cache
+    }
+}
+
+impl Eq for MintedUrl {}
 
 /// How long an answer naming a URL may be kept, and by whom.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,6 +114,25 @@ impl CachePolicy {
 }
 
 impl MintedUrl {
+    /// An URL not yet parsed as a header value.
+    pub(crate) fn new(url: String, valid_until: Option<u64>, cache: CachePolicy) -> Self {
+        MintedUrl {
+            url,
+            valid_until,
+            cache,
+            header: None,
+        }
+    }
+
+    /// The URL as a `Location` / `X-S3-Location` value: the parsed copy when the URL cache
+    /// had one, parsed now otherwise.
+    pub fn into_header(self) -> Result<HeaderValue, InvalidHeaderValue> {
+        match self.header {
+            Some(h) => Ok(h),
+            None => HeaderValue::try_from(self.url),
+        }
+    }
+
     /// How long an answer that names this URL may be reused (nginx's auth verdict cache): its
     /// cacheable age; for a URL minted per request, half of what it has left, so a reused
     /// answer still leaves the client time to follow it; `None`: no limit from the URL.
@@ -173,11 +204,7 @@ impl ObjectUrl {
     ) -> Result<(MintedUrl, Lookup), PresignError> {
         match self {
             ObjectUrl::Public { location, cache } => Ok((
-                MintedUrl {
-                    url: location.public_url(key),
-                    valid_until: None,
-                    cache: cache.clone(),
-                },
+                MintedUrl::new(location.public_url(key), None, cache.clone()),
                 Lookup::Uncached,
             )),
             ObjectUrl::Presigned {
@@ -210,11 +237,7 @@ mod tests {
     use super::*;
 
     fn signed(max_age: u64) -> MintedUrl {
-        MintedUrl {
-            url: "u".into(),
-            valid_until: Some(10_000),
-            cache: CachePolicy::Private { max_age },
-        }
+        MintedUrl::new("u".into(), Some(10_000), CachePolicy::Private { max_age })
     }
 
     #[test]
@@ -254,11 +277,7 @@ mod tests {
                 cache_control: HeaderValue::from_static("public, max-age=300")
             }
         );
-        let public = MintedUrl {
-            url: "u".into(),
-            valid_until: None,
-            cache: CachePolicy::shared(300),
-        };
+        let public = MintedUrl::new("u".into(), None, CachePolicy::shared(300));
         // A public URL's redirect is the same for everybody, link or not.
         assert_eq!(
             public.cache_control(Some(1001), 1000),
@@ -291,11 +310,7 @@ mod tests {
         // valid until 10_000: half of the 9_000 s left.
         assert_eq!(once.reusable_for(1000), Some(4500));
         assert_eq!(once.reusable_for(20_000), Some(0));
-        let public = MintedUrl {
-            url: "u".into(),
-            valid_until: None,
-            cache: CachePolicy::shared(300),
-        };
+        let public = MintedUrl::new("u".into(), None, CachePolicy::shared(300));
         assert_eq!(public.reusable_for(1000), None);
     }
 }

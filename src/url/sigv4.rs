@@ -140,11 +140,11 @@ pub(super) struct Window {
 impl Window {
     /// The minted URL for `url` signed in this window.
     pub(super) fn minted(&self, url: String, urls: &MountUrls) -> MintedUrl {
-        MintedUrl {
+        MintedUrl::new(
             url,
-            valid_until: Some(self.valid_until),
-            cache: CachePolicy::signed(urls.window, urls.grace, self.valid_until, self.now),
-        }
+            Some(self.valid_until),
+            CachePolicy::signed(urls.window, urls.grace, self.valid_until, self.now),
+        )
     }
 }
 
@@ -224,9 +224,11 @@ impl Signer {
         let guard = self.state.load();
         let st = guard.as_ref().ok_or(PresignError::NoCredentials)?;
         let w = window(st, urls, now)?;
-        let (url, lookup) =
+        let (url, header, lookup) =
             cache.get_or_sign(&w, method, key, || self.sign(st, urls, method, key, &w));
-        Ok((w.minted(url, urls), lookup))
+        let mut minted = w.minted(url, urls);
+        minted.header = header;
+        Ok((minted, lookup))
     }
 
     /// The URL for `method` on `key`, signed at `w.start`, valid until `w.valid_until`.
