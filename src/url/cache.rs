@@ -14,9 +14,12 @@
 //!   the clock or the credentials just before the change) signs without touching the cache.
 //!
 //! Bounded by entries: `server.url_cache_entries` spread over up to 16 shards (each a mutex,
-//! so workers rarely meet); a full shard drops an arbitrary entry for the new one. A simple
-//! sharded map was chosen over `moka` by measured hit cost (see BENCHMARKS.md): the whole
-//! cache is dropped every window anyway, so an admission policy has little to work with.
+//! so workers rarely meet); a full shard drops an arbitrary entry for the new one. A sharded
+//! map was chosen over `moka` by measured cost (10 000 entries, same run: hit 48 ns with
+//! foldhash, 91 ns with SipHash, 258 ns with moka, which also needs an owned key per lookup;
+//! insert 0.27 µs vs 2.5 µs): the whole cache is dropped every window anyway, so an admission
+//! policy has little to work with. Entries are kept parsed as header values, so a cached
+//! redirect also skips the `Location` parse.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
