@@ -17,7 +17,7 @@ use stowaway::health::Health;
 use stowaway::http::{AppState, Live, decision};
 use stowaway::metrics::{Metrics, Outcome};
 use stowaway::paths::map_request;
-use stowaway::url::{MountUrls, Signer, SigningCredentials};
+use stowaway::url::{MountUrls, ObjectUrl, Signer, SigningCredentials};
 
 const AK: &str = "AKIDSTOWAWAYBENCH";
 const SK: &str = "stowaway/bench+secret/KEY0123456789";
@@ -25,7 +25,7 @@ const SK: &str = "stowaway/bench+secret/KEY0123456789";
 /// The serving configuration of benches/run.sh: /static/ presigned (1h, window 5m), /pub/
 /// public; the /static/ root holds `bench10k.jpg`. Mounts may not share a root or key prefix
 /// (config refuses overlaps), so /pub/ has its own, empty one: it only answers redirects here.
-fn settings(root: &Path) -> Settings {
+fn settings(root: &Path, server: &str) -> Settings {
     let dir = root.parent().unwrap();
     let path = dir.join("handler-bench.toml");
     let pub_root = dir.join("pub");
@@ -33,7 +33,7 @@ fn settings(root: &Path) -> Settings {
     std::fs::write(
         &path,
         format!(
-            "[server]\nlisten = \"127.0.0.1:1\"\n[uploader]\nenabled = false\n\
+            "[server]\nlisten = \"127.0.0.1:1\"\n{server}\n[uploader]\nenabled = false\n\
              [s3]\nregion = \"us-east-1\"\nendpoint = \"http://127.0.0.1:18014\"\naddressing_style = \"path\"\n\
              [[mount]]\nprefix = \"/static/\"\nroot = \"{r}\"\nbucket = \"site-media\"\nkey_prefix = \"static/\"\n\
              url = \"presigned\"\nexpires = \"1h\"\nwindow = \"5m\"\nupload = false\n\
@@ -52,6 +52,11 @@ fn settings(root: &Path) -> Settings {
     load_settings(Some(&path), &cli, FsChecks::Check).unwrap().0
 }
 
+/// The same with the URL cache off.
+fn settings_uncached(root: &Path) -> Settings {
+    settings(root, "url_cache_entries = 0")
+}
+
 fn signer() -> Arc<Signer> {
     let s = Signer::new("us-east-1");
     s.set_credentials(SigningCredentials {
@@ -68,7 +73,8 @@ fn bench(c: &mut Criterion) {
     let root = tmp.path().join("static");
     std::fs::create_dir_all(&root).unwrap();
     std::fs::write(root.join("bench10k.jpg"), vec![7u8; 10 * 1024]).unwrap();
-    let settings = Arc::new(settings(&root));
+    let settings = Arc::new(settings(&root, ""));
+    let uncached_settings = Arc::new(settings_uncached(&root));
     let with_metrics = web::Data::new(Live::new(
         AppState::new(settings.clone(), Some(signer())).with_observability(
             Some(Arc::new(Metrics::new(&settings, None))),
@@ -77,6 +83,12 @@ fn bench(c: &mut Criterion) {
     ));
     let without_metrics =
         web::Data::new(Live::new(AppState::new(settings.clone(), Some(signer()))));
+    let url_cache_off = web::Data::new(Live::new(
+        AppState::new(uncached_settings.clone(), Some(signer())).with_observability(
+            Some(Arc::new(Metrics::new(&uncached_settings, None))),
+            Arc::new(Health::default()),
+        ),
+    ));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -98,6 +110,18 @@ fn bench(c: &mut Criterion) {
             });
         }
     }
+    // The URL cache off (`server.url_cache_entries = 0`): every presigned 302 signs.
+    g.bench_function("presigned_302/metrics/url_cache_off", |b| {
+        b.iter_batched(
+            || {
+                TestRequest::get()
+                    .uri("/static/missing.jpg")
+                    .to_http_request()
+            },
+            |req| rt.block_on(decision(req, url_cache_off.clone())).status(),
+            criterion::BatchSize::SmallInput,
+        )
+    });
     // The ceiling: the same kind of response from constants, and building the request alone.
     let loc = HeaderValue::from_static("http://127.0.0.1:18014/site-media/pub/missing.jpg");
     let cc = HeaderValue::from_static("public, max-age=300");
@@ -157,41 +181,35 @@ fn bench(c: &mut Criterion) {
             .url;
         b.iter(|| HeaderValue::try_from(std::hint::black_box(u.clone())).is_ok())
     });
-    // Signing hex-encodes two SHA-256 digests per URL (the canonical request's hash here, the
-    // signature inside aws_sigv4::sign::v4::calculate_signature), both with hex::encode.
+    // Signing hex-encodes two SHA-256 digests per URL (the canonical request's hash, the
+    // signature): hex::encode allocates a String each time; the signer now writes from a table
+    // into a stack buffer (hex_table_32_stack, what src/url/sigv4.rs does).
     let digest = [0xa5u8; 32];
     g.bench_function("hex_encode_32", |b| {
         b.iter(|| hex::encode(std::hint::black_box(digest)))
     });
-    g.bench_function("hex_table_32", |b| {
+    g.bench_function("hex_table_32_stack", |b| {
         b.iter(|| {
             const HEX: &[u8; 16] = b"0123456789abcdef";
-            let mut out = String::with_capacity(64);
-            for &x in std::hint::black_box(&digest) {
-                out.push(HEX[(x >> 4) as usize] as char);
-                out.push(HEX[(x & 15) as usize] as char);
+            let mut out = [0u8; 64];
+            for (pair, &x) in out.chunks_exact_mut(2).zip(std::hint::black_box(&digest)) {
+                pair[0] = HEX[usize::from(x >> 4)];
+                pair[1] = HEX[usize::from(x & 15)];
             }
             out
         })
     });
-    // What a per-window URL cache would cost per hit: a map lookup and a clone of the URL.
-    let url = s
-        .presign(&urls, "GET", "missing.jpg", SystemTime::now())
-        .unwrap()
-        .url;
-    let mut cache = std::collections::HashMap::new();
-    for i in 0..1000 {
-        cache.insert((0usize, format!("file-{i}.jpg"), 1u64), url.clone());
-    }
-    cache.insert((0usize, "missing.jpg".to_string(), 1u64), url.clone());
+    // A per-window URL cache hit: the window, a map lookup and a clone of the URL.
+    let cached = ObjectUrl::new(&settings.s3, &settings.mounts[0], Some(&s), 10_000);
     g.bench_function("url_cache_hit", |b| {
         b.iter(|| {
-            let k = (
-                0usize,
-                std::hint::black_box("missing.jpg").to_string(),
-                1u64,
-            );
-            cache.get(&k).cloned()
+            cached
+                .mint(
+                    "GET",
+                    std::hint::black_box("missing.jpg"),
+                    SystemTime::now(),
+                )
+                .map(|(u, _)| u.url.len())
         })
     });
     let metrics = Metrics::new(&settings, None);

@@ -1,5 +1,7 @@
 //! Presign cost: stowaway's signer (cached signing key, hand-built canonical request) against
-//! aws-sigv4's `http_request::sign` and aws-sdk-s3's `presigned()`, in the same run.
+//! aws-sigv4's `http_request::sign` and aws-sdk-s3's `presigned()`, in the same run; the
+//! per-window URL cache (a hit on one hot key, hits spread over 10 000 keys) against signing
+//! and against cloning a constant URL (the floor of any answer that owns its URL).
 //! Also the pure path mapping of a request. Run: `cargo bench --bench presign`.
 
 use std::time::{Duration, SystemTime};
@@ -9,7 +11,7 @@ use stowaway::config::{
     AddressingStyle, Finalize, Mount, S3Settings, Secret, UrlKind, UrlSettings,
 };
 use stowaway::paths::{MountPrefix, map_request};
-use stowaway::url::{MountUrls, Signer, SigningCredentials};
+use stowaway::url::{Lookup, MountUrls, ObjectUrl, Signer, SigningCredentials};
 
 const AK: &str = "AKIDEXAMPLE";
 const SK: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
@@ -52,7 +54,7 @@ fn settings() -> (S3Settings, Mount) {
 fn bench(c: &mut Criterion) {
     let (s3, m) = settings();
     let urls = MountUrls::new(&s3, &m);
-    let signer = Signer::new("eu-west-1");
+    let signer = std::sync::Arc::new(Signer::new("eu-west-1"));
     signer.set_credentials(SigningCredentials {
         access_key_id: AK.into(),
         secret_access_key: Secret::new(SK),
@@ -66,6 +68,46 @@ fn bench(c: &mut Criterion) {
                 .presign(&urls, "GET", std::hint::black_box(KEY), SystemTime::now())
                 .map(|u| u.url.len())
         })
+    });
+
+    // The per-window URL cache (10 000 entries, the default), through ObjectUrl::mint as the
+    // handler calls it. A window roll during the run costs one miss per key, not measurable.
+    let cached = ObjectUrl::new(&s3, &m, Some(&signer), 10_000);
+    let keys: Vec<String> = (0..10_000)
+        .map(|i| format!("photos/2026/11/holiday picture {i:04}.jpg"))
+        .collect();
+    for k in &keys {
+        let _ = cached.mint("GET", k, SystemTime::now());
+    }
+    g.bench_function("url_cache_hit", |b| {
+        b.iter(|| {
+            cached
+                .mint("GET", std::hint::black_box(KEY), SystemTime::now())
+                .map(|(u, l)| (u.url.len(), matches!(l, Lookup::Hit)))
+        })
+    });
+    let mut i = 0usize;
+    g.bench_function("url_cache_hit_10k_keys", |b| {
+        b.iter(|| {
+            i = (i + 1) % keys.len();
+            cached
+                .mint("GET", std::hint::black_box(&keys[i]), SystemTime::now())
+                .map(|(u, l)| (u.url.len(), matches!(l, Lookup::Hit)))
+        })
+    });
+    let off = ObjectUrl::new(&s3, &m, Some(&signer), 0);
+    g.bench_function("url_cache_off", |b| {
+        b.iter(|| {
+            off.mint("GET", std::hint::black_box(KEY), SystemTime::now())
+                .map(|(u, _)| u.url.len())
+        })
+    });
+    let constant = signer
+        .presign(&urls, "GET", KEY, SystemTime::now())
+        .map(|u| u.url)
+        .unwrap_or_default();
+    g.bench_function("constant_url_clone", |b| {
+        b.iter(|| (std::hint::black_box(&constant).clone(), SystemTime::now()))
     });
 
     // aws-sigv4 http_request::sign (derives the signing key on every call).
@@ -134,6 +176,40 @@ fn bench(c: &mut Criterion) {
             })
         })
     });
+    g.finish();
+
+    // The final HMAC over a string to sign: aws-sigv4's calculate_signature (keys an HMAC per
+    // call, builds the string to sign and the hex String) against what the signer does now
+    // (clones an HMAC keyed once per day, feeds the pieces, hex from a table on the stack).
+    let mut g = c.benchmark_group("final_hmac");
+    let key = [0x5au8; 32];
+    let sts = "AWS4-HMAC-SHA256\n20261125T153000Z\n20261125/eu-west-1/s3/aws4_request\n\
+               0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    g.bench_function("aws_sigv4_calculate_signature", |b| {
+        b.iter(|| {
+            let mut s = String::with_capacity(160);
+            s.push_str(std::hint::black_box(sts));
+            aws_sigv4::sign::v4::calculate_signature(key, s.as_bytes())
+        })
+    });
+    {
+        use hmac::{Hmac, KeyInit, Mac};
+        let keyed = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&key).unwrap();
+        g.bench_function("keyed_hmac_clone_stack_hex", |b| {
+            b.iter(|| {
+                let mut mac = keyed.clone();
+                mac.update(std::hint::black_box(sts).as_bytes());
+                let d = mac.finalize().into_bytes();
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                let mut out = [0u8; 64];
+                for (pair, &x) in out.chunks_exact_mut(2).zip(d.iter()) {
+                    pair[0] = HEX[usize::from(x >> 4)];
+                    pair[1] = HEX[usize::from(x & 15)];
+                }
+                out
+            })
+        });
+    }
     g.finish();
 
     c.bench_function("map_request", |b| {

@@ -136,7 +136,14 @@ impl AppState {
         let urls = settings
             .mounts
             .iter()
-            .map(|m| ObjectUrl::new(&settings.s3, m, signer.as_ref()))
+            .map(|m| {
+                ObjectUrl::new(
+                    &settings.s3,
+                    m,
+                    signer.as_ref(),
+                    settings.server.url_cache_entries,
+                )
+            })
             .collect();
         let mut gates: Vec<Gate> = settings.mounts.iter().map(|_| Gate::Open).collect();
         for a in &settings.access {
@@ -196,10 +203,10 @@ impl AppState {
         now: SystemTime,
     ) -> Result<MintedUrl, PresignError> {
         let url = &self.urls[mount];
-        let minted = url.mint(method, key, now)?;
+        let (minted, lookup) = url.mint(method, key, now)?;
         if let Some(m) = &self.metrics {
             match url {
-                ObjectUrl::Presigned { .. } => m.presigned(),
+                ObjectUrl::Presigned { .. } => m.presigned(lookup),
                 ObjectUrl::Public { .. } => {}
             }
         }
@@ -506,7 +513,7 @@ impl Endpoint {
                     grant.is_some(),
                     now_s,
                 );
-                let Ok(loc) = HeaderValue::try_from(u.url) else {
+                let Ok(loc) = u.into_header() else {
                     return self.refuse(state, Refusal::BadPath);
                 };
                 let mut resp = HttpResponse::Found();
@@ -521,7 +528,7 @@ impl Endpoint {
             }
             Endpoint::Auth => {
                 let ttl = state.verdict_ttl(Some(&u), grant, now_s);
-                let Ok(loc) = HeaderValue::try_from(u.url) else {
+                let Ok(loc) = u.into_header() else {
                     // Like an unreadable request: a 400 that is never cached.
                     return self.refuse(state, Refusal::Unreadable);
                 };
@@ -568,12 +575,10 @@ impl Endpoint {
             Endpoint::Auth => {
                 let now_s = unix_secs(now);
                 let (ttl, fallback) = if server.fallback_header {
-                    match state.mint_url(mount, ask.method, key, now).map(|u| {
-                        (
-                            state.verdict_ttl(Some(&u), grant, now_s),
-                            HeaderValue::try_from(u.url),
-                        )
-                    }) {
+                    match state
+                        .mint_url(mount, ask.method, key, now)
+                        .map(|u| (state.verdict_ttl(Some(&u), grant, now_s), u.into_header()))
+                    {
                         Ok((ttl, Ok(v))) => (ttl, Some(v)),
                         // Serve the local file, but do not cache a verdict without its fallback.
                         Ok((_, Err(_))) | Err(_) => (0, None),

@@ -73,6 +73,8 @@ pub struct Metrics {
     decisions: Vec<[Counter; 6]>,
     latency: Histogram,
     presigned: Counter,
+    /// `[hits, misses]` of the per-window URL cache.
+    url_cache: [Counter; 2],
     uploader: UploaderGauges,
     /// Swapped when a reload starts a new uploader.
     stats: arc_swap::ArcSwapOption<Stats>,
@@ -124,6 +126,18 @@ impl Metrics {
             "stowaway_presigned_urls_total",
             None,
             "Presigned URLs minted.",
+            0,
+        );
+        describe(
+            "stowaway_url_cache_hits_total",
+            None,
+            "Presigned URLs answered from the per-window URL cache.",
+            0,
+        );
+        describe(
+            "stowaway_url_cache_misses_total",
+            None,
+            "Presigned URLs signed and kept in the per-window URL cache.",
             0,
         );
         describe(
@@ -248,6 +262,10 @@ impl Metrics {
         )
         .set(1.0);
         let presigned = counter("stowaway_presigned_urls_total", vec![]);
+        let url_cache = [
+            counter("stowaway_url_cache_hits_total", vec![]),
+            counter("stowaway_url_cache_misses_total", vec![]),
+        ];
         let uploader = UploaderGauges {
             uploaded_files: counter("stowaway_uploads_total", vec![]),
             uploaded_bytes: counter("stowaway_uploaded_bytes_total", vec![]),
@@ -286,6 +304,7 @@ impl Metrics {
             decisions,
             latency,
             presigned,
+            url_cache,
             uploader,
             stats: arc_swap::ArcSwapOption::new(stats),
         }
@@ -321,10 +340,15 @@ impl Metrics {
         })
     }
 
-    /// Counts one presigned URL.
+    /// Counts one presigned URL, and how the URL cache took part.
     #[inline]
-    pub fn presigned(&self) {
+    pub fn presigned(&self, lookup: crate::url::Lookup) {
         self.presigned.increment(1);
+        match lookup {
+            crate::url::Lookup::Hit => self.url_cache[0].increment(1),
+            crate::url::Lookup::Miss => self.url_cache[1].increment(1),
+            crate::url::Lookup::Uncached => {}
+        }
     }
 
     /// The Prometheus text exposition of everything, uploader figures refreshed first.

@@ -171,6 +171,9 @@ fn metrics_move_for_local_remote_denied_bad_and_uploaded() {
     assert_eq!(get(st.addr, "/static/local.jpg").status, 200);
     assert_eq!(get(st.addr, "/static/missing.jpg").status, 302);
     assert_eq!(get(st.addr, "/static/missing2.jpg").status, 302);
+    // The same redirect again inside the signing window: the URL cache answers.
+    assert_eq!(get(st.addr, "/static/missing.jpg").status, 302);
+    assert_eq!(get(st.addr, "/static/missing.jpg").status, 302);
     assert_eq!(get(st.addr, "/private/x.jpg").status, 403);
     assert_eq!(get(st.addr, "/static/%2e%2e/x").status, 400);
     assert_eq!(get(st.addr, "/nowhere").status, 404);
@@ -182,12 +185,20 @@ fn metrics_move_for_local_remote_denied_bad_and_uploaded() {
     // The local file may already have been migrated by the uploader; together they are one.
     assert_eq!(
         delta(&k("local", "/static/")) + delta(&k("remote", "/static/")),
-        3.0
+        5.0
     );
     assert_eq!(delta(&k("denied", "/private/")), 1.0);
     assert_eq!(delta(&k("bad_request", "")), 1.0);
     assert_eq!(delta(&k("not_found", "")), 1.0);
-    assert!(value(&m, "stowaway_presigned_urls_total") >= 2.0);
+    assert!(value(&m, "stowaway_presigned_urls_total") >= 4.0);
+    // A window rolls at most once between the three asks for missing.jpg: one of the later
+    // two is a hit. Every presigned URL of the windowed mount went through the cache.
+    let (hits, misses) = (
+        delta("stowaway_url_cache_hits_total"),
+        delta("stowaway_url_cache_misses_total"),
+    );
+    assert!(hits >= 1.0 && misses >= 2.0, "hits {hits}, misses {misses}");
+    assert_eq!(hits + misses, delta("stowaway_presigned_urls_total"));
     assert!(value(&m, "stowaway_decision_duration_seconds_count") >= 6.0);
 
     // Upload a file and watch the uploader counters move.

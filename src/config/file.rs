@@ -41,6 +41,7 @@ pub struct RawServer {
     pub socket_group: Option<String>,
     pub front_secret_file: Option<PathBuf>,
     pub trusted_proxies: Option<Vec<String>>,
+    pub url_cache_entries: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -47,6 +47,7 @@ mod tests {
         for line in [
             "internal_prefix = \"/_stowaway_local/\"",
             "verdict_ttl = \"5s\"",
+            "url_cache_entries = 10000",
             "multipart_threshold = \"64MiB\"",
             "retry_min_delay = \"500ms\"",
             "[[mount]]",
@@ -64,7 +65,7 @@ mod tests {
         std::fs::write(&f, "0123456789abcdef0123456789abcdef").unwrap();
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
         let tcp = Cfg {
-            server: "listen = \"127.0.0.1:9000\"\nworkers = 3\nfront = \"lighttpd\"\nfallback_header = false\nverdict_ttl = \"0s\"\nmetrics_listen = \"127.0.0.1:9001\"\nshutdown_timeout = \"1h 1m 1s\"\ns3_probe_interval = \"0s\"\ntrusted_proxies = [\"10.0.0.0/24\", \"2001:db8::/32\"]".into(),
+            server: "listen = \"127.0.0.1:9000\"\nworkers = 3\nfront = \"lighttpd\"\nfallback_header = false\nverdict_ttl = \"0s\"\nmetrics_listen = \"127.0.0.1:9001\"\nshutdown_timeout = \"1h 1m 1s\"\ns3_probe_interval = \"0s\"\nurl_cache_entries = 0\ntrusted_proxies = [\"10.0.0.0/24\", \"2001:db8::/32\"]".into(),
             log: "format = \"json\"\nlevel = \"info,stowaway::uploader=debug\"".into(),
             s3: "region = \"eu-west-1\"\nendpoint = \"http://127.0.0.1:9/base\"\naddressing_style = \"virtual\"".into(),
             uploader: "enabled = true\nsettle = \"1m 30s\"\nrename_is_ready = true\nrescan_interval = \"1d\"\nconcurrency = 16\nmultipart_threshold = \"5368709121B\"\npart_size = \"5GiB\"\nmax_attempts = 1\nretry_min_delay = \"1ms\"\nretry_max_delay = \"2m\"\ncache_control = \"public, max-age=\\\"60\\\"\"".into(),

@@ -84,6 +84,9 @@ pub struct ServerSettings {
     /// How often readiness probes S3 (HeadBucket per bucket); zero disables the probe.
     #[serde(with = "human_duration")]
     pub s3_probe_interval: Duration,
+    /// Per presigning mount: how many presigned URLs of the current signing window are kept
+    /// (a repeat costs a lookup instead of an HMAC chain); zero disables the cache.
+    pub url_cache_entries: usize,
     /// Who counts as the front server (`socket_mode`, `socket_group`, `front_secret_file`,
     /// `trusted_proxies`).
     #[serde(flatten)]

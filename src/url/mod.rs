@@ -9,18 +9,22 @@
 //! `match`es point at every place that has to decide about it.
 //!
 //! * [`location`]: scheme, host and path of a mount's objects ([`MountUrls`]);
-//! * [`sigv4`]: SigV4 query-string presigning ([`Signer`]).
+//! * [`sigv4`]: SigV4 query-string presigning ([`Signer`]);
+//! * [`cache`]: the URLs of the current signing window, so a repeat is not signed again
+//!   ([`UrlCache`]).
 
+pub mod cache;
 pub mod location;
 pub mod sigv4;
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use actix_web::http::header::HeaderValue;
+use actix_web::http::header::{HeaderValue, InvalidHeaderValue};
 
 use crate::config::{Mount, S3Settings, UrlKind};
 
+pub use cache::{Lookup, UrlCache};
 pub use location::MountUrls;
 pub use sigv4::{PresignError, Signer, SigningCredentials, amz_dates};
 
@@ -38,18 +42,33 @@ pub enum ObjectUrl {
     Presigned {
         location: MountUrls,
         signer: Option<Arc<Signer>>,
+        /// The current window's URLs; `None` without a window (a URL per request, never
+        /// the same twice) or with `server.url_cache_entries = 0`.
+        cache: Option<UrlCache>,
     },
 }
 
 /// One URL for one request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct MintedUrl {
     pub url: String,
     /// Unix seconds after which the URL no longer works; `None`: it does not expire.
     pub valid_until: Option<u64>,
     /// How long an answer naming it may be kept.
     pub cache: CachePolicy,
+    /// `url` already parsed as a header value (the URL cache keeps it parsed), so a cached
+    /// redirect skips the parse; always the same bytes as `url`.
+    header: Option<HeaderValue>,
 }
+
+/// Equal URLs are equal answers: `header` is only a parsed copy of `url`.
+impl PartialEq for MintedUrl {
+    fn eq(&self, other: &Self) -> bool {
+        self.url == other.url && self.valid_until == other.valid_until && self.cache == other.cache
+    }
+}
+
+impl Eq for MintedUrl {}
 
 /// How long an answer naming a URL may be kept, and by whom.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +114,25 @@ impl CachePolicy {
 }
 
 impl MintedUrl {
+    /// An URL not yet parsed as a header value.
+    pub(crate) fn new(url: String, valid_until: Option<u64>, cache: CachePolicy) -> Self {
+        MintedUrl {
+            url,
+            valid_until,
+            cache,
+            header: None,
+        }
+    }
+
+    /// The URL as a `Location` / `X-S3-Location` value: the parsed copy when the URL cache
+    /// had one, parsed now otherwise.
+    pub fn into_header(self) -> Result<HeaderValue, InvalidHeaderValue> {
+        match self.header {
+            Some(h) => Ok(h),
+            None => HeaderValue::try_from(self.url),
+        }
+    }
+
     /// How long an answer that names this URL may be reused (nginx's auth verdict cache): its
     /// cacheable age; for a URL minted per request, half of what it has left, so a reused
     /// answer still leaves the client time to follow it; `None`: no limit from the URL.
@@ -123,8 +161,14 @@ impl MintedUrl {
 }
 
 impl ObjectUrl {
-    /// The URL kind of mount `m`. `signer` must be set when the mount presigns.
-    pub fn new(s3: &S3Settings, m: &Mount, signer: Option<&Arc<Signer>>) -> Self {
+    /// The URL kind of mount `m`. `signer` must be set when the mount presigns; a presigning
+    /// mount with a window keeps up to `cache_entries` URLs of the current window.
+    pub fn new(
+        s3: &S3Settings,
+        m: &Mount,
+        signer: Option<&Arc<Signer>>,
+        cache_entries: usize,
+    ) -> Self {
         let location = MountUrls::new(s3, m);
         match m.url.kind {
             UrlKind::Public => ObjectUrl::Public {
@@ -132,6 +176,11 @@ impl ObjectUrl {
                 cache: CachePolicy::shared(m.url.redirect_max_age.as_secs()),
             },
             UrlKind::Presigned => ObjectUrl::Presigned {
+                cache: if m.url.window.is_zero() {
+                    None
+                } else {
+                    UrlCache::new(cache_entries)
+                },
                 location,
                 signer: signer.cloned(),
             },
@@ -145,23 +194,40 @@ impl ObjectUrl {
         }
     }
 
-    /// The URL of `key` (relative, not yet encoded) for `method` (`GET` or `HEAD`) at `now`.
+    /// The URL of `key` (relative, not yet encoded) for `method` (`GET` or `HEAD`) at `now`,
+    /// and whether the URL cache answered.
     pub fn mint(
         &self,
         method: &str,
         key: &str,
         now: SystemTime,
-    ) -> Result<MintedUrl, PresignError> {
+    ) -> Result<(MintedUrl, Lookup), PresignError> {
         match self {
-            ObjectUrl::Public { location, cache } => Ok(MintedUrl {
-                url: location.public_url(key),
-                valid_until: None,
-                cache: cache.clone(),
-            }),
-            ObjectUrl::Presigned { location, signer } => signer
-                .as_ref()
-                .ok_or(PresignError::NoCredentials)?
-                .presign(location, method, key, now),
+            ObjectUrl::Public { location, cache } => Ok((
+                MintedUrl::new(location.public_url(key), None, cache.clone()),
+                Lookup::Uncached,
+            )),
+            ObjectUrl::Presigned {
+                location,
+                signer,
+                cache,
+            } => {
+                let signer = signer.as_ref().ok_or(PresignError::NoCredentials)?;
+                match cache {
+                    Some(c) => signer.presign_cached(location, c, method, key, now),
+                    None => signer
+                        .presign(location, method, key, now)
+                        .map(|u| (u, Lookup::Uncached)),
+                }
+            }
+        }
+    }
+
+    /// The URL cache of a presigning mount with a window, if it is on.
+    pub fn cache(&self) -> Option<&UrlCache> {
+        match self {
+            ObjectUrl::Public { .. } => None,
+            ObjectUrl::Presigned { cache, .. } => cache.as_ref(),
         }
     }
 }
@@ -171,11 +237,7 @@ mod tests {
     use super::*;
 
     fn signed(max_age: u64) -> MintedUrl {
-        MintedUrl {
-            url: "u".into(),
-            valid_until: Some(10_000),
-            cache: CachePolicy::Private { max_age },
-        }
+        MintedUrl::new("u".into(), Some(10_000), CachePolicy::Private { max_age })
     }
 
     #[test]
@@ -215,11 +277,7 @@ mod tests {
                 cache_control: HeaderValue::from_static("public, max-age=300")
             }
         );
-        let public = MintedUrl {
-            url: "u".into(),
-            valid_until: None,
-            cache: CachePolicy::shared(300),
-        };
+        let public = MintedUrl::new("u".into(), None, CachePolicy::shared(300));
         // A public URL's redirect is the same for everybody, link or not.
         assert_eq!(
             public.cache_control(Some(1001), 1000),
@@ -252,11 +310,7 @@ mod tests {
         // valid until 10_000: half of the 9_000 s left.
         assert_eq!(once.reusable_for(1000), Some(4500));
         assert_eq!(once.reusable_for(20_000), Some(0));
-        let public = MintedUrl {
-            url: "u".into(),
-            valid_until: None,
-            cache: CachePolicy::shared(300),
-        };
+        let public = MintedUrl::new("u".into(), None, CachePolicy::shared(300));
         assert_eq!(public.reusable_for(1000), None);
     }
 }

@@ -2,16 +2,19 @@
 //!
 //! The signing key (four HMACs) depends only on the secret, the UTC day, the region and the
 //! service, so it is derived once per day with aws-sigv4's public
-//! [`generate_signing_key`](aws_sigv4::sign::v4::generate_signing_key) and cached; each URL then
-//! costs two SHA-256 passes and one HMAC. With a signing window, every URL for one object minted
+//! [`generate_signing_key`](aws_sigv4::sign::v4::generate_signing_key) and cached as a keyed
+//! HMAC state; each URL then costs one SHA-256 pass and one HMAC over the string to sign. With a signing window, every URL for one object minted
 //! inside the window is byte-identical, so browsers and CDNs can cache the redirect.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwapOption;
+use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
+use super::cache::{Lookup, UrlCache};
 use super::{CachePolicy, MintedUrl, MountUrls};
 use crate::config::Secret;
 use crate::paths::{push_encoded_path, push_encoded_query};
@@ -39,15 +42,23 @@ pub struct SigningCredentials {
 
 struct SignerState {
     creds: SigningCredentials,
+    /// Unique per `set_credentials` call, process-wide: tags what the URL cache holds so a
+    /// URL signed with replaced credentials is never served again.
+    generation: u64,
+    /// `X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=<encoded key id>%2F`.
+    credential_param: String,
     /// Pre-encoded `&X-Amz-Security-Token=…` (empty without a session token).
     token_param: String,
-    /// (UTC day number, derived signing key)
-    key: Mutex<Option<(u64, [u8; 32])>>,
+    /// The HMAC keyed with the day's signing key (UTC day number): cloning it skips the key
+    /// schedule (two SHA-256 blocks) per URL.
+    key: Mutex<Option<(u64, Hmac<Sha256>)>>,
 }
 
 /// Mints SigV4 presigned URLs for one region; credentials can be swapped at any time.
 pub struct Signer {
     region: String,
+    /// `%2F<encoded region>%2Fs3%2Faws4_request&X-Amz-Date=`.
+    scope_param: String,
     state: ArcSwapOption<SignerState>,
 }
 
@@ -58,6 +69,9 @@ impl std::fmt::Debug for Signer {
             .finish_non_exhaustive()
     }
 }
+
+/// Where the next credentials generation number comes from.
+static GENERATION: AtomicU64 = AtomicU64::new(1);
 
 /// Unix seconds → (`YYYYMMDD`, `YYYYMMDDTHHMMSSZ`) in UTC.
 pub fn amz_dates(unix: u64) -> ([u8; 8], [u8; 16]) {
@@ -94,21 +108,66 @@ pub fn amz_dates(unix: u64) -> ([u8; 8], [u8; 16]) {
 }
 
 fn ascii(b: &[u8]) -> &str {
-    // amz_dates only writes ASCII digits, 'T' and 'Z'.
+    // amz_dates and hex_lower only write ASCII.
     std::str::from_utf8(b).unwrap_or("")
+}
+
+/// Lower-case hex of a SHA-256 digest, from a table into a stack buffer (no allocation).
+fn hex_lower(digest: &[u8]) -> [u8; 64] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 64];
+    for (pair, &b) in out.chunks_exact_mut(2).zip(digest) {
+        pair[0] = HEX[usize::from(b >> 4)];
+        pair[1] = HEX[usize::from(b & 15)];
+    }
+    out
+}
+
+/// What every URL of one signing window shares, computed before signing (and before a URL
+/// cache lookup, which is keyed by it).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Window {
+    /// The credentials generation ([`SignerState::generation`]).
+    pub(super) generation: u64,
+    /// Unix seconds the URL is signed at: `now` rounded down to the window.
+    pub(super) start: u64,
+    /// Unix seconds after which the URL no longer works.
+    pub(super) valid_until: u64,
+    /// `now` in Unix seconds.
+    pub(super) now: u64,
+}
+
+impl Window {
+    /// The minted URL for `url` signed in this window.
+    pub(super) fn minted(&self, url: String, urls: &MountUrls) -> MintedUrl {
+        MintedUrl::new(
+            url,
+            Some(self.valid_until),
+            CachePolicy::signed(urls.window, urls.grace, self.valid_until, self.now),
+        )
+    }
 }
 
 impl Signer {
     /// A signer for `region` with no credentials yet.
     pub fn new(region: impl Into<String>) -> Self {
+        let region = region.into();
+        let mut scope_param = String::from("%2F");
+        push_encoded_query(&mut scope_param, &region);
+        scope_param.push_str("%2Fs3%2Faws4_request&X-Amz-Date=");
         Signer {
-            region: region.into(),
+            region,
+            scope_param,
             state: ArcSwapOption::empty(),
         }
     }
 
     /// Installs (or replaces) the credentials used from now on.
     pub fn set_credentials(&self, creds: SigningCredentials) {
+        let mut credential_param =
+            String::from("X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=");
+        push_encoded_query(&mut credential_param, &creds.access_key_id);
+        credential_param.push_str("%2F");
         let mut token_param = String::new();
         if let Some(t) = &creds.session_token {
             token_param.push_str("&X-Amz-Security-Token=");
@@ -116,6 +175,8 @@ impl Signer {
         }
         self.state.store(Some(Arc::new(SignerState {
             creds,
+            generation: GENERATION.fetch_add(1, Ordering::Relaxed),
+            credential_param,
             token_param,
             key: Mutex::new(None),
         })));
@@ -146,95 +207,106 @@ impl Signer {
     ) -> Result<MintedUrl, PresignError> {
         let guard = self.state.load();
         let st = guard.as_ref().ok_or(PresignError::NoCredentials)?;
-        let now_s = now
-            .duration_since(UNIX_EPOCH)
-            .map_err(|_| PresignError::Clock)?
-            .as_secs();
-        let start = if urls.window > 0 {
-            now_s - now_s % urls.window
-        } else {
-            now_s
-        };
-        let mut valid_until = start + urls.window + urls.grace;
-        if let Some(exp) = st.creds.expires_at {
-            let exp_s = exp
-                .duration_since(UNIX_EPOCH)
-                .map_err(|_| PresignError::Clock)?
-                .as_secs();
-            if exp_s <= now_s + 1 {
-                return Err(PresignError::CredentialsExpired);
-            }
-            valid_until = valid_until.min(exp_s);
-        }
-        let expires = valid_until - start;
-        let (date, amz_date) = amz_dates(start);
+        let w = window(st, urls, now)?;
+        Ok(w.minted(self.sign(st, urls, method, key, &w), urls))
+    }
+
+    /// [`Signer::presign`] through `cache`: a URL already signed for the same method, key,
+    /// window and credentials is returned as it was signed.
+    pub(super) fn presign_cached(
+        &self,
+        urls: &MountUrls,
+        cache: &UrlCache,
+        method: &str,
+        key: &str,
+        now: SystemTime,
+    ) -> Result<(MintedUrl, Lookup), PresignError> {
+        let guard = self.state.load();
+        let st = guard.as_ref().ok_or(PresignError::NoCredentials)?;
+        let w = window(st, urls, now)?;
+        let (url, header, lookup) =
+            cache.get_or_sign(&w, method, key, || self.sign(st, urls, method, key, &w));
+        let mut minted = w.minted(url, urls);
+        minted.header = header;
+        Ok((minted, lookup))
+    }
+
+    /// The URL for `method` on `key`, signed at `w.start`, valid until `w.valid_until`.
+    ///
+    /// One `String` is the only allocation: the canonical request is hashed from slices of
+    /// the URL as it is built, and the string to sign is fed to the HMAC piece by piece.
+    fn sign(
+        &self,
+        st: &SignerState,
+        urls: &MountUrls,
+        method: &str,
+        key: &str,
+        w: &Window,
+    ) -> String {
+        let (date, amz_date) = amz_dates(w.start);
         let (date, amz_date) = (ascii(&date), ascii(&amz_date));
-
-        let mut query = String::with_capacity(320 + urls.overrides.len() + st.token_param.len());
-        query.push_str("X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=");
-        push_encoded_query(&mut query, &st.creds.access_key_id);
-        query.push_str("%2F");
-        query.push_str(date);
-        query.push_str("%2F");
-        push_encoded_query(&mut query, &self.region);
-        query.push_str("%2Fs3%2Faws4_request&X-Amz-Date=");
-        query.push_str(amz_date);
-        query.push_str("&X-Amz-Expires=");
-        query.push_str(itoa_u64(expires, &mut [0u8; 20]));
-        query.push_str(&st.token_param);
-        query.push_str("&X-Amz-SignedHeaders=host");
-        query.push_str(&urls.overrides);
-
-        let path_len = urls.path_base.len() + key.len() + 16;
-        let mut url = String::with_capacity(urls.origin.len() + path_len + query.len() + 100);
+        // Worst case: every key byte percent-encoded; the rest is fixed-size or precomputed.
+        let cap = urls.origin.len()
+            + urls.path_base.len()
+            + 3 * key.len()
+            + st.credential_param.len()
+            + self.scope_param.len()
+            + st.token_param.len()
+            + urls.overrides.len()
+            + 200;
+        let mut url = String::with_capacity(cap);
         url.push_str(&urls.origin);
         let path_start = url.len();
         url.push_str(&urls.path_base);
         push_encoded_path(&mut url, key);
-        let path = &url[path_start..];
+        let path_end = url.len();
+        url.push('?');
+        url.push_str(&st.credential_param);
+        url.push_str(date);
+        url.push_str(&self.scope_param);
+        url.push_str(amz_date);
+        url.push_str("&X-Amz-Expires=");
+        url.push_str(itoa_u64(w.valid_until - w.start, &mut [0u8; 20]));
+        url.push_str(&st.token_param);
+        url.push_str("&X-Amz-SignedHeaders=host");
+        url.push_str(&urls.overrides);
 
         let mut h = Sha256::new();
         h.update(method.as_bytes());
         h.update(b"\n");
-        h.update(path.as_bytes());
+        h.update(&url.as_bytes()[path_start..path_end]);
         h.update(b"\n");
-        h.update(query.as_bytes());
+        h.update(&url.as_bytes()[path_end + 1..]);
         h.update(b"\nhost:");
         h.update(urls.host.as_bytes());
         h.update(b"\n\nhost\nUNSIGNED-PAYLOAD");
-        let creq_hash = hex::encode(h.finalize());
+        let creq_hash = hex_lower(&h.finalize());
 
-        let mut sts = String::with_capacity(160);
-        sts.push_str("AWS4-HMAC-SHA256\n");
-        sts.push_str(amz_date);
-        sts.push('\n');
-        sts.push_str(date);
-        sts.push('/');
-        sts.push_str(&self.region);
-        sts.push_str("/s3/aws4_request\n");
-        sts.push_str(&creq_hash);
+        let mut mac = self.keyed_mac(st, w.start);
+        mac.update(b"AWS4-HMAC-SHA256\n");
+        mac.update(amz_date.as_bytes());
+        mac.update(b"\n");
+        mac.update(date.as_bytes());
+        mac.update(b"/");
+        mac.update(self.region.as_bytes());
+        mac.update(b"/s3/aws4_request\n");
+        mac.update(&creq_hash);
+        let sig = hex_lower(&mac.finalize().into_bytes());
 
-        let key_bytes = self.signing_key(st, start);
-        let sig = aws_sigv4::sign::v4::calculate_signature(key_bytes, sts.as_bytes());
-
-        url.push('?');
-        url.push_str(&query);
         url.push_str("&X-Amz-Signature=");
-        url.push_str(&sig);
-
-        Ok(MintedUrl {
-            url,
-            valid_until: Some(valid_until),
-            cache: CachePolicy::signed(urls.window, urls.grace, valid_until, now_s),
-        })
+        url.push_str(ascii(&sig));
+        url
     }
 
-    fn signing_key(&self, st: &SignerState, start: u64) -> [u8; 32] {
+    /// The HMAC keyed with the signing key of the UTC day of `start`, derived once a day.
+    fn keyed_mac(&self, st: &SignerState, start: u64) -> Hmac<Sha256> {
         let day = start / 86_400;
         // A poisoned lock only means another thread panicked mid-update; the cache is still usable.
         let mut g = st.key.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((_, k)) = g.filter(|(d, _)| *d == day) {
-            return k;
+        if let Some((d, mac)) = g.as_ref()
+            && *d == day
+        {
+            return mac.clone();
         }
         let derived = aws_sigv4::sign::v4::generate_signing_key(
             st.creds.secret_access_key.expose(),
@@ -242,11 +314,42 @@ impl Signer {
             &self.region,
             "s3",
         );
-        let mut k = [0u8; 32];
-        k.copy_from_slice(&derived.as_ref()[..32]);
-        *g = Some((day, k));
-        k
+        // HMAC takes a key of any length; the derived key is 32 bytes.
+        let mac = <Hmac<Sha256> as KeyInit>::new_from_slice(derived.as_ref())
+            .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
+        *g = Some((day, mac.clone()));
+        mac
     }
+}
+
+/// The signing window of a URL minted at `now` with credentials `st`.
+fn window(st: &SignerState, urls: &MountUrls, now: SystemTime) -> Result<Window, PresignError> {
+    let now_s = now
+        .duration_since(UNIX_EPOCH)
+        .map_err(|_| PresignError::Clock)?
+        .as_secs();
+    let start = if urls.window > 0 {
+        now_s - now_s % urls.window
+    } else {
+        now_s
+    };
+    let mut valid_until = start + urls.window + urls.grace;
+    if let Some(exp) = st.creds.expires_at {
+        let exp_s = exp
+            .duration_since(UNIX_EPOCH)
+            .map_err(|_| PresignError::Clock)?
+            .as_secs();
+        if exp_s <= now_s + 1 {
+            return Err(PresignError::CredentialsExpired);
+        }
+        valid_until = valid_until.min(exp_s);
+    }
+    Ok(Window {
+        generation: st.generation,
+        start,
+        valid_until,
+        now: now_s,
+    })
 }
 
 fn itoa_u64(mut v: u64, buf: &mut [u8; 20]) -> &str {
@@ -263,12 +366,12 @@ fn itoa_u64(mut v: u64, buf: &mut [u8; 20]) -> &str {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::config::{AddressingStyle, Finalize, Mount, S3Settings, UrlKind, UrlSettings};
     use crate::paths::MountPrefix;
 
-    fn s3(endpoint: Option<&str>, style: AddressingStyle) -> S3Settings {
+    pub(crate) fn s3(endpoint: Option<&str>, style: AddressingStyle) -> S3Settings {
         S3Settings {
             region: Some("us-east-1".into()),
             endpoint: endpoint.map(Into::into),
@@ -278,7 +381,7 @@ mod tests {
         }
     }
 
-    fn mount(kind: UrlKind, window: u64, base: Option<&str>) -> Mount {
+    pub(crate) fn mount(kind: UrlKind, window: u64, base: Option<&str>) -> Mount {
         Mount {
             prefix: MountPrefix::parse("/static/").unwrap(),
             root: "/tmp".into(),
@@ -304,7 +407,7 @@ mod tests {
         }
     }
 
-    fn creds() -> SigningCredentials {
+    pub(crate) fn creds() -> SigningCredentials {
         SigningCredentials {
             access_key_id: "AKIDEXAMPLE".into(),
             secret_access_key: Secret::new("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"),

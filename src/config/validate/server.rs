@@ -14,6 +14,10 @@ use crate::ipprefix::IpPrefix;
 
 /// Shortest accepted front secret.
 pub const MIN_FRONT_SECRET_BYTES: usize = 32;
+/// `server.url_cache_entries` when unset: the hot set of a busy site, about 5 MiB per mount.
+pub const DEFAULT_URL_CACHE_ENTRIES: usize = 10_000;
+/// A bound on the bound: 10 million URLs would be gigabytes, almost surely a typo.
+const MAX_URL_CACHE_ENTRIES: usize = 1_000_000;
 /// `sun_path` holds 108 bytes with the NUL; stowaway binds a temp name (`<path>.<pid>.tmp`)
 /// first, so the configured path must leave room for that suffix.
 const MAX_SOCKET_PATH: usize = 107 - 16;
@@ -51,6 +55,15 @@ pub fn validate(s: &RawServer, fs: FsChecks) -> Result<ServerSettings, ConfigErr
             "use 0 (one per core) or a small number",
         ));
     }
+    let url_cache_entries = s.url_cache_entries.unwrap_or(DEFAULT_URL_CACHE_ENTRIES);
+    if url_cache_entries > MAX_URL_CACHE_ENTRIES {
+        return Err(invalid(
+            "server.url_cache_entries",
+            url_cache_entries,
+            format!("more than {MAX_URL_CACHE_ENTRIES} entries"),
+            "each entry holds a presigned URL (about 0.5 KiB): use e.g. 10000, or 0 to disable the cache",
+        ));
+    }
     let internal_prefix =
         validate_internal_prefix(s.internal_prefix.as_deref().unwrap_or("/_stowaway_local/"))?;
     let front = match s.front.as_deref().unwrap_or("nginx") {
@@ -83,6 +96,7 @@ pub fn validate(s: &RawServer, fs: FsChecks) -> Result<ServerSettings, ConfigErr
             &s.s3_probe_interval,
             Duration::from_secs(15),
         )?,
+        url_cache_entries,
         front_auth,
     })
 }
@@ -622,6 +636,30 @@ mod tests {
         assert_eq!(server("workers = 256").accepted().server.workers, 256);
         assert_eq!(server("").accepted().server.workers, 0);
         server("workers = 257").refused("server.workers");
+    }
+
+    #[test]
+    fn url_cache_entries_default_zero_and_bound() {
+        assert_eq!(
+            server("").accepted().server.url_cache_entries,
+            DEFAULT_URL_CACHE_ENTRIES
+        );
+        assert_eq!(
+            server("url_cache_entries = 0")
+                .accepted()
+                .server
+                .url_cache_entries,
+            0
+        );
+        assert_eq!(
+            server("url_cache_entries = 1000000")
+                .accepted()
+                .server
+                .url_cache_entries,
+            1_000_000
+        );
+        let e = server("url_cache_entries = 1000001").refused("server.url_cache_entries");
+        assert!(e.contains("0 to disable"), "{e}");
     }
 
     #[test]
