@@ -134,7 +134,8 @@ fn local_hits_never_reach_stowaway_and_work_like_proxy_mode() {
     }
 }
 
-/// Item 2: a repeated presigned 302 comes from nginx's cache (stowaway asked once per method),
+/// Item 2: a repeated presigned 302 comes from nginx's cache (stowaway asked twice per method:
+/// `proxy_cache_min_uses 2`),
 /// the client never sees X-Accel-Expires, and a cached answer's Cache-Control is no-store.
 #[test]
 fn repeated_redirects_come_from_nginx_cache() {
@@ -151,6 +152,10 @@ fn repeated_redirects_come_from_nginx_cache() {
         "{}",
         first.raw_head
     );
+    // proxy_cache_min_uses 2: the second ask is still stowaway's (and is stored).
+    let second = get(s.nginx.addr, "/static/gone.jpg");
+    assert_eq!(second.header("location"), Some(loc.as_str()));
+    assert_eq!(decisions(&s.st, "remote", "/static/"), before + 2);
     for _ in 0..5 {
         let r = get(s.nginx.addr, "/static/gone.jpg");
         assert_eq!(r.status, 302);
@@ -171,17 +176,19 @@ fn repeated_redirects_come_from_nginx_cache() {
     );
     assert_eq!(
         decisions(&s.st, "remote", "/static/"),
-        before + 1,
+        before + 2,
         "the repeated 302 was not cached"
     );
     assert_eq!(fetch_url("GET", &loc).body, b"from s3");
     // HEAD has its own entry, signed for HEAD.
-    let h = request(s.nginx.addr, "HEAD", "/static/gone.jpg", &[]);
-    assert_eq!(h.status, 302);
-    let hloc = h.header("location").unwrap();
-    assert_ne!(hloc, loc);
-    assert_eq!(fetch_url("HEAD", hloc).status, 200);
-    assert_eq!(decisions(&s.st, "remote", "/static/"), before + 2);
+    for _ in 0..4 {
+        let h = request(s.nginx.addr, "HEAD", "/static/gone.jpg", &[]);
+        assert_eq!(h.status, 302);
+        let hloc = h.header("location").unwrap();
+        assert_ne!(hloc, loc);
+        assert_eq!(fetch_url("HEAD", hloc).status, 200);
+    }
+    assert_eq!(decisions(&s.st, "remote", "/static/"), before + 4);
 }
 
 /// Item 2: with a short signing window the cached 302 is only ever answered while its URL

@@ -175,6 +175,7 @@ pub fn render(settings: &Settings, opts: &FrontOptions) -> Result<String, FrontC
              {ask}\
              \x20       proxy_cache {name}_redirects;\n\
              \x20       proxy_cache_key \"$request_method $request_uri\";\n\
+             \x20       proxy_cache_min_uses 2;   # from the 2nd ask: one-off misses write no cache file\n\
              \x20       proxy_cache_convert_head off;   # a HEAD gets a URL signed for HEAD\n\
              \x20       proxy_ignore_headers Cache-Control Expires Set-Cookie Vary;   # X-Accel-Expires alone decides\n\
              \x20       proxy_hide_header Cache-Control;\n\
