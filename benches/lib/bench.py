@@ -357,6 +357,7 @@ class Summary:
         ("local hit on an access-controlled mount (auth mode + verdict cache) / the same baseline", "1", "auth-ac", "ratio", 0.85, None),
         ("repeated presigned 302 (cached), nginx / nginx config-only `return 302`", "2", "lf-302", "ratio", 0.85, None),
         ("first (uncached) presigned 302 via Unix socket / config-only 302", "2", "first-uds", "ratio", 0.50, None),
+        ("first (uncached) presigned 302, local-first (the default mode) / config-only 302", "2", "lf-first", "ratio", 0.50, None),
         ("lighttpd local-first local hit / lighttpd mod_magnet local", "3", "lf-local", "ratio", 0.95, None),
         ("lighttpd local-first 302 / mod_magnet 302", "3", "lf-302", "ratio", 0.60, None),
         ("(today's mode) lighttpd + stowaway 302 / mod_magnet 302", "3", "stowaway-302", "ratio", 0.60, None),
