@@ -127,7 +127,9 @@ pub fn render(settings: &Settings, opts: &FrontOptions) -> Result<String, FrontC
         let _ = write!(
             http,
             "\n# Redirects for misses. nginx creates the last directory itself (owned by its worker user).\n\
-             proxy_cache_path {} levels=1:2 keys_zone={name}_redirects:10m\n                 max_size=64m inactive=10m use_temp_path=off;\n\
+             # keys_zone: about 8,000 keys per MB, counting every distinct miss within `inactive`\n\
+             # (min_uses 2 needs its node too); a full zone makes nginx evict on every new miss.\n\
+             proxy_cache_path {} levels=1:2 keys_zone={name}_redirects:64m\n                 max_size=64m inactive=10m use_temp_path=off;\n\
              \n\
              # The Cache-Control of a redirect: stowaway's, unless nginx answered from its cache\n\
              # (then only a public one: a private max-age would count from stowaway's answer).\n\
