@@ -297,7 +297,8 @@ pub fn prune_mount(
         {
             continue;
         }
-        let ft = if ft == FileType::Unknown {
+        // File systems that do not report types in readdir: ask, without following.
+        let ft = if matches!(ft, FileType::Unknown) {
             match beneath::type_at(fd(&top.dir), &name) {
                 Ok(Some(t)) => t,
                 _ => continue,
@@ -351,7 +352,12 @@ pub fn prune_mount(
                     }
                 }
             }
-            _ => {
+            FileType::Symlink
+            | FileType::Fifo
+            | FileType::Socket
+            | FileType::CharacterDevice
+            | FileType::BlockDevice
+            | FileType::Unknown => {
                 // Never followed, never removed: reported once it is past the retention (a
                 // symlink's own ctime says when it was made).
                 if let Ok(st) = rustix::fs::statat(fd(&top.dir), name.as_os_str(), rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
