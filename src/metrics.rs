@@ -403,7 +403,8 @@ impl Metrics {
             );
             u.watches
                 .set(stats.watches.load(std::sync::atomic::Ordering::Relaxed) as f64);
-            let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+            let load =
+                |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
             u.archive_pruned.absolute(load(&stats.archive_pruned_files));
             u.archive_pruned_bytes
                 .absolute(load(&stats.archive_pruned_bytes));

@@ -67,8 +67,8 @@ fn wait_older(dir: &Path, age: Duration) {
     let ok = wait_until(Duration::from_secs(20), || {
         tree(dir).keys().all(|rel| {
             let m = std::fs::symlink_metadata(dir.join(rel)).unwrap();
-            let changed = std::time::UNIX_EPOCH
-                + Duration::new(m.ctime() as u64, m.ctime_nsec() as u32);
+            let changed =
+                std::time::UNIX_EPOCH + Duration::new(m.ctime() as u64, m.ctime_nsec() as u32);
             changed.elapsed().is_ok_and(|e| e > age)
         })
     });
@@ -214,13 +214,35 @@ fn only_old_files_still_verified_in_s3_are_pruned() {
 
 #[test]
 fn young_files_are_kept() {
-    let (w, _) = migrated(&[("a.jpg", bytes(7, 100)), ("b/c.jpg", bytes(8, 200))]);
+    // An app's file from 2019 (its mtime), archived just now: young, by the time it was
+    // archived, not by the app's mtime, which the archive move keeps.
+    let w = World::new(BUCKET);
+    write_file(&w.root, "a.jpg", &bytes(7, 100));
+    write_file(&w.root, "b/c.jpg", &bytes(8, 200));
+    let y2019 = std::time::UNIX_EPOCH + Duration::from_secs(1_560_000_000);
+    for f in ["a.jpg", "b/c.jpg"] {
+        let file = std::fs::File::options()
+            .write(true)
+            .open(w.root.join(f))
+            .unwrap();
+        file.set_modified(y2019).unwrap();
+    }
+    wait_older(&w.root, Duration::from_millis(150));
+    let o = run(&write_cfg(&w, "1s"), &["migrate"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let archived = std::fs::metadata(w.archive.join("a.jpg")).unwrap();
+    assert_eq!(
+        archived.modified().unwrap(),
+        y2019,
+        "the archive keeps the mtime"
+    );
     let cfg = write_cfg(&w, "30d");
     let before = tree(&w.archive);
     let o = run(&cfg, &["prune-archive"]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert!(
-        text(&o.stderr).contains("0 file(s) pruned (0 B); 0 kept unverified; 0 kept (other); 2 younger"),
+        text(&o.stderr)
+            .contains("0 file(s) pruned (0 B); 0 kept unverified; 0 kept (other); 2 younger"),
         "{}",
         text(&o.stderr)
     );

@@ -267,16 +267,20 @@ pub fn prune_mount(
     let h = match DirHandle::open(archive) {
         Ok(h) => h,
         Err(e) => {
-            r.local_errors
-                .push(format!("cannot open the archive {}: {e}", archive.display()));
+            r.local_errors.push(format!(
+                "cannot open the archive {}: {e}",
+                archive.display()
+            ));
             return r;
         }
     };
     let mut stack = match level(&h, PathBuf::new()) {
         Ok(l) => vec![l],
         Err(e) => {
-            r.local_errors
-                .push(format!("cannot read the archive {}: {e}", archive.display()));
+            r.local_errors.push(format!(
+                "cannot read the archive {}: {e}",
+                archive.display()
+            ));
             return r;
         }
     };
@@ -316,7 +320,8 @@ pub fn prune_mount(
             },
             FileType::RegularFile => {
                 let b = name.as_encoded_bytes();
-                if b.starts_with(TEMP_PREFIX.as_bytes()) || b.starts_with(DETACHED_PREFIX.as_bytes())
+                if b.starts_with(TEMP_PREFIX.as_bytes())
+                    || b.starts_with(DETACHED_PREFIX.as_bytes())
                 {
                     continue;
                 }
@@ -334,7 +339,17 @@ pub fn prune_mount(
                 spent.files += 1;
                 spent.bytes = spent.bytes.saturating_add(stamp.size);
                 let Some(key) = key_for_local(archive, &path) else {
-                    note(&mut r, Entry::new(m, path, String::new(), stamp.size, Action::Kept(KeepReason::NoKey)), on_entry);
+                    note(
+                        &mut r,
+                        Entry::new(
+                            m,
+                            path,
+                            String::new(),
+                            stamp.size,
+                            Action::Kept(KeepReason::NoKey),
+                        ),
+                        on_entry,
+                    );
                     *cursor = Some(rel);
                     continue;
                 };
@@ -347,7 +362,11 @@ pub fn prune_mount(
                         return r;
                     }
                     Ok(action) => {
-                        note(&mut r, Entry::new(m, path, object, stamp.size, action), on_entry);
+                        note(
+                            &mut r,
+                            Entry::new(m, path, object, stamp.size, action),
+                            on_entry,
+                        );
                         *cursor = Some(rel);
                     }
                 }
@@ -360,10 +379,23 @@ pub fn prune_mount(
             | FileType::Unknown => {
                 // Never followed, never removed: reported once it is past the retention (a
                 // symlink's own ctime says when it was made).
-                if let Ok(st) = rustix::fs::statat(fd(&top.dir), name.as_os_str(), rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
-                    && FileStamp::from_stat(&st).age(p.now) >= m.archive_retention
+                if let Ok(st) = rustix::fs::statat(
+                    fd(&top.dir),
+                    name.as_os_str(),
+                    rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+                ) && FileStamp::from_stat(&st).age(p.now) >= m.archive_retention
                 {
-                    note(&mut r, Entry::new(m, path, String::new(), 0, Action::Kept(KeepReason::NotRegular)), on_entry);
+                    note(
+                        &mut r,
+                        Entry::new(
+                            m,
+                            path,
+                            String::new(),
+                            0,
+                            Action::Kept(KeepReason::NotRegular),
+                        ),
+                        on_entry,
+                    );
                 }
             }
         }
@@ -410,7 +442,9 @@ fn check_one(
     let d = match hash_reader(&mut ReadAt::new(&open.file), stamp.size, layout) {
         Ok(d) => d,
         Err(HashError::SizeChanged { .. }) => return kept(KeepReason::Changed),
-        Err(HashError::Io(e)) => return kept(KeepReason::LocalError(format!("cannot read it: {e}"))),
+        Err(HashError::Io(e)) => {
+            return kept(KeepReason::LocalError(format!("cannot read it: {e}")));
+        }
     };
     let m = p.mount;
     let object_key = object_key(&m.key_prefix, key);
@@ -424,7 +458,9 @@ fn check_one(
         Err(VerifyError::Mismatch { mismatch, .. }) => {
             return kept(KeepReason::ObjectDifferent(mismatch.to_string()));
         }
-        Err(e @ VerifyError::Forbidden { .. }) => return kept(KeepReason::Unverifiable(e.to_string())),
+        Err(e @ VerifyError::Forbidden { .. }) => {
+            return kept(KeepReason::Unverifiable(e.to_string()));
+        }
         Err(VerifyError::S3(f)) => return Err(f.message),
     };
     // The HEAD took a while: the bytes that were proven must still be the file's.
@@ -472,8 +508,12 @@ pub async fn run_pass(
         if m.archive_root.is_none() || m.archive_retention.is_zero() {
             continue;
         }
-        let (settings, store, names, on_entry) =
-            (settings.clone(), store.clone(), names.clone(), on_entry.clone());
+        let (settings, store, names, on_entry) = (
+            settings.clone(),
+            store.clone(),
+            names.clone(),
+            on_entry.clone(),
+        );
         let mut cursor = cursors.get_mut(i).and_then(Option::take);
         let rt = tokio::runtime::Handle::current();
         let res = tokio::task::spawn_blocking(move || {
@@ -521,7 +561,10 @@ pub fn spawn(
         return None;
     }
     Some(tokio::spawn(async move {
-        let every = settings.uploader.rescan_interval.max(Duration::from_secs(1));
+        let every = settings
+            .uploader
+            .rescan_interval
+            .max(Duration::from_secs(1));
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut cursors = vec![None; settings.mounts.len()];
@@ -542,8 +585,12 @@ pub fn spawn(
             )
             .await;
             for r in reports {
-                stats.archive_pruned_files.fetch_add(r.pruned_files, Relaxed);
-                stats.archive_pruned_bytes.fetch_add(r.pruned_bytes, Relaxed);
+                stats
+                    .archive_pruned_files
+                    .fetch_add(r.pruned_files, Relaxed);
+                stats
+                    .archive_pruned_bytes
+                    .fetch_add(r.pruned_bytes, Relaxed);
                 stats
                     .archive_kept_unverified
                     .fetch_add(r.kept_unverified, Relaxed);
@@ -666,10 +713,16 @@ mod tests {
         assert!(seen.is_empty());
         let (r, seen) = pass(&fx, false, 2 * DAY, &mut verify);
         assert_eq!(keys, ["k/x/missing.jpg", "k/x/y/ok.jpg"]);
-        assert_eq!((r.pruned_files, r.pruned_bytes, r.kept_unverified), (1, 8, 1));
+        assert_eq!(
+            (r.pruned_files, r.pruned_bytes, r.kept_unverified),
+            (1, 8, 1)
+        );
         assert!(!a.join("x/y").exists(), "the emptied directories go");
         assert!(a.join("x/missing.jpg").exists());
-        assert!(a.join(".stowaway-tmp.1.a.1").exists(), "temp files are not ours to prune");
+        assert!(
+            a.join(".stowaway-tmp.1.a.1").exists(),
+            "temp files are not ours to prune"
+        );
         assert!(a.is_dir());
         assert_eq!(seen[0].reason, "object_missing");
         assert!(r.needs_attention());
@@ -690,7 +743,12 @@ mod tests {
             }))
         };
         let (r, seen) = pass(&fx, false, 2 * DAY, &mut down);
-        assert!(r.s3_error.as_deref().unwrap().contains("connection refused"));
+        assert!(
+            r.s3_error
+                .as_deref()
+                .unwrap()
+                .contains("connection refused")
+        );
         assert!(seen.is_empty());
         assert!(a.join("a.jpg").exists() && a.join("b.jpg").exists());
         let mut ok = |_: &str, d: &Digests| Ok(Verified::assumed(d.clone()));
@@ -713,7 +771,10 @@ mod tests {
             Ok(Verified::assumed(d.clone()))
         };
         let (r, seen) = pass(&fx, false, 2 * DAY, &mut ok);
-        assert!(keys.is_empty(), "nothing behind a symlink was hashed: {keys:?}");
+        assert!(
+            keys.is_empty(),
+            "nothing behind a symlink was hashed: {keys:?}"
+        );
         assert_eq!((r.pruned_files, r.kept_other), (0, 2));
         assert!(seen.iter().all(|e| e.reason == "not_regular"));
         assert!(outside.join("secret.jpg").exists());
@@ -741,7 +802,12 @@ mod tests {
         assert_eq!(seen[0].reason, "changed");
         assert_eq!(fs::read(outside.join("f.jpg")).unwrap(), b"same");
         assert_eq!(fs::read(moved.join("f.jpg")).unwrap(), b"same");
-        assert!(fs::symlink_metadata(a.join("d")).unwrap().file_type().is_symlink());
+        assert!(
+            fs::symlink_metadata(a.join("d"))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
     }
 
     #[test]
@@ -784,7 +850,10 @@ mod tests {
                 uploader: &fx.settings.uploader,
                 dry_run: true,
                 now: SystemTime::now() + 2 * DAY,
-                budget: Budget { files: 2, bytes: u64::MAX },
+                budget: Budget {
+                    files: 2,
+                    bytes: u64::MAX,
+                },
                 names: &names,
                 stop: None,
             };

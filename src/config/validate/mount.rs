@@ -154,8 +154,7 @@ pub fn validate(
         }
         (None, _, _) => None,
     };
-    let archive_retention =
-        validate_retention(i, m, finalize, archive_root.is_some())?;
+    let archive_retention = validate_retention(i, m, finalize, archive_root.is_some())?;
     let ignore = m
         .ignore
         .clone()
@@ -607,7 +606,10 @@ mod tests {
             Duration::from_secs(30 * 24 * 3600)
         );
         // Absent or zero: keep forever, whatever the finalize.
-        assert_eq!(mount("").accepted().mounts[0].archive_retention, Duration::ZERO);
+        assert_eq!(
+            mount("").accepted().mounts[0].archive_retention,
+            Duration::ZERO
+        );
         mount("finalize = \"delete\"\narchive_retention = \"0s\"").accepted();
         for other in ["delete", "keep"] {
             let e = mount(&format!(
