@@ -62,6 +62,9 @@ struct UploaderGauges {
     watch_events: Counter,
     watch_overflows: Counter,
     watches: Gauge,
+    archive_pruned: Counter,
+    archive_pruned_bytes: Counter,
+    archive_kept_unverified: Counter,
     backlog_files: Vec<Gauge>,
     backlog_bytes: Vec<Gauge>,
 }
@@ -209,6 +212,24 @@ impl Metrics {
         );
         describe("stowaway_watches", None, "Directories watched.", 1);
         describe(
+            "stowaway_archive_pruned_total",
+            None,
+            "Archived files removed by archive_retention after their object was verified.",
+            0,
+        );
+        describe(
+            "stowaway_archive_pruned_bytes_total",
+            Some(Unit::Bytes),
+            "Bytes of archived files removed by archive_retention.",
+            0,
+        );
+        describe(
+            "stowaway_archive_kept_unverified_total",
+            None,
+            "Archived files past archive_retention kept because their object could not be verified (per pass).",
+            0,
+        );
+        describe(
             "stowaway_build_info",
             None,
             "Always 1; the labels say which build is running.",
@@ -280,6 +301,9 @@ impl Metrics {
             watch_events: counter("stowaway_watch_events_total", vec![]),
             watch_overflows: counter("stowaway_watch_overflows_total", vec![]),
             watches: gauge("stowaway_watches", vec![]),
+            archive_pruned: counter("stowaway_archive_pruned_total", vec![]),
+            archive_pruned_bytes: counter("stowaway_archive_pruned_bytes_total", vec![]),
+            archive_kept_unverified: counter("stowaway_archive_kept_unverified_total", vec![]),
             backlog_files: mount_names[..settings.mounts.len()]
                 .iter()
                 .map(|n| {
@@ -379,6 +403,13 @@ impl Metrics {
             );
             u.watches
                 .set(stats.watches.load(std::sync::atomic::Ordering::Relaxed) as f64);
+            let load =
+                |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+            u.archive_pruned.absolute(load(&stats.archive_pruned_files));
+            u.archive_pruned_bytes
+                .absolute(load(&stats.archive_pruned_bytes));
+            u.archive_kept_unverified
+                .absolute(load(&stats.archive_kept_unverified));
             for (i, (files, bytes)) in s.backlog.iter().enumerate() {
                 if let (Some(f), Some(b)) = (u.backlog_files.get(i), u.backlog_bytes.get(i)) {
                     f.set(*files as f64);

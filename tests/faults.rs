@@ -985,6 +985,7 @@ mod signer {
             finalize: Finalize::Keep,
             archive_root: None,
             finalize_grace: Duration::ZERO,
+            archive_retention: Duration::ZERO,
             ignore: vec![],
             serve_ignored: false,
             serve_archive_when_s3_down: true,

@@ -105,7 +105,13 @@ fn default_config_path_and_a_missing_file_are_named() {
     // An explicit path that is missing gets the same message, naming that path.
     let d = tempfile::tempdir().unwrap();
     let missing = d.path().join("nope.toml");
-    for cmd in ["check-config", "serve", "migrate", "status"] {
+    for cmd in [
+        "check-config",
+        "serve",
+        "migrate",
+        "status",
+        "prune-archive",
+    ] {
         let o = stowaway_cmd()
             .arg(cmd)
             .arg("--config")

@@ -3,6 +3,7 @@
 //! messages and exit codes here.
 
 pub mod migrate;
+pub mod prune;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -60,7 +61,8 @@ impl Command {
             | Command::Healthcheck { common, .. }
             | Command::Status { common, .. }
             | Command::PrintConfig { common, .. }
-            | Command::Migrate { common, .. } => Some(common),
+            | Command::Migrate { common, .. }
+            | Command::PruneArchive { common, .. } => Some(common),
             Command::GenAssets { .. } => None,
         }
     }
@@ -285,6 +287,19 @@ pub enum Command {
         /// List what would be uploaded and finalized; change nothing (no S3 requests either).
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Remove archived files older than their mount's archive_retention whose object is still
+    /// verified in S3 (size and checksum); a file whose object is missing, different or
+    /// unverifiable is kept and named. Exit 1 if any was, or S3 could not be asked.
+    PruneArchive {
+        #[command(flatten)]
+        common: Common,
+        /// Verify and list what would be pruned; remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// One JSON document on stdout: per-mount summaries and every file past its retention.
+        #[arg(long)]
+        json: bool,
     },
     /// Write the man page (stowaway.1) and shell completions (bash, zsh, fish) into a
     /// directory: used to build the Debian package, so they always match this binary.
@@ -680,6 +695,17 @@ pub fn main() -> ExitCode {
             Ok((settings, unknown)) => {
                 warn_unknown(&unknown);
                 migrate::main(settings, &common.config_path(), dry_run)
+            }
+        },
+        Command::PruneArchive {
+            common,
+            dry_run,
+            json,
+        } => match load(&common) {
+            Err(code) => code,
+            Ok((settings, unknown)) => {
+                warn_unknown(&unknown);
+                prune::main(settings, &common.config_path(), dry_run, json)
             }
         },
         Command::Serve { common } => match load(&common) {

@@ -96,6 +96,7 @@ pub struct RawMount {
     pub finalize: Option<String>,
     pub archive_root: Option<PathBuf>,
     pub finalize_grace: Option<HumanDuration>,
+    pub archive_retention: Option<HumanDuration>,
     pub ignore: Option<Vec<String>>,
     pub serve_ignored: Option<bool>,
     pub serve_archive_when_s3_down: Option<bool>,

@@ -70,7 +70,7 @@ mod tests {
             s3: "region = \"eu-west-1\"\nendpoint = \"http://127.0.0.1:9/base\"\naddressing_style = \"virtual\"".into(),
             uploader: "enabled = true\nsettle = \"1m 30s\"\nrename_is_ready = true\nrescan_interval = \"1d\"\nconcurrency = 16\nmultipart_threshold = \"5368709121B\"\npart_size = \"5GiB\"\nmax_attempts = 1\nretry_min_delay = \"1ms\"\nretry_max_delay = \"2m\"\ncache_control = \"public, max-age=\\\"60\\\"\"".into(),
             mounts: vec![
-                "prefix = \"/static/\"\nroot = \"/srv/site/static\"\nbucket = \"media\"\nkey_prefix = \"s/\"\nexpires = \"6d\"\nwindow = \"0s\"\nredirect_max_age = \"1s\"\nresponse_content_disposition = 'attachment; filename=\"a b.jpg\"'\nresponse_content_type = \"image/png\"\nresponse_cache_control = \"no-store\"\nfinalize = \"archive\"\narchive_root = \"/srv/archive/static\"\nfinalize_grace = \"10m\"\nignore = []\nserve_ignored = true\nserve_archive_when_s3_down = false".into(),
+                "prefix = \"/static/\"\nroot = \"/srv/site/static\"\nbucket = \"media\"\nkey_prefix = \"s/\"\nexpires = \"6d\"\nwindow = \"0s\"\nredirect_max_age = \"1s\"\nresponse_content_disposition = 'attachment; filename=\"a b.jpg\"'\nresponse_content_type = \"image/png\"\nresponse_cache_control = \"no-store\"\nfinalize = \"archive\"\narchive_root = \"/srv/archive/static\"\nfinalize_grace = \"10m\"\narchive_retention = \"30days\"\nignore = []\nserve_ignored = true\nserve_archive_when_s3_down = false".into(),
                 "prefix = \"/pub/\"\nroot = \"/srv/site/pub\"\nbucket = \"media\"\nkey_prefix = \"p/\"\nurl = \"public\"\npublic_base_url = \"https://cdn.example.com/x\"\nupload = false\nfinalize = \"delete\"\nignore = [\"*.tmp\", \"~*\"]".into(),
             ],
         };

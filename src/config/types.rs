@@ -171,6 +171,10 @@ pub struct Mount {
     pub archive_root: Option<PathBuf>,
     #[serde(with = "human_duration")]
     pub finalize_grace: Duration,
+    /// Archived files older than this whose object is still verified in S3 are removed from
+    /// `archive_root`; zero keeps them forever.
+    #[serde(with = "human_duration")]
+    pub archive_retention: Duration,
     pub ignore: Vec<String>,
     /// Serve files the ignore patterns match (default: answer 404 for them).
     pub serve_ignored: bool,

@@ -190,6 +190,27 @@ pub fn finalize(
     }
 }
 
+/// Removes `src` (a file beneath its root handle, e.g. an archived copy) whose content
+/// `verified` proves stored in S3: detached from its name first and checked to be the very
+/// inode that was hashed, then unlinked; directories it leaves empty go too. Anything swapped
+/// in meanwhile (another file, a symlink, a symlinked directory) is `Changed` and stays.
+pub fn remove_verified(
+    src: &Source<'_>,
+    verified: &Verified,
+    names: &TempNamer,
+) -> Result<(), FinalizeError> {
+    if verified.digests().size != src.stamp.size {
+        return Err(FinalizeError::Changed(src.path()));
+    }
+    let (dir, name) = open_parent(src)?;
+    let detached = detach(src, &dir, name, names)?;
+    beneath::unlink_at(fd(&dir), &detached).map_err(io_err("remove", &src.path()))?;
+    let _ = beneath::sync_dir(fd(&dir));
+    drop(dir);
+    prune_empty_dirs(src.root, Path::new(src.rel));
+    Ok(())
+}
+
 /// Removes the directories above `rel` (a file that just left the root) that are now empty,
 /// deepest first, stopping at the first one that is not empty and never touching the root.
 ///

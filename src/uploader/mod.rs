@@ -17,12 +17,14 @@
 //! * [`mode`]: what differs between `serve`, `migrate` and `migrate --dry-run`, and the
 //!   events and summary a one-shot run reports;
 //! * [`migrate`]: the one-shot runs;
+//! * [`retention`]: `archive_retention`, pruning archived files whose object is verified;
 //! * [`stats`]: counters for status and metrics.
 
 pub mod finalize;
 pub mod migrate;
 pub mod mode;
 pub mod pipeline;
+pub mod retention;
 pub mod scan;
 pub mod service;
 pub mod settle;
@@ -169,8 +171,17 @@ pub async fn spawn_with(
             concurrency = u.concurrency,
             "uploader started"
         );
+        let prune = retention::spawn(
+            settings.clone(),
+            pipeline.store.clone(),
+            stats.clone(),
+            pipeline.names.clone(),
+        );
         let (c, inputs) = Coordinator::new(pipeline, Service::new(u, s3_back));
         c.run(inputs, watch).await;
+        if let Some(p) = prune {
+            p.abort();
+        }
     });
     Uploader { stats, task, stop }
 }

@@ -44,6 +44,13 @@ pub struct Stats {
     pub watch_overflows: AtomicU64,
     /// Directories currently watched.
     pub watches: AtomicU64,
+    /// Archived files removed by `archive_retention` (their object was verified first).
+    pub archive_pruned_files: AtomicU64,
+    /// Bytes of those files.
+    pub archive_pruned_bytes: AtomicU64,
+    /// Archived files past their retention kept because their object could not be verified
+    /// (missing, different, unprovable, forbidden); counted once per pass that found them.
+    pub archive_kept_unverified: AtomicU64,
     /// One entry per configured mount, in configuration order.
     pub mounts: Vec<MountStats>,
 }

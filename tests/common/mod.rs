@@ -617,6 +617,14 @@ impl S3Server {
             .expect("put object");
     }
 
+    /// Deletes an object.
+    pub fn delete(&self, bucket: &str, key: &str) {
+        let c = self.client();
+        self.rt
+            .block_on(async { c.delete_object().bucket(bucket).key(key).send().await })
+            .expect("delete object");
+    }
+
     /// Reads an object, `None` if it does not exist.
     pub fn get(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
         let c = self.client();

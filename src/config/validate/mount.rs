@@ -154,6 +154,7 @@ pub fn validate(
         }
         (None, _, _) => None,
     };
+    let archive_retention = validate_retention(i, m, finalize, archive_root.is_some())?;
     let ignore = m
         .ignore
         .clone()
@@ -178,11 +179,54 @@ pub fn validate(
         finalize,
         archive_root,
         finalize_grace: duration_or(&k("finalize_grace"), &m.finalize_grace, Duration::ZERO)?,
+        archive_retention,
         ignore,
         serve_ignored: m.serve_ignored.unwrap_or(false),
         serve_archive_when_s3_down: m.serve_archive_when_s3_down.unwrap_or(true),
     };
     Ok((mount, access))
+}
+
+/// `archive_retention`: absent or zero keeps archived files forever. Anything else prunes the
+/// archive, which only exists with `finalize = "archive"` and an `archive_root`: refused
+/// otherwise, so an operator who expects pruning is not left with a key that silently does
+/// nothing (or, after switching to `delete`, with an archive nobody prunes).
+fn validate_retention(
+    i: usize,
+    m: &RawMount,
+    finalize: Finalize,
+    has_archive: bool,
+) -> Result<Duration, ConfigError> {
+    let key = format!("mount[{i}].archive_retention");
+    let r = duration_or(&key, &m.archive_retention, Duration::ZERO)?;
+    if r.is_zero() {
+        return Ok(r);
+    }
+    let text = m
+        .archive_retention
+        .as_ref()
+        .map(|d| d.text().to_string())
+        .unwrap_or_default();
+    match finalize {
+        Finalize::Archive => {}
+        Finalize::Delete | Finalize::Keep => {
+            return Err(invalid(
+                key,
+                text,
+                "only applies to finalize = \"archive\" (this mount does not archive, so there is nothing to prune)",
+                "remove archive_retention, or set finalize = \"archive\" with an archive_root",
+            ));
+        }
+    }
+    if !has_archive {
+        return Err(invalid(
+            key,
+            text,
+            "needs an archive_root to prune",
+            "set archive_root, or remove archive_retention",
+        ));
+    }
+    Ok(r)
 }
 
 /// A bucket name S3 accepts (3-63 of `a-z0-9.-`, alphanumeric at both ends).
@@ -552,6 +596,34 @@ mod tests {
         mount("ignore = []").accepted();
         mount("ignore = [\"\"]").refused("mount[0].ignore");
         mount("ignore = [\"*.tmp\", \"cache/*\"]").refused("mount[0].ignore");
+    }
+
+    #[test]
+    fn archive_retention_needs_an_archive() {
+        let s = mount("archive_root = \"/srv/archive\"\narchive_retention = \"30d\"").accepted();
+        assert_eq!(
+            s.mounts[0].archive_retention,
+            Duration::from_secs(30 * 24 * 3600)
+        );
+        // Absent or zero: keep forever, whatever the finalize.
+        assert_eq!(
+            mount("").accepted().mounts[0].archive_retention,
+            Duration::ZERO
+        );
+        mount("finalize = \"delete\"\narchive_retention = \"0s\"").accepted();
+        for other in ["delete", "keep"] {
+            let e = mount(&format!(
+                "finalize = \"{other}\"\narchive_root = \"/srv/archive\"\narchive_retention = \"30d\""
+            ))
+            .refused("mount[0].archive_retention");
+            assert!(e.contains("only applies to finalize = \"archive\""), "{e}");
+            assert!(e.contains("fix: remove archive_retention"), "{e}");
+        }
+        // finalize = "archive" (the default) but nothing archived: no archive_root.
+        let e = mount("archive_retention = \"30d\"").refused("mount[0].archive_retention");
+        assert!(e.contains("needs an archive_root"), "{e}");
+        mount("archive_root = \"/srv/archive\"\narchive_retention = \"soon\"")
+            .refused("mount[0].archive_retention");
     }
 
     #[test]
