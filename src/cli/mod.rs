@@ -3,6 +3,7 @@
 //! messages and exit codes here.
 
 pub mod migrate;
+pub mod rm;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -60,7 +61,8 @@ impl Command {
             | Command::Healthcheck { common, .. }
             | Command::Status { common, .. }
             | Command::PrintConfig { common, .. }
-            | Command::Migrate { common, .. } => Some(common),
+            | Command::Migrate { common, .. }
+            | Command::Rm { common, .. } => Some(common),
             Command::GenAssets { .. } => None,
         }
     }
@@ -285,6 +287,17 @@ pub enum Command {
         /// List what would be uploaded and finalized; change nothing (no S3 requests either).
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Remove files everywhere they live: the tombstone in the bucket first (until
+    /// mount.tombstone_ttl no node serves or uploads the path again, even if a copy comes
+    /// back), then the local file, its archived copy and the S3 object. One line per place;
+    /// exit 1 if any failed (run it again: what is done stays done).
+    Rm {
+        #[command(flatten)]
+        common: Common,
+        /// URL paths, NOT percent-encoded, e.g. "/static/avatars/a b.jpg".
+        #[arg(required = true, value_name = "URL-PATH")]
+        paths: Vec<String>,
     },
     /// Write the man page (stowaway.1) and shell completions (bash, zsh, fish) into a
     /// directory: used to build the Debian package, so they always match this binary.
@@ -680,6 +693,13 @@ pub fn main() -> ExitCode {
             Ok((settings, unknown)) => {
                 warn_unknown(&unknown);
                 migrate::main(settings, &common.config_path(), dry_run)
+            }
+        },
+        Command::Rm { common, paths } => match load(&common) {
+            Err(code) => code,
+            Ok((settings, unknown)) => {
+                warn_unknown(&unknown);
+                rm::main(settings, &paths)
             }
         },
         Command::Serve { common } => match load(&common) {
