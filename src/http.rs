@@ -645,7 +645,12 @@ impl Endpoint {
             Judged::Decided(v, g) => (v, g),
             Judged::Tombstoned(mount) => {
                 let status = state.settings.mounts[mount].tombstone_status;
-                tracing::debug!(method = ask.method, path = strip_query(ask.target), status, "removed by stowaway rm: tombstone alive");
+                tracing::debug!(
+                    method = ask.method,
+                    path = strip_query(ask.target),
+                    status,
+                    "removed by stowaway rm: tombstone alive"
+                );
                 return (self.refuse(state, Refusal::Removed(status)), Some(mount));
             }
         };

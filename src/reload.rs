@@ -198,8 +198,7 @@ impl Services {
         let sdk = sdk_for(&settings).await;
         let signer = signer_for(&settings, sdk.as_ref()).await?;
         let health = Arc::new(Health::default());
-        let (tombstones, tombstone_task) =
-            crate::tombstone::start(&settings, sdk.is_some()).await;
+        let (tombstones, tombstone_task) = crate::tombstone::start(&settings, sdk.is_some()).await;
         // A probe that sees S3 again makes the uploader retry at once.
         let uploader = if uploading(&settings) {
             Some(

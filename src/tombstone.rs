@@ -203,10 +203,7 @@ fn spawn_refresher(
             let errors = tombstones.refresh(&settings, &store).await;
             match (errors.is_empty(), failing) {
                 (true, true) => {
-                    tracing::info!(
-                        loaded = tombstones.len(),
-                        "tombstones loaded again from S3"
-                    );
+                    tracing::info!(loaded = tombstones.len(), "tombstones loaded again from S3");
                     failing = false;
                 }
                 (true, false) => {

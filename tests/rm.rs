@@ -53,7 +53,8 @@ fn rm_of_a_migrated_file_under_load() {
     let old_bytes: Arc<Mutex<Vec<Instant>>> = Arc::default();
     let asked = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let load = {
-        let (stop, old_bytes, asked, body) = (stop.clone(), old_bytes.clone(), asked.clone(), body.clone());
+        let (stop, old_bytes, asked, body) =
+            (stop.clone(), old_bytes.clone(), asked.clone(), body.clone());
         let addr = nginx.addr;
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
@@ -95,7 +96,9 @@ fn rm_of_a_migrated_file_under_load() {
         st.log_text()
     );
     let before = asked.load(Ordering::Relaxed);
-    assert!(wait_until(Duration::from_secs(10), || asked.load(Ordering::Relaxed) > before + 20));
+    assert!(wait_until(Duration::from_secs(10), || asked
+        .load(Ordering::Relaxed)
+        > before + 20));
     stop.store(true, Ordering::Relaxed);
     load.join().unwrap();
     let late: Vec<_> = old_bytes
@@ -105,12 +108,14 @@ fn rm_of_a_migrated_file_under_load() {
         .filter(|t| **t >= returned)
         .map(|t| t.duration_since(returned))
         .collect();
-    assert!(late.is_empty(), "old bytes served after rm returned: {late:?}");
+    assert!(
+        late.is_empty(),
+        "old bytes served after rm returned: {late:?}"
+    );
     assert_eq!(w.s3.get(BUCKET, "static/avatars/u1.jpg"), None);
     assert!(!w.in_archive("avatars/u1.jpg"));
     assert!(
-        w.s3
-            .list(BUCKET)
+        w.s3.list(BUCKET)
             .contains(&"static/.stowaway-tombstones/avatars/u1.jpg".to_string())
     );
     // The tombstone itself is never served.
@@ -138,7 +143,10 @@ fn tombstone_holds_back_a_copy_that_comes_back_until_it_expires() {
         keys.contains(&"static/.stowaway-tombstones/docs/cv.pdf".to_string()),
         "{keys:?}"
     );
-    assert!(!keys.contains(&"static/docs/cv.pdf".to_string()), "{keys:?}");
+    assert!(
+        !keys.contains(&"static/docs/cv.pdf".to_string()),
+        "{keys:?}"
+    );
     assert!(
         wait_until(Duration::from_secs(10), || get(st.addr, P).status == 410),
         "410 once the tombstone is loaded: {}",
@@ -160,12 +168,16 @@ fn tombstone_holds_back_a_copy_that_comes_back_until_it_expires() {
 
     // Expired: migrated and answered like any file.
     assert!(
-        wait_until(Duration::from_secs(30), || w.s3.get(BUCKET, "static/docs/cv.pdf")
+        wait_until(Duration::from_secs(30), || w
+            .s3
+            .get(BUCKET, "static/docs/cv.pdf")
             == Some(b"version two, restored".to_vec())),
         "uploaded after the tombstone expired: {}",
         st.log_text()
     );
-    assert!(wait_until(Duration::from_secs(10), || get(nginx.addr, P).status == 302));
+    assert!(wait_until(Duration::from_secs(10), || get(nginx.addr, P)
+        .status
+        == 302));
 }
 
 /// With S3 down, `rm` removes the local copies, names the S3 places that failed and exits 1;
@@ -194,7 +206,14 @@ fn rm_with_s3_down_then_again() {
     assert!(out.says(P, "tombstone", "FAILED"), "{out:?}");
     assert!(out.says(P, "root", "removed "), "{out:?}");
     assert!(out.says(P, "archive", "removed "), "{out:?}");
-    assert!(out.says(P, "s3", "FAILED: cannot delete s3://site-media/static/a b.jpg"), "{out:?}");
+    assert!(
+        out.says(
+            P,
+            "s3",
+            "FAILED: cannot delete s3://site-media/static/a b.jpg"
+        ),
+        "{out:?}"
+    );
     assert!(out.stderr.contains("run the same command again"), "{out:?}");
     assert!(!w.in_root("a b.jpg") && !w.in_archive("a b.jpg"));
 

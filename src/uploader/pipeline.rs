@@ -261,11 +261,15 @@ impl Pipeline {
                 Err(f) => return fail(f.class, f.message),
             }
         };
-        if let Some(until) = live.or_else(|| self.tombstones.live_until(job.mount, &job.key, now_secs())) {
+        if let Some(until) =
+            live.or_else(|| self.tombstones.live_until(job.mount, &job.key, now_secs()))
+        {
             if uploaded && let Err(e) = self.store.delete_object(bucket, &key).await {
                 return fail(
                     e.class,
-                    format!("removed by `stowaway rm` during its upload, and the object just uploaded could not be deleted again ({e}); run `stowaway rm` on it again"),
+                    format!(
+                        "removed by `stowaway rm` during its upload, and the object just uploaded could not be deleted again ({e}); run `stowaway rm` on it again"
+                    ),
                 );
             }
             return tombstoned(until);
