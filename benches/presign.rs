@@ -48,6 +48,8 @@ fn settings() -> (S3Settings, Mount) {
         ignore: vec![],
         serve_ignored: false,
         serve_archive_when_s3_down: true,
+        tombstone_ttl: std::time::Duration::ZERO,
+        tombstone_status: 404,
     };
     (s3, m)
 }

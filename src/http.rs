@@ -51,9 +51,10 @@ use crate::decision::{LocalState, Verdict, decide_mapped, local_state};
 use crate::front::{self, LocalFile, Place, nginx_auth};
 use crate::frontauth::{FrontAuth, Trust};
 use crate::health::Health;
-use crate::ignore::Ignore;
+use crate::ignore::{Ignore, OWN_PREFIX};
 use crate::metrics::{Metrics, Outcome};
 use crate::paths::{MapResult, is_file_key, map_request, strip_query};
+use crate::tombstone::Tombstones;
 use crate::url::{MintedUrl, ObjectUrl, PresignError, Signer};
 
 use crate::front::nginx_auth::{AUTH_PATH, X_ORIGINAL_METHOD};
@@ -93,6 +94,8 @@ pub struct AppState {
     metrics: Option<Arc<Metrics>>,
     health: Arc<Health>,
     front: FrontAuth,
+    /// Paths removed by `stowaway rm`, refused until their tombstones expire.
+    tombstones: Arc<Tombstones>,
 }
 
 impl AppState {
@@ -170,6 +173,7 @@ impl AppState {
             metrics: None,
             health: Arc::new(Health::default()),
             front,
+            tombstones: Arc::new(Tombstones::empty()),
         }
     }
 
@@ -191,6 +195,12 @@ impl AppState {
     ) -> Self {
         self.metrics = metrics;
         self.health = health;
+        self
+    }
+
+    /// Refuses the paths of `tombstones` (shared with the refresher and the uploader).
+    pub fn with_tombstones(mut self, tombstones: Arc<Tombstones>) -> Self {
+        self.tombstones = tombstones;
         self
     }
 
@@ -289,6 +299,8 @@ fn query_of(target: &str) -> Option<&str> {
 enum Judged<'a> {
     Decided(Verdict<'a>, Option<Grant>),
     Denied(Denial, usize),
+    /// Removed by `stowaway rm`; its tombstone is alive.
+    Tombstoned(usize),
 }
 
 /// Access check (mounts with `[mount.access]`), then the local-or-remote decision.
@@ -326,10 +338,18 @@ fn judge<'a>(
         }
     }
     // Files the uploader ignores (`.env`, `*.part`, dotfiles…) are private to the machine.
-    if let Some(ig) = &state.ignores[m.mount]
-        && ig.key_ignored(&m.key)
-    {
+    // stowaway's own names (tombstones live under `.stowaway-tombstones/` in the bucket) are
+    // never served, not even on a mount with `serve_ignored`.
+    let private = match &state.ignores[m.mount] {
+        Some(ig) => ig.key_ignored(&m.key),
+        None => m.key.split('/').any(|c| c.starts_with(OWN_PREFIX)),
+    };
+    if private {
         return Judged::Decided(Verdict::NotFound, grant);
+    }
+    // Before the disk: a copy that came back after `rm` is refused like the object.
+    if state.tombstones.live_until(m.mount, &m.key, now).is_some() {
+        return Judged::Tombstoned(m.mount);
     }
     Judged::Decided(decide_mapped(&state.roots, m, ask.recheck), grant)
 }
@@ -364,6 +384,8 @@ enum Refusal {
     BadPath,
     Denied(Denial),
     NotFound,
+    /// Removed by `stowaway rm`: `mount.tombstone_status` (404 or 410).
+    Removed(u16),
     /// No URL could be minted.
     Unavailable(PresignError),
 }
@@ -373,7 +395,7 @@ impl Refusal {
         match self {
             Refusal::Method | Refusal::Unreadable | Refusal::BadPath => Outcome::BadRequest,
             Refusal::Denied(_) => Outcome::Denied,
-            Refusal::NotFound => Outcome::NotFound,
+            Refusal::NotFound | Refusal::Removed(_) => Outcome::NotFound,
             Refusal::Unavailable(_) => Outcome::Unavailable,
         }
     }
@@ -453,7 +475,10 @@ impl Endpoint {
                 }
                 Refusal::Denied(Denial::Expired) => text(StatusCode::GONE, "link expired\n"),
                 Refusal::Denied(_) => text(StatusCode::FORBIDDEN, "forbidden\n"),
-                Refusal::NotFound => text(StatusCode::NOT_FOUND, "not found\n"),
+                Refusal::NotFound | Refusal::Removed(404) => {
+                    text(StatusCode::NOT_FOUND, "not found\n")
+                }
+                Refusal::Removed(_) => text(StatusCode::GONE, "gone\n"),
                 Refusal::Unavailable(_) => HttpResponse::ServiceUnavailable()
                     .insert_header((header::RETRY_AFTER, "5"))
                     .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -469,6 +494,7 @@ impl Endpoint {
                     Refusal::BadPath => nginx_auth::refused(400, ttl),
                     Refusal::Denied(d) => nginx_auth::refused(d.status(), ttl),
                     Refusal::NotFound => nginx_auth::refused(404, ttl),
+                    Refusal::Removed(status) => nginx_auth::refused(status, ttl),
                     Refusal::Unavailable(_) => nginx_auth::refused(503, 0),
                 }
             }
@@ -617,6 +643,16 @@ impl Endpoint {
                 return (self.refuse(state, Refusal::Denied(d)), Some(mount));
             }
             Judged::Decided(v, g) => (v, g),
+            Judged::Tombstoned(mount) => {
+                let status = state.settings.mounts[mount].tombstone_status;
+                tracing::debug!(
+                    method = ask.method,
+                    path = strip_query(ask.target),
+                    status,
+                    "removed by stowaway rm: tombstone alive"
+                );
+                return (self.refuse(state, Refusal::Removed(status)), Some(mount));
+            }
         };
         self.log_verdict(&ask, &verdict);
         match verdict {
@@ -804,6 +840,54 @@ mod tests {
                 .unwrap()
                 .0,
         )
+    }
+
+    /// A tombstoned path is refused by both endpoints even though its file is on disk; other
+    /// paths and other mounts are untouched, and the tombstone's own name is never served.
+    #[actix_web::test]
+    async fn a_tombstone_refuses_even_a_local_file() {
+        let d = tempfile::tempdir().unwrap();
+        let settings = settings(d.path());
+        std::fs::write(d.path().join("static/b.jpg"), b"b").unwrap();
+        let tombstones = Arc::new(Tombstones::empty());
+        let now = unix_secs(SystemTime::now());
+        tombstones.insert(0, "a.jpg", now + 3600);
+        tombstones.insert(0, "gone.jpg", now + 3600);
+        tombstones.insert(0, "old.jpg", now.saturating_sub(1));
+        let state = AppState::new(settings, None).with_tombstones(tombstones);
+        let app = init_service(
+            App::new()
+                .app_data(web::Data::new(Live::new(state)))
+                .configure(configure),
+        )
+        .await;
+        let status = |uri: &'static str| {
+            let app = &app;
+            async move {
+                let r = call_service(app, TestRequest::get().uri(uri).to_request()).await;
+                r.status().as_u16()
+            }
+        };
+        assert_eq!(status("/static/a.jpg").await, 404, "local, but removed");
+        assert_eq!(status("/static/gone.jpg").await, 404, "migrated, removed");
+        assert_eq!(status("/static/b.jpg").await, 200);
+        assert_eq!(status("/static/old.jpg").await, 302, "expired tombstone");
+        assert_eq!(status("/static/.stowaway-tombstones/a.jpg").await, 404);
+        let r = call_service(
+            &app,
+            TestRequest::get()
+                .uri(AUTH_PATH)
+                .insert_header((X_ORIGINAL_URI, "/static/a.jpg"))
+                .to_request(),
+        )
+        .await;
+        assert_eq!(r.status().as_u16(), 403);
+        assert_eq!(
+            r.headers()
+                .get("x-stowaway-status")
+                .and_then(|v| v.to_str().ok()),
+            Some("404")
+        );
     }
 
     /// Every answer of both endpoints is counted as what it was, including the auth endpoint's

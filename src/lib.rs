@@ -57,5 +57,6 @@ pub mod paths;
 pub mod reload;
 pub mod status;
 pub mod store;
+pub mod tombstone;
 pub mod uploader;
 pub mod url;

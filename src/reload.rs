@@ -30,6 +30,7 @@ use crate::health::Health;
 use crate::http::{AppState, Live};
 use crate::metrics::Metrics;
 use crate::store::aws::CredentialsError;
+use crate::tombstone::Tombstones;
 use crate::uploader::Uploader;
 use crate::url::Signer;
 
@@ -140,6 +141,9 @@ pub struct Services {
     signer: Option<(Arc<Signer>, JoinHandle<()>)>,
     uploader: Option<Uploader>,
     probe: Option<JoinHandle<()>>,
+    /// Paths `stowaway rm` removed, and the task that keeps them current.
+    tombstones: Arc<Tombstones>,
+    tombstone_task: Option<JoinHandle<()>>,
 }
 
 async fn sdk_for(s: &Settings) -> Option<aws_config::SdkConfig> {
@@ -194,9 +198,17 @@ impl Services {
         let sdk = sdk_for(&settings).await;
         let signer = signer_for(&settings, sdk.as_ref()).await?;
         let health = Arc::new(Health::default());
+        let (tombstones, tombstone_task) = crate::tombstone::start(&settings, sdk.is_some()).await;
         // A probe that sees S3 again makes the uploader retry at once.
         let uploader = if uploading(&settings) {
-            Some(crate::uploader::spawn_with(settings.clone(), Some(health.s3_recovered())).await)
+            Some(
+                crate::uploader::spawn_with(
+                    settings.clone(),
+                    Some(health.s3_recovered()),
+                    tombstones.clone(),
+                )
+                .await,
+            )
         } else {
             None
         };
@@ -212,7 +224,8 @@ impl Services {
         ));
         let metrics_upkeep = metrics.spawn_upkeep();
         let state = AppState::new(settings.clone(), signer.as_ref().map(|s| s.0.clone()))
-            .with_observability(Some(metrics.clone()), health.clone());
+            .with_observability(Some(metrics.clone()), health.clone())
+            .with_tombstones(tombstones.clone());
         Ok(Services {
             settings,
             live: web::Data::new(Live::new(state)),
@@ -222,6 +235,8 @@ impl Services {
             signer,
             uploader,
             probe,
+            tombstones,
+            tombstone_task,
         })
     }
 
@@ -276,13 +291,22 @@ impl Services {
         let new_for_state = new.clone();
         let signer_arc = signer.as_ref().map(|s| s.0.clone());
         let health = self.health.clone();
+        // Mount indexes may have changed: a new set, loaded for the new mounts.
+        let (tombstones, tombstone_task) = crate::tombstone::start(&new, sdk.is_some()).await;
+        let for_state = tombstones.clone();
         // Opening the root and archive handles touches the file system.
         let state = tokio::task::spawn_blocking(move || {
-            AppState::new(new_for_state, signer_arc).with_observability(Some(metrics), health)
+            AppState::new(new_for_state, signer_arc)
+                .with_observability(Some(metrics), health)
+                .with_tombstones(for_state)
         })
         .await
         .map_err(|e| ReloadError::Task(e.to_string()))?;
         self.live.store(state);
+        self.tombstones = tombstones;
+        if let Some(t) = std::mem::replace(&mut self.tombstone_task, tombstone_task) {
+            t.abort();
+        }
         // Requests that still hold the old state keep its signer alive; only its refresher stops.
         if let Some((_, refresher)) = std::mem::replace(&mut self.signer, signer) {
             refresher.abort();
@@ -311,6 +335,7 @@ impl Services {
             let u = crate::uploader::spawn_with(
                 self.settings.clone(),
                 Some(self.health.s3_recovered()),
+                self.tombstones.clone(),
             )
             .await;
             self.health.watch_uploader(Some((

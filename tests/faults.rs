@@ -989,6 +989,8 @@ mod signer {
             ignore: vec![],
             serve_ignored: false,
             serve_archive_when_s3_down: true,
+            tombstone_ttl: std::time::Duration::ZERO,
+            tombstone_status: 404,
         };
         MountUrls::new(&s3, &m)
     }

@@ -4,6 +4,7 @@
 
 pub mod migrate;
 pub mod prune;
+pub mod rm;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -63,6 +64,7 @@ impl Command {
             | Command::PrintConfig { common, .. }
             | Command::Migrate { common, .. }
             | Command::PruneArchive { common, .. } => Some(common),
+            Command::Rm { common, .. } => Some(common),
             Command::GenAssets { .. } => None,
         }
     }
@@ -300,6 +302,17 @@ pub enum Command {
         /// One JSON document on stdout: per-mount summaries and every file past its retention.
         #[arg(long)]
         json: bool,
+    },
+    /// Remove files everywhere they live: the tombstone in the bucket first (until
+    /// mount.tombstone_ttl no node serves or uploads the path again, even if a copy comes
+    /// back), then the local file, its archived copy and the S3 object. One line per place;
+    /// exit 1 if any failed (run it again: what is done stays done).
+    Rm {
+        #[command(flatten)]
+        common: Common,
+        /// URL paths, NOT percent-encoded, e.g. "/static/avatars/a b.jpg".
+        #[arg(required = true, value_name = "URL-PATH")]
+        paths: Vec<String>,
     },
     /// Write the man page (stowaway.1) and shell completions (bash, zsh, fish) into a
     /// directory: used to build the Debian package, so they always match this binary.
@@ -706,6 +719,13 @@ pub fn main() -> ExitCode {
             Ok((settings, unknown)) => {
                 warn_unknown(&unknown);
                 prune::main(settings, &common.config_path(), dry_run, json)
+            }
+        },
+        Command::Rm { common, paths } => match load(&common) {
+            Err(code) => code,
+            Ok((settings, unknown)) => {
+                warn_unknown(&unknown);
+                rm::main(settings, &paths)
             }
         },
         Command::Serve { common } => match load(&common) {

@@ -42,6 +42,7 @@ pub struct RawServer {
     pub front_secret_file: Option<PathBuf>,
     pub trusted_proxies: Option<Vec<String>>,
     pub url_cache_entries: Option<usize>,
+    pub tombstone_refresh: Option<HumanDuration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -100,6 +101,8 @@ pub struct RawMount {
     pub ignore: Option<Vec<String>>,
     pub serve_ignored: Option<bool>,
     pub serve_archive_when_s3_down: Option<bool>,
+    pub tombstone_ttl: Option<HumanDuration>,
+    pub tombstone_status: Option<u16>,
     pub upload: Option<bool>,
     pub access: Option<RawAccess>,
 }

@@ -65,12 +65,12 @@ mod tests {
         std::fs::write(&f, "0123456789abcdef0123456789abcdef").unwrap();
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
         let tcp = Cfg {
-            server: "listen = \"127.0.0.1:9000\"\nworkers = 3\nfront = \"lighttpd\"\nfallback_header = false\nverdict_ttl = \"0s\"\nmetrics_listen = \"127.0.0.1:9001\"\nshutdown_timeout = \"1h 1m 1s\"\ns3_probe_interval = \"0s\"\nurl_cache_entries = 0\ntrusted_proxies = [\"10.0.0.0/24\", \"2001:db8::/32\"]".into(),
+            server: "listen = \"127.0.0.1:9000\"\nworkers = 3\nfront = \"lighttpd\"\nfallback_header = false\nverdict_ttl = \"0s\"\nmetrics_listen = \"127.0.0.1:9001\"\nshutdown_timeout = \"1h 1m 1s\"\ns3_probe_interval = \"0s\"\nurl_cache_entries = 0\ntombstone_refresh = \"0s\"\ntrusted_proxies = [\"10.0.0.0/24\", \"2001:db8::/32\"]".into(),
             log: "format = \"json\"\nlevel = \"info,stowaway::uploader=debug\"".into(),
             s3: "region = \"eu-west-1\"\nendpoint = \"http://127.0.0.1:9/base\"\naddressing_style = \"virtual\"".into(),
             uploader: "enabled = true\nsettle = \"1m 30s\"\nrename_is_ready = true\nrescan_interval = \"1d\"\nconcurrency = 16\nmultipart_threshold = \"5368709121B\"\npart_size = \"5GiB\"\nmax_attempts = 1\nretry_min_delay = \"1ms\"\nretry_max_delay = \"2m\"\ncache_control = \"public, max-age=\\\"60\\\"\"".into(),
             mounts: vec![
-                "prefix = \"/static/\"\nroot = \"/srv/site/static\"\nbucket = \"media\"\nkey_prefix = \"s/\"\nexpires = \"6d\"\nwindow = \"0s\"\nredirect_max_age = \"1s\"\nresponse_content_disposition = 'attachment; filename=\"a b.jpg\"'\nresponse_content_type = \"image/png\"\nresponse_cache_control = \"no-store\"\nfinalize = \"archive\"\narchive_root = \"/srv/archive/static\"\nfinalize_grace = \"10m\"\narchive_retention = \"30days\"\nignore = []\nserve_ignored = true\nserve_archive_when_s3_down = false".into(),
+                "prefix = \"/static/\"\nroot = \"/srv/site/static\"\nbucket = \"media\"\nkey_prefix = \"s/\"\nexpires = \"6d\"\nwindow = \"0s\"\nredirect_max_age = \"1s\"\nresponse_content_disposition = 'attachment; filename=\"a b.jpg\"'\nresponse_content_type = \"image/png\"\nresponse_cache_control = \"no-store\"\nfinalize = \"archive\"\narchive_root = \"/srv/archive/static\"\nfinalize_grace = \"10m\"\narchive_retention = \"30days\"\nignore = []\nserve_ignored = true\nserve_archive_when_s3_down = false\ntombstone_ttl = \"1day 12h\"\ntombstone_status = 410".into(),
                 "prefix = \"/pub/\"\nroot = \"/srv/site/pub\"\nbucket = \"media\"\nkey_prefix = \"p/\"\nurl = \"public\"\npublic_base_url = \"https://cdn.example.com/x\"\nupload = false\nfinalize = \"delete\"\nignore = [\"*.tmp\", \"~*\"]".into(),
             ],
         };

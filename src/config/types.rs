@@ -87,6 +87,10 @@ pub struct ServerSettings {
     /// Per presigning mount: how many presigned URLs of the current signing window are kept
     /// (a repeat costs a lookup instead of an HMAC chain); zero disables the cache.
     pub url_cache_entries: usize,
+    /// How often `serve` reloads the tombstones `stowaway rm` left in the buckets; zero: only
+    /// at start-up and reload.
+    #[serde(with = "human_duration")]
+    pub tombstone_refresh: Duration,
     /// Who counts as the front server (`socket_mode`, `socket_group`, `front_secret_file`,
     /// `trusted_proxies`).
     #[serde(flatten)]
@@ -181,6 +185,12 @@ pub struct Mount {
     /// While the S3 probe reports S3 unreachable, answer a migrated file from its copy under
     /// `archive_root` (if it is still there) instead of redirecting to S3.
     pub serve_archive_when_s3_down: bool,
+    /// How long a path removed by `stowaway rm` stays refused (and is not uploaded again);
+    /// zero: `rm` leaves no tombstone.
+    #[serde(with = "human_duration")]
+    pub tombstone_ttl: Duration,
+    /// What a tombstoned path is answered: 404 or 410.
+    pub tombstone_status: u16,
 }
 
 /// The validated configuration every part of stowaway runs on.

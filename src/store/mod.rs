@@ -8,13 +8,15 @@
 //! * [`hash`]: SHA-256 and the ETag S3 will report, in one read;
 //! * [`upload`]: single PUT or multipart, streamed from disk;
 //! * [`verify`]: HeadObject against the local digests, and the [`Verified`] proof;
-//! * [`online`]: `check-config --online`.
+//! * [`online`]: `check-config --online`;
+//! * [`tombstone`]: deletes and the tombstones `stowaway rm` leaves.
 
 pub mod aws;
 pub mod hash;
 pub mod online;
 pub mod retry;
 pub mod stop;
+pub mod tombstone;
 pub mod upload;
 pub mod verify;
 
@@ -87,5 +89,49 @@ impl ObjectStore {
     /// or we cannot tell.
     pub async fn bucket_missing(&self, bucket: &str) -> Option<S3Failure> {
         verify::bucket_missing(&self.client, &self.retrier, bucket).await
+    }
+
+    /// Deletes `bucket/key`; `Absent` when nothing was there.
+    pub async fn delete_object(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<tombstone::Deleted, S3Failure> {
+        tombstone::delete(&self.client, &self.retrier, bucket, key).await
+    }
+
+    /// Writes (or renews) the tombstone of mount-relative `key`, expiring at `expires` (Unix
+    /// seconds, recorded for humans and lifecycle rules).
+    pub async fn put_tombstone(
+        &self,
+        bucket: &str,
+        key_prefix: &str,
+        key: &str,
+        expires: u64,
+    ) -> Result<(), S3Failure> {
+        let k = tombstone::tombstone_key(key_prefix, key);
+        tombstone::put(&self.client, &self.retrier, bucket, &k, expires).await
+    }
+
+    /// When the tombstone of mount-relative `key` was written; `None` when there is none.
+    pub async fn tombstone_written(
+        &self,
+        bucket: &str,
+        key_prefix: &str,
+        key: &str,
+    ) -> Result<Option<std::time::SystemTime>, S3Failure> {
+        let k = tombstone::tombstone_key(key_prefix, key);
+        tombstone::written(&self.client, &self.retrier, bucket, &k).await
+    }
+
+    /// The tombstones of the mount at `bucket/key_prefix`, at most `limit`; `true` when more
+    /// were left unread.
+    pub async fn list_tombstones(
+        &self,
+        bucket: &str,
+        key_prefix: &str,
+        limit: usize,
+    ) -> Result<(Vec<tombstone::Listed>, bool), S3Failure> {
+        tombstone::list(&self.client, &self.retrier, bucket, key_prefix, limit).await
     }
 }

@@ -11,13 +11,31 @@ use super::service::Coordinator;
 use super::{Stats, UploaderError, clean_archives, pipeline};
 use crate::config::Settings;
 use crate::store::stop::Stop;
+use crate::tombstone::Tombstones;
 
-async fn run_once<M: Mode>(settings: Arc<Settings>, mode: M) -> Result<Summary, UploaderError> {
+async fn run_once<M: Mode>(
+    settings: Arc<Settings>,
+    mode: M,
+    talks_to_s3: bool,
+) -> Result<Summary, UploaderError> {
     if !settings.mounts.iter().any(|m| m.upload) {
         return Err(UploaderError::NoUploadMounts);
     }
     let stats = Arc::new(Stats::new(settings.mounts.len()));
-    let pipeline = pipeline(settings, stats, Arc::new(Stop::default())).await;
+    let tombstones = Arc::new(Tombstones::empty());
+    let pipeline = pipeline(
+        settings.clone(),
+        stats,
+        Arc::new(Stop::default()),
+        tombstones.clone(),
+    )
+    .await;
+    // Paths removed by `stowaway rm` are not uploaded again, by `migrate` either.
+    if talks_to_s3 {
+        for (i, e) in tombstones.refresh(&settings, &pipeline.store).await {
+            tracing::warn!(mount = %settings.mounts[i].prefix.as_str(), error = %e, "cannot load the tombstones of `stowaway rm`: files it removed may be uploaded again if they came back");
+        }
+    }
     let (c, inputs) = Coordinator::new(pipeline, mode);
     Ok(c.run(inputs, None).await)
 }
@@ -31,7 +49,7 @@ pub async fn migrate(
         let s = settings.clone();
         let _ = tokio::task::spawn_blocking(move || clean_archives(&s)).await;
     }
-    run_once(settings, Migrate::new(progress)).await
+    run_once(settings, Migrate::new(progress), true).await
 }
 
 /// Reports to `plan` what [`migrate`] would do, touching nothing (no S3 request either).
@@ -39,5 +57,5 @@ pub async fn dry_run(
     settings: Arc<Settings>,
     plan: Arc<dyn Plan>,
 ) -> Result<Summary, UploaderError> {
-    run_once(settings, DryRun::new(plan)).await
+    run_once(settings, DryRun::new(plan), false).await
 }

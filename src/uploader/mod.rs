@@ -41,6 +41,7 @@ use crate::config::Settings;
 use crate::store::ObjectStore;
 use crate::store::retry::Retrier;
 use crate::store::stop::Stop;
+use crate::tombstone::Tombstones;
 use mode::Service;
 use pipeline::Pipeline;
 use service::Coordinator;
@@ -56,7 +57,12 @@ pub enum UploaderError {
     Runtime(#[source] std::io::Error),
 }
 
-async fn pipeline(settings: Arc<Settings>, stats: Arc<Stats>, stop: Arc<Stop>) -> Arc<Pipeline> {
+async fn pipeline(
+    settings: Arc<Settings>,
+    stats: Arc<Stats>,
+    stop: Arc<Stop>,
+    tombstones: Arc<Tombstones>,
+) -> Arc<Pipeline> {
     let retrier = Retrier::new(&settings.uploader, stats.clone(), stop);
     let store = ObjectStore::connect(&settings.s3, retrier).await;
     Arc::new(Pipeline {
@@ -64,6 +70,7 @@ async fn pipeline(settings: Arc<Settings>, stats: Arc<Stats>, stop: Arc<Stop>) -
         store,
         stats,
         names: Arc::new(finalize::TempNamer::default()),
+        tombstones,
     })
 }
 
@@ -133,18 +140,20 @@ const ABORT_GRACE: Duration = Duration::from_secs(10);
 /// Starts the uploader inside `serve`: watches first, then the initial full scan, then
 /// events, settle checks and periodic rescans for as long as the process runs.
 pub async fn spawn(settings: Arc<Settings>) -> Uploader {
-    spawn_with(settings, None).await
+    spawn_with(settings, None, Arc::new(Tombstones::empty())).await
 }
 
 /// [`spawn`], plus a full pass each time `s3_back` is signalled (S3 reachable again), so
-/// files that failed during an outage are retried at once rather than at the next rescan.
+/// files that failed during an outage are retried at once rather than at the next rescan;
+/// paths in `tombstones` (kept current by `serve`) are not uploaded.
 pub async fn spawn_with(
     settings: Arc<Settings>,
     s3_back: Option<Arc<tokio::sync::Notify>>,
+    tombstones: Arc<Tombstones>,
 ) -> Uploader {
     let stats = Arc::new(Stats::new(settings.mounts.len()));
     let stop = Arc::new(Stop::default());
-    let pipeline = pipeline(settings.clone(), stats.clone(), stop.clone()).await;
+    let pipeline = pipeline(settings.clone(), stats.clone(), stop.clone(), tombstones).await;
     let stats_task = stats.clone();
     let task = tokio::spawn(async move {
         let stats = stats_task;

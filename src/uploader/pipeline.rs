@@ -17,6 +17,7 @@ use crate::store::hash::{Digests, HashError, Layout, hash_reader};
 use crate::store::retry::Class;
 use crate::store::upload::{Target, UploadError, content_type};
 use crate::store::verify::{Proof, VerifyError};
+use crate::tombstone::Tombstones;
 
 /// The pipeline every worker runs a file through, with what it needs: the settings, the
 /// object store, the counters and the temp-name source for finalizing.
@@ -26,6 +27,8 @@ pub struct Pipeline {
     pub store: ObjectStore,
     pub stats: Arc<Stats>,
     pub names: Arc<TempNamer>,
+    /// Paths removed by `stowaway rm`: never uploaded while their tombstone lives.
+    pub tombstones: Arc<Tombstones>,
 }
 
 /// A settled file to process.
@@ -108,6 +111,28 @@ async fn still_same(job: &Job, open: &Arc<OpenFile>) -> Option<Outcome> {
     }
 }
 
+/// Unix seconds now.
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A re-created copy of a removed path: left where it is, untouched, and reported (at every
+/// rescan, logged once) rather than uploaded, deleted or moved: it may be the only copy of
+/// data someone restored on purpose.
+fn tombstoned(until: u64) -> Outcome {
+    fail(
+        Class::Permanent,
+        format!(
+            "this path was removed by `stowaway rm` and its tombstone lives until {} (mount.tombstone_ttl): the local copy is not uploaded and not served; delete it, or wait for the tombstone to expire",
+            humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(until)
+            )
+        ),
+    )
+}
+
 impl Pipeline {
     /// Processes one job to the end.
     pub async fn process(&self, job: &Job) -> Outcome {
@@ -115,6 +140,9 @@ impl Pipeline {
         let mount = &self.settings.mounts[job.mount];
         let u = &self.settings.uploader;
         let path = &job.path;
+        if let Some(until) = self.tombstones.live_until(job.mount, &job.key, now_secs()) {
+            return tombstoned(until);
+        }
 
         // 0. Open the file once, beneath the root; hashing, upload and the archive copy all read
         //    this descriptor, and it is never reopened by path.
@@ -209,6 +237,43 @@ impl Pipeline {
             }
         };
         let proof = verified.proof();
+
+        // An `rm` that landed during the upload: its delete may have run before our PUT. It
+        // writes its tombstone before it deletes anything, so asking the bucket now (one HEAD
+        // per upload, none per request) closes the race the in-memory set, refreshed only
+        // every `server.tombstone_refresh`, leaves open. Take the object back down (only one
+        // we uploaded ourselves) and leave the file local.
+        let live = if !uploaded || mount.tombstone_ttl.is_zero() {
+            None
+        } else {
+            match self
+                .store
+                .tombstone_written(bucket, &mount.key_prefix, &job.key)
+                .await
+            {
+                Ok(w) => w
+                    .map(|w| {
+                        w.duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |d| d.as_secs())
+                            .saturating_add(mount.tombstone_ttl.as_secs())
+                    })
+                    .filter(|&until| until > now_secs()),
+                Err(f) => return fail(f.class, f.message),
+            }
+        };
+        if let Some(until) =
+            live.or_else(|| self.tombstones.live_until(job.mount, &job.key, now_secs()))
+        {
+            if uploaded && let Err(e) = self.store.delete_object(bucket, &key).await {
+                return fail(
+                    e.class,
+                    format!(
+                        "removed by `stowaway rm` during its upload, and the object just uploaded could not be deleted again ({e}); run `stowaway rm` on it again"
+                    ),
+                );
+            }
+            return tombstoned(until);
+        }
 
         // 4. The local file must still be what was hashed (a writer may have appended or replaced
         //    it during the upload), also after the grace period.

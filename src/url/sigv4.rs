@@ -405,6 +405,8 @@ pub(super) mod tests {
             ignore: vec![],
             serve_ignored: false,
             serve_archive_when_s3_down: true,
+            tombstone_ttl: std::time::Duration::ZERO,
+            tombstone_status: 404,
         }
     }
 

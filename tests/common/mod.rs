@@ -19,7 +19,7 @@ pub mod world;
 #[allow(unused_imports)]
 pub use tmpfs::Tmpfs;
 #[allow(unused_imports)]
-pub use world::{Dirs, World};
+pub use world::{Dirs, RmRun, World, stowaway_rm};
 
 pub const AK: &str = "AKIDSTOWAWAYTEST";
 pub const SK: &str = "stowaway/test+secret/KEY0123456789";

@@ -104,3 +104,35 @@ impl World {
         format!("{}/{}/{key_prefix}", self.s3.endpoint, self.bucket)
     }
 }
+
+/// What one `stowaway rm` run printed and how it exited.
+#[derive(Debug)]
+pub struct RmRun {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl RmRun {
+    /// Whether stdout has the line `rm <path>: <place>: <text…>` beginning so.
+    pub fn says(&self, path: &str, place: &str, text: &str) -> bool {
+        let start = format!("rm {path}: {place}: {text}");
+        self.stdout.lines().any(|l| l.starts_with(&start))
+    }
+}
+
+/// `stowaway rm --config <config> <paths…>`, run to the end.
+pub fn stowaway_rm(config: &Path, paths: &[&str]) -> RmRun {
+    let out = super::stowaway_cmd()
+        .arg("rm")
+        .arg("--config")
+        .arg(config)
+        .args(paths)
+        .output()
+        .unwrap();
+    RmRun {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}

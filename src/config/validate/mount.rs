@@ -183,6 +183,8 @@ pub fn validate(
         ignore,
         serve_ignored: m.serve_ignored.unwrap_or(false),
         serve_archive_when_s3_down: m.serve_archive_when_s3_down.unwrap_or(true),
+        tombstone_ttl: validate_tombstone_ttl(&k("tombstone_ttl"), &m.tombstone_ttl)?,
+        tombstone_status: validate_tombstone_status(&k("tombstone_status"), m.tombstone_status)?,
     };
     Ok((mount, access))
 }
@@ -227,6 +229,43 @@ fn validate_retention(
         ));
     }
     Ok(r)
+}
+
+/// Default `mount.tombstone_ttl`: long enough for every cache, backup restore or retried upload
+/// that could bring a deleted file back to have happened.
+pub const DEFAULT_TOMBSTONE_TTL: Duration = Duration::from_secs(7 * 86_400);
+
+/// Longest `mount.tombstone_ttl`: ten years (an expiry past that is a typo, not a policy).
+const MAX_TOMBSTONE_TTL: Duration = Duration::from_secs(3650 * 86_400);
+
+/// `mount.tombstone_ttl`: a human duration up to ten years; `0s` turns tombstones off.
+fn validate_tombstone_ttl(
+    key: &str,
+    v: &Option<super::super::units::HumanDuration>,
+) -> Result<Duration, ConfigError> {
+    let d = duration_or(key, v, DEFAULT_TOMBSTONE_TTL)?;
+    if d > MAX_TOMBSTONE_TTL {
+        return Err(invalid(
+            key,
+            humantime::format_duration(d).to_string(),
+            "longer than ten years",
+            "use e.g. \"7d\" or \"30d\" (\"0s\" records no tombstones)",
+        ));
+    }
+    Ok(d)
+}
+
+/// `mount.tombstone_status`: 404 (as if it never existed) or 410 (Gone).
+fn validate_tombstone_status(key: &str, v: Option<u16>) -> Result<u16, ConfigError> {
+    match v.unwrap_or(404) {
+        s @ (404 | 410) => Ok(s),
+        other => Err(invalid(
+            key,
+            other,
+            "a removed file is answered 404 or 410",
+            "use 404 or 410",
+        )),
+    }
 }
 
 /// A bucket name S3 accepts (3-63 of `a-z0-9.-`, alphanumeric at both ends).
@@ -624,6 +663,28 @@ mod tests {
         assert!(e.contains("needs an archive_root"), "{e}");
         mount("archive_root = \"/srv/archive\"\narchive_retention = \"soon\"")
             .refused("mount[0].archive_retention");
+    }
+
+    #[test]
+    fn tombstone_ttl_is_a_bounded_duration() {
+        let s = mount("").accepted();
+        assert_eq!(s.mounts[0].tombstone_ttl, Duration::from_secs(7 * 86_400));
+        let s = mount("tombstone_ttl = \"36h\"").accepted();
+        assert_eq!(s.mounts[0].tombstone_ttl, Duration::from_secs(36 * 3600));
+        let s = mount("tombstone_ttl = \"0s\"").accepted();
+        assert_eq!(s.mounts[0].tombstone_ttl, Duration::ZERO);
+        mount("tombstone_ttl = \"a week\"").refused("mount[0].tombstone_ttl");
+        mount("tombstone_ttl = \"3651d\"").refused("mount[0].tombstone_ttl");
+    }
+
+    #[test]
+    fn tombstone_status_is_404_or_410() {
+        assert_eq!(mount("").accepted().mounts[0].tombstone_status, 404);
+        let s = mount("tombstone_status = 410").accepted();
+        assert_eq!(s.mounts[0].tombstone_status, 410);
+        for bad in ["403", "200", "0"] {
+            mount(&format!("tombstone_status = {bad}")).refused("mount[0].tombstone_status");
+        }
     }
 
     #[test]

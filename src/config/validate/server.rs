@@ -97,6 +97,11 @@ pub fn validate(s: &RawServer, fs: FsChecks) -> Result<ServerSettings, ConfigErr
             Duration::from_secs(15),
         )?,
         url_cache_entries,
+        tombstone_refresh: duration_or(
+            "server.tombstone_refresh",
+            &s.tombstone_refresh,
+            Duration::from_secs(30),
+        )?,
         front_auth,
     })
 }

@@ -1,0 +1,233 @@
+//! Issue 16, item 1: `stowaway rm` removes a file everywhere it lives (root, archive, S3) and
+//! leaves a tombstone in the bucket; while it lives the path is refused (404, or 410) and a copy
+//! that comes back is neither served nor uploaded; after it expires the copy is both. A partial
+//! failure names the place and a rerun finishes the job.
+
+mod common;
+#[path = "common/fronts.rs"]
+mod fronts;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use fronts::*;
+
+const BUCKET: &str = "site-media";
+
+fn rm_config(w: &World, settle: &str, ttl: &str, status: &str) -> String {
+    w.config(
+        "rm.toml",
+        &[
+            ("settle", settle),
+            ("tombstone_ttl", ttl),
+            ("tombstone_status", status),
+        ],
+    )
+}
+
+/// A migrated file, asked for in a loop through nginx in auth mode (verdicts cached for
+/// `verdict_ttl` = 1 s): once `rm` returns, no request gets the old bytes, and nginx answers
+/// 404 after the verdict cache and the tombstone refresh caught up.
+#[test]
+fn rm_of_a_migrated_file_under_load() {
+    const P: &str = "/static/avatars/u1.jpg";
+    let w = World::site(BUCKET);
+    let body = content(50_000);
+    write_file(&w.root, "avatars/u1.jpg", &body);
+    let st = w.start(&rm_config(&w, "200ms", "1h", "404"));
+    let nginx = auth_nginx_in_site(w.path(), &st, &w.path().join("site"));
+    assert!(
+        wait_until(Duration::from_secs(30), || w.in_archive("avatars/u1.jpg")
+            && !w.in_root("avatars/u1.jpg")),
+        "migrated: {}",
+        st.log_text()
+    );
+    let r = get(nginx.addr, P);
+    assert_eq!(r.status, 302, "{r:?}");
+    assert!(fetch_url("GET", r.header("location").unwrap()).body == body);
+
+    // Requests in a loop, each noting when it started and whether it got the old bytes.
+    let stop = Arc::new(AtomicBool::new(false));
+    let old_bytes: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    let asked = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let load = {
+        let (stop, old_bytes, asked, body) =
+            (stop.clone(), old_bytes.clone(), asked.clone(), body.clone());
+        let addr = nginx.addr;
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let started = Instant::now();
+                let r = get(addr, P);
+                let got = match r.status {
+                    200 => r.body == body,
+                    302 => {
+                        let o = fetch_url("GET", r.header("location").unwrap());
+                        o.status == 200 && o.body == body
+                    }
+                    _ => false,
+                };
+                if got {
+                    old_bytes.lock().unwrap().push(started);
+                }
+                asked.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    assert!(wait_until(Duration::from_secs(10), || !old_bytes
+        .lock()
+        .unwrap()
+        .is_empty()));
+
+    let out = stowaway_rm(&st.config, &[P]);
+    let returned = Instant::now();
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(out.says(P, "tombstone", "recorded until"), "{out:?}");
+    assert!(out.says(P, "root", "not there"), "{out:?}");
+    assert!(out.says(P, "archive", "removed "), "{out:?}");
+    assert!(
+        out.says(P, "s3", "deleted s3://site-media/static/avatars/u1.jpg"),
+        "{out:?}"
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || get(nginx.addr, P).status == 404),
+        "404 through nginx once the verdict cache and the tombstones caught up: {}",
+        st.log_text()
+    );
+    let before = asked.load(Ordering::Relaxed);
+    assert!(wait_until(Duration::from_secs(10), || asked
+        .load(Ordering::Relaxed)
+        > before + 20));
+    stop.store(true, Ordering::Relaxed);
+    load.join().unwrap();
+    let late: Vec<_> = old_bytes
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|t| **t >= returned)
+        .map(|t| t.duration_since(returned))
+        .collect();
+    assert!(
+        late.is_empty(),
+        "{} requests got the old bytes after rm returned, the first after {:?}",
+        late.len(),
+        late.first()
+    );
+    assert_eq!(w.s3.get(BUCKET, "static/avatars/u1.jpg"), None);
+    assert!(!w.in_archive("avatars/u1.jpg"));
+    assert!(
+        w.s3.list(BUCKET)
+            .contains(&"static/.stowaway-tombstones/avatars/u1.jpg".to_string())
+    );
+    // The tombstone itself is never served.
+    let r = get(st.addr, "/static/.stowaway-tombstones/avatars/u1.jpg");
+    assert_eq!(r.status, 404, "{r:?}");
+}
+
+/// A local file not yet migrated: removed and tombstoned (410 here). A copy that comes back is
+/// left in place but neither served (directly or through nginx) nor uploaded while the
+/// tombstone lives; once it expires, it is served and migrated like any new file.
+#[test]
+fn tombstone_holds_back_a_copy_that_comes_back_until_it_expires() {
+    const P: &str = "/static/docs/cv.pdf";
+    let w = World::site(BUCKET);
+    write_file(&w.root, "docs/cv.pdf", b"version one");
+    let st = w.start(&rm_config(&w, "2s", "8s", "410"));
+    let nginx = proxy_nginx_in_site(w.path(), &st, &w.path().join("site"));
+    let out = stowaway_rm(&st.config, &[P]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(out.says(P, "root", "removed "), "{out:?}");
+    assert!(out.says(P, "s3", "not there"), "{out:?}");
+    assert!(!w.in_root("docs/cv.pdf"));
+    let keys = w.s3.list(BUCKET);
+    assert!(
+        keys.contains(&"static/.stowaway-tombstones/docs/cv.pdf".to_string()),
+        "{keys:?}"
+    );
+    assert!(
+        !keys.contains(&"static/docs/cv.pdf".to_string()),
+        "{keys:?}"
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || get(st.addr, P).status == 410),
+        "410 once the tombstone is loaded: {}",
+        st.log_text()
+    );
+
+    write_file(&w.root, "docs/cv.pdf", b"version two, restored");
+    assert!(
+        wait_until(Duration::from_secs(20), || st
+            .log_text()
+            .contains("removed by `stowaway rm`")),
+        "the uploader reports the copy instead of uploading it: {}",
+        st.log_text()
+    );
+    assert_eq!(get(st.addr, P).status, 410);
+    assert_eq!(get(nginx.addr, P).status, 410);
+    assert_eq!(w.s3.get(BUCKET, "static/docs/cv.pdf"), None, "not uploaded");
+    assert!(w.in_root("docs/cv.pdf"), "left in place");
+
+    // Expired: migrated and answered like any file.
+    assert!(
+        wait_until(Duration::from_secs(30), || w
+            .s3
+            .get(BUCKET, "static/docs/cv.pdf")
+            == Some(b"version two, restored".to_vec())),
+        "uploaded after the tombstone expired: {}",
+        st.log_text()
+    );
+    assert!(wait_until(Duration::from_secs(10), || get(nginx.addr, P)
+        .status
+        == 302));
+}
+
+/// With S3 down, `rm` removes the local copies, names the S3 places that failed and exits 1;
+/// run again it finishes; a third run finds nothing left and succeeds too.
+#[test]
+fn rm_with_s3_down_then_again() {
+    const P: &str = "/static/a b.jpg";
+    let w = World::site(BUCKET);
+    write_file(&w.root, "a b.jpg", b"root copy");
+    write_file(&w.archive, "a b.jpg", b"archived copy");
+    w.s3.put(BUCKET, "static/a b.jpg", b"object");
+    let cfg = w.path().join("rm.toml");
+    std::fs::write(
+        &cfg,
+        rm_config(&w, "1h", "1h", "404").replace("@LISTEN@", "127.0.0.1:1"),
+    )
+    .unwrap();
+
+    let out = stowaway_rm(&cfg, &["/elsewhere/x.jpg", P]);
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(w.in_root("a b.jpg"), "a bad path stops everything: {out:?}");
+
+    w.s3.pause();
+    let out = stowaway_rm(&cfg, &[P]);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(out.says(P, "tombstone", "FAILED"), "{out:?}");
+    assert!(out.says(P, "root", "removed "), "{out:?}");
+    assert!(out.says(P, "archive", "removed "), "{out:?}");
+    assert!(
+        out.says(
+            P,
+            "s3",
+            "FAILED: cannot delete s3://site-media/static/a b.jpg"
+        ),
+        "{out:?}"
+    );
+    assert!(out.stderr.contains("run the same command again"), "{out:?}");
+    assert!(!w.in_root("a b.jpg") && !w.in_archive("a b.jpg"));
+
+    w.s3.resume();
+    let out = stowaway_rm(&cfg, &[P]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(out.says(P, "tombstone", "recorded until"), "{out:?}");
+    assert!(out.says(P, "root", "not there"), "{out:?}");
+    assert!(out.says(P, "s3", "deleted "), "{out:?}");
+    assert_eq!(w.s3.get(BUCKET, "static/a b.jpg"), None);
+
+    let out = stowaway_rm(&cfg, &[P]);
+    assert_eq!(out.code, Some(0), "rm twice is fine: {out:?}");
+    assert!(out.says(P, "s3", "not there"), "{out:?}");
+}
