@@ -352,6 +352,7 @@ mod tests {
             retry_min_delay: Duration::from_millis(100),
             retry_max_delay: Duration::from_millis(250),
             cache_control: None,
+            abandoned_upload_age: Duration::ZERO,
         };
         let sleeps: Vec<Duration> = backon::BackoffBuilder::build(policy(&u)).collect();
         assert_eq!(sleeps.len(), 3, "4 attempts = 3 sleeps");

@@ -44,6 +44,8 @@ pub struct Stats {
     pub watch_overflows: AtomicU64,
     /// Directories currently watched.
     pub watches: AtomicU64,
+    /// Abandoned multipart uploads (crash leftovers) aborted.
+    pub aborted_uploads: AtomicU64,
     /// One entry per configured mount, in configuration order.
     pub mounts: Vec<MountStats>,
 }
@@ -65,6 +67,7 @@ pub struct StatsSnapshot {
     pub watch_events: u64,
     pub watch_overflows: u64,
     pub watches: u64,
+    pub aborted_uploads: u64,
     /// (files, bytes) per mount.
     pub backlog: Vec<(u64, u64)>,
 }
@@ -95,6 +98,7 @@ impl Stats {
             watch_events: self.watch_events.load(Relaxed),
             watch_overflows: self.watch_overflows.load(Relaxed),
             watches: self.watches.load(Relaxed),
+            aborted_uploads: self.aborted_uploads.load(Relaxed),
             backlog: self
                 .mounts
                 .iter()
