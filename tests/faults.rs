@@ -773,7 +773,12 @@ fn multipart_upload_left_by_kill_9_is_aborted_at_the_next_start() {
     let c = s3.client_via(&proxy.endpoint);
     let create = |key: &str| {
         s3.rt
-            .block_on(c.create_multipart_upload().bucket(&w.bucket).key(key).send())
+            .block_on(
+                c.create_multipart_upload()
+                    .bucket(&w.bucket)
+                    .key(key)
+                    .send(),
+            )
             .unwrap()
             .upload_id()
             .unwrap()
@@ -788,17 +793,26 @@ fn multipart_upload_left_by_kill_9_is_aborted_at_the_next_start() {
     proxy.off();
 
     let st = spawn_serve(w.path(), &cfg, &[], &[], true);
-    let aborted = wait_until(Duration::from_secs(30), || {
-        proxy.aborts().contains(&stale)
-    });
-    assert!(aborted, "the stale upload was not aborted: {}", st.log_text());
+    let aborted = wait_until(Duration::from_secs(30), || proxy.aborts().contains(&stale));
+    assert!(
+        aborted,
+        "the stale upload was not aborted: {}",
+        st.log_text()
+    );
     assert!(!upload_held(&s3, &stale), "s3s-fs still holds {stale}");
     let counted = wait_until(Duration::from_secs(10), || {
         metric(&st, "stowaway_abandoned_uploads_aborted_total") == Some(1)
     });
-    assert!(counted, "{:?}", metric(&st, "stowaway_abandoned_uploads_aborted_total"));
+    assert!(
+        counted,
+        "{:?}",
+        metric(&st, "stowaway_abandoned_uploads_aborted_total")
+    );
     let log = st.log_text();
-    assert!(log.contains("aborted an abandoned multipart upload"), "{log}");
+    assert!(
+        log.contains("aborted an abandoned multipart upload"),
+        "{log}"
+    );
     assert!(!log.contains("ListMultipartUploads"), "{log}");
     assert!(!first_log.contains("ListMultipartUploads"), "{first_log}");
     let mut o = Oracle::default();
@@ -828,13 +842,21 @@ fn an_upload_running_in_this_process_is_never_aborted() {
     let cfg = w.config(&proxy.endpoint, "abandoned_upload_age = \"1h\"", "");
     let st = spawn_serve(w.path(), &cfg, &[], &[], true);
     let open = || !proxy.open_uploads().is_empty();
-    assert!(wait_until(Duration::from_secs(30), open), "{}", st.log_text());
+    assert!(
+        wait_until(Duration::from_secs(30), open),
+        "{}",
+        st.log_text()
+    );
     // Rescans every second sweep while the upload runs.
     let lists = proxy.list_requests();
     let swept = wait_until(Duration::from_secs(30), || {
         proxy.list_requests() >= lists + 2 || !open()
     });
-    assert!(swept && open(), "too few sweeps during the upload: {}", st.log_text());
+    assert!(
+        swept && open(),
+        "too few sweeps during the upload: {}",
+        st.log_text()
+    );
     proxy.off();
     let mut o = Oracle::default();
     finish(&mut o, &s3, &w, st, Duration::from_secs(60));
@@ -856,7 +878,12 @@ fn migrate_aborts_abandoned_uploads_and_a_dry_run_lists_none() {
             let key = format!("{KEY_PREFIX}g/crashed-{i}.bin");
             let id = s3
                 .rt
-                .block_on(c.create_multipart_upload().bucket(&w.bucket).key(key).send())
+                .block_on(
+                    c.create_multipart_upload()
+                        .bucket(&w.bucket)
+                        .key(key)
+                        .send(),
+                )
                 .unwrap()
                 .upload_id()
                 .unwrap()

@@ -16,15 +16,15 @@
 //! deny `s3:ListBucketMultipartUploads`) is named once, with the bucket lifecycle rule that
 //! does the same job, and not asked again.
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, SystemTime};
 
 use super::Stats;
 use crate::config::Settings;
 use crate::store::ObjectStore;
-use crate::store::retry::Class;
 use crate::store::multipart::{OpenUploads, PendingUpload, listing_unsupported};
+use crate::store::retry::Class;
 
 /// One sweep at a time, and no sweep at all once the store said it cannot list.
 #[derive(Debug, Default)]
@@ -86,7 +86,9 @@ impl Sweeper {
                 let page = match pages.next_page().await {
                     Ok(Some(p)) => p,
                     Ok(None) => break,
-                    Err(f) if listing_unsupported(&f) || f.code.as_deref() == Some("AccessDenied") => {
+                    Err(f)
+                        if listing_unsupported(&f) || f.code.as_deref() == Some("AccessDenied") =>
+                    {
                         self.given_up.store(true, Relaxed);
                         let why = if listing_unsupported(&f) {
                             "this S3 store does not implement ListMultipartUploads"

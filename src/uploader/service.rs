@@ -21,9 +21,7 @@ use tokio::sync::{Semaphore, mpsc};
 
 use super::finalize::Finalized;
 use super::leftovers::Sweeper;
-use super::mode::{
-    AfterChange, BucketCheck, Leftovers, Lifetime, Mode, Seen, Summary, Take, Wake,
-};
+use super::mode::{AfterChange, BucketCheck, Leftovers, Lifetime, Mode, Seen, Summary, Take, Wake};
 use super::pipeline::{Job, Outcome, Pipeline};
 use super::scan::{FileStamp, Found, ScanMsg, WalkTarget, full_scan, stat_beneath, walk};
 use super::settle::{SettleMap, tick_interval};

@@ -564,10 +564,22 @@ fn serve(
 /// The multipart requests the proxy takes notes of (path-style addressing).
 #[derive(Debug)]
 enum S3Op {
-    Create { bucket: String, key: String },
-    Complete { id: String },
-    Abort { bucket: String, key: String, id: String },
-    List { bucket: String, query: Vec<(String, String)> },
+    Create {
+        bucket: String,
+        key: String,
+    },
+    Complete {
+        id: String,
+    },
+    Abort {
+        bucket: String,
+        key: String,
+        id: String,
+    },
+    List {
+        bucket: String,
+        query: Vec<(String, String)>,
+    },
     Other,
 }
 
@@ -614,7 +626,12 @@ impl S3Op {
         let path = path.trim_start_matches('/');
         let (bucket, key) = path.split_once('/').unwrap_or((path, ""));
         let (bucket, key) = (pct_decode(bucket), pct_decode(key));
-        match (method, key.is_empty(), get("uploads").is_some(), get("uploadId")) {
+        match (
+            method,
+            key.is_empty(),
+            get("uploads").is_some(),
+            get("uploadId"),
+        ) {
             ("GET", true, true, None) => S3Op::List { bucket, query },
             ("POST", false, true, None) => S3Op::Create { bucket, key },
             ("POST", false, false, Some(id)) => S3Op::Complete { id },
@@ -649,7 +666,8 @@ fn answer_listing(op: &S3Op, ledger: &Mutex<Ledger>) -> Option<Vec<u8>> {
             .map(|(_, v)| v.clone())
             .unwrap_or_default()
     };
-    let (prefix, key_marker, id_marker) = (get("prefix"), get("key-marker"), get("upload-id-marker"));
+    let (prefix, key_marker, id_marker) =
+        (get("prefix"), get("key-marker"), get("upload-id-marker"));
     let max = get("max-uploads").parse().unwrap_or(1000usize).min(l.page);
     let mut matching: Vec<&OpenUpload> = l
         .open

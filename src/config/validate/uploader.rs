@@ -86,8 +86,7 @@ pub fn validate(u: &RawUploader) -> Result<UploaderSettings, ConfigError> {
             "use at least \"1s\" (minutes in production)",
         ));
     }
-    if !uploader.abandoned_upload_age.is_zero()
-        && uploader.abandoned_upload_age < MIN_ABANDONED_AGE
+    if !uploader.abandoned_upload_age.is_zero() && uploader.abandoned_upload_age < MIN_ABANDONED_AGE
     {
         return Err(invalid(
             "uploader.abandoned_upload_age",
@@ -191,8 +190,8 @@ mod tests {
             age("abandoned_upload_age = \"1h 30m\""),
             Duration::from_secs(5400)
         );
-        let e = uploader("abandoned_upload_age = \"29m 59s\"")
-            .refused("uploader.abandoned_upload_age");
+        let e =
+            uploader("abandoned_upload_age = \"29m 59s\"").refused("uploader.abandoned_upload_age");
         assert!(e.contains("clock skew"), "{e}");
         let e = uploader("abandoned_upload_age = \"1 fortnight\"")
             .refused("uploader.abandoned_upload_age");
