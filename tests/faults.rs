@@ -852,6 +852,12 @@ fn an_upload_running_in_this_process_is_never_aborted() {
     let swept = wait_until(Duration::from_secs(30), || {
         proxy.list_requests() >= lists + 2 || !open()
     });
+    assert_eq!(
+        proxy.aborts(),
+        Vec::<String>::new(),
+        "an upload of this process was aborted: {}",
+        st.log_text()
+    );
     assert!(
         swept && open(),
         "too few sweeps during the upload: {}",
