@@ -940,6 +940,10 @@ fn without_list_multipart_uploads_the_lifecycle_rule_is_named_once() {
     });
     assert!(rescans, "{}", st.log_text());
     let log = st.log_text();
+    assert!(
+        !log.contains("transient failure"),
+        "an unsupported operation was retried: {log}"
+    );
     assert_eq!(
         log.matches("AbortIncompleteMultipartUpload").count(),
         1,
