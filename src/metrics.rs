@@ -56,6 +56,7 @@ struct UploaderGauges {
     failures: Counter,
     retries: Counter,
     verify_failures: Counter,
+    aborted_uploads: Counter,
     rescans: Counter,
     last_rescan: Gauge,
     last_rescan_duration: Gauge,
@@ -185,6 +186,12 @@ impl Metrics {
             "Uploads whose stored object did not match.",
             0,
         );
+        describe(
+            "stowaway_abandoned_uploads_aborted_total",
+            None,
+            "Incomplete multipart uploads left by a crash, aborted.",
+            0,
+        );
         describe("stowaway_rescans_total", None, "Completed full rescans.", 0);
         describe(
             "stowaway_last_rescan_timestamp_seconds",
@@ -295,6 +302,7 @@ impl Metrics {
             failures: counter("stowaway_upload_failures_total", vec![]),
             retries: counter("stowaway_upload_retries_total", vec![]),
             verify_failures: counter("stowaway_verify_failures_total", vec![]),
+            aborted_uploads: counter("stowaway_abandoned_uploads_aborted_total", vec![]),
             rescans: counter("stowaway_rescans_total", vec![]),
             last_rescan: gauge("stowaway_last_rescan_timestamp_seconds", vec![]),
             last_rescan_duration: gauge("stowaway_last_rescan_duration_seconds", vec![]),
@@ -387,6 +395,7 @@ impl Metrics {
             u.failures.absolute(s.failures);
             u.retries.absolute(s.retries);
             u.verify_failures.absolute(s.verify_failures);
+            u.aborted_uploads.absolute(s.aborted_uploads);
             u.rescans.absolute(s.rescans);
             u.last_rescan.set(s.last_rescan_unix_ms as f64 / 1000.0);
             u.last_rescan_duration

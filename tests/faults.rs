@@ -722,6 +722,249 @@ fn kill_9_at_random_points_many_times() {
     o.report("kill -9");
 }
 
+// ---- crash leftovers: incomplete multipart uploads ----------------------------------------------
+
+/// Whether s3s-fs still holds incomplete multipart upload `id`.
+fn upload_held(s3: &S3Server, id: &str) -> bool {
+    s3.data.join(format!(".upload-{id}.json")).exists()
+}
+
+/// The value of an unlabelled sample on `/metrics`.
+fn metric(st: &Stowaway, name: &str) -> Option<u64> {
+    let r = get(st.addr, "/metrics");
+    let body = String::from_utf8_lossy(&r.body).into_owned();
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+#[test]
+fn multipart_upload_left_by_kill_9_is_aborted_at_the_next_start() {
+    let _g = serial();
+    seed("leftovers");
+    let s3 = S3Server::start();
+    let proxy = FaultProxy::start(&s3.endpoint);
+    // s3s-fs cannot list multipart uploads: the proxy answers, two a page.
+    proxy.answer_list_multipart_uploads(2);
+    let mut w = World::new(&s3, "leftover-bkt", true);
+    w.write_files("m", 0, 0, 1, 1);
+    let big_key = format!("{KEY_PREFIX}{}", w.files[0].rel);
+    let cfg = w.config(&proxy.endpoint, "abandoned_upload_age = \"1h\"", "");
+    // Parts are answered slowly, so the kill lands mid-upload.
+    proxy.set_slow(Duration::from_millis(1500));
+    proxy.set(1.0, &[Fault::Slow], &["PUT"]);
+    let mut st = spawn_serve(w.path(), &cfg, &[], &[], true);
+    let started = wait_until(Duration::from_secs(30), || {
+        proxy.open_uploads().iter().any(|u| u.key == big_key)
+    });
+    assert!(started, "no multipart upload started: {}", st.log_text());
+    st.proc.kill();
+    let first_log = st.log_text();
+    let stale = proxy
+        .open_uploads()
+        .into_iter()
+        .find(|u| u.key == big_key)
+        .unwrap()
+        .upload_id;
+    assert!(upload_held(&s3, &stale), "the kill left no upload behind");
+    // Beside it, real uploads that are not abandoned ones of ours: a fresh one under the
+    // mount's key prefix, an old one outside it (another application's).
+    let c = s3.client_via(&proxy.endpoint);
+    let create = |key: &str| {
+        s3.rt
+            .block_on(
+                c.create_multipart_upload()
+                    .bucket(&w.bucket)
+                    .key(key)
+                    .send(),
+            )
+            .unwrap()
+            .upload_id()
+            .unwrap()
+            .to_string()
+    };
+    let fresh = create(&format!("{KEY_PREFIX}m/fresh.bin"));
+    let foreign = create("other-app/old.bin");
+    let foreign_too = create("static-not-ours/old.bin");
+    proxy.backdate(&stale, 2 * HOUR);
+    proxy.backdate(&foreign, 2 * HOUR);
+    proxy.backdate(&foreign_too, 2 * HOUR);
+    proxy.off();
+
+    let st = spawn_serve(w.path(), &cfg, &[], &[], true);
+    let aborted = wait_until(Duration::from_secs(30), || proxy.aborts().contains(&stale));
+    assert!(
+        aborted,
+        "the stale upload was not aborted: {}",
+        st.log_text()
+    );
+    assert!(!upload_held(&s3, &stale), "s3s-fs still holds {stale}");
+    let counted = wait_until(Duration::from_secs(10), || {
+        metric(&st, "stowaway_abandoned_uploads_aborted_total") == Some(1)
+    });
+    assert!(
+        counted,
+        "{:?}",
+        metric(&st, "stowaway_abandoned_uploads_aborted_total")
+    );
+    let log = st.log_text();
+    assert!(
+        log.contains("aborted an abandoned multipart upload"),
+        "{log}"
+    );
+    assert!(!log.contains("ListMultipartUploads"), "{log}");
+    assert!(!first_log.contains("ListMultipartUploads"), "{first_log}");
+    let mut o = Oracle::default();
+    o.fault("kill -9 mid-multipart", 1);
+    finish(&mut o, &s3, &w, st, Duration::from_secs(60));
+    assert_eq!(proxy.aborts(), vec![stale.clone()], "only the stale upload");
+    for id in [&fresh, &foreign, &foreign_too] {
+        assert!(upload_held(&s3, id), "{id} was removed");
+    }
+    assert!(proxy.list_requests() >= 2, "{}", proxy.list_requests());
+    o.report("crash leftovers");
+}
+
+#[test]
+fn an_upload_running_in_this_process_is_never_aborted() {
+    let _g = serial();
+    seed("leftovers_in_flight");
+    let s3 = S3Server::start();
+    let proxy = FaultProxy::start(&s3.endpoint);
+    proxy.answer_list_multipart_uploads(2);
+    // Every upload looks two hours old the moment it starts, and takes seconds.
+    proxy.backdate_new(2 * HOUR);
+    proxy.set_slow(Duration::from_millis(700));
+    proxy.set(1.0, &[Fault::Slow], &["PUT"]);
+    let mut w = World::new(&s3, "inflight-bkt", true);
+    w.write_files("m", 0, 0, 1, 1);
+    let cfg = w.config(&proxy.endpoint, "abandoned_upload_age = \"1h\"", "");
+    let st = spawn_serve(w.path(), &cfg, &[], &[], true);
+    let open = || !proxy.open_uploads().is_empty();
+    assert!(
+        wait_until(Duration::from_secs(30), open),
+        "{}",
+        st.log_text()
+    );
+    // Rescans every second sweep while the upload runs.
+    let lists = proxy.list_requests();
+    let swept = wait_until(Duration::from_secs(30), || {
+        proxy.list_requests() >= lists + 2 || !open()
+    });
+    assert_eq!(
+        proxy.aborts(),
+        Vec::<String>::new(),
+        "an upload of this process was aborted: {}",
+        st.log_text()
+    );
+    assert!(
+        swept && open(),
+        "too few sweeps during the upload: {}",
+        st.log_text()
+    );
+    proxy.off();
+    let mut o = Oracle::default();
+    finish(&mut o, &s3, &w, st, Duration::from_secs(60));
+    assert_eq!(proxy.aborts(), Vec::<String>::new());
+}
+
+#[test]
+fn migrate_aborts_abandoned_uploads_and_a_dry_run_lists_none() {
+    let _g = serial();
+    seed("leftovers_migrate");
+    let s3 = S3Server::start();
+    let proxy = FaultProxy::start(&s3.endpoint);
+    proxy.answer_list_multipart_uploads(2);
+    let mut w = World::new(&s3, "migrate-bkt", true);
+    w.write_files("g", 3, 512, 1024, 0);
+    let c = s3.client_via(&proxy.endpoint);
+    let stale: Vec<String> = (0..3)
+        .map(|i| {
+            let key = format!("{KEY_PREFIX}g/crashed-{i}.bin");
+            let id = s3
+                .rt
+                .block_on(
+                    c.create_multipart_upload()
+                        .bucket(&w.bucket)
+                        .key(key)
+                        .send(),
+                )
+                .unwrap()
+                .upload_id()
+                .unwrap()
+                .to_string();
+            proxy.backdate(&id, 2 * HOUR);
+            id
+        })
+        .collect();
+    let p = w.path().join("migrate.toml");
+    let cfg = w.config(&proxy.endpoint, "abandoned_upload_age = \"1h\"", "");
+    std::fs::write(&p, cfg.replace("@LISTEN@", "127.0.0.1:1")).unwrap();
+    let run = |args: &[&str]| {
+        let out = stowaway_cmd()
+            .arg("migrate")
+            .arg("--config")
+            .arg(&p)
+            .args(args)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{text}");
+        text
+    };
+    let dry = run(&["--dry-run"]);
+    assert_eq!(proxy.list_requests(), 0, "a dry run asked S3: {dry}");
+    assert!(proxy.aborts().is_empty(), "{dry}");
+    let log = run(&[]);
+    let mut aborted = proxy.aborts();
+    aborted.sort();
+    let mut want = stale.clone();
+    want.sort();
+    assert_eq!(aborted, want, "{log}");
+    assert!(stale.iter().all(|id| !upload_held(&s3, id)), "{log}");
+    assert!(w.all_archived(), "{log}");
+}
+
+#[test]
+fn without_list_multipart_uploads_the_lifecycle_rule_is_named_once() {
+    let _g = serial();
+    seed("leftovers_unsupported");
+    let s3 = S3Server::start();
+    let mut w = World::new(&s3, "plain-bkt", true);
+    w.write_files("p", 2, 512, 1024, 0);
+    let cfg = w.config(&s3.endpoint, "abandoned_upload_age = \"1h\"", "");
+    let st = spawn_serve(w.path(), &cfg, &[], &[], true);
+    let rescans = wait_until(Duration::from_secs(30), || {
+        metric(&st, "stowaway_rescans_total").unwrap_or(0) >= 4
+    });
+    assert!(rescans, "{}", st.log_text());
+    let log = st.log_text();
+    assert!(
+        !log.contains("transient failure"),
+        "an unsupported operation was retried: {log}"
+    );
+    assert_eq!(
+        log.matches("AbortIncompleteMultipartUpload").count(),
+        1,
+        "{log}"
+    );
+    let line = log
+        .lines()
+        .find(|l| l.contains("AbortIncompleteMultipartUpload"))
+        .unwrap();
+    for part in [
+        "WARN",
+        "does not implement ListMultipartUploads",
+        "DaysAfterInitiation",
+        "plain-bkt",
+    ] {
+        assert!(line.contains(part), "{part}: {line}");
+    }
+    let mut o = Oracle::default();
+    finish(&mut o, &s3, &w, st, Duration::from_secs(60));
+}
+
 // ---- local trouble: a full archive, unreadable files -----------------------------------------
 
 #[test]

@@ -77,6 +77,7 @@ pub struct RawUploader {
     pub retry_min_delay: Option<HumanDuration>,
     pub retry_max_delay: Option<HumanDuration>,
     pub cache_control: Option<String>,
+    pub abandoned_upload_age: Option<HumanDuration>,
 }
 
 #[derive(Debug, Default, Deserialize)]

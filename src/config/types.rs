@@ -135,6 +135,10 @@ pub struct UploaderSettings {
     #[serde(with = "human_duration")]
     pub retry_max_delay: Duration,
     pub cache_control: Option<String>,
+    /// Incomplete multipart uploads under an upload mount's key prefix older than this, and
+    /// not running in this process, are aborted at start-up and on rescans; zero: never.
+    #[serde(with = "human_duration")]
+    pub abandoned_upload_age: Duration,
 }
 
 /// How the 302 URL for a mount is built.

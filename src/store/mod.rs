@@ -7,12 +7,14 @@
 //! * [`stop`]: drain and abort flags that cut retries and multipart uploads short;
 //! * [`hash`]: SHA-256 and the ETag S3 will report, in one read;
 //! * [`upload`]: single PUT or multipart, streamed from disk;
+//! * [`multipart`]: incomplete multipart uploads: list (paged), abort, ours in flight;
 //! * [`verify`]: HeadObject against the local digests, and the [`Verified`] proof;
 //! * [`online`]: `check-config --online`;
 //! * [`tombstone`]: deletes and the tombstones `stowaway rm` leaves.
 
 pub mod aws;
 pub mod hash;
+pub mod multipart;
 pub mod online;
 pub mod retry;
 pub mod stop;
@@ -27,6 +29,7 @@ use aws_sdk_s3::Client;
 
 pub use aws::error_chain;
 use hash::Digests;
+use multipart::{OpenUploads, UploadPages};
 use retry::{Retrier, S3Failure};
 use stop::Stop;
 use upload::{Target, UploadError};
@@ -39,12 +42,18 @@ use crate::config::S3Settings;
 pub struct ObjectStore {
     client: Client,
     retrier: Retrier,
+    /// Multipart uploads this process has running (shared by the clones).
+    open: OpenUploads,
 }
 
 impl ObjectStore {
     /// A store over `client` whose requests are retried by `retrier`.
     pub fn new(client: Client, retrier: Retrier) -> Self {
-        ObjectStore { client, retrier }
+        ObjectStore {
+            client,
+            retrier,
+            open: OpenUploads::default(),
+        }
     }
 
     /// A store over the transfer client for `s3` (SDK retries off: `retrier` is the only one).
@@ -82,7 +91,27 @@ impl ObjectStore {
         t: &Target<'_>,
         d: &Digests,
     ) -> Result<(), UploadError> {
-        upload::upload(&self.client, &self.retrier, file, path, t, d).await
+        upload::upload(&self.client, &self.retrier, &self.open, file, path, t, d).await
+    }
+
+    /// The incomplete multipart uploads of `bucket` under `prefix`, a page at a time.
+    pub fn list_multipart_uploads(&self, bucket: &str, prefix: &str) -> UploadPages {
+        UploadPages::new(self.client.clone(), self.retrier.clone(), bucket, prefix)
+    }
+
+    /// Aborts multipart upload `upload_id` of `bucket/key` (already gone counts as done).
+    pub async fn abort_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<(), S3Failure> {
+        multipart::abort(&self.client, &self.retrier, bucket, key, upload_id).await
+    }
+
+    /// The multipart uploads this process has running, which no clean-up may abort.
+    pub fn open_uploads(&self) -> &OpenUploads {
+        &self.open
     }
 
     /// A definite "this bucket does not exist", as a mount-wide failure; `None` when it exists

@@ -103,6 +103,10 @@ pub fn classify_parts(transport: Transport, status: Option<u16>, code: Option<&s
         Transport::Service => {}
     }
     if let Some(c) = code {
+        // The store lacks the operation (a 501 that repeating will not change).
+        if c == "NotImplemented" {
+            return Class::Permanent;
+        }
         if TRANSIENT_CODES.contains(&c) {
             return Class::Transient;
         }
@@ -112,6 +116,7 @@ pub fn classify_parts(transport: Transport, status: Option<u16>, code: Option<&s
     }
     match status {
         Some(408 | 429) => Class::Transient,
+        Some(501) => Class::Permanent,
         Some(s) if s >= 500 => Class::Transient,
         // Missing bucket on a request without a body to tell us (HEAD) is handled by the
         // caller; any other 4xx will not get better by repeating it now.
@@ -303,6 +308,12 @@ mod tests {
             Class::Transient
         );
         assert_eq!(classify_parts(Service, Some(500), None), Class::Transient);
+        assert_eq!(
+            classify_parts(Service, Some(501), Some("NotImplemented")),
+            Class::Permanent,
+            "a store without the operation"
+        );
+        assert_eq!(classify_parts(Service, Some(501), None), Class::Permanent);
         assert_eq!(classify_parts(Service, Some(429), None), Class::Transient);
         assert_eq!(
             classify_parts(Service, Some(400), Some("RequestTimeout")),
@@ -352,6 +363,7 @@ mod tests {
             retry_min_delay: Duration::from_millis(100),
             retry_max_delay: Duration::from_millis(250),
             cache_control: None,
+            abandoned_upload_age: Duration::ZERO,
         };
         let sleeps: Vec<Duration> = backon::BackoffBuilder::build(policy(&u)).collect();
         assert_eq!(sleeps.len(), 3, "4 attempts = 3 sleeps");

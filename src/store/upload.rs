@@ -1,7 +1,8 @@
 //! Putting one file into S3: a single streaming PutObject below the multipart threshold (with
 //! its SHA-256 sent, so the server checks the body), multipart above it. Bodies are streamed
 //! from disk — for multipart, one part's byte range at a time — so memory stays bounded
-//! whatever the file size. A failed multipart upload is aborted.
+//! whatever the file size. A failed multipart upload is aborted; a running one is registered
+//! in [`OpenUploads`] so that no clean-up of abandoned uploads touches it.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -12,6 +13,7 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use base64::Engine as _;
 
 use super::hash::{Digests, Layout};
+use super::multipart::{OpenUploads, abort};
 use super::retry::{Retrier, Retryable, S3Failure, classify};
 
 /// Name of the user-metadata entry holding the source's SHA-256 (hex): `x-amz-meta-sha256`.
@@ -101,6 +103,7 @@ async fn body(file: &File, path: &Path, offset: u64, len: u64) -> Result<ByteStr
 pub(super) async fn upload(
     client: &Client,
     retrier: &Retrier,
+    open: &OpenUploads,
     file: &File,
     path: &Path,
     t: &Target<'_>,
@@ -109,7 +112,7 @@ pub(super) async fn upload(
     match d.layout {
         Layout::Single => put_single(client, retrier, file, path, t, d).await,
         Layout::Multipart { part_size } => {
-            put_multipart(client, retrier, file, path, t, d, part_size).await
+            put_multipart(client, retrier, open, file, path, t, d, part_size).await
         }
     }
 }
@@ -147,9 +150,11 @@ async fn put_single(
         .await
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn put_multipart(
     client: &Client,
     retrier: &Retrier,
+    open: &OpenUploads,
     file: &File,
     path: &Path,
     t: &Target<'_>,
@@ -182,8 +187,10 @@ async fn put_multipart(
             ),
         }));
     };
+    let _open = open.open(&upload_id);
     tracing::info!(
         key = t.key,
+        upload_id = %upload_id,
         bytes = d.size,
         parts = d.part_md5s.len(),
         "multipart upload started"
@@ -191,17 +198,11 @@ async fn put_multipart(
     match send_parts(client, retrier, file, path, t, d, part_size, &upload_id).await {
         Ok(()) => Ok(()),
         Err(e) => {
-            // Leave no invisible half-upload behind (it would be billed). One attempt only: if
-            // S3 is unreachable the bucket's AbortIncompleteMultipartUpload rule cleans up.
-            if let Err(ae) = client
-                .abort_multipart_upload()
-                .bucket(t.bucket)
-                .key(t.key)
-                .upload_id(&upload_id)
-                .send()
-                .await
-            {
-                tracing::warn!(key = t.key, error = %classify("AbortMultipartUpload", t.bucket, t.key, &ae), "could not abort the failed multipart upload");
+            // Leave no invisible half-upload behind (it would be billed). Should S3 be
+            // unreachable, the clean-up of abandoned uploads at a later rescan or start (or
+            // the bucket's AbortIncompleteMultipartUpload rule) removes it.
+            if let Err(ae) = abort(client, retrier, t.bucket, t.key, &upload_id).await {
+                tracing::warn!(key = t.key, upload_id = %upload_id, error = %ae, "could not abort the failed multipart upload");
             }
             Err(e)
         }

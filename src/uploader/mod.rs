@@ -10,6 +10,7 @@
 //! * [`scan`]: walking roots (full rescans, new directories), file stamps;
 //! * [`watch`]: the `notify` watcher, never blocking its thread;
 //! * [`settle`]: "unchanged for `uploader.settle`";
+//! * [`leftovers`]: aborting multipart uploads a crash left incomplete in the bucket;
 //! * [`finalize`]: archive (rename, or copy + fsync + rename across file systems), delete, keep;
 //! * [`pipeline`]: one file through hashing, upload and verification (the
 //!   [`ObjectStore`](crate::store::ObjectStore)), then finalize;
@@ -21,6 +22,7 @@
 //! * [`stats`]: counters for status and metrics.
 
 pub mod finalize;
+pub mod leftovers;
 pub mod migrate;
 pub mod mode;
 pub mod pipeline;

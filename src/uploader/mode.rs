@@ -113,6 +113,17 @@ pub enum BucketCheck {
     Never,
 }
 
+/// Whether full passes clean up abandoned multipart uploads (crash leftovers), and when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leftovers {
+    /// Before the walk: a one-shot run has finished this when it reports.
+    BeforeWalk,
+    /// Beside the walk, so a slow listing never delays uploads.
+    AlongsideWalk,
+    /// Never (a dry run touches nothing).
+    Never,
+}
+
 /// A ready file: queued for a worker, or fully handled by the mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Take {
@@ -145,6 +156,9 @@ pub trait Mode: Send + 'static {
 
     /// Whether full scans check the buckets first.
     fn bucket_check(&self) -> BucketCheck;
+
+    /// Whether full passes abort abandoned multipart uploads first, alongside, or never.
+    fn leftovers(&self) -> Leftovers;
 
     /// Timers and signals that start another full pass (taken once, when the run starts).
     fn wakeups(&mut self) -> Option<Wakeups>;
@@ -225,6 +239,9 @@ impl Service {
 }
 
 impl Mode for Service {
+    fn leftovers(&self) -> Leftovers {
+        Leftovers::AlongsideWalk
+    }
     fn lifetime(&self) -> Lifetime {
         Lifetime::UntilShutdown
     }
@@ -289,6 +306,9 @@ impl Migrate {
 }
 
 impl Mode for Migrate {
+    fn leftovers(&self) -> Leftovers {
+        Leftovers::BeforeWalk
+    }
     fn lifetime(&self) -> Lifetime {
         Lifetime::UntilIdle
     }
@@ -358,6 +378,9 @@ impl DryRun {
 }
 
 impl Mode for DryRun {
+    fn leftovers(&self) -> Leftovers {
+        Leftovers::Never
+    }
     fn lifetime(&self) -> Lifetime {
         Lifetime::UntilIdle
     }

@@ -20,7 +20,8 @@ use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind, RenameMode};
 use tokio::sync::{Semaphore, mpsc};
 
 use super::finalize::Finalized;
-use super::mode::{AfterChange, BucketCheck, Lifetime, Mode, Seen, Summary, Take, Wake};
+use super::leftovers::Sweeper;
+use super::mode::{AfterChange, BucketCheck, Leftovers, Lifetime, Mode, Seen, Summary, Take, Wake};
 use super::pipeline::{Job, Outcome, Pipeline};
 use super::scan::{FileStamp, Found, ScanMsg, WalkTarget, full_scan, stat_beneath, walk};
 use super::settle::{SettleMap, tick_interval};
@@ -63,6 +64,8 @@ struct Discovery {
     full_scans_done: u64,
     subtree_walks: usize,
     scan_tx: mpsc::Sender<ScanMsg>,
+    /// Aborts the multipart uploads a crash left behind, at the start of full passes.
+    sweeper: Arc<Sweeper>,
 }
 
 impl Discovery {
@@ -201,6 +204,7 @@ impl<M: Mode> Coordinator<M> {
                 full_scans_done: 0,
                 subtree_walks: 0,
                 scan_tx,
+                sweeper: Arc::new(Sweeper::default()),
             },
             settle: SettleMap::new(s.uploader.settle),
             dispatch: Dispatch {
@@ -299,6 +303,8 @@ impl<M: Mode> Coordinator<M> {
         let targets = self.discovery.walk_targets();
         let tx = self.discovery.scan_tx.clone();
         let bucket_check = self.mode.bucket_check();
+        let leftovers = self.mode.leftovers();
+        let sweeper = self.discovery.sweeper.clone();
         let pipeline = self.pipeline.clone();
         tokio::spawn(async move {
             // A missing bucket pauses its mount before any of its files is looked at; the
@@ -319,6 +325,22 @@ impl<M: Mode> Coordinator<M> {
                     }
                 }
                 BucketCheck::Never => {}
+            }
+            // At start-up and on every later pass: leftovers of a crash, and uploads whose
+            // abort failed while S3 was unreachable, are aborted once they are old enough.
+            let sweep = {
+                let pipeline = pipeline.clone();
+                async move {
+                    let p = &pipeline;
+                    sweeper.sweep(&p.settings, &p.store, &p.stats).await;
+                }
+            };
+            match leftovers {
+                Leftovers::BeforeWalk => sweep.await,
+                Leftovers::AlongsideWalk => {
+                    tokio::spawn(sweep);
+                }
+                Leftovers::Never => {}
             }
             let _ = tokio::task::spawn_blocking(move || full_scan(&targets, &tx)).await;
         });

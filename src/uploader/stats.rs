@@ -51,6 +51,8 @@ pub struct Stats {
     /// Archived files past their retention kept because their object could not be verified
     /// (missing, different, unprovable, forbidden); counted once per pass that found them.
     pub archive_kept_unverified: AtomicU64,
+    /// Abandoned multipart uploads (crash leftovers) aborted.
+    pub aborted_uploads: AtomicU64,
     /// One entry per configured mount, in configuration order.
     pub mounts: Vec<MountStats>,
 }
@@ -72,6 +74,7 @@ pub struct StatsSnapshot {
     pub watch_events: u64,
     pub watch_overflows: u64,
     pub watches: u64,
+    pub aborted_uploads: u64,
     /// (files, bytes) per mount.
     pub backlog: Vec<(u64, u64)>,
 }
@@ -102,6 +105,7 @@ impl Stats {
             watch_events: self.watch_events.load(Relaxed),
             watch_overflows: self.watch_overflows.load(Relaxed),
             watches: self.watches.load(Relaxed),
+            aborted_uploads: self.aborted_uploads.load(Relaxed),
             backlog: self
                 .mounts
                 .iter()

@@ -5,6 +5,12 @@
 //! very slow, trickled answer. Faults can be switched at any time. Include it next to
 //! `mod common;` with `#[path = "common/faultproxy.rs"] mod faultproxy;`.
 //!
+//! It can also stand in for ListMultipartUploads, which s3s-fs lacks
+//! ([`FaultProxy::answer_list_multipart_uploads`]): it notes every multipart upload created
+//! through it (and forgets it once completed or aborted), answers the listing from those
+//! notes, a few per page so that paging is exercised, and records every AbortMultipartUpload.
+//! A test can make an upload look older than it is ([`FaultProxy::backdate`]).
+//!
 //! Requests are forwarded byte for byte (only `Expect: 100-continue` is answered by the proxy
 //! and removed), so SigV4 signatures stay valid. Loopback only; every socket has a timeout.
 #![allow(dead_code)]
@@ -13,7 +19,7 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// What the proxy does to one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -66,6 +72,32 @@ pub struct Counts {
     by_fault: Mutex<std::collections::BTreeMap<Fault, u64>>,
 }
 
+/// A multipart upload created through the proxy and not yet completed or aborted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenUpload {
+    pub bucket: String,
+    pub key: String,
+    pub upload_id: String,
+    /// What the listing reports as `Initiated`.
+    pub initiated: SystemTime,
+}
+
+/// The proxy's notes on multipart uploads.
+#[derive(Debug, Default)]
+struct Ledger {
+    /// Whether the proxy answers ListMultipartUploads (else it is forwarded).
+    answer: bool,
+    /// Uploads per listing page.
+    page: usize,
+    /// Added to the age of every upload created from now on.
+    backdate_new: Duration,
+    open: Vec<OpenUpload>,
+    /// (bucket, key, upload id) of every AbortMultipartUpload request, in order.
+    aborts: Vec<(String, String, String)>,
+    /// ListMultipartUploads requests answered.
+    lists: u64,
+}
+
 /// A running proxy; stops accepting on drop (open connections end with their sockets).
 pub struct FaultProxy {
     pub addr: SocketAddr,
@@ -75,6 +107,7 @@ pub struct FaultProxy {
     plan: Arc<Mutex<Plan>>,
     pub counts: Arc<Counts>,
     stop: Arc<AtomicBool>,
+    ledger: Arc<Mutex<Ledger>>,
 }
 
 impl FaultProxy {
@@ -96,16 +129,17 @@ impl FaultProxy {
         }));
         let counts = Arc::new(Counts::default());
         let stop = Arc::new(AtomicBool::new(false));
-        let (p, c, s) = (plan.clone(), counts.clone(), stop.clone());
+        let ledger = Arc::new(Mutex::new(Ledger::default()));
+        let (p, c, s, l) = (plan.clone(), counts.clone(), stop.clone(), ledger.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 if s.load(Relaxed) {
                     break;
                 }
                 let Ok(conn) = conn else { continue };
-                let (p, c) = (p.clone(), c.clone());
+                let (p, c, l) = (p.clone(), c.clone(), l.clone());
                 std::thread::spawn(move || {
-                    let _ = serve(conn, upstream, &p, &c);
+                    let _ = serve(conn, upstream, &p, &c, &l);
                 });
             }
         });
@@ -116,7 +150,45 @@ impl FaultProxy {
             plan,
             counts,
             stop,
+            ledger,
         }
+    }
+
+    /// From now on the proxy answers ListMultipartUploads itself, `page` uploads a page,
+    /// from the uploads created through it.
+    pub fn answer_list_multipart_uploads(&self, page: usize) {
+        let mut l = self.ledger.lock().unwrap();
+        l.answer = true;
+        l.page = page.max(1);
+    }
+
+    /// Multipart uploads created through the proxy and neither completed nor aborted.
+    pub fn open_uploads(&self) -> Vec<OpenUpload> {
+        self.ledger.lock().unwrap().open.clone()
+    }
+
+    /// Makes upload `upload_id` look `by` older to ListMultipartUploads.
+    pub fn backdate(&self, upload_id: &str, by: Duration) {
+        let mut l = self.ledger.lock().unwrap();
+        let u = l.open.iter_mut().find(|u| u.upload_id == upload_id);
+        let u = u.unwrap_or_else(|| panic!("no open upload {upload_id}"));
+        u.initiated -= by;
+    }
+
+    /// Makes every upload created from now on look `by` older.
+    pub fn backdate_new(&self, by: Duration) {
+        self.ledger.lock().unwrap().backdate_new = by;
+    }
+
+    /// Upload ids of the AbortMultipartUpload requests seen, in order.
+    pub fn aborts(&self) -> Vec<String> {
+        let l = self.ledger.lock().unwrap();
+        l.aborts.iter().map(|(_, _, id)| id.clone()).collect()
+    }
+
+    /// ListMultipartUploads requests the proxy answered.
+    pub fn list_requests(&self) -> u64 {
+        self.ledger.lock().unwrap().lists
     }
 
     /// From now on, each request (of `methods`, all if empty) gets one of `faults` with
@@ -317,6 +389,7 @@ fn serve(
     upstream: SocketAddr,
     plan: &Mutex<Plan>,
     counts: &Counts,
+    ledger: &Mutex<Ledger>,
 ) -> io::Result<()> {
     client.set_read_timeout(Some(TIMEOUT))?;
     client.set_write_timeout(Some(TIMEOUT))?;
@@ -389,6 +462,15 @@ fn serve(
             }
             _ => {}
         }
+        let s3op = S3Op::of(&line);
+        if let Some(r) = answer_listing(&s3op, ledger) {
+            out.write_all(&r)?;
+            continue;
+        }
+        if let S3Op::Abort { bucket, key, id } = &s3op {
+            let mut l = ledger.lock().unwrap();
+            l.aborts.push((bucket.clone(), key.clone(), id.clone()));
+        }
         // Forward (reconnecting if S3 closed the kept-alive connection).
         if up.is_none() {
             match TcpStream::connect_timeout(&upstream, Duration::from_secs(5)) {
@@ -436,6 +518,7 @@ fn serve(
             }
         };
         counts.forwarded.fetch_add(1, Relaxed);
+        note_multipart(&s3op, status, &resp.body, ledger);
         if close {
             up = None;
         }
@@ -473,5 +556,191 @@ fn serve(
         if close {
             return Ok(());
         }
+    }
+}
+
+// ---- multipart uploads ------------------------------------------------------------------------
+
+/// The multipart requests the proxy takes notes of (path-style addressing).
+#[derive(Debug)]
+enum S3Op {
+    Create {
+        bucket: String,
+        key: String,
+    },
+    Complete {
+        id: String,
+    },
+    Abort {
+        bucket: String,
+        key: String,
+        id: String,
+    },
+    List {
+        bucket: String,
+        query: Vec<(String, String)>,
+    },
+    Other,
+}
+
+fn pct_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b[i], hex) {
+            (b'%', Some(v)) => {
+                out.push(v);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+impl S3Op {
+    /// Reads the request line `METHOD /bucket/key?query HTTP/1.1`.
+    fn of(line: &str) -> S3Op {
+        let mut parts = line.split(' ');
+        let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
+            return S3Op::Other;
+        };
+        let (path, q) = target.split_once('?').unwrap_or((target, ""));
+        let query: Vec<(String, String)> = q
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                (pct_decode(k), pct_decode(v))
+            })
+            .collect();
+        let get = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let path = path.trim_start_matches('/');
+        let (bucket, key) = path.split_once('/').unwrap_or((path, ""));
+        let (bucket, key) = (pct_decode(bucket), pct_decode(key));
+        match (
+            method,
+            key.is_empty(),
+            get("uploads").is_some(),
+            get("uploadId"),
+        ) {
+            ("GET", true, true, None) => S3Op::List { bucket, query },
+            ("POST", false, true, None) => S3Op::Create { bucket, key },
+            ("POST", false, false, Some(id)) => S3Op::Complete { id },
+            ("DELETE", false, false, Some(id)) => S3Op::Abort { bucket, key, id },
+            _ => S3Op::Other,
+        }
+    }
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&apos;")
+}
+
+/// The ListMultipartUploads answer from the notes, if the proxy answers it.
+fn answer_listing(op: &S3Op, ledger: &Mutex<Ledger>) -> Option<Vec<u8>> {
+    let S3Op::List { bucket, query } = op else {
+        return None;
+    };
+    let mut l = ledger.lock().unwrap();
+    if !l.answer {
+        return None;
+    }
+    l.lists += 1;
+    let get = |k: &str| {
+        query
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let (prefix, key_marker, id_marker) =
+        (get("prefix"), get("key-marker"), get("upload-id-marker"));
+    let max = get("max-uploads").parse().unwrap_or(1000usize).min(l.page);
+    let mut matching: Vec<&OpenUpload> = l
+        .open
+        .iter()
+        .filter(|u| &u.bucket == bucket && u.key.starts_with(&prefix))
+        .filter(|u| {
+            key_marker.is_empty()
+                || u.key > key_marker
+                || (u.key == key_marker && !id_marker.is_empty() && u.upload_id > id_marker)
+        })
+        .collect();
+    matching.sort_by(|a, b| (&a.key, &a.upload_id).cmp(&(&b.key, &b.upload_id)));
+    let truncated = matching.len() > max;
+    matching.truncate(max);
+    let mut body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ListMultipartUploadsResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Bucket>{}</Bucket><KeyMarker>{}</KeyMarker><UploadIdMarker>{}</UploadIdMarker><Prefix>{}</Prefix><MaxUploads>{max}</MaxUploads><IsTruncated>{truncated}</IsTruncated>",
+        xml_escape(bucket),
+        xml_escape(&key_marker),
+        xml_escape(&id_marker),
+        xml_escape(&prefix)
+    );
+    if let (true, Some(last)) = (truncated, matching.last()) {
+        body.push_str(&format!(
+            "<NextKeyMarker>{}</NextKeyMarker><NextUploadIdMarker>{}</NextUploadIdMarker>",
+            xml_escape(&last.key),
+            xml_escape(&last.upload_id)
+        ));
+    }
+    for u in &matching {
+        body.push_str(&format!(
+            "<Upload><Key>{}</Key><UploadId>{}</UploadId><Initiated>{}</Initiated><StorageClass>STANDARD</StorageClass></Upload>",
+            xml_escape(&u.key),
+            xml_escape(&u.upload_id),
+            humantime::format_rfc3339_millis(u.initiated)
+        ));
+    }
+    body.push_str("</ListMultipartUploadsResult>");
+    let mut r = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    r.extend_from_slice(body.as_bytes());
+    Some(r)
+}
+
+/// Updates the notes after S3 answered `op` with `status` and `body`.
+fn note_multipart(op: &S3Op, status: u16, body: &[u8], ledger: &Mutex<Ledger>) {
+    let ok = (200..300).contains(&status);
+    let mut l = ledger.lock().unwrap();
+    match op {
+        S3Op::Create { bucket, key } if ok => {
+            let b = String::from_utf8_lossy(body);
+            let id = b
+                .split_once("<UploadId>")
+                .and_then(|(_, r)| r.split_once("</UploadId>"))
+                .map(|(id, _)| id.to_string());
+            if let Some(upload_id) = id {
+                let initiated = SystemTime::now() - l.backdate_new;
+                l.open.push(OpenUpload {
+                    bucket: bucket.clone(),
+                    key: key.clone(),
+                    upload_id,
+                    initiated,
+                });
+            }
+        }
+        // A Complete can fail inside a 200; s3s-fs answers errors with error statuses.
+        S3Op::Complete { id } | S3Op::Abort { id, .. }
+            if ok && !String::from_utf8_lossy(body).contains("<Error>") =>
+        {
+            l.open.retain(|u| &u.upload_id != id);
+        }
+        _ => {}
     }
 }

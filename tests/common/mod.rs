@@ -581,10 +581,16 @@ impl S3Server {
 
     /// An SDK client with the test credentials.
     pub fn client(&self) -> aws_sdk_s3::Client {
+        self.client_via(&self.endpoint)
+    }
+
+    /// An SDK client with the test credentials that reaches this server through `endpoint`
+    /// (a proxy in front of it).
+    pub fn client_via(&self, endpoint: &str) -> aws_sdk_s3::Client {
         let conf = aws_sdk_s3::config::Builder::new()
             .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
             .region(aws_sdk_s3::config::Region::new(REGION))
-            .endpoint_url(&self.endpoint)
+            .endpoint_url(endpoint)
             .credentials_provider(aws_sdk_s3::config::Credentials::new(
                 AK, SK, None, None, "test",
             ))

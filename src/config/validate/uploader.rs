@@ -40,6 +40,11 @@ pub fn validate(u: &RawUploader) -> Result<UploaderSettings, ConfigError> {
             .as_deref()
             .map(|v| super::header_value_ok("uploader.cache_control", v))
             .transpose()?,
+        abandoned_upload_age: duration_or(
+            "uploader.abandoned_upload_age",
+            &u.abandoned_upload_age,
+            Duration::from_secs(24 * 3600),
+        )?,
     };
     if uploader.concurrency == 0 || uploader.concurrency > 256 {
         return Err(invalid(
@@ -81,8 +86,20 @@ pub fn validate(u: &RawUploader) -> Result<UploaderSettings, ConfigError> {
             "use at least \"1s\" (minutes in production)",
         ));
     }
+    if !uploader.abandoned_upload_age.is_zero() && uploader.abandoned_upload_age < MIN_ABANDONED_AGE
+    {
+        return Err(invalid(
+            "uploader.abandoned_upload_age",
+            humantime::format_duration(uploader.abandoned_upload_age).to_string(),
+            "too short: S3 tolerates 15 minutes of clock skew, and another node's upload must not look abandoned while it runs",
+            "use at least \"30m\" (hours in production), or \"0s\" to never abort",
+        ));
+    }
     Ok(uploader)
 }
+
+/// The shortest `uploader.abandoned_upload_age` other than zero.
+const MIN_ABANDONED_AGE: Duration = Duration::from_secs(30 * 60);
 
 #[cfg(test)]
 mod tests {
@@ -158,6 +175,27 @@ mod tests {
         uploader("part_size = \"16MiB\"\nmultipart_threshold = \"16MiB\"").accepted();
         uploader("part_size = \"16MiB\"\nmultipart_threshold = \"15MiB\"")
             .refused("uploader.multipart_threshold");
+    }
+
+    #[test]
+    fn abandoned_upload_age_is_off_or_at_least_30_minutes() {
+        let age = |t: &str| uploader(t).accepted().uploader.abandoned_upload_age;
+        assert_eq!(age(""), Duration::from_secs(24 * 3600), "default: a day");
+        assert_eq!(age("abandoned_upload_age = \"0s\""), Duration::ZERO, "off");
+        assert_eq!(
+            age("abandoned_upload_age = \"30m\""),
+            Duration::from_secs(1800)
+        );
+        assert_eq!(
+            age("abandoned_upload_age = \"1h 30m\""),
+            Duration::from_secs(5400)
+        );
+        let e =
+            uploader("abandoned_upload_age = \"29m 59s\"").refused("uploader.abandoned_upload_age");
+        assert!(e.contains("clock skew"), "{e}");
+        let e = uploader("abandoned_upload_age = \"1 fortnight\"")
+            .refused("uploader.abandoned_upload_age");
+        assert!(e.contains("not a duration"), "{e}");
     }
 
     #[test]
