@@ -28,7 +28,32 @@ use actix_web::http::header::HeaderValue;
 use foldhash::fast::RandomState;
 use std::sync::{Mutex, MutexGuard};
 
-use super::sigv4::Window;
+use super::{CachePolicy, MintedUrl, MountUrls};
+
+/// What every URL of one signing window shares, computed before signing (and before a URL
+/// cache lookup, which is keyed by it).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Window {
+    /// The credentials generation (bumped by every `Signer::set_credentials`).
+    pub(super) generation: u64,
+    /// Unix seconds the URL is signed at: `now` rounded down to the window.
+    pub(super) start: u64,
+    /// Unix seconds after which the URL no longer works.
+    pub(super) valid_until: u64,
+    /// `now` in Unix seconds.
+    pub(super) now: u64,
+}
+
+impl Window {
+    /// The minted URL for `url` signed in this window.
+    pub(super) fn minted(&self, url: String, urls: &MountUrls) -> MintedUrl {
+        MintedUrl::new(
+            url,
+            Some(self.valid_until),
+            CachePolicy::signed(urls.window, urls.grace, self.valid_until, self.now),
+        )
+    }
+}
 
 /// Most shards: enough that a few dozen workers rarely wait on the same lock.
 const MAX_SHARDS: usize = 16;

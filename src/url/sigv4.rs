@@ -14,8 +14,8 @@ use arc_swap::ArcSwapOption;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
-use super::cache::{Lookup, UrlCache};
-use super::{CachePolicy, MintedUrl, MountUrls};
+use super::cache::{Lookup, UrlCache, Window};
+use super::{MintedUrl, MountUrls};
 use crate::config::Secret;
 use crate::paths::{push_encoded_path, push_encoded_query};
 
@@ -121,31 +121,6 @@ fn hex_lower(digest: &[u8]) -> [u8; 64] {
         pair[1] = HEX[usize::from(b & 15)];
     }
     out
-}
-
-/// What every URL of one signing window shares, computed before signing (and before a URL
-/// cache lookup, which is keyed by it).
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Window {
-    /// The credentials generation ([`SignerState::generation`]).
-    pub(super) generation: u64,
-    /// Unix seconds the URL is signed at: `now` rounded down to the window.
-    pub(super) start: u64,
-    /// Unix seconds after which the URL no longer works.
-    pub(super) valid_until: u64,
-    /// `now` in Unix seconds.
-    pub(super) now: u64,
-}
-
-impl Window {
-    /// The minted URL for `url` signed in this window.
-    pub(super) fn minted(&self, url: String, urls: &MountUrls) -> MintedUrl {
-        MintedUrl::new(
-            url,
-            Some(self.valid_until),
-            CachePolicy::signed(urls.window, urls.grace, self.valid_until, self.now),
-        )
-    }
 }
 
 impl Signer {
@@ -370,6 +345,7 @@ pub(super) mod tests {
     use super::*;
     use crate::config::{AddressingStyle, Finalize, Mount, S3Settings, UrlKind, UrlSettings};
     use crate::paths::MountPrefix;
+    use crate::url::CachePolicy;
 
     pub(crate) fn s3(endpoint: Option<&str>, style: AddressingStyle) -> S3Settings {
         S3Settings {
