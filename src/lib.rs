@@ -7,6 +7,7 @@
 //! * [`config`]: TOML + env + CLI → validated [`config::Settings`] (schema, units, secrets,
 //!   one validator per section, rendering);
 //! * [`ipprefix`]: IP address prefixes (signed-link IP binding, trusted proxies);
+//! * [`cache`]: the hot-object cache (popular migrated objects kept on local disk);
 //! * [`beneath`]: kernel-resolved file access beneath a root (no symlink, no escape, no races);
 //! * [`paths`]: pure request-path → key → local path / object key / header mapping;
 //! * [`ignore`]: per-mount ignore patterns (never uploaded, never served);
@@ -42,6 +43,7 @@ pub const LONG_VERSION: &str = concat!(
 
 pub mod access;
 pub mod beneath;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod decision;
