@@ -78,7 +78,7 @@ pub fn validate(s: &RawServer, fs: FsChecks) -> Result<ServerSettings, ConfigErr
             ));
         }
     };
-    Ok(ServerSettings {
+    let mut v = ServerSettings {
         listen,
         workers,
         internal_prefix,
@@ -97,13 +97,77 @@ pub fn validate(s: &RawServer, fs: FsChecks) -> Result<ServerSettings, ConfigErr
             Duration::from_secs(15),
         )?,
         url_cache_entries,
+        admin_listen: None,
+        admin_token_file: None,
+        admin_token: None,
         tombstone_refresh: duration_or(
             "server.tombstone_refresh",
             &s.tombstone_refresh,
             Duration::from_secs(30),
         )?,
         front_auth,
-    })
+    };
+    (v.admin_listen, v.admin_token_file, v.admin_token) = validate_admin(s, &v, fs)?;
+    Ok(v)
+}
+
+type Admin = (Option<Listen>, Option<std::path::PathBuf>, Option<Secret>);
+
+/// `server.admin_listen` and `server.admin_token_file`: the admin API deletes files, so it
+/// listens on loopback or a Unix socket only, and never without a token.
+fn validate_admin(s: &RawServer, v: &ServerSettings, fs: FsChecks) -> Result<Admin, ConfigError> {
+    const KEY: &str = "server.admin_listen";
+    let listen = match s.admin_listen.as_deref() {
+        None | Some("") => None,
+        Some(a) => Some(match parse_listen(a, fs) {
+            Ok(Listen::Tcp(addr)) if !addr.ip().is_loopback() => {
+                return Err(invalid(
+                    KEY,
+                    a,
+                    "not a loopback address: the admin API deletes files and must not be reachable from other hosts",
+                    "use e.g. \"127.0.0.1:8701\" or \"unix:/run/stowaway/admin.sock\"",
+                ));
+            }
+            Ok(l) => l,
+            Err(ConfigError::Invalid { problem, fix, .. }) => {
+                return Err(invalid(KEY, a, problem, fix));
+            }
+            Err(e) => return Err(e),
+        }),
+    };
+    if let Some(l) = &listen {
+        let taken = [Some(v.listen.clone()), v.metrics_listen.map(Listen::Tcp)];
+        if taken.contains(&Some(l.clone())) {
+            return Err(invalid(
+                KEY,
+                l.to_string(),
+                "the same address as server.listen or server.metrics_listen",
+                "give the admin API its own port or socket",
+            ));
+        }
+    }
+    match (&listen, &s.admin_token_file) {
+        (None, None) => Ok((None, None, None)),
+        (None, Some(f)) => Err(invalid(
+            "server.admin_token_file",
+            f,
+            "only applies when server.admin_listen is set",
+            "set server.admin_listen = \"unix:/run/stowaway/admin.sock\", or remove it",
+        )),
+        (Some(l), None) => Err(invalid(
+            "server.admin_token_file",
+            "",
+            format!("missing: the admin API on {l} needs a bearer token"),
+            "write one with `openssl rand -hex 32 > /etc/stowaway/admin-token; chmod 600 /etc/stowaway/admin-token` and set server.admin_token_file to it",
+        )),
+        (Some(_), Some(f)) => {
+            let token = read_secret_file("server.admin_token_file", f)?;
+            if let Err((problem, fix)) = check_front_secret(&token) {
+                return Err(invalid("server.admin_token_file", f, problem, fix));
+            }
+            Ok((listen, Some(f.clone()), Some(token)))
+        }
+    }
 }
 
 /// `server.internal_prefix`: the URL path under which the front server serves local files.
