@@ -75,10 +75,13 @@ fn authorized(req: &HttpRequest, settings: &Settings) -> bool {
     let Some(expected) = &settings.server.admin_token else {
         return false;
     };
+    // The scheme's name is case-insensitive (RFC 9110, 11.1).
     let presented = req
         .headers()
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
+        .map(|v| v.as_bytes())
+        .filter(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer "))
+        .map(|v| &v[7..]);
     match presented {
         Some(p) => same_token(p, expected.expose().as_bytes()),
         None => false,

@@ -701,6 +701,55 @@ mod tests {
     }
 
     #[test]
+    fn admin_api_is_loopback_or_unix_and_needs_a_private_token() {
+        let d = tempfile::tempdir().unwrap();
+        let write = |name: &str, body: &str, mode: u32| {
+            let f = d.path().join(name);
+            std::fs::write(&f, body).unwrap();
+            std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(mode))
+                .unwrap();
+            f.display().to_string()
+        };
+        let good = write("ok", "0123456789abcdef0123456789abcdef\n", 0o600);
+        let with = |listen: &str, file: &str| {
+            server(&format!(
+                "admin_listen = \"{listen}\"\nadmin_token_file = \"{file}\""
+            ))
+        };
+        assert_eq!(server("").accepted().server.admin_listen, None, "off by default");
+        let s = with("127.0.0.1:8701", &good).accepted();
+        assert_eq!(
+            s.server.admin_listen,
+            Some(Listen::Tcp("127.0.0.1:8701".parse().unwrap()))
+        );
+        assert_eq!(
+            s.server.admin_token.unwrap().expose(),
+            "0123456789abcdef0123456789abcdef"
+        );
+        with("[::1]:8701", &good).accepted();
+        with("unix:/run/stowaway/admin.sock", &good).accepted();
+        for bad in ["0.0.0.0:8701", "10.0.0.5:8701", "[::]:8701"] {
+            let e = with(bad, &good).refused("server.admin_listen");
+            assert!(e.contains("not a loopback address"), "{bad}: {e}");
+        }
+        with("localhost:8701", &good).refused("server.admin_listen");
+        with("unix:run/admin.sock", &good).refused("server.admin_listen");
+        let e = server("listen = \"127.0.0.1:8700\"\nadmin_listen = \"127.0.0.1:8700\"")
+            .refused("server.admin_listen");
+        assert!(e.contains("same address"), "{e}");
+        let e = server("admin_listen = \"127.0.0.1:8701\"").refused("server.admin_token_file");
+        assert!(e.contains("needs a bearer token"), "{e}");
+        let e = server(&format!("admin_token_file = \"{good}\"")).refused("server.admin_token_file");
+        assert!(e.contains("only applies when server.admin_listen"), "{e}");
+        let open = write("open", "0123456789abcdef0123456789abcdef", 0o640);
+        let e = with("127.0.0.1:8701", &open).refused("server.admin_token_file");
+        assert!(e.contains("readable by group or others"), "{e}");
+        let short = write("short", "abc", 0o600);
+        let e = with("127.0.0.1:8701", &short).refused("server.admin_token_file");
+        assert!(e.contains("shorter than") && !e.contains("abc\""), "{e}");
+    }
+
+    #[test]
     fn workers_are_at_most_256() {
         assert_eq!(server("workers = 256").accepted().server.workers, 256);
         assert_eq!(server("").accepted().server.workers, 0);
