@@ -66,7 +66,10 @@ impl Admin {
 /// Whether `presented` is `expected`, in time independent of both.
 fn same_token(presented: &[u8], expected: &[u8]) -> bool {
     let (a, b) = (Sha256::digest(presented), Sha256::digest(expected));
-    let diff = a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    let diff = a
+        .iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y));
     std::hint::black_box(diff) == 0
 }
 

@@ -246,7 +246,10 @@ mod tests {
             path: "/static/a.jpg".into(),
             steps: vec![
                 ("root", Step::Done("removed /r/a.jpg".into())),
-                ("s3", Step::Failed("cannot delete s3://b/a.jpg: down".into())),
+                (
+                    "s3",
+                    Step::Failed("cannot delete s3://b/a.jpg: down".into()),
+                ),
             ],
         };
         assert!(r.failed());

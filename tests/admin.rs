@@ -36,10 +36,8 @@ impl AdminAt {
 
     fn send(&self, method: &str, target: &str, token: Option<&str>) -> Response {
         let auth = token.map(|t| format!("Bearer {t}"));
-        let headers: Vec<(&str, &str)> = auth
-            .iter()
-            .map(|a| ("Authorization", a.as_str()))
-            .collect();
+        let headers: Vec<(&str, &str)> =
+            auth.iter().map(|a| ("Authorization", a.as_str())).collect();
         match self {
             AdminAt::Tcp(a) => request(*a, method, target, &headers),
             AdminAt::Unix(p) => request_unix(p, method, target, &headers),
@@ -131,14 +129,22 @@ fn admin_delete_needs_the_token_removes_everywhere_and_repeats_safely() {
     );
     assert_eq!(get(st.addr, "/static/avatars/u%201.jpg").status, 302);
 
-    for token in [None, Some("wrong"), Some(&TOKEN[..TOKEN.len() - 1]), Some("")] {
+    for token in [
+        None,
+        Some("wrong"),
+        Some(&TOKEN[..TOKEN.len() - 1]),
+        Some(""),
+    ] {
         let r = at.send("DELETE", T, token);
         assert_eq!(r.status, 401, "{token:?}: {r:?}");
         assert_eq!(r.header("www-authenticate"), Some("Bearer"));
     }
     let r = at.send("DELETE", T, Some(&format!("{TOKEN}0")));
     assert_eq!(r.status, 401, "a token with more bytes: {r:?}");
-    assert!(w.in_archive("avatars/u 1.jpg"), "nothing removed without the token");
+    assert!(
+        w.in_archive("avatars/u 1.jpg"),
+        "nothing removed without the token"
+    );
     assert_eq!(at.send("GET", T, Some(TOKEN)).status, 405);
     assert_eq!(at.send("DELETE", "/elsewhere", Some(TOKEN)).status, 404);
     let (r, v) = at.delete("/other/a.jpg");
@@ -153,12 +159,18 @@ fn admin_delete_needs_the_token_removes_everywhere_and_repeats_safely() {
     assert_eq!(r.status, 200, "{v}");
     assert_eq!(v["ok"], true, "{v}");
     assert_eq!(v["path"], P, "{v}");
-    assert!(place(&v, "tombstone").1.starts_with("recorded until "), "{v}");
+    assert!(
+        place(&v, "tombstone").1.starts_with("recorded until "),
+        "{v}"
+    );
     assert_eq!(place(&v, "root"), (true, "not there".into()), "{v}");
     assert!(place(&v, "archive").1.starts_with("removed "), "{v}");
     assert_eq!(
         place(&v, "s3"),
-        (true, "deleted s3://site-media/static/avatars/u 1.jpg".into())
+        (
+            true,
+            "deleted s3://site-media/static/avatars/u 1.jpg".into()
+        )
     );
     assert_eq!(place(&v, "cache"), (true, "not configured".into()));
     assert!(!w.in_archive("avatars/u 1.jpg"));
@@ -219,7 +231,10 @@ fn admin_delete_with_s3_down_reports_each_place_and_a_retry_finishes() {
     w.s3.resume();
     let (r, v) = at.delete("/static/a%20b.jpg");
     assert_eq!(r.status, 200, "{v}");
-    assert!(place(&v, "tombstone").1.starts_with("recorded until "), "{v}");
+    assert!(
+        place(&v, "tombstone").1.starts_with("recorded until "),
+        "{v}"
+    );
     assert_eq!(place(&v, "s3").1, "deleted s3://site-media/static/a b.jpg");
     assert_eq!(w.s3.get(BUCKET, "static/a b.jpg"), None);
 }
@@ -284,8 +299,12 @@ fn admin_delete_all_versions() {
     );
     assert_eq!(
         proxy.version_deletes(),
-        [("static/v/a.jpg", "v3"), ("static/v/a.jpg", "dm2"), ("static/v/a.jpg", "v1")]
-            .map(|(k, v)| (k.to_string(), v.to_string()))
+        [
+            ("static/v/a.jpg", "v3"),
+            ("static/v/a.jpg", "dm2"),
+            ("static/v/a.jpg", "v1")
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()))
     );
     assert!(proxy.version_list_requests() >= 3, "paginated");
     assert_eq!(w.s3.get(BUCKET, "static/v/a.jpg"), None);

@@ -367,7 +367,11 @@ pub fn prune_mount(
                 let object = format!("s3://{}/{}", m.bucket, object_key(&m.key_prefix, &key));
                 if (p.tombstoned)(&key) {
                     let kept = Action::Kept(KeepReason::Tombstoned);
-                    note(&mut r, Entry::new(m, path, object, stamp.size, kept), on_entry);
+                    note(
+                        &mut r,
+                        Entry::new(m, path, object, stamp.size, kept),
+                        on_entry,
+                    );
                     *cursor = Some(rel);
                     continue;
                 }
@@ -751,12 +755,12 @@ mod tests {
         let mut vouch = |_: &str, d: &Digests| Ok(Verified::assumed(d.clone()));
         let mut seen = Vec::new();
         let r = prune_mount(&p, &mut None, &mut vouch, &mut |e| seen.push(e.clone()));
-        assert_eq!(
-            (r.pruned_files, r.kept_unverified, r.kept_other),
-            (1, 0, 1)
-        );
+        assert_eq!((r.pruned_files, r.kept_unverified, r.kept_other), (1, 0, 1));
         assert!(a.join("x/dead.jpg").exists() && !a.join("x/ok.jpg").exists());
-        let dead = seen.iter().find(|e| e.path.ends_with("x/dead.jpg")).unwrap();
+        let dead = seen
+            .iter()
+            .find(|e| e.path.ends_with("x/dead.jpg"))
+            .unwrap();
         assert_eq!(dead.kept, Some(KeepReason::Tombstoned));
         assert!(!r.needs_attention());
     }

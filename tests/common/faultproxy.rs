@@ -793,7 +793,10 @@ fn answer_versions(op: &S3Op, ledger: &Mutex<Ledger>) -> Option<Vec<u8>> {
     };
     let (prefix, key_marker, id_marker) =
         (get("prefix"), get("key-marker"), get("version-id-marker"));
-    let max = get("max-keys").parse().unwrap_or(1000usize).min(l.version_page);
+    let max = get("max-keys")
+        .parse()
+        .unwrap_or(1000usize)
+        .min(l.version_page);
     let mut all: Vec<&Version> = l
         .versions
         .iter()
@@ -804,7 +807,10 @@ fn answer_versions(op: &S3Op, ledger: &Mutex<Ledger>) -> Option<Vec<u8>> {
     all.sort_by(|a, b| a.key.cmp(&b.key));
     let start = match (key_marker.is_empty(), id_marker.is_empty()) {
         (true, _) => 0,
-        (false, true) => all.iter().position(|v| v.key > key_marker).unwrap_or(all.len()),
+        (false, true) => all
+            .iter()
+            .position(|v| v.key > key_marker)
+            .unwrap_or(all.len()),
         (false, false) => all
             .iter()
             .position(|v| v.key == key_marker && v.version_id == id_marker)

@@ -716,7 +716,11 @@ mod tests {
                 "admin_listen = \"{listen}\"\nadmin_token_file = \"{file}\""
             ))
         };
-        assert_eq!(server("").accepted().server.admin_listen, None, "off by default");
+        assert_eq!(
+            server("").accepted().server.admin_listen,
+            None,
+            "off by default"
+        );
         let s = with("127.0.0.1:8701", &good).accepted();
         assert_eq!(
             s.server.admin_listen,
@@ -739,7 +743,8 @@ mod tests {
         assert!(e.contains("same address"), "{e}");
         let e = server("admin_listen = \"127.0.0.1:8701\"").refused("server.admin_token_file");
         assert!(e.contains("needs a bearer token"), "{e}");
-        let e = server(&format!("admin_token_file = \"{good}\"")).refused("server.admin_token_file");
+        let e =
+            server(&format!("admin_token_file = \"{good}\"")).refused("server.admin_token_file");
         assert!(e.contains("only applies when server.admin_listen"), "{e}");
         let open = write("open", "0123456789abcdef0123456789abcdef", 0o640);
         let e = with("127.0.0.1:8701", &open).refused("server.admin_token_file");
