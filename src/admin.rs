@@ -91,14 +91,18 @@ fn authorized(req: &HttpRequest, settings: &Settings) -> bool {
     }
 }
 
-fn json(status: StatusCode, body: serde_json::Value) -> HttpResponse {
+fn json(status: StatusCode, body: String) -> HttpResponse {
     HttpResponse::build(status)
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(body)
+        .content_type("application/json")
+        .body(body)
 }
 
 fn error(status: StatusCode, text: impl Into<String>) -> HttpResponse {
-    json(status, serde_json::json!({ "error": text.into() }))
+    json(
+        status,
+        serde_json::json!({ "error": text.into() }).to_string(),
+    )
 }
 
 /// `all_versions=true|false` is the one parameter.
