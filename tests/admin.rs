@@ -244,21 +244,22 @@ fn admin_delete_with_s3_down_reports_each_place_and_a_retry_finishes() {
 #[test]
 fn admin_listen_off_loopback_is_refused() {
     let w = World::site(BUCKET);
-    let at = AdminAt::Tcp("0.0.0.0:8701".parse().unwrap());
-    let cfg = w.path().join("bad.toml");
-    write_private(
-        &cfg,
-        admin_config(&w, &at, "1h", &[]).replace("@LISTEN@", "127.0.0.1:1"),
-    );
-    let out = stowaway_cmd()
-        .args(["serve", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let at = AdminAt::Tcp(format!("0.0.0.0:{}", free_port()).parse().unwrap());
+    let mut st = Stowaway::spawn_with(w.path(), &admin_config(&w, &at, "1h", &[]), &[]);
+    let mut status = None;
+    let exited = wait_until(Duration::from_secs(20), || {
+        status = st.proc.child.try_wait().unwrap();
+        status.is_some()
+    });
+    assert!(exited, "serve started anyway: {}", st.log_text());
+    st.proc.kill();
+    let err = st.log_text();
+    assert_eq!(status.and_then(|s| s.code()), Some(2), "{err}");
     assert!(
-        err.contains("`server.admin_listen` = \"0.0.0.0:8701\": not a loopback address"),
+        err.contains(&format!(
+            "`server.admin_listen` = \"{}\": not a loopback address",
+            at.listen()
+        )),
         "{err}"
     );
     assert!(err.contains("fix: "), "{err}");
