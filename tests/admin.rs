@@ -191,6 +191,49 @@ fn admin_delete_needs_the_token_removes_everywhere_and_repeats_safely() {
     assert!(!log.contains(TOKEN), "the token was logged: {log}");
 }
 
+/// Under load through nginx in auth mode (verdicts cached for `verdict_ttl` = 1 s): once the
+/// DELETE returns no request gets the old bytes, and nginx answers 404 within the verdict
+/// cache's second — this process refuses the path at once, with its tombstone refresh an
+/// hour away.
+#[test]
+fn admin_delete_under_load_behind_nginx_auth() {
+    const P: &str = "/static/avatars/u2.jpg";
+    let w = World::site(BUCKET);
+    let body = content(50_000);
+    write_file(&w.root, "avatars/u2.jpg", &body);
+    let at = tcp_admin();
+    let st = w.start(&admin_config(
+        &w,
+        &at,
+        "200ms",
+        &[("tombstone_refresh", "\"1h\"")],
+    ));
+    let nginx = fronts::auth_nginx_in_site(w.path(), &st, &w.path().join("site"));
+    wait_for_admin(&at, &st);
+    assert!(
+        wait_until(Duration::from_secs(30), || w.in_archive("avatars/u2.jpg")
+            && !w.in_root("avatars/u2.jpg")),
+        "migrated: {}",
+        st.log_text()
+    );
+    let load = fronts::OldBytesLoad::start(nginx.addr, P, &body);
+    let (r, v) = at.delete("/static/avatars/u2.jpg");
+    let returned = Instant::now();
+    assert_eq!(r.status, 200, "{v}");
+    assert!(
+        wait_until(Duration::from_secs(3), || get(nginx.addr, P).status == 404),
+        "404 through nginx within the verdict cache's lifetime: {}",
+        st.log_text()
+    );
+    let late = load.finish(20, returned);
+    assert!(
+        late.is_empty(),
+        "{} requests got the old bytes after the DELETE returned, the first after {:?}",
+        late.len(),
+        late.first()
+    );
+}
+
 /// Over a Unix socket, with S3 down: the local copies go, the S3 places are reported failed
 /// with 503 and Retry-After; the same DELETE once S3 is back finishes the job.
 #[test]

@@ -9,8 +9,6 @@ mod faultproxy;
 #[path = "common/fronts.rs"]
 mod fronts;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -50,37 +48,7 @@ fn rm_of_a_migrated_file_under_load() {
     assert_eq!(r.status, 302, "{r:?}");
     assert!(fetch_url("GET", r.header("location").unwrap()).body == body);
 
-    // Requests in a loop, each noting when it started and whether it got the old bytes.
-    let stop = Arc::new(AtomicBool::new(false));
-    let old_bytes: Arc<Mutex<Vec<Instant>>> = Arc::default();
-    let asked = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let load = {
-        let (stop, old_bytes, asked, body) =
-            (stop.clone(), old_bytes.clone(), asked.clone(), body.clone());
-        let addr = nginx.addr;
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                let started = Instant::now();
-                let r = get(addr, P);
-                let got = match r.status {
-                    200 => r.body == body,
-                    302 => {
-                        let o = fetch_url("GET", r.header("location").unwrap());
-                        o.status == 200 && o.body == body
-                    }
-                    _ => false,
-                };
-                if got {
-                    old_bytes.lock().unwrap().push(started);
-                }
-                asked.fetch_add(1, Ordering::Relaxed);
-            }
-        })
-    };
-    assert!(wait_until(Duration::from_secs(10), || !old_bytes
-        .lock()
-        .unwrap()
-        .is_empty()));
+    let load = OldBytesLoad::start(nginx.addr, P, &body);
 
     let out = stowaway_rm(&st.config, &[P]);
     let returned = Instant::now();
@@ -97,19 +65,7 @@ fn rm_of_a_migrated_file_under_load() {
         "404 through nginx once the verdict cache and the tombstones caught up: {}",
         st.log_text()
     );
-    let before = asked.load(Ordering::Relaxed);
-    assert!(wait_until(Duration::from_secs(10), || asked
-        .load(Ordering::Relaxed)
-        > before + 20));
-    stop.store(true, Ordering::Relaxed);
-    load.join().unwrap();
-    let late: Vec<_> = old_bytes
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|t| **t >= returned)
-        .map(|t| t.duration_since(returned))
-        .collect();
+    let late = load.finish(20, returned);
     assert!(
         late.is_empty(),
         "{} requests got the old bytes after rm returned, the first after {:?}",
