@@ -152,6 +152,14 @@ fn admin_delete_needs_the_token_removes_everywhere_and_repeats_safely() {
     let (r, v) = at.delete("/static/avatars/");
     assert_eq!(r.status, 400, "{v}");
     assert!(v["error"].as_str().unwrap().contains("directory"), "{v}");
+    for hostile in [
+        "/static/..%2F..%2Fetc/passwd",
+        "/static/a%00.jpg",
+        "/static/%ff.jpg",
+    ] {
+        let (r, v) = at.delete(hostile);
+        assert_eq!(r.status, 400, "{hostile}: {v}");
+    }
     let (r, _) = at.delete("/static/a.jpg?force=1");
     assert_eq!(r.status, 400);
 
