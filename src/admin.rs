@@ -155,6 +155,9 @@ async fn delete(req: HttpRequest, admin: web::Data<Admin>) -> HttpResponse {
         state.tombstones().insert(mount, &key, until);
     }
     let report = remove(&store, m, &key, &path, opts).await;
+    if let Some(m) = state.metrics() {
+        m.admin_delete(!report.failed());
+    }
     let failed: Vec<&str> = report
         .steps
         .iter()

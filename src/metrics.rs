@@ -84,6 +84,8 @@ pub struct Metrics {
     stats: arc_swap::ArcSwapOption<Stats>,
     /// `[live tombstones, expired tombstones deleted]`, from the current set.
     tombstone_gauges: (Gauge, Counter),
+    /// Admin API DELETEs `[removed everywhere, some place failed]`.
+    admin_deletes: [Counter; 2],
     tombstones: arc_swap::ArcSwapOption<crate::tombstone::Tombstones>,
 }
 
@@ -350,7 +352,20 @@ impl Metrics {
             gauge("stowaway_tombstones", vec![]),
             counter("stowaway_tombstones_expired_deleted_total", vec![]),
         );
+        describe(
+            "stowaway_admin_deletes_total",
+            None,
+            "Admin API DELETEs that got past authentication, by result (removed, failed: some place failed).",
+            0,
+        );
+        let admin_deletes = ["removed", "failed"].map(|r| {
+            counter(
+                "stowaway_admin_deletes_total",
+                vec![Label::new("result", r)],
+            )
+        });
         Metrics {
+            admin_deletes,
             tombstone_gauges,
             tombstones: arc_swap::ArcSwapOption::empty(),
             handle,
@@ -366,6 +381,11 @@ impl Metrics {
     /// Reports the counters of a new uploader (after a reload), or none.
     pub fn set_uploader_stats(&self, stats: Option<Arc<Stats>>) {
         self.stats.store(stats);
+    }
+
+    /// Counts one admin DELETE: removed everywhere, or some place failed.
+    pub fn admin_delete(&self, removed: bool) {
+        self.admin_deletes[usize::from(!removed)].increment(1);
     }
 
     /// Reports the tombstones of a new set (start-up and each reload).

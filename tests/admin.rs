@@ -194,6 +194,11 @@ fn admin_delete_needs_the_token_removes_everywhere_and_repeats_safely() {
     assert_eq!(r.status, 200, "repeated: {v}");
     assert_eq!(place(&v, "archive"), (true, "not there".into()));
     assert_eq!(place(&v, "s3"), (true, "not there".into()));
+    let metrics = String::from_utf8_lossy(&get(st.addr, "/metrics").body).into_owned();
+    assert!(
+        metrics.contains("stowaway_admin_deletes_total{result=\"removed\"} 2"),
+        "the 401s and 400s are not counted: {metrics}"
+    );
     let log = st.log_text();
     assert!(log.contains("admin: removed everywhere"), "{log}");
     assert!(!log.contains(TOKEN), "the token was logged: {log}");
