@@ -1,7 +1,9 @@
 //! Issue 16, item 1: `stowaway rm` removes a file everywhere it lives (root, archive, S3) and
 //! leaves a tombstone in the bucket; while it lives the path is refused (404, or 410) and a copy
 //! that comes back is neither served nor uploaded; after it expires the copy is both. A partial
-//! failure names the place and a rerun finishes the job.
+//! failure names the place and a rerun finishes the job. Also: `--all-versions` (item 1,
+//! versioned buckets, via the fault proxy), expired tombstones swept from the bucket, and `rm`
+//! behind lighttpd.
 
 mod common;
 #[path = "common/faultproxy.rs"]
