@@ -165,10 +165,10 @@ async fn delete(req: HttpRequest, admin: web::Data<Admin>) -> HttpResponse {
         .map(|(p, _)| *p)
         .collect();
     if failed.is_empty() {
-        tracing::info!(path = %path, all_versions = opts.all_versions, "admin: removed everywhere");
+        tracing::info!(path = ?path, all_versions = opts.all_versions, "admin: removed everywhere");
         json(StatusCode::OK, report.to_json())
     } else {
-        tracing::warn!(path = %path, failed = ?failed, "admin: not removed everywhere; the client is told to retry");
+        tracing::warn!(path = ?path, failed = ?failed, "admin: not removed everywhere; the client is told to retry");
         let mut r = json(StatusCode::SERVICE_UNAVAILABLE, report.to_json());
         if let Ok(v) = header::HeaderValue::from_str(&RETRY_AFTER_SECS.to_string()) {
             r.headers_mut().insert(header::RETRY_AFTER, v);

@@ -305,8 +305,9 @@ pub enum Command {
     },
     /// Remove files everywhere they live: the tombstone in the bucket first (until
     /// mount.tombstone_ttl no node serves or uploads the path again, even if a copy comes
-    /// back), then the local file, its archived copy and the S3 object. One line per place;
-    /// exit 1 if any failed (run it again: what is done stays done).
+    /// back), then the local file, its archived copy, the S3 object and the hot cache's copy.
+    /// One line per place; exit 1 if any failed (run it again: what is done stays done). The
+    /// admin API (server.admin_listen) does the same over HTTP.
     Rm {
         #[command(flatten)]
         common: Common,
