@@ -200,8 +200,16 @@ impl AppState {
 
     /// Refuses the paths of `tombstones` (shared with the refresher and the uploader).
     pub fn with_tombstones(mut self, tombstones: Arc<Tombstones>) -> Self {
+        if let Some(m) = &self.metrics {
+            m.set_tombstones(tombstones.clone());
+        }
         self.tombstones = tombstones;
         self
+    }
+
+    /// The tombstones this state refuses (the admin API adds the ones it writes).
+    pub fn tombstones(&self) -> &Arc<Tombstones> {
+        &self.tombstones
     }
 
     /// The URL of `key` of mount `mount` for `method`.

@@ -24,6 +24,8 @@
 //! * [`metrics`], [`health`], [`status`]: Prometheus metrics, readiness, backlog report;
 //! * [`reload`]: SIGHUP reloads and systemd notifications;
 //! * [`logfmt`]: log lines outsiders cannot forge;
+//! * [`remove`]: removing a file everywhere it lives (`stowaway rm` and the admin API);
+//! * [`admin`]: the admin HTTP API on its own listener (`DELETE /_stowaway/objects/…`);
 //! * [`cli`]: the command line.
 
 #![forbid(unsafe_code)]
@@ -42,6 +44,7 @@ pub const LONG_VERSION: &str = concat!(
 );
 
 pub mod access;
+pub mod admin;
 pub mod beneath;
 pub mod cache;
 pub mod cli;
@@ -57,6 +60,7 @@ pub mod logfmt;
 pub mod metrics;
 pub mod paths;
 pub mod reload;
+pub mod remove;
 pub mod status;
 pub mod store;
 pub mod tombstone;

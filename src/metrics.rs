@@ -82,6 +82,11 @@ pub struct Metrics {
     uploader: UploaderGauges,
     /// Swapped when a reload starts a new uploader.
     stats: arc_swap::ArcSwapOption<Stats>,
+    /// `[live tombstones, expired tombstones deleted]`, from the current set.
+    tombstone_gauges: (Gauge, Counter),
+    /// Admin API DELETEs `[removed everywhere, some place failed]`.
+    admin_deletes: [Counter; 2],
+    tombstones: arc_swap::ArcSwapOption<crate::tombstone::Tombstones>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -331,7 +336,38 @@ impl Metrics {
                 })
                 .collect(),
         };
+        describe(
+            "stowaway_tombstones",
+            None,
+            "Live tombstones of `stowaway rm` loaded (paths refused until they expire).",
+            1,
+        );
+        describe(
+            "stowaway_tombstones_expired_deleted_total",
+            None,
+            "Expired tombstones deleted from the bucket by this process.",
+            0,
+        );
+        let tombstone_gauges = (
+            gauge("stowaway_tombstones", vec![]),
+            counter("stowaway_tombstones_expired_deleted_total", vec![]),
+        );
+        describe(
+            "stowaway_admin_deletes_total",
+            None,
+            "Admin API DELETEs that got past authentication, by result (removed, failed: some place failed).",
+            0,
+        );
+        let admin_deletes = ["removed", "failed"].map(|r| {
+            counter(
+                "stowaway_admin_deletes_total",
+                vec![Label::new("result", r)],
+            )
+        });
         Metrics {
+            admin_deletes,
+            tombstone_gauges,
+            tombstones: arc_swap::ArcSwapOption::empty(),
             handle,
             decisions,
             latency,
@@ -345,6 +381,16 @@ impl Metrics {
     /// Reports the counters of a new uploader (after a reload), or none.
     pub fn set_uploader_stats(&self, stats: Option<Arc<Stats>>) {
         self.stats.store(stats);
+    }
+
+    /// Counts one admin DELETE: removed everywhere, or some place failed.
+    pub fn admin_delete(&self, removed: bool) {
+        self.admin_deletes[usize::from(!removed)].increment(1);
+    }
+
+    /// Reports the tombstones of a new set (start-up and each reload).
+    pub fn set_tombstones(&self, t: Arc<crate::tombstone::Tombstones>) {
+        self.tombstones.store(Some(t));
     }
 
     /// Counts one decision; `mount` is `None` for requests outside every mount.
@@ -425,6 +471,10 @@ impl Metrics {
                     b.set(*bytes as f64);
                 }
             }
+        }
+        if let Some(t) = &*self.tombstones.load() {
+            self.tombstone_gauges.0.set(t.len() as f64);
+            self.tombstone_gauges.1.absolute(t.expired_deleted());
         }
         self.handle.run_upkeep();
         self.handle.render()

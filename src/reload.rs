@@ -114,6 +114,11 @@ pub fn keep_restart_only(old: &Settings, new: &mut Settings) -> Vec<&'static str
         na.socket_group = oa.socket_group.clone();
         na.socket_gid = oa.socket_gid;
     }
+    // The admin listener is bound once; its token (read with the new file) still changes.
+    if o.admin_listen != n.admin_listen {
+        kept.push("server.admin_listen");
+        n.admin_listen = o.admin_listen.clone();
+    }
     if old.log.format != new.log.format {
         kept.push("log.format");
         new.log.format = old.log.format;
@@ -412,5 +417,14 @@ mod tests {
         // Everything else takes the new value.
         assert_eq!(new.server.verdict_ttl, Duration::from_secs(9));
         assert!(keep_restart_only(&old, &mut old.clone()).is_empty());
+    }
+
+    #[test]
+    fn the_admin_listener_needs_a_restart() {
+        let old = settings("", "info");
+        let mut new = old.clone();
+        new.server.admin_listen = Some(config::Listen::Tcp("127.0.0.1:8701".parse().unwrap()));
+        assert_eq!(keep_restart_only(&old, &mut new), ["server.admin_listen"]);
+        assert_eq!(new.server.admin_listen, None);
     }
 }

@@ -20,6 +20,10 @@ use crate::store::ObjectStore;
 /// rule, not a per-path set.
 pub const MAX_PER_MOUNT: usize = 100_000;
 
+/// Most expired tombstones deleted from the bucket per refresh: the rest go at the next one,
+/// so a mass expiry never holds up the refresher for long.
+pub const MAX_SWEPT_PER_PASS: usize = 1_000;
+
 /// How long start-up waits for the first load before serving without it.
 pub const FIRST_LOAD_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -33,6 +37,10 @@ struct Set {
 #[derive(Debug)]
 pub struct Tombstones {
     set: ArcSwap<Set>,
+    /// Tombstones the last refresh found expired, still in the bucket: (mount, key, written).
+    expired: std::sync::Mutex<Vec<(usize, String, SystemTime)>>,
+    /// Expired tombstones this process deleted from the bucket.
+    expired_deleted: std::sync::atomic::AtomicU64,
 }
 
 impl Default for Tombstones {
@@ -50,6 +58,8 @@ impl Tombstones {
     pub fn empty() -> Self {
         Tombstones {
             set: ArcSwap::from_pointee(Set::default()),
+            expired: std::sync::Mutex::default(),
+            expired_deleted: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -97,6 +107,7 @@ impl Tombstones {
         let old = self.set.load_full();
         let mut mounts = Vec::with_capacity(settings.mounts.len());
         let mut errors = Vec::new();
+        let mut expired = Vec::new();
         for (i, m) in settings.mounts.iter().enumerate() {
             if m.tombstone_ttl.is_zero() {
                 mounts.push(HashMap::new());
@@ -110,13 +121,15 @@ impl Tombstones {
                     if more {
                         tracing::warn!(mount = %m.prefix.as_str(), loaded = MAX_PER_MOUNT, "more tombstones than stowaway keeps in memory: the rest are not enforced (expire them with a bucket lifecycle rule on the .stowaway-tombstones/ prefix)");
                     }
-                    let map: HashMap<Box<str>, u64> = listed
-                        .into_iter()
-                        .filter_map(|t| {
-                            let until = unix(t.written + m.tombstone_ttl);
-                            (until > unix(now)).then(|| (t.key.into_boxed_str(), until))
-                        })
-                        .collect();
+                    let mut map = HashMap::with_capacity(listed.len());
+                    for t in listed {
+                        let until = unix(t.written + m.tombstone_ttl);
+                        if until > unix(now) {
+                            map.insert(t.key.into_boxed_str(), until);
+                        } else if expired.len() < MAX_SWEPT_PER_PASS {
+                            expired.push((i, t.key, t.written));
+                        }
+                    }
                     mounts.push(map);
                 }
                 Err(e) => {
@@ -126,7 +139,49 @@ impl Tombstones {
             }
         }
         self.set.store(Arc::new(Set { mounts }));
+        if let Ok(mut e) = self.expired.lock() {
+            *e = expired;
+        }
         errors
+    }
+
+    /// Expired tombstones deleted from the bucket by this process so far.
+    pub fn expired_deleted(&self) -> u64 {
+        self.expired_deleted
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Deletes from the bucket the tombstones the last refresh found expired (only under the
+    /// key prefixes of `settings`' own mounts: it listed nothing else), each only if no later
+    /// `rm` renewed it since. Failures are left for the next pass; how many went is returned.
+    pub async fn sweep_expired(&self, settings: &Settings, store: &ObjectStore) -> usize {
+        let expired = match self.expired.lock() {
+            Ok(mut e) => std::mem::take(&mut *e),
+            Err(_) => return 0,
+        };
+        let mut deleted = 0;
+        for (i, key, written) in expired {
+            let Some(m) = settings.mounts.get(i) else {
+                continue;
+            };
+            match store
+                .delete_tombstone_if_unchanged(&m.bucket, &m.key_prefix, &key, written)
+                .await
+            {
+                Ok(true) => deleted += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(mount = %m.prefix.as_str(), key = ?key, error = %e, "cannot delete an expired tombstone; trying again at the next refresh");
+                    break;
+                }
+            }
+        }
+        if deleted > 0 {
+            self.expired_deleted
+                .fetch_add(deleted as u64, std::sync::atomic::Ordering::Relaxed);
+            tracing::info!(deleted, "expired tombstones deleted from the bucket");
+        }
+        deleted
     }
 }
 
@@ -182,7 +237,12 @@ pub async fn start(
     };
     tracing::info!(loaded = t.len(), "tombstones loaded");
     if settings.server.tombstone_refresh.is_zero() {
-        return (t, None);
+        // No refresher: the tombstones that had expired at start-up go once, in the background.
+        let (s, tt) = (settings.clone(), t.clone());
+        let sweep = tokio::spawn(async move {
+            tt.sweep_expired(&s, &store).await;
+        });
+        return (t, Some(sweep));
     }
     let task = spawn_refresher(settings.clone(), store, t.clone(), failing);
     (t, Some(task))
@@ -199,6 +259,7 @@ fn spawn_refresher(
     tokio::spawn(async move {
         let every = settings.server.tombstone_refresh;
         loop {
+            tombstones.sweep_expired(&settings, &store).await;
             tokio::time::sleep(every).await;
             let errors = tombstones.refresh(&settings, &store).await;
             match (errors.is_empty(), failing) {

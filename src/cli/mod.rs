@@ -305,14 +305,20 @@ pub enum Command {
     },
     /// Remove files everywhere they live: the tombstone in the bucket first (until
     /// mount.tombstone_ttl no node serves or uploads the path again, even if a copy comes
-    /// back), then the local file, its archived copy and the S3 object. One line per place;
-    /// exit 1 if any failed (run it again: what is done stays done).
+    /// back), then the local file, its archived copy, the S3 object and the hot cache's copy.
+    /// One line per place; exit 1 if any failed (run it again: what is done stays done). The
+    /// admin API (server.admin_listen) does the same over HTTP.
     Rm {
         #[command(flatten)]
         common: Common,
         /// URL paths, NOT percent-encoded, e.g. "/static/avatars/a b.jpg".
         #[arg(required = true, value_name = "URL-PATH")]
         paths: Vec<String>,
+        /// In a versioned bucket, delete every version and delete marker of each object
+        /// (ListObjectVersions, then DeleteObject per version) instead of leaving a delete
+        /// marker.
+        #[arg(long)]
+        all_versions: bool,
     },
     /// Write the man page (stowaway.1) and shell completions (bash, zsh, fish) into a
     /// directory: used to build the Debian package, so they always match this binary.
@@ -721,11 +727,16 @@ pub fn main() -> ExitCode {
                 prune::main(settings, &common.config_path(), dry_run, json)
             }
         },
-        Command::Rm { common, paths } => match load(&common) {
+        Command::Rm {
+            common,
+            paths,
+            all_versions,
+        } => match load(&common) {
             Err(code) => code,
             Ok((settings, unknown)) => {
                 warn_unknown(&unknown);
-                rm::main(settings, &paths)
+                let opts = crate::remove::Options { all_versions };
+                rm::main(settings, &paths, opts)
             }
         },
         Command::Serve { common } => match load(&common) {
@@ -1025,6 +1036,22 @@ pub async fn serve(settings: Settings, source: crate::reload::Source) -> anyhow:
         }
         None => None,
     };
+    let admin_task = match &settings.server.admin_listen {
+        Some(l) => {
+            let bind = match l {
+                config::Listen::Tcp(a) => crate::admin::Bind::Tcp(*a),
+                config::Listen::Unix(p) => crate::admin::Bind::Unix(
+                    bind_unix(p, &settings.server.front_auth).map_err(|e| anyhow::anyhow!(e))?,
+                ),
+            };
+            let admin = actix_web::web::Data::new(crate::admin::Admin::new(services.live.clone()));
+            let s = crate::admin::server(admin, bind)
+                .with_context(|| format!("cannot listen on {l} (server.admin_listen)"))?;
+            tracing::info!(admin = %l, "admin API listening");
+            Some((s.handle(), tokio::spawn(s)))
+        }
+        None => None,
+    };
     tracing::info!(listen = %settings.server.listen, metrics = %separate_metrics.map_or_else(|| "on server.listen".to_string(), |a| a.to_string()), workers, mounts = settings.mounts.len(), "stowaway serving");
     // Both servers must be polled to run.
     let main_handle = server.handle();
@@ -1053,6 +1080,9 @@ pub async fn serve(settings: Settings, source: crate::reload::Source) -> anyhow:
         if let Some((handle, _)) = &metrics_task {
             handle.stop(true).await;
         }
+        if let Some((handle, _)) = &admin_task {
+            handle.stop(true).await;
+        }
     };
     let uploads = services.shutdown_uploader(settings.server.shutdown_timeout);
     tokio::join!(http, uploads);
@@ -1062,6 +1092,12 @@ pub async fn serve(settings: Settings, source: crate::reload::Source) -> anyhow:
     };
     if let Some((_, task)) = metrics_task {
         let _ = task.await;
+    }
+    if let Some((_, task)) = admin_task {
+        let _ = task.await;
+    }
+    if let Some(config::Listen::Unix(path)) = &settings.server.admin_listen {
+        remove_stale_socket(path);
     }
     if let config::Listen::Unix(path) = &settings.server.listen {
         remove_stale_socket(path);

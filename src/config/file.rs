@@ -43,6 +43,8 @@ pub struct RawServer {
     pub trusted_proxies: Option<Vec<String>>,
     pub url_cache_entries: Option<usize>,
     pub tombstone_refresh: Option<HumanDuration>,
+    pub admin_listen: Option<String>,
+    pub admin_token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]

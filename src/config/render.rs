@@ -77,7 +77,8 @@ mod tests {
         round_trip(&tcp.accepted());
         let unix = Cfg {
             server: format!(
-                "listen = \"unix:/run/stowaway/s.sock\"\nsocket_mode = \"0600\"\nsocket_group = \"www-data\"\nfront_secret_file = \"{}\"",
+                "listen = \"unix:/run/stowaway/s.sock\"\nsocket_mode = \"0600\"\nsocket_group = \"www-data\"\nfront_secret_file = \"{}\"\nadmin_listen = \"127.0.0.1:9002\"\nadmin_token_file = \"{}\"",
+                f.display(),
                 f.display()
             ),
             ..Cfg::default()

@@ -91,6 +91,14 @@ pub struct ServerSettings {
     /// at start-up and reload.
     #[serde(with = "human_duration")]
     pub tombstone_refresh: Duration,
+    /// The admin API's own listener (loopback TCP or a Unix socket); `None`: no admin API.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_listen: Option<Listen>,
+    /// The file holding the admin API's bearer token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_token_file: Option<PathBuf>,
+    #[serde(skip)]
+    pub admin_token: Option<Secret>,
     /// Who counts as the front server (`socket_mode`, `socket_group`, `front_secret_file`,
     /// `trusted_proxies`).
     #[serde(flatten)]

@@ -179,6 +179,121 @@ pub(super) async fn list(
     }
 }
 
+/// Most ListObjectVersions pages read for one key (1000 versions each): a store that keeps
+/// answering "truncated" cannot loop forever.
+const MAX_VERSION_PAGES: usize = 10_000;
+
+/// Every version id (delete markers included) of exactly `key`, listed page by page.
+async fn versions_of(
+    client: &Client,
+    retrier: &Retrier,
+    bucket: &str,
+    key: &str,
+) -> Result<Vec<Option<String>>, S3Failure> {
+    let mut out = Vec::new();
+    let (mut key_marker, mut id_marker): (Option<String>, Option<String>) = (None, None);
+    for _ in 0..MAX_VERSION_PAGES {
+        let page = retrier
+            .run("ListObjectVersions", || async {
+                client
+                    .list_object_versions()
+                    .bucket(bucket)
+                    .prefix(key)
+                    .set_key_marker(key_marker.clone())
+                    .set_version_id_marker(id_marker.clone())
+                    .send()
+                    .await
+                    .map_err(|e| classify("ListObjectVersions", bucket, key, &e))
+            })
+            .await?;
+        // The prefix also matches longer keys (`a.jpg` → `a.jpg.bak`): only this one counts.
+        let ids = page
+            .versions()
+            .iter()
+            .filter(|v| v.key() == Some(key))
+            .map(|v| v.version_id().map(str::to_string));
+        let markers = page
+            .delete_markers()
+            .iter()
+            .filter(|d| d.key() == Some(key))
+            .map(|d| d.version_id().map(str::to_string));
+        out.extend(ids.chain(markers));
+        let next = (page.next_key_marker(), page.next_version_id_marker());
+        match (page.is_truncated() == Some(true), next) {
+            (true, (Some(k), v)) if k <= key => {
+                key_marker = Some(k.to_string());
+                id_marker = v.map(str::to_string);
+            }
+            _ => break,
+        }
+    }
+    Ok(out)
+}
+
+async fn delete_version(
+    client: &Client,
+    retrier: &Retrier,
+    bucket: &str,
+    key: &str,
+    version: Option<&str>,
+) -> Result<(), S3Failure> {
+    retrier
+        .run("DeleteObject", || async {
+            match client
+                .delete_object()
+                .bucket(bucket)
+                .key(key)
+                .set_version_id(version.map(str::to_string))
+                .send()
+                .await
+            {
+                Ok(_) => Ok(()),
+                Err(e) => {
+                    let f = classify("DeleteObject", bucket, key, &e);
+                    match f.status {
+                        // Gone already: another `rm` got there first.
+                        Some(404) => Ok(()),
+                        _ => Err(f),
+                    }
+                }
+            }
+        })
+        .await
+}
+
+impl super::ObjectStore {
+    /// Deletes every version and delete marker of `bucket/key` (ListObjectVersions, paginated,
+    /// then DeleteObject with each VersionId); how many there were. Nothing is left of the key,
+    /// not even a delete marker.
+    pub async fn delete_all_versions(&self, bucket: &str, key: &str) -> Result<usize, S3Failure> {
+        let versions = versions_of(&self.client, &self.retrier, bucket, key).await?;
+        for v in &versions {
+            delete_version(&self.client, &self.retrier, bucket, key, v.as_deref()).await?;
+        }
+        Ok(versions.len())
+    }
+
+    /// Deletes the tombstone of mount-relative `key` if it was written no later than
+    /// `written` (a tombstone renewed by a later `rm` since it was listed stays); whether it
+    /// was deleted.
+    pub async fn delete_tombstone_if_unchanged(
+        &self,
+        bucket: &str,
+        key_prefix: &str,
+        key: &str,
+        written: SystemTime,
+    ) -> Result<bool, S3Failure> {
+        let k = tombstone_key(key_prefix, key);
+        match self::written(&self.client, &self.retrier, bucket, &k).await? {
+            Some(w) if w <= written => {
+                delete_version(&self.client, &self.retrier, bucket, &k, None).await?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

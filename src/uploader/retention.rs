@@ -53,6 +53,10 @@ pub enum KeepReason {
     NotRegular,
     /// Its path is not one the uploader gives an object key (not UTF-8, control characters…).
     NoKey,
+    /// Removed by `stowaway rm` (its tombstone lives): removing it is `rm`'s job, which
+    /// reports it, never retention's "pruned as verified" (the object may be gone already, or
+    /// about to be).
+    Tombstoned,
 }
 
 impl KeepReason {
@@ -66,6 +70,7 @@ impl KeepReason {
             KeepReason::Changed => "changed",
             KeepReason::NotRegular => "not_regular",
             KeepReason::NoKey => "no_key",
+            KeepReason::Tombstoned => "tombstoned",
         }
     }
 
@@ -79,7 +84,8 @@ impl KeepReason {
             KeepReason::LocalError(_)
             | KeepReason::Changed
             | KeepReason::NotRegular
-            | KeepReason::NoKey => false,
+            | KeepReason::NoKey
+            | KeepReason::Tombstoned => false,
         }
     }
 }
@@ -94,6 +100,9 @@ impl std::fmt::Display for KeepReason {
             KeepReason::Changed => f.write_str("the file changed while it was checked"),
             KeepReason::NotRegular => f.write_str("not a regular file (never followed)"),
             KeepReason::NoKey => f.write_str("its name is not one the uploader stores in S3"),
+            KeepReason::Tombstoned => f.write_str(
+                "removed by `stowaway rm` (its tombstone lives): run the same `stowaway rm` again to remove this copy",
+            ),
         }
     }
 }
@@ -209,6 +218,8 @@ pub struct Pass<'a> {
     pub names: &'a TempNamer,
     /// Shutdown: the pass stops between files.
     pub stop: Option<&'a Stop>,
+    /// Whether a key of this mount has a live tombstone (`stowaway rm`).
+    pub tombstoned: &'a (dyn Fn(&str) -> bool + Sync),
 }
 
 /// Checks `key` against the digests: [`ObjectStore::verify`] in practice.
@@ -354,6 +365,16 @@ pub fn prune_mount(
                     continue;
                 };
                 let object = format!("s3://{}/{}", m.bucket, object_key(&m.key_prefix, &key));
+                if (p.tombstoned)(&key) {
+                    let kept = Action::Kept(KeepReason::Tombstoned);
+                    note(
+                        &mut r,
+                        Entry::new(m, path, object, stamp.size, kept),
+                        on_entry,
+                    );
+                    *cursor = Some(rel);
+                    continue;
+                }
                 match check_one(p, &h, &key, &stamp, verify) {
                     Err(s3) => {
                         // S3 cannot be asked: stop here, prune nothing more; this file is the
@@ -504,15 +525,32 @@ pub async fn run_pass(
     on_entry: Arc<dyn Fn(&Entry) + Send + Sync>,
 ) -> Vec<MountReport> {
     let mut out = Vec::new();
+    // The bucket's tombstones, fresh for each pass (one listing per mount): a mount whose
+    // listing fails prunes nothing this pass, as when S3 cannot verify.
+    let tombstones = Arc::new(crate::tombstone::Tombstones::empty());
+    let unlisted = if enabled(&settings) {
+        tombstones.refresh(&settings, &store).await
+    } else {
+        Vec::new()
+    };
     for (i, m) in settings.mounts.iter().enumerate() {
         if m.archive_root.is_none() || m.archive_retention.is_zero() {
             continue;
         }
-        let (settings, store, names, on_entry) = (
+        if let Some((_, e)) = unlisted.iter().find(|(j, _)| *j == i) {
+            out.push(MountReport {
+                mount: m.prefix.as_str().to_string(),
+                s3_error: Some(format!("cannot load the tombstones of `stowaway rm`: {e}")),
+                ..Default::default()
+            });
+            continue;
+        }
+        let (settings, store, names, on_entry, tombstones) = (
             settings.clone(),
             store.clone(),
             names.clone(),
             on_entry.clone(),
+            tombstones.clone(),
         );
         let mut cursor = cursors.get_mut(i).and_then(Option::take);
         let rt = tokio::runtime::Handle::current();
@@ -526,6 +564,11 @@ pub async fn run_pass(
                 budget,
                 names: &names,
                 stop: Some(store.stop()),
+                tombstoned: &|key: &str| {
+                    tombstones
+                        .live_until(i, key, crate::remove::now_secs())
+                        .is_some()
+                },
             };
             let mut verify = |key: &str, d: &Digests| rt.block_on(store.verify(&m.bucket, key, d));
             let r = prune_mount(&pass, &mut cursor, &mut verify, &mut |e| on_entry(e));
@@ -680,6 +723,7 @@ mod tests {
             budget: Budget::UNLIMITED,
             names: &names,
             stop: None,
+            tombstoned: &|_: &str| false,
         };
         let mut seen = Vec::new();
         let r = prune_mount(&p, &mut None, verify, &mut |e| seen.push(e.clone()));
@@ -687,6 +731,39 @@ mod tests {
     }
 
     const DAY: Duration = Duration::from_secs(86_400);
+
+    /// A tombstoned key's archive copy is never "pruned as verified", even when S3 vouches for
+    /// it (rm's S3 step failed): it stays for `stowaway rm` to finish, not as an alarm.
+    #[test]
+    fn tombstoned_keys_are_left_to_rm() {
+        let fx = setup("1d");
+        let a = fx.archive();
+        fs::create_dir_all(a.join("x")).unwrap();
+        fs::write(a.join("x/dead.jpg"), b"removed by rm").unwrap();
+        fs::write(a.join("x/ok.jpg"), b"verified").unwrap();
+        let names = TempNamer::default();
+        let p = Pass {
+            mount: &fx.settings.mounts[0],
+            uploader: &fx.settings.uploader,
+            dry_run: false,
+            now: SystemTime::now() + 2 * DAY,
+            budget: Budget::UNLIMITED,
+            names: &names,
+            stop: None,
+            tombstoned: &|k: &str| k == "x/dead.jpg",
+        };
+        let mut vouch = |_: &str, d: &Digests| Ok(Verified::assumed(d.clone()));
+        let mut seen = Vec::new();
+        let r = prune_mount(&p, &mut None, &mut vouch, &mut |e| seen.push(e.clone()));
+        assert_eq!((r.pruned_files, r.kept_unverified, r.kept_other), (1, 0, 1));
+        assert!(a.join("x/dead.jpg").exists() && !a.join("x/ok.jpg").exists());
+        let dead = seen
+            .iter()
+            .find(|e| e.path.ends_with("x/dead.jpg"))
+            .unwrap();
+        assert_eq!(dead.kept, Some(KeepReason::Tombstoned));
+        assert!(!r.needs_attention());
+    }
 
     #[test]
     fn only_old_verified_files_go_and_s3_vouches_by_key() {
@@ -856,6 +933,7 @@ mod tests {
                 },
                 names: &names,
                 stop: None,
+                tombstoned: &|_: &str| false,
             };
             let r = prune_mount(&p, &mut cursor, &mut keep_all, &mut |e| {
                 seen.push(e.path.strip_prefix(&a).unwrap().display().to_string())

@@ -10,6 +10,9 @@
 //! through it (and forgets it once completed or aborted), answers the listing from those
 //! notes, a few per page so that paging is exercised, and records every AbortMultipartUpload.
 //! A test can make an upload look older than it is ([`FaultProxy::backdate`]).
+//! Likewise for a versioned bucket's ListObjectVersions
+//! ([`FaultProxy::answer_list_object_versions`]): it answers from planted versions, a few per
+//! page, and notes every DeleteObject with a VersionId.
 //!
 //! Requests are forwarded byte for byte (only `Expect: 100-continue` is answered by the proxy
 //! and removed), so SigV4 signatures stay valid. Loopback only; every socket has a timeout.
@@ -96,6 +99,22 @@ struct Ledger {
     aborts: Vec<(String, String, String)>,
     /// ListMultipartUploads requests answered.
     lists: u64,
+    /// Versioned-bucket stand-in: the planted versions ListObjectVersions answers from (the
+    /// proxy answers it only once some are planted), a page size, and every DeleteObject
+    /// with a VersionId seen.
+    versions: Option<Vec<Version>>,
+    version_page: usize,
+    version_deletes: Vec<(String, String)>,
+    version_lists: u64,
+}
+
+/// A version (or delete marker) the proxy reports for ListObjectVersions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Version {
+    pub bucket: String,
+    pub key: String,
+    pub version_id: String,
+    pub delete_marker: bool,
 }
 
 /// A running proxy; stops accepting on drop (open connections end with their sockets).
@@ -184,6 +203,26 @@ impl FaultProxy {
     pub fn aborts(&self) -> Vec<String> {
         let l = self.ledger.lock().unwrap();
         l.aborts.iter().map(|(_, _, id)| id.clone()).collect()
+    }
+
+    /// From now on the proxy answers ListObjectVersions itself, `page` entries a page, from
+    /// `versions` (a versioned bucket's history, which s3s-fs does not keep). A DeleteObject
+    /// with a VersionId is noted, takes that version out of the listing and is forwarded
+    /// (s3s-fs ignores the VersionId and deletes the object).
+    pub fn answer_list_object_versions(&self, page: usize, versions: &[Version]) {
+        let mut l = self.ledger.lock().unwrap();
+        l.versions = Some(versions.to_vec());
+        l.version_page = page.max(1);
+    }
+
+    /// (key, version id) of every DeleteObject with a VersionId seen, in order.
+    pub fn version_deletes(&self) -> Vec<(String, String)> {
+        self.ledger.lock().unwrap().version_deletes.clone()
+    }
+
+    /// ListObjectVersions requests the proxy answered.
+    pub fn version_list_requests(&self) -> u64 {
+        self.ledger.lock().unwrap().version_lists
     }
 
     /// ListMultipartUploads requests the proxy answered.
@@ -463,9 +502,16 @@ fn serve(
             _ => {}
         }
         let s3op = S3Op::of(&line);
-        if let Some(r) = answer_listing(&s3op, ledger) {
+        if let Some(r) = answer_listing(&s3op, ledger).or_else(|| answer_versions(&s3op, ledger)) {
             out.write_all(&r)?;
             continue;
+        }
+        if let S3Op::VersionDelete { bucket, key, id } = &s3op {
+            let mut l = ledger.lock().unwrap();
+            l.version_deletes.push((key.clone(), id.clone()));
+            if let Some(v) = l.versions.as_mut() {
+                v.retain(|v| !(&v.bucket == bucket && &v.key == key && &v.version_id == id));
+            }
         }
         if let S3Op::Abort { bucket, key, id } = &s3op {
             let mut l = ledger.lock().unwrap();
@@ -580,6 +626,15 @@ enum S3Op {
         bucket: String,
         query: Vec<(String, String)>,
     },
+    Versions {
+        bucket: String,
+        query: Vec<(String, String)>,
+    },
+    VersionDelete {
+        bucket: String,
+        key: String,
+        id: String,
+    },
     Other,
 }
 
@@ -626,6 +681,13 @@ impl S3Op {
         let path = path.trim_start_matches('/');
         let (bucket, key) = path.split_once('/').unwrap_or((path, ""));
         let (bucket, key) = (pct_decode(bucket), pct_decode(key));
+        match (method, key.is_empty(), get("versionId")) {
+            ("GET", true, _) if get("versions").is_some() => {
+                return S3Op::Versions { bucket, query };
+            }
+            ("DELETE", false, Some(id)) => return S3Op::VersionDelete { bucket, key, id },
+            _ => {}
+        }
         match (
             method,
             key.is_empty(),
@@ -705,6 +767,82 @@ fn answer_listing(op: &S3Op, ledger: &Mutex<Ledger>) -> Option<Vec<u8>> {
         ));
     }
     body.push_str("</ListMultipartUploadsResult>");
+    let mut r = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    r.extend_from_slice(body.as_bytes());
+    Some(r)
+}
+
+/// The ListObjectVersions answer from the planted versions, if the proxy answers it.
+fn answer_versions(op: &S3Op, ledger: &Mutex<Ledger>) -> Option<Vec<u8>> {
+    let S3Op::Versions { bucket, query } = op else {
+        return None;
+    };
+    let mut l = ledger.lock().unwrap();
+    l.versions.as_ref()?;
+    l.version_lists += 1;
+    let get = |k: &str| {
+        query
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let (prefix, key_marker, id_marker) =
+        (get("prefix"), get("key-marker"), get("version-id-marker"));
+    let max = get("max-keys")
+        .parse()
+        .unwrap_or(1000usize)
+        .min(l.version_page);
+    let mut all: Vec<&Version> = l
+        .versions
+        .iter()
+        .flatten()
+        .filter(|v| &v.bucket == bucket && v.key.starts_with(&prefix))
+        .collect();
+    // Stable: a key's versions keep their planted order.
+    all.sort_by(|a, b| a.key.cmp(&b.key));
+    let start = match (key_marker.is_empty(), id_marker.is_empty()) {
+        (true, _) => 0,
+        (false, true) => all
+            .iter()
+            .position(|v| v.key > key_marker)
+            .unwrap_or(all.len()),
+        (false, false) => all
+            .iter()
+            .position(|v| v.key == key_marker && v.version_id == id_marker)
+            .map_or(all.len(), |i| i + 1),
+    };
+    let rest = &all[start..];
+    let truncated = rest.len() > max;
+    let page = &rest[..rest.len().min(max)];
+    let mut body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ListVersionsResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Name>{}</Name><Prefix>{}</Prefix><KeyMarker>{}</KeyMarker><VersionIdMarker>{}</VersionIdMarker><MaxKeys>{max}</MaxKeys><IsTruncated>{truncated}</IsTruncated>",
+        xml_escape(bucket),
+        xml_escape(&prefix),
+        xml_escape(&key_marker),
+        xml_escape(&id_marker)
+    );
+    if let (true, Some(last)) = (truncated, page.last()) {
+        body.push_str(&format!(
+            "<NextKeyMarker>{}</NextKeyMarker><NextVersionIdMarker>{}</NextVersionIdMarker>",
+            xml_escape(&last.key),
+            xml_escape(&last.version_id)
+        ));
+    }
+    let now = humantime::format_rfc3339_millis(SystemTime::now());
+    for v in page {
+        let (k, id) = (xml_escape(&v.key), xml_escape(&v.version_id));
+        if v.delete_marker {
+            body.push_str(&format!("<DeleteMarker><Key>{k}</Key><VersionId>{id}</VersionId><IsLatest>false</IsLatest><LastModified>{now}</LastModified></DeleteMarker>"));
+        } else {
+            body.push_str(&format!("<Version><Key>{k}</Key><VersionId>{id}</VersionId><IsLatest>false</IsLatest><LastModified>{now}</LastModified><ETag>\"0\"</ETag><Size>1</Size><StorageClass>STANDARD</StorageClass></Version>"));
+        }
+    }
+    body.push_str("</ListVersionsResult>");
     let mut r = format!(
         "HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\r\n",
         body.len()

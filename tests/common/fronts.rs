@@ -1006,3 +1006,79 @@ pub fn assert_fail_open(mode_args: &[&str], down_status: u16) {
     let r = get(open.addr, "/_stowaway_local/fail-open/0/photo.jpg");
     assert_eq!(r.status, 404, "{}", r.raw_head);
 }
+
+/// A client asking for `path` through a front server in a loop, noting when each request
+/// started and whether it got `body` (directly or behind its redirect): for "no request gets
+/// the old bytes once X returned".
+pub struct OldBytesLoad {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    old: std::sync::Arc<std::sync::Mutex<Vec<std::time::Instant>>>,
+    asked: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl OldBytesLoad {
+    /// Starts the loop and waits until it got the old bytes once.
+    pub fn start(front: SocketAddr, path: &str, body: &[u8]) -> OldBytesLoad {
+        use std::sync::atomic::Ordering::Relaxed;
+        let l = OldBytesLoad {
+            stop: Default::default(),
+            old: Default::default(),
+            asked: Default::default(),
+            thread: None,
+        };
+        let (stop, old, asked) = (l.stop.clone(), l.old.clone(), l.asked.clone());
+        let (path, body) = (path.to_string(), body.to_vec());
+        let thread = std::thread::spawn(move || {
+            while !stop.load(Relaxed) {
+                let started = std::time::Instant::now();
+                let r = get(front, &path);
+                let got = match r.status {
+                    200 => r.body == body,
+                    302 => {
+                        let o = fetch_url("GET", r.header("location").unwrap());
+                        o.status == 200 && o.body == body
+                    }
+                    _ => false,
+                };
+                if got {
+                    old.lock().unwrap().push(started);
+                }
+                asked.fetch_add(1, Relaxed);
+            }
+        });
+        let l = OldBytesLoad {
+            thread: Some(thread),
+            ..l
+        };
+        assert!(
+            wait_until(Duration::from_secs(10), || !l
+                .old
+                .lock()
+                .unwrap()
+                .is_empty()),
+            "the loop never got the bytes"
+        );
+        l
+    }
+
+    /// Lets at least `n` more requests finish, then stops the loop; returns, for each request
+    /// that started at or after `since` and got the old bytes, how long after `since`.
+    pub fn finish(mut self, n: u64, since: std::time::Instant) -> Vec<Duration> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let before = self.asked.load(Relaxed);
+        assert!(wait_until(Duration::from_secs(10), || self
+            .asked
+            .load(Relaxed)
+            >= before + n));
+        self.stop.store(true, Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+        let old = self.old.lock().unwrap();
+        old.iter()
+            .filter(|t| **t >= since)
+            .map(|t| t.duration_since(since))
+            .collect()
+    }
+}

@@ -78,7 +78,7 @@ pub fn validate(s: &RawServer, fs: FsChecks) -> Result<ServerSettings, ConfigErr
             ));
         }
     };
-    Ok(ServerSettings {
+    let mut v = ServerSettings {
         listen,
         workers,
         internal_prefix,
@@ -97,13 +97,77 @@ pub fn validate(s: &RawServer, fs: FsChecks) -> Result<ServerSettings, ConfigErr
             Duration::from_secs(15),
         )?,
         url_cache_entries,
+        admin_listen: None,
+        admin_token_file: None,
+        admin_token: None,
         tombstone_refresh: duration_or(
             "server.tombstone_refresh",
             &s.tombstone_refresh,
             Duration::from_secs(30),
         )?,
         front_auth,
-    })
+    };
+    (v.admin_listen, v.admin_token_file, v.admin_token) = validate_admin(s, &v, fs)?;
+    Ok(v)
+}
+
+type Admin = (Option<Listen>, Option<std::path::PathBuf>, Option<Secret>);
+
+/// `server.admin_listen` and `server.admin_token_file`: the admin API deletes files, so it
+/// listens on loopback or a Unix socket only, and never without a token.
+fn validate_admin(s: &RawServer, v: &ServerSettings, fs: FsChecks) -> Result<Admin, ConfigError> {
+    const KEY: &str = "server.admin_listen";
+    let listen = match s.admin_listen.as_deref() {
+        None | Some("") => None,
+        Some(a) => Some(match parse_listen(a, fs) {
+            Ok(Listen::Tcp(addr)) if !addr.ip().is_loopback() => {
+                return Err(invalid(
+                    KEY,
+                    a,
+                    "not a loopback address: the admin API deletes files and must not be reachable from other hosts",
+                    "use e.g. \"127.0.0.1:8701\" or \"unix:/run/stowaway/admin.sock\"",
+                ));
+            }
+            Ok(l) => l,
+            Err(ConfigError::Invalid { problem, fix, .. }) => {
+                return Err(invalid(KEY, a, problem, fix));
+            }
+            Err(e) => return Err(e),
+        }),
+    };
+    if let Some(l) = &listen {
+        let taken = [Some(v.listen.clone()), v.metrics_listen.map(Listen::Tcp)];
+        if taken.contains(&Some(l.clone())) {
+            return Err(invalid(
+                KEY,
+                l.to_string(),
+                "the same address as server.listen or server.metrics_listen",
+                "give the admin API its own port or socket",
+            ));
+        }
+    }
+    match (&listen, &s.admin_token_file) {
+        (None, None) => Ok((None, None, None)),
+        (None, Some(f)) => Err(invalid(
+            "server.admin_token_file",
+            f,
+            "only applies when server.admin_listen is set",
+            "set server.admin_listen = \"unix:/run/stowaway/admin.sock\", or remove it",
+        )),
+        (Some(l), None) => Err(invalid(
+            "server.admin_token_file",
+            "",
+            format!("missing: the admin API on {l} needs a bearer token"),
+            "write one with `openssl rand -hex 32 > /etc/stowaway/admin-token; chmod 600 /etc/stowaway/admin-token` and set server.admin_token_file to it",
+        )),
+        (Some(_), Some(f)) => {
+            let token = read_secret_file("server.admin_token_file", f)?;
+            if let Err((problem, fix)) = check_front_secret(&token) {
+                return Err(invalid("server.admin_token_file", f, problem, fix));
+            }
+            Ok((listen, Some(f.clone()), Some(token)))
+        }
+    }
 }
 
 /// `server.internal_prefix`: the URL path under which the front server serves local files.
@@ -634,6 +698,60 @@ mod tests {
         assert!(e.contains("same address"), "{e}");
         // On a Unix socket there is no address to collide with.
         server("listen = \"unix:/run/s.sock\"\nmetrics_listen = \"127.0.0.1:8700\"").accepted();
+    }
+
+    #[test]
+    fn admin_api_is_loopback_or_unix_and_needs_a_private_token() {
+        let d = tempfile::tempdir().unwrap();
+        let write = |name: &str, body: &str, mode: u32| {
+            let f = d.path().join(name);
+            std::fs::write(&f, body).unwrap();
+            std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(mode))
+                .unwrap();
+            f.display().to_string()
+        };
+        let good = write("ok", "0123456789abcdef0123456789abcdef\n", 0o600);
+        let with = |listen: &str, file: &str| {
+            server(&format!(
+                "admin_listen = \"{listen}\"\nadmin_token_file = \"{file}\""
+            ))
+        };
+        assert_eq!(
+            server("").accepted().server.admin_listen,
+            None,
+            "off by default"
+        );
+        let s = with("127.0.0.1:8701", &good).accepted();
+        assert_eq!(
+            s.server.admin_listen,
+            Some(Listen::Tcp("127.0.0.1:8701".parse().unwrap()))
+        );
+        assert_eq!(
+            s.server.admin_token.unwrap().expose(),
+            "0123456789abcdef0123456789abcdef"
+        );
+        with("[::1]:8701", &good).accepted();
+        with("unix:/run/stowaway/admin.sock", &good).accepted();
+        for bad in ["0.0.0.0:8701", "10.0.0.5:8701", "[::]:8701"] {
+            let e = with(bad, &good).refused("server.admin_listen");
+            assert!(e.contains("not a loopback address"), "{bad}: {e}");
+        }
+        with("localhost:8701", &good).refused("server.admin_listen");
+        with("unix:run/admin.sock", &good).refused("server.admin_listen");
+        let e = server("listen = \"127.0.0.1:8700\"\nadmin_listen = \"127.0.0.1:8700\"")
+            .refused("server.admin_listen");
+        assert!(e.contains("same address"), "{e}");
+        let e = server("admin_listen = \"127.0.0.1:8701\"").refused("server.admin_token_file");
+        assert!(e.contains("needs a bearer token"), "{e}");
+        let e =
+            server(&format!("admin_token_file = \"{good}\"")).refused("server.admin_token_file");
+        assert!(e.contains("only applies when server.admin_listen"), "{e}");
+        let open = write("open", "0123456789abcdef0123456789abcdef", 0o640);
+        let e = with("127.0.0.1:8701", &open).refused("server.admin_token_file");
+        assert!(e.contains("readable by group or others"), "{e}");
+        let short = write("short", "abc", 0o600);
+        let e = with("127.0.0.1:8701", &short).refused("server.admin_token_file");
+        assert!(e.contains("shorter than") && !e.contains("abc\""), "{e}");
     }
 
     #[test]
