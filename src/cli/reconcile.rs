@@ -554,9 +554,9 @@ impl Side {
 struct Remote {
     pages: ObjectPages,
     page: VecDeque<ListedObject>,
-    /// Keys starting with these (relative to the mount's prefix) are not the mount's: its own
-    /// `.stowaway-` objects (tombstones) and other mounts' prefixes nested in it.
+    /// Keys starting with these (relative to the mount's prefix) are another mount's.
     skip: Vec<String>,
+    /// Also skips stowaway's own `.stowaway-` objects (tombstones): never user files.
     key_prefix: String,
     ignore: Ignore,
     done: bool,
@@ -640,7 +640,7 @@ async fn reconcile_mount(
         },
         None => None,
     });
-    let mut skip = vec![OWN_PREFIX.to_string()];
+    let mut skip = Vec::new();
     for o in &settings.mounts {
         if o.bucket == m.bucket
             && o.key_prefix.len() > m.key_prefix.len()
