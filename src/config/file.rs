@@ -43,6 +43,9 @@ pub struct RawServer {
     pub trusted_proxies: Option<Vec<String>>,
     pub url_cache_entries: Option<usize>,
     pub tombstone_refresh: Option<HumanDuration>,
+    pub storage_class_refresh: Option<HumanDuration>,
+    pub restore_days: Option<u32>,
+    pub restore_tier: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -11,13 +11,15 @@
 //! * [`verify`]: HeadObject against the local digests, and the [`Verified`] proof;
 //! * [`online`]: `check-config --online`;
 //! * [`tombstone`]: deletes and the tombstones `stowaway rm` leaves;
-//! * [`list`]: the objects under a prefix, paged in key order (reconcile, storage classes).
+//! * [`list`]: the objects under a prefix, paged in key order (reconcile, storage classes);
+//! * [`restore`]: archived storage classes: their restore state, and RestoreObject.
 
 pub mod aws;
 pub mod hash;
 pub mod list;
 pub mod multipart;
 pub mod online;
+pub mod restore;
 pub mod retry;
 pub mod stop;
 pub mod tombstone;
@@ -126,6 +128,22 @@ impl ObjectStore {
             prefix,
             max_keys,
         )
+    }
+
+    /// The storage class and restore state of `bucket/key`.
+    pub async fn coldness(&self, bucket: &str, key: &str) -> Result<restore::Coldness, S3Failure> {
+        restore::coldness(&self.client, &self.retrier, bucket, key).await
+    }
+
+    /// Starts a restore of the archived `bucket/key` (a running one counts as started).
+    pub async fn restore(
+        &self,
+        bucket: &str,
+        key: &str,
+        days: u32,
+        tier: crate::config::RestoreTier,
+    ) -> Result<restore::Coldness, S3Failure> {
+        restore::restore(&self.client, &self.retrier, bucket, key, days, tier).await
     }
 
     /// The multipart uploads this process has running, which no clean-up may abort.
