@@ -99,6 +99,15 @@ fn archived_objects_get_503_until_restored_and_the_local_archive_copy_meanwhile(
         assert_eq!(get(nginx.addr, COLD).status, 503);
         assert_eq!(get(nginx.addr, WARM).status, 302);
     }
+    // Requests keep coming while the running restore is looked at again (HeadObject, at most
+    // every storage_class_refresh): still one restore.
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            get(nginx.addr, COLD).status == 503 && proxy.heads(COLD_KEY) >= 3
+        }),
+        "the running restore is looked at again: {}",
+        st.log_text()
+    );
     assert_eq!(proxy.restores(BUCKET, COLD_KEY), 1);
     assert_eq!(proxy.restores(BUCKET, "static/cold/archived-here.jpg"), 0);
     // No HeadObject on the hot path: none at all for readable objects.
