@@ -531,9 +531,7 @@ impl Endpoint {
         now: SystemTime,
     ) -> Reply {
         let now_s = unix_secs(now);
-        if let storage_class::Answer::Unavailable(after) =
-            state.storage_classes.check(mount, key)
-        {
+        if let storage_class::Answer::Unavailable(after) = state.storage_classes.check(mount, key) {
             // The archived copy, still local, beats a 503 (decision endpoint, as below).
             if let Endpoint::Decision = self
                 && !ask.recheck
@@ -545,7 +543,11 @@ impl Endpoint {
                 };
             }
             state.storage_classes.look_soon(mount, key);
-            tracing::debug!(method = ask.method, path = strip_query(ask.target), "archived storage class: not readable until restored");
+            tracing::debug!(
+                method = ask.method,
+                path = strip_query(ask.target),
+                "archived storage class: not readable until restored"
+            );
             return self.refuse(state, Refusal::Archived(after));
         }
         // A recheck is never answered from the archive either: the front server asks again

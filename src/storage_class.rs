@@ -75,7 +75,12 @@ pub struct StorageClasses {
 
 impl Drop for StorageClasses {
     fn drop(&mut self) {
-        for t in self.tasks.get_mut().unwrap_or_else(PoisonError::into_inner).iter() {
+        for t in self
+            .tasks
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
             t.abort();
         }
     }

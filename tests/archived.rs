@@ -57,14 +57,18 @@ fn archived_objects_get_503_until_restored_and_the_local_archive_copy_meanwhile(
     // What a client would get from S3 itself for the archived object.
     let r = get(st.addr, WARM);
     assert_eq!(r.status, 302, "{r:?}");
-    let s3_url = r.header("location").unwrap().replace("warm.jpg", "cold/deep.jpg");
+    let s3_url = r
+        .header("location")
+        .unwrap()
+        .replace("warm.jpg", "cold/deep.jpg");
     let direct = fetch_url("GET", &s3_url);
     assert_eq!(direct.status, 403, "the proxy answers as S3 does");
     assert!(String::from_utf8_lossy(&direct.body).contains("InvalidObjectState"));
 
     // Once the listing is loaded: 503 with Retry-After (Bulk: 5 h), through nginx too.
     assert!(
-        wait_until(Duration::from_secs(20), || get(nginx.addr, COLD).status == 503),
+        wait_until(Duration::from_secs(20), || get(nginx.addr, COLD).status
+            == 503),
         "503 for the DEEP_ARCHIVE object: {}",
         st.log_text()
     );
@@ -91,7 +95,8 @@ fn archived_objects_get_503_until_restored_and_the_local_archive_copy_meanwhile(
 
     // One restore per key, however many requests; none for the key served from the archive.
     assert!(
-        wait_until(Duration::from_secs(10), || proxy.restores(BUCKET, COLD_KEY) == 1),
+        wait_until(Duration::from_secs(10), || proxy.restores(BUCKET, COLD_KEY)
+            == 1),
         "a restore was started: {}",
         st.log_text()
     );
@@ -113,12 +118,16 @@ fn archived_objects_get_503_until_restored_and_the_local_archive_copy_meanwhile(
     // No HeadObject on the hot path: none at all for readable objects.
     assert_eq!(proxy.heads("static/warm.jpg"), 0);
     assert_eq!(proxy.heads("static/instant.jpg"), 0);
-    assert!(st.log_text().contains("started a restore of an archived object"));
+    assert!(
+        st.log_text()
+            .contains("started a restore of an archived object")
+    );
 
     // The restore finishes: redirects again, and the restored copy is served by S3.
     proxy.finish_restore(BUCKET, COLD_KEY);
     assert!(
-        wait_until(Duration::from_secs(20), || get(nginx.addr, COLD).status == 302),
+        wait_until(Duration::from_secs(20), || get(nginx.addr, COLD).status
+            == 302),
         "302 once restored: {}",
         st.log_text()
     );
@@ -143,5 +152,9 @@ fn without_storage_class_refresh_nothing_is_listed_or_refused() {
     for _ in 0..5 {
         assert_eq!(get(st.addr, COLD).status, 302);
     }
-    assert_eq!(proxy.requests(), before, "off by default: no S3 request per decision");
+    assert_eq!(
+        proxy.requests(),
+        before,
+        "off by default: no S3 request per decision"
+    );
 }

@@ -129,8 +129,14 @@ fn seed() -> Mess {
     // The mess. Archived files whose object is gone, holds other bytes of the same size, or
     // another size:
     w.s3.delete(BUCKET, "static/gone.jpg");
-    let corrupt_len = std::fs::metadata(w.archive.join("corrupt.jpg")).unwrap().len();
-    w.s3.put(BUCKET, "static/corrupt.jpg", &bytes(99, corrupt_len as usize));
+    let corrupt_len = std::fs::metadata(w.archive.join("corrupt.jpg"))
+        .unwrap()
+        .len();
+    w.s3.put(
+        BUCKET,
+        "static/corrupt.jpg",
+        &bytes(99, corrupt_len as usize),
+    );
     w.s3.put(BUCKET, "static/shrunk.jpg", b"short");
     // Orphans: objects with no local copy, one between archived keys.
     w.s3.put(BUCKET, "static/orphan.jpg", b"nobody's");
@@ -148,7 +154,11 @@ fn seed() -> Mess {
     write_file(&w.root, "half.part", b"ignored");
     // Temp leftovers of a dead process: an archive copy's temp file, a detached root file.
     let pid = dead_pid();
-    let temp = write_file(&w.archive, &format!("a/.stowaway-tmp.{pid}.1.7"), b"half copy");
+    let temp = write_file(
+        &w.archive,
+        &format!("a/.stowaway-tmp.{pid}.1.7"),
+        b"half copy",
+    );
     let detached = write_file(&w.root, &format!("z/.stowaway-rm.{pid}.0.back.jpg"), b"b");
     // Multipart uploads: one abandoned (older than abandoned_upload_age = 1h), one young.
     let c = w.s3.client_via(&proxy.endpoint);
@@ -176,12 +186,7 @@ fn seed() -> Mess {
 }
 
 fn run(cfg: &Path, args: &[&str]) -> Output {
-    stowaway_cmd()
-        .args(args)
-        .arg("--config")
-        .arg(cfg)
-        .output()
-        .unwrap()
+    common::world::stowaway_run(cfg, args)
 }
 
 fn text_of(b: &[u8]) -> String {
@@ -192,13 +197,8 @@ fn reconcile(m: &Mess, extra: &[&str]) -> (Output, serde_json::Value) {
     let mut args = vec!["reconcile", "--json", "--page-size", "2"];
     args.extend_from_slice(extra);
     let o = run(&m.cfg, &args);
-    let v = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{e}: {}\n{}",
-            text_of(&o.stdout),
-            text_of(&o.stderr)
-        )
-    });
+    let v = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}\n{}", text_of(&o.stdout), text_of(&o.stderr)));
     (o, v)
 }
 
@@ -213,14 +213,23 @@ fn findings(v: &serde_json::Value) -> BTreeSet<(String, String, String)> {
             let loc = f["location"].as_str().unwrap();
             (
                 f["kind"].as_str().unwrap().to_string(),
-                if key.is_empty() { loc.to_string() } else { key.to_string() },
+                if key.is_empty() {
+                    loc.to_string()
+                } else {
+                    key.to_string()
+                },
                 f["action"].as_str().unwrap().to_string(),
             )
         })
         .collect()
 }
 
-fn expected(m: &Mess, upload_action: &str, orphan_action: &str, temp: (&str, &str)) -> BTreeSet<(String, String, String)> {
+fn expected(
+    m: &Mess,
+    upload_action: &str,
+    orphan_action: &str,
+    temp: (&str, &str),
+) -> BTreeSet<(String, String, String)> {
     let s = |k: &str, key: &str, a: &str| (k.to_string(), key.to_string(), a.to_string());
     [
         s("archived_missing", "gone.jpg", ""),
@@ -254,13 +263,24 @@ fn reconcile_finds_every_planted_discrepancy_and_nothing_else() {
             .map(|f| f["detail"].as_str().unwrap().to_string())
             .unwrap()
     };
-    assert!(why("corrupt.jpg").contains("differs"), "{}", why("corrupt.jpg"));
-    assert!(why("shrunk.jpg").contains("size differs"), "{}", why("shrunk.jpg"));
+    assert!(
+        why("corrupt.jpg").contains("differs"),
+        "{}",
+        why("corrupt.jpg")
+    );
+    assert!(
+        why("shrunk.jpg").contains("size differs"),
+        "{}",
+        why("shrunk.jpg")
+    );
     let mounts = v["mounts"].as_array().unwrap();
     let st = &mounts[0];
     assert_eq!(st["mount"], "/static/");
     assert_eq!(st["archived_files"], ARCHIVED.len() as u64, "{st:#}");
-    assert_eq!(st["running_uploads"], 1, "the young upload is only counted: {st:#}");
+    assert_eq!(
+        st["running_uploads"], 1,
+        "the young upload is only counted: {st:#}"
+    );
     assert_eq!(mounts[1]["mount"], "/media/");
     assert_eq!(mounts[1]["objects"], 2, "{:#}", mounts[1]);
     assert_eq!(v["complete"], true);
@@ -281,8 +301,17 @@ fn reconcile_finds_every_planted_discrepancy_and_nothing_else() {
         )),
         "{out}"
     );
-    assert!(out.contains(&format!("orphan s3://{BUCKET}/static/orphan.jpg has no local or archived copy")), "{out}");
-    assert!(text_of(&o.stderr).contains("reconcile /static/ (s3://reconcile-bucket/static/)"), "{}", text_of(&o.stderr));
+    assert!(
+        out.contains(&format!(
+            "orphan s3://{BUCKET}/static/orphan.jpg has no local or archived copy"
+        )),
+        "{out}"
+    );
+    assert!(
+        text_of(&o.stderr).contains("reconcile /static/ (s3://reconcile-bucket/static/)"),
+        "{}",
+        text_of(&o.stderr)
+    );
 }
 
 #[test]
@@ -291,31 +320,55 @@ fn fix_aborts_abandoned_uploads_and_tidies_temp_files_only() {
     let before_bucket = bucket_state(&m.w);
     let before_local = local_state(&m.w);
     let (o, v) = reconcile(&m, &["--fix"]);
-    assert_eq!(o.status.code(), Some(1), "orphans etc. remain: {}", text_of(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "orphans etc. remain: {}",
+        text_of(&o.stderr)
+    );
     assert_eq!(
         findings(&v),
         expected(&m, "aborted", "", ("removed", "restored")),
         "{v:#}"
     );
-    assert_eq!(m.proxy.aborts(), vec![m.old_upload.clone()], "only the abandoned upload");
-    assert!(m.proxy.open_uploads().iter().any(|u| u.upload_id == m.young_upload));
+    assert_eq!(
+        m.proxy.aborts(),
+        vec![m.old_upload.clone()],
+        "only the abandoned upload"
+    );
+    assert!(
+        m.proxy
+            .open_uploads()
+            .iter()
+            .any(|u| u.upload_id == m.young_upload)
+    );
     assert!(!m.temp.exists(), "the dead process's temp file is removed");
     assert!(!m.detached.exists());
     let back = m.w.root.join("z/back.jpg");
-    assert_eq!(std::fs::read(&back).unwrap(), b"b", "the detached file is back under its name");
+    assert_eq!(
+        std::fs::read(&back).unwrap(),
+        b"b",
+        "the detached file is back under its name"
+    );
     // Nothing else changed: every other local file and every object is as it was.
     assert_eq!(bucket_state(&m.w), before_bucket);
     let expect_local: Vec<_> = before_local
         .into_iter()
         .filter(|(p, _)| *p != m.temp && *p != m.detached)
         .collect();
-    let now_local: Vec<_> = local_state(&m.w).into_iter().filter(|(p, _)| *p != back).collect();
+    let now_local: Vec<_> = local_state(&m.w)
+        .into_iter()
+        .filter(|(p, _)| *p != back)
+        .collect();
     assert_eq!(now_local, expect_local);
 
     // A second run finds the rest again, and nothing fixed comes back.
     let (_, v) = reconcile(&m, &[]);
     let kinds: BTreeSet<String> = findings(&v).into_iter().map(|f| f.0).collect();
-    assert!(!kinds.contains("temp_leftover") && !kinds.contains("incomplete_upload"), "{v:#}");
+    assert!(
+        !kinds.contains("temp_leftover") && !kinds.contains("incomplete_upload"),
+        "{v:#}"
+    );
 }
 
 #[test]
@@ -334,7 +387,11 @@ fn delete_orphans_deletes_orphans_only() {
         .into_iter()
         .filter(|(k, _)| !gone.contains(k))
         .collect();
-    assert_eq!(bucket_state(&m.w), expect, "tombstone, other mounts' and outside objects stay");
+    assert_eq!(
+        bucket_state(&m.w),
+        expect,
+        "tombstone, other mounts' and outside objects stay"
+    );
     assert_eq!(local_state(&m.w), before_local);
     assert!(m.proxy.aborts().is_empty());
     // What is left is what was not asked for.
@@ -353,7 +410,11 @@ fn a_clean_bucket_reconciles_with_exit_0() {
         write_file(&w.root, rel, &bytes(i as u64 + 1, 700 + i));
     }
     let cfg = w.path().join("reconcile.toml");
-    std::fs::write(&cfg, w.config("reconcile.toml", &[("proxy", &proxy.endpoint)])).unwrap();
+    std::fs::write(
+        &cfg,
+        w.config("reconcile.toml", &[("proxy", &proxy.endpoint)]),
+    )
+    .unwrap();
     wait_settled(&w.root);
     assert!(run(&cfg, &["migrate"]).status.success());
     let o = run(&cfg, &["reconcile", "--json", "--page-size", "3"]);

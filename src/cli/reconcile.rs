@@ -26,7 +26,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressBar;
 use rustix::fs::FileType;
 use serde::Serialize;
 
@@ -276,7 +276,7 @@ pub fn main(settings: Settings, config: &Path, opts: Options) -> ExitCode {
         eprintln!("stowaway: {e}");
         return ExitCode::from(EXIT_INCOMPLETE);
     }
-    let bar = (std::io::stderr().is_terminal()).then(spinner);
+    let bar = std::io::stderr().is_terminal().then(super::prune::spinner);
     let mut out = Out {
         json: opts.json,
         first: true,
@@ -330,15 +330,6 @@ pub fn main(settings: Settings, config: &Path, opts: Options) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
-}
-
-fn spinner() -> ProgressBar {
-    let b = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-    let style = ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
-        .unwrap_or_else(|_| ProgressStyle::default_spinner());
-    b.set_style(style);
-    b.enable_steady_tick(Duration::from_millis(200));
-    b
 }
 
 fn summary_line(s: &MountSummary) -> String {
@@ -488,9 +479,7 @@ impl Walk {
                     )),
                 },
                 FileType::RegularFile => {
-                    let Some(top) = self.stack.last() else {
-                        return None;
-                    };
+                    let top = self.stack.last()?;
                     let Ok(Some(stamp)) = beneath::stat_at(fd(&top.dir), os) else {
                         continue;
                     };
@@ -711,7 +700,11 @@ async fn reconcile_mount(
                     }
                     _ => Ok(None),
                 };
-                let root_of_archive = arch.walk.as_ref().map(|w| w.root.clone()).unwrap_or_default();
+                let root_of_archive = arch
+                    .walk
+                    .as_ref()
+                    .map(|w| w.root.clone())
+                    .unwrap_or_default();
                 match compared {
                     Ok(None) => {}
                     Ok(Some((kind, detail))) => {
@@ -822,7 +815,10 @@ fn flush_leftovers(
     out: &mut Out,
 ) {
     for p in l.borrow_mut().drain(..) {
-        let name = p.file_name().map(|n| n.as_bytes().to_vec()).unwrap_or_default();
+        let name = p
+            .file_name()
+            .map(|n| n.as_bytes().to_vec())
+            .unwrap_or_default();
         let (detail, action) = if name.starts_with(TEMP_PREFIX.as_bytes()) {
             ("temp file of an interrupted archive copy", "removed")
         } else {
@@ -1034,7 +1030,10 @@ mod tests {
         sort_as_keys(&mut e);
         let names: Vec<String> = e
             .iter()
-            .map(|(n, t)| String::from_utf8_lossy(n).to_string() + dir_slash(*t).escape_ascii().to_string().as_str())
+            .map(|(n, t)| {
+                String::from_utf8_lossy(n).to_string()
+                    + dir_slash(*t).escape_ascii().to_string().as_str()
+            })
             .collect();
         // The keys "a-b" < "a.txt" < "a/…" < "a0": '-' 0x2D, '.' 0x2E, '/' 0x2F, '0' 0x30.
         assert_eq!(names, ["Z", "a-b", "a.txt", "a/", "a0", "é"]);
@@ -1046,7 +1045,15 @@ mod tests {
     #[test]
     fn a_walk_yields_keys_in_s3_order() {
         let t = tempfile::tempdir().unwrap();
-        for rel in ["a.txt", "a/b", "a/c/d", "a0", "b/.stowaway-x", "b/y", "skip.part"] {
+        for rel in [
+            "a.txt",
+            "a/b",
+            "a/c/d",
+            "a0",
+            "b/.stowaway-x",
+            "b/y",
+            "skip.part",
+        ] {
             let p = t.path().join(rel);
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(p, b"x").unwrap();

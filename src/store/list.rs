@@ -103,7 +103,9 @@ impl ObjectPages {
                 size: o.size(),
                 etag: o.e_tag().map(|t| t.trim_matches('"').to_string()),
                 storage_class: o.storage_class().map(|c| c.as_str().to_string()),
-                last_modified: o.last_modified().and_then(|t| SystemTime::try_from(*t).ok()),
+                last_modified: o
+                    .last_modified()
+                    .and_then(|t| SystemTime::try_from(*t).ok()),
             });
         }
         match (out.is_truncated(), out.next_continuation_token()) {

@@ -221,7 +221,10 @@ impl FaultProxy {
     /// The restore of `bucket/key` is done: its restored copy is readable.
     pub fn finish_restore(&self, bucket: &str, key: &str) {
         let mut l = self.ledger.lock().unwrap();
-        let c = l.cold.iter_mut().find(|c| c.bucket == bucket && c.key == key);
+        let c = l
+            .cold
+            .iter_mut()
+            .find(|c| c.bucket == bucket && c.key == key);
         c.expect("an archived object").ongoing = Some(false);
     }
 
@@ -236,7 +239,13 @@ impl FaultProxy {
 
     /// HeadObject requests seen for `key` (any bucket).
     pub fn heads(&self, key: &str) -> usize {
-        self.ledger.lock().unwrap().heads.iter().filter(|k| *k == key).count()
+        self.ledger
+            .lock()
+            .unwrap()
+            .heads
+            .iter()
+            .filter(|k| *k == key)
+            .count()
     }
 
     /// ListMultipartUploads requests the proxy answered.
@@ -667,25 +676,18 @@ fn pct_decode(s: &str) -> String {
 impl S3Op {
     /// Reads the request line `METHOD /bucket/key?query HTTP/1.1`.
     fn of(line: &str) -> S3Op {
-        let mut parts = line.split(' ');
-        let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
+        let Some(Target {
+            method,
+            bucket,
+            key,
+            query,
+        }) = target_of(line)
+        else {
             return S3Op::Other;
         };
-        let (path, q) = target.split_once('?').unwrap_or((target, ""));
-        let query: Vec<(String, String)> = q
-            .split('&')
-            .filter(|p| !p.is_empty())
-            .map(|p| {
-                let (k, v) = p.split_once('=').unwrap_or((p, ""));
-                (pct_decode(k), pct_decode(v))
-            })
-            .collect();
         let get = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-        let path = path.trim_start_matches('/');
-        let (bucket, key) = path.split_once('/').unwrap_or((path, ""));
-        let (bucket, key) = (pct_decode(bucket), pct_decode(key));
         match (
-            method,
+            method.as_str(),
             key.is_empty(),
             get("uploads").is_some(),
             get("uploadId"),
@@ -805,8 +807,16 @@ fn note_multipart(op: &S3Op, status: u16, body: &[u8], ledger: &Mutex<Ledger>) {
 
 // ---- archived storage classes -----------------------------------------------------------------
 
-/// Method, bucket, key and query of a request line (path-style addressing).
-fn target_of(line: &str) -> Option<(String, String, String, Vec<(String, String)>)> {
+/// What a request line asks for (path-style addressing).
+struct Target {
+    method: String,
+    bucket: String,
+    key: String,
+    query: Vec<(String, String)>,
+}
+
+/// Reads the request line `METHOD /bucket/key?query HTTP/1.1`.
+fn target_of(line: &str) -> Option<Target> {
     let mut parts = line.split(' ');
     let (method, target) = (parts.next()?, parts.next()?);
     let (path, q) = target.split_once('?').unwrap_or((target, ""));
@@ -820,7 +830,12 @@ fn target_of(line: &str) -> Option<(String, String, String, Vec<(String, String)
         .collect();
     let path = path.trim_start_matches('/');
     let (bucket, key) = path.split_once('/').unwrap_or((path, ""));
-    Some((method.to_string(), pct_decode(bucket), pct_decode(key), query))
+    Some(Target {
+        method: method.to_string(),
+        bucket: pct_decode(bucket),
+        key: pct_decode(key),
+        query,
+    })
 }
 
 fn plain_response(status: &str, body: &str) -> Vec<u8> {
@@ -836,18 +851,28 @@ fn plain_response(status: &str, body: &str) -> Vec<u8> {
 fn s3_error(status: &str, code: &str, message: &str) -> Vec<u8> {
     plain_response(
         status,
-        &format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{message}</Message><RequestId>faultproxy</RequestId></Error>"),
+        &format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{message}</Message><RequestId>faultproxy</RequestId></Error>"
+        ),
     )
 }
 
 /// What S3 answers itself for an archived object: a GET before the restore, a RestoreObject.
 fn answer_cold(line: &str, ledger: &Mutex<Ledger>) -> Option<Vec<u8>> {
-    let (method, bucket, key, query) = target_of(line)?;
+    let Target {
+        method,
+        bucket,
+        key,
+        query,
+    } = target_of(line)?;
     if key.is_empty() {
         return None;
     }
     let mut l = ledger.lock().unwrap();
-    let c = l.cold.iter_mut().find(|c| c.bucket == bucket && c.key == key)?;
+    let c = l
+        .cold
+        .iter_mut()
+        .find(|c| c.bucket == bucket && c.key == key)?;
     let has = |k: &str| query.iter().any(|(n, _)| n == k);
     let archived = matches!(c.class.as_str(), "GLACIER" | "DEEP_ARCHIVE");
     match method.as_str() {
@@ -881,7 +906,11 @@ fn dechunk(raw: &[u8]) -> Vec<u8> {
     let mut rest = raw;
     while let Some(i) = rest.windows(2).position(|w| w == b"\r\n") {
         let size = usize::from_str_radix(
-            String::from_utf8_lossy(&rest[..i]).trim().split(';').next().unwrap_or(""),
+            String::from_utf8_lossy(&rest[..i])
+                .trim()
+                .split(';')
+                .next()
+                .unwrap_or(""),
             16,
         )
         .unwrap_or(0);
@@ -898,7 +927,13 @@ fn dechunk(raw: &[u8]) -> Vec<u8> {
 /// What S3 adds for archived objects to answers s3s-fs gave: the StorageClass in listings,
 /// `x-amz-storage-class` and `x-amz-restore` on HeadObject.
 fn dress_cold(line: &str, resp: &mut Message, ledger: &Mutex<Ledger>) {
-    let Some((method, bucket, key, query)) = target_of(line) else {
+    let Some(Target {
+        method,
+        bucket,
+        key,
+        query,
+    }) = target_of(line)
+    else {
         return;
     };
     let mut l = ledger.lock().unwrap();
@@ -918,17 +953,27 @@ fn dress_cold(line: &str, resp: &mut Message, ledger: &Mutex<Ledger>) {
         resp.head.extend_from_slice(extra.as_bytes());
         return;
     }
-    let listing = method == "GET" && key.is_empty() && query.iter().any(|(k, v)| k == "list-type" && v == "2");
+    let listing = method == "GET"
+        && key.is_empty()
+        && query.iter().any(|(k, v)| k == "list-type" && v == "2");
     if !listing || !l.cold.iter().any(|c| c.bucket == bucket) {
         return;
     }
     let chunked = resp
         .header("transfer-encoding")
         .is_some_and(|t| t.to_ascii_lowercase().contains("chunked"));
-    let mut body = String::from_utf8_lossy(&if chunked { dechunk(&resp.body) } else { resp.body.clone() }).into_owned();
+    let mut body = String::from_utf8_lossy(&if chunked {
+        dechunk(&resp.body)
+    } else {
+        resp.body.clone()
+    })
+    .into_owned();
     for c in l.cold.iter().filter(|c| c.bucket == bucket) {
         let tag = format!("<Key>{}</Key>", xml_escape(&c.key));
-        body = body.replace(&tag, &format!("{tag}<StorageClass>{}</StorageClass>", c.class));
+        body = body.replace(
+            &tag,
+            &format!("{tag}<StorageClass>{}</StorageClass>", c.class),
+        );
     }
     let head = String::from_utf8_lossy(&resp.head).to_string();
     let mut lines: Vec<String> = head

@@ -776,7 +776,8 @@ mod tests {
         assert_eq!(s.server.restore_tier, RestoreTier::Standard);
         let s = server("storage_class_refresh = \"1h\"").accepted();
         assert_eq!(s.server.storage_class_refresh, Duration::from_secs(3600));
-        let e = server("storage_class_refresh = \"hourly\"").refused("server.storage_class_refresh");
+        let e =
+            server("storage_class_refresh = \"hourly\"").refused("server.storage_class_refresh");
         assert!(e.contains("not a duration"), "{e}");
     }
 
@@ -806,7 +807,10 @@ mod tests {
         }
         for bad in ["standard", "Fast", ""] {
             let e = server(&format!("restore_tier = \"{bad}\"")).refused("server.restore_tier");
-            assert!(e.contains("use \"Standard\", \"Bulk\" or \"Expedited\""), "{e}");
+            assert!(
+                e.contains("use \"Standard\", \"Bulk\" or \"Expedited\""),
+                "{e}"
+            );
         }
     }
 }
