@@ -598,17 +598,11 @@ async fn reconcile_mount(
         (Finalize::Archive, Some(a)) => Some(a.to_path_buf()),
         _ => None,
     };
-    // Orphans can only be told when a local copy of every migrated object is expected.
-    let orphan_bound: Option<Duration> = match (m.finalize, m.archive_retention) {
-        (Finalize::Delete, _) => {
-            s.orphans_unchecked = Some(
-                "finalize = \"delete\" keeps no local copy, so an orphan looks like any migrated object".into(),
-            );
-            None
-        }
-        (Finalize::Archive, r) if !r.is_zero() => Some(r),
-        _ => Some(Duration::MAX),
-    };
+    if m.finalize == Finalize::Delete {
+        s.orphans_unchecked = Some(
+            "finalize = \"delete\" keeps no local copy, so an orphan looks like any migrated object".into(),
+        );
+    }
     let leftovers: std::cell::RefCell<Vec<PathBuf>> = Default::default();
     let mut root = Side::new(match Walk::open(&m.root, ignore.clone()) {
         Ok(w) => Some(w),
@@ -741,13 +735,8 @@ async fn reconcile_mount(
                 s.archived_class_objects += 1;
             }
             if !in_root && !in_arch {
-                let past_retention = |bound: Duration| {
-                    o.last_modified
-                        .and_then(|t| now.duration_since(t).ok())
-                        .is_some_and(|age| age > bound)
-                };
-                match orphan_bound {
-                    Some(b) if !past_retention(b) => {
+                match is_orphan(m, o.last_modified, now) {
+                    Some(true) => {
                         let mut f = finding(
                             Kind::Orphan,
                             location.clone(),
@@ -804,6 +793,22 @@ async fn reconcile_mount(
         tidy(m, archive.as_deref());
     }
     s
+}
+
+/// Whether an object with neither a root nor an archived copy is an orphan. `None`: cannot be
+/// told (`finalize = "delete"` keeps no copy of any object). With `archive_retention`, an
+/// object older than the retention may have lost its archived copy to pruning, legitimately
+/// (the archive move comes after the upload, so a younger one cannot have).
+fn is_orphan(m: &Mount, last_modified: Option<SystemTime>, now: SystemTime) -> Option<bool> {
+    match m.finalize {
+        Finalize::Delete => None,
+        Finalize::Keep => Some(true),
+        Finalize::Archive if m.archive_retention.is_zero() => Some(true),
+        Finalize::Archive => {
+            let age = last_modified.and_then(|t| now.duration_since(t).ok());
+            Some(!age.is_some_and(|a| a > m.archive_retention))
+        }
+    }
 }
 
 /// Reports the leftovers the walks passed since the last call.
@@ -1071,5 +1076,37 @@ mod tests {
         sorted.sort();
         assert_eq!(keys, sorted);
         assert_eq!(keys, ["a.txt", "a/b", "a/c/d", "a0", "b/y"]);
+    }
+
+    #[test]
+    fn an_object_without_local_copies_is_an_orphan_unless_pruning_or_delete_explains_it() {
+        let settings = crate::config::validate::testing::mount("").accepted();
+        let mut m = settings.mounts[0].clone();
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(100 * 86_400);
+        let day = Duration::from_secs(86_400);
+        let (young, old) = (Some(now - day), Some(now - 40 * day));
+        m.finalize = Finalize::Keep;
+        assert_eq!(is_orphan(&m, old, now), Some(true));
+        m.finalize = Finalize::Archive;
+        m.archive_retention = Duration::ZERO;
+        assert_eq!(
+            is_orphan(&m, old, now),
+            Some(true),
+            "nothing is ever pruned"
+        );
+        m.archive_retention = 30 * day;
+        assert_eq!(
+            is_orphan(&m, young, now),
+            Some(true),
+            "too young to be pruned"
+        );
+        assert_eq!(is_orphan(&m, old, now), Some(false), "pruned, legitimately");
+        assert_eq!(
+            is_orphan(&m, None, now),
+            Some(true),
+            "age unknown: reported"
+        );
+        m.finalize = Finalize::Delete;
+        assert_eq!(is_orphan(&m, young, now), None);
     }
 }
