@@ -851,7 +851,7 @@ fn is_orphan(m: &Mount, last_modified: Option<SystemTime>, now: SystemTime) -> O
         Finalize::Archive if m.archive_retention.is_zero() => Some(true),
         Finalize::Archive => {
             let age = last_modified.and_then(|t| now.duration_since(t).ok());
-            Some(!age.is_some_and(|a| a > m.archive_retention))
+            Some(age.is_none_or(|a| a <= m.archive_retention))
         }
     }
 }
