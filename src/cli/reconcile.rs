@@ -604,7 +604,8 @@ impl Remote {
                 let Some(rel) = o.key.strip_prefix(&self.key_prefix) else {
                     continue;
                 };
-                if rel.is_empty()
+                // `a/` is a console's "folder" marker, never a file of ours.
+                if !crate::paths::is_file_key(rel)
                     || self.skip.iter().any(|s| rel.starts_with(s.as_str()))
                     || self.ignore.key_ignored(rel)
                 {
