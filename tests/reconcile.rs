@@ -148,7 +148,6 @@ fn seed() -> Mess {
     write_file(&media(&w), "unrelated.jpg", b"another mount's");
     w.s3.put(BUCKET, "elsewhere/x.jpg", b"not a mount");
     w.s3.put(BUCKET, "static/upload.part", b"ignored name");
-    w.s3.put(BUCKET, "static/folder/", b"");
     // Local files never uploaded (one in a new directory), and one the ignore list covers.
     write_file(&w.root, "new/never.jpg", b"written after the migration");
     write_file(&w.root, "fresh.jpg", b"also never uploaded");
