@@ -77,6 +77,13 @@ fn archived_objects_get_503_until_restored_and_the_local_archive_copy_meanwhile(
     assert_eq!(r.header("cache-control"), Some("no-store"));
     assert!(String::from_utf8_lossy(&r.body).contains("not readable until restored"));
     assert_eq!(request(nginx.addr, "HEAD", COLD, &[]).status, 503);
+    // nginx in auth_request mode answers the status stowaway names: 503 too.
+    let auth_dir = dir.path().join("auth");
+    std::fs::create_dir_all(&auth_dir).unwrap();
+    let auth = auth_nginx(&auth_dir, &st);
+    let r = get(auth.addr, COLD);
+    assert_eq!(r.status, 503, "{r:?}\n{}", auth.error_log());
+    assert_eq!(get(auth.addr, WARM).status, 302);
 
     // The archived copy still on disk is sent instead, bytes intact.
     let r = get(st.addr, LOCAL);
