@@ -530,8 +530,9 @@ fn serve(
             continue;
         }
         if let Some(r) = answer_cold(&line, ledger) {
+            // Closed after it, as its head says: a client that reads to the end finishes.
             out.write_all(&r)?;
-            continue;
+            return Ok(());
         }
         if let S3Op::Abort { bucket, key, id } = &s3op {
             let mut l = ledger.lock().unwrap();
@@ -840,7 +841,7 @@ fn target_of(line: &str) -> Option<Target> {
 
 fn plain_response(status: &str, body: &str) -> Vec<u8> {
     let mut r = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\r\n",
+        "HTTP/1.1 {status}\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     )
     .into_bytes();
