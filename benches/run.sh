@@ -1273,6 +1273,70 @@ EOF
   lat_case 9 "${VL[@]}"
 fi
 
+# --- Case 11: reconcile at scale ------------------------------------------------------------------
+# `stowaway reconcile` over C11_N archived files (bench.py mkfiles, 1 byte each) against a
+# listing of the same C11_N objects (benches/lib/listserver.py: ListObjectsV2 pages with the
+# files' sizes and MD5 ETags, every 100th object GLACIER; s3s-fs cannot be seeded with 1M
+# objects in reasonable time). Every file is hashed and proven by its listed ETag; measured:
+# wall time and peak RSS (/usr/bin/time -v), which must stay <= 100 MiB. Only with --case 11.
+if want 11; then
+  if [ "$QUICK" = 1 ]; then : "${C11_N:=30000}"; else : "${C11_N:=1000000}"; fi
+  log "case 11: reconcile of $C11_N archived files against $C11_N listed objects"
+  c11=$WORK/reconcile
+  mkdir -p "$c11/root" "$c11/archive"
+  t0=$(date +%s)
+  timeout 3600 python3 "$LIB/bench.py" mkfiles "$c11/archive" "$C11_N" 1 || die "creating $C11_N files failed"
+  log "case 11: created $C11_N files in $(($(date +%s) - t0)) s"
+  lport=$(freeport)
+  start_bg listserver python3 "$LIB/listserver.py" "$lport" "$C11_N" 1
+  cat > "$c11/reconcile.toml" <<EOF
+[server]
+listen = "127.0.0.1:1"
+[log]
+level = "warn"
+[uploader]
+enabled = false
+settle = "0s"
+[s3]
+region = "$AWS_REGION"
+endpoint = "http://127.0.0.1:$lport"
+addressing_style = "path"
+[[mount]]
+prefix = "/g/"
+root = "$c11/root"
+bucket = "bench"
+key_prefix = ""
+url = "public"
+upload = true
+finalize = "archive"
+archive_root = "$c11/archive"
+EOF
+  for i in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$lport/bench?list-type=2&max-keys=1" && break; sleep 0.1; done
+  cmd_log "case 11: timeout 3600 /usr/bin/time -v stowaway reconcile --json --config reconcile.toml (listing: benches/lib/listserver.py PORT $C11_N 1)"
+  for run in $(seq "$RUNS"); do
+    tv="$OUT/raw/c11-$run.time"
+    t0=$(date +%s.%N)
+    rc=0
+    timeout 3600 /usr/bin/time -v -o "$tv" "$ST" reconcile --json --config "$c11/reconcile.toml" \
+      > "$OUT/raw/c11-$run.json" 2> "$OUT/raw/c11-$run.log" || rc=$?
+    t1=$(date +%s.%N)
+    [ "$rc" = 0 ] || die "case 11: reconcile exited $rc: $(tail -n 5 "$OUT/raw/c11-$run.log")"
+    python3 - "$OUT/raw/c11-$run.json" "$C11_N" <<'PY' || die "case 11: reconcile did not compare every object"
+import json, sys
+v = json.load(open(sys.argv[1])); n = int(sys.argv[2]); m = v["mounts"][0]
+assert m["objects"] == n and m["archived_files"] == n and not v["findings"], m
+assert m["archived_class_objects"] == n // 100, m
+PY
+    secs=$(python3 -c "print(f'{$t1 - $t0:.3f}')")
+    rss=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$tv")
+    record 11 "$C11_N" "$run" reconcile_secs "$secs"; record 11 "$C11_N" "$run" reconcile_rss_kib "$rss"
+    log "case 11 reconcile of $C11_N objects run $run: $secs s, peak RSS $((rss / 1024)) MiB"
+    [ "$rss" -le $((100 * 1024)) ] || log "case 11: GOAL MISSED: peak RSS $((rss / 1024)) MiB > 100 MiB"
+  done
+  stop_name listserver
+  rm -rf "$c11"
+fi
+
 meta load_end "$(load_avg)"
 
 # --- Summary --------------------------------------------------------------------------------------

@@ -38,7 +38,7 @@
 //! [`AppState`] atomically, and a request already running finishes on the one it started with.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
@@ -54,6 +54,7 @@ use crate::health::Health;
 use crate::ignore::{Ignore, OWN_PREFIX};
 use crate::metrics::{Metrics, Outcome};
 use crate::paths::{MapResult, is_file_key, map_request, strip_query};
+use crate::storage_class::{self, StorageClasses};
 use crate::tombstone::Tombstones;
 use crate::url::{MintedUrl, ObjectUrl, PresignError, Signer};
 
@@ -96,6 +97,8 @@ pub struct AppState {
     front: FrontAuth,
     /// Paths removed by `stowaway rm`, refused until their tombstones expire.
     tombstones: Arc<Tombstones>,
+    /// Objects in GLACIER / DEEP_ARCHIVE: 503 (or the archived copy) until restored.
+    storage_classes: Arc<StorageClasses>,
 }
 
 impl AppState {
@@ -174,6 +177,7 @@ impl AppState {
             health: Arc::new(Health::default()),
             front,
             tombstones: Arc::new(Tombstones::empty()),
+            storage_classes: Arc::default(),
         }
     }
 
@@ -210,6 +214,12 @@ impl AppState {
     /// The tombstones this state refuses (the admin API adds the ones it writes).
     pub fn tombstones(&self) -> &Arc<Tombstones> {
         &self.tombstones
+    }
+
+    /// Knows which objects are in an archived storage class (shared with its refresher).
+    pub fn with_storage_classes(mut self, classes: Arc<StorageClasses>) -> Self {
+        self.storage_classes = classes;
+        self
     }
 
     /// The URL of `key` of mount `mount` for `method`.
@@ -396,6 +406,8 @@ enum Refusal {
     Removed(u16),
     /// No URL could be minted.
     Unavailable(PresignError),
+    /// The object is in GLACIER / DEEP_ARCHIVE and no restored copy is known: try again after.
+    Archived(Duration),
 }
 
 impl Refusal {
@@ -404,7 +416,7 @@ impl Refusal {
             Refusal::Method | Refusal::Unreadable | Refusal::BadPath => Outcome::BadRequest,
             Refusal::Denied(_) => Outcome::Denied,
             Refusal::NotFound | Refusal::Removed(_) => Outcome::NotFound,
-            Refusal::Unavailable(_) => Outcome::Unavailable,
+            Refusal::Unavailable(_) | Refusal::Archived(_) => Outcome::Unavailable,
         }
     }
 }
@@ -492,6 +504,11 @@ impl Endpoint {
                     .insert_header((header::CACHE_CONTROL, "no-store"))
                     .insert_header((header::CONTENT_TYPE, "text/plain; charset=utf-8"))
                     .body("storage credentials unavailable\n"),
+                Refusal::Archived(after) => HttpResponse::ServiceUnavailable()
+                    .insert_header((header::RETRY_AFTER, after.as_secs().to_string()))
+                    .insert_header((header::CACHE_CONTROL, "no-store"))
+                    .insert_header((header::CONTENT_TYPE, "text/plain; charset=utf-8"))
+                    .body("archived in S3 (GLACIER/DEEP_ARCHIVE), not readable until restored; try again later\n"),
             },
             Endpoint::Auth => {
                 let ttl = state.settings.server.verdict_ttl.as_secs();
@@ -503,7 +520,7 @@ impl Endpoint {
                     Refusal::Denied(d) => nginx_auth::refused(d.status(), ttl),
                     Refusal::NotFound => nginx_auth::refused(404, ttl),
                     Refusal::Removed(status) => nginx_auth::refused(status, ttl),
-                    Refusal::Unavailable(_) => nginx_auth::refused(503, 0),
+                    Refusal::Unavailable(_) | Refusal::Archived(_) => nginx_auth::refused(503, 0),
                 }
             }
         };
@@ -522,6 +539,25 @@ impl Endpoint {
         now: SystemTime,
     ) -> Reply {
         let now_s = unix_secs(now);
+        if let storage_class::Answer::Unavailable(after) = state.storage_classes.check(mount, key) {
+            // The archived copy, still local, beats a 503 (decision endpoint, as below).
+            if let Endpoint::Decision = self
+                && !ask.recheck
+                && let Some(resp) = archive_answer(state, mount, key, ask.method, now)
+            {
+                return Reply {
+                    resp,
+                    outcome: Outcome::Local,
+                };
+            }
+            state.storage_classes.look_soon(mount, key);
+            tracing::debug!(
+                method = ask.method,
+                path = strip_query(ask.target),
+                "archived storage class: not readable until restored"
+            );
+            return self.refuse(state, Refusal::Archived(after));
+        }
         // A recheck is never answered from the archive either: the front server asks again
         // only after a file it was sent to vanished, and must not loop.
         if let Endpoint::Decision = self

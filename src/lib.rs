@@ -21,6 +21,7 @@
 //! * [`front`]: one module per front server and mode (nginx proxy / auth, lighttpd, lighttpd
 //!   magnet): its answer headers, its client-address header and its generated configuration;
 //! * [`uploader`]: watch, settle, upload, verify, then archive — the background migration;
+//! * [`storage_class`]: which objects are in GLACIER / DEEP_ARCHIVE (503 until restored);
 //! * [`metrics`], [`health`], [`status`]: Prometheus metrics, readiness, backlog report;
 //! * [`reload`]: SIGHUP reloads and systemd notifications;
 //! * [`logfmt`]: log lines outsiders cannot forge;
@@ -62,6 +63,7 @@ pub mod paths;
 pub mod reload;
 pub mod remove;
 pub mod status;
+pub mod storage_class;
 pub mod store;
 pub mod tombstone;
 pub mod uploader;

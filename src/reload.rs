@@ -230,7 +230,8 @@ impl Services {
         let metrics_upkeep = metrics.spawn_upkeep();
         let state = AppState::new(settings.clone(), signer.as_ref().map(|s| s.0.clone()))
             .with_observability(Some(metrics.clone()), health.clone())
-            .with_tombstones(tombstones.clone());
+            .with_tombstones(tombstones.clone())
+            .with_storage_classes(crate::storage_class::start(&settings, sdk.is_some()).await);
         Ok(Services {
             settings,
             live: web::Data::new(Live::new(state)),
@@ -299,11 +300,13 @@ impl Services {
         // Mount indexes may have changed: a new set, loaded for the new mounts.
         let (tombstones, tombstone_task) = crate::tombstone::start(&new, sdk.is_some()).await;
         let for_state = tombstones.clone();
+        let classes = crate::storage_class::start(&new, sdk.is_some()).await;
         // Opening the root and archive handles touches the file system.
         let state = tokio::task::spawn_blocking(move || {
             AppState::new(new_for_state, signer_arc)
                 .with_observability(Some(metrics), health)
                 .with_tombstones(for_state)
+                .with_storage_classes(classes)
         })
         .await
         .map_err(|e| ReloadError::Task(e.to_string()))?;

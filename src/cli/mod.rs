@@ -4,6 +4,7 @@
 
 pub mod migrate;
 pub mod prune;
+pub mod reconcile;
 pub mod rm;
 
 use std::path::{Path, PathBuf};
@@ -65,6 +66,7 @@ impl Command {
             | Command::Migrate { common, .. }
             | Command::PruneArchive { common, .. } => Some(common),
             Command::Rm { common, .. } => Some(common),
+            Command::Reconcile { common, .. } => Some(common),
             Command::GenAssets { .. } => None,
         }
     }
@@ -319,6 +321,32 @@ pub enum Command {
         /// marker.
         #[arg(long)]
         all_versions: bool,
+    },
+    /// Compare each upload mount's root, archive and bucket prefix and name every discrepancy:
+    /// archived files whose object is missing or different, orphan objects, files never
+    /// uploaded, temp files of dead processes, abandoned multipart uploads. Changes nothing
+    /// unless asked. Exit 0: nothing to look at (or all of it fixed); 1: discrepancies remain;
+    /// 3: the comparison could not be finished (S3 or a directory unreadable).
+    Reconcile {
+        #[command(flatten)]
+        common: Common,
+        /// Abort abandoned multipart uploads (older than uploader.abandoned_upload_age), remove
+        /// dead processes' archive temp files and put detached files back under their names.
+        #[arg(long)]
+        fix: bool,
+        /// Delete orphan objects (no local or archived copy, looked up again just before).
+        /// Never tombstones or objects under another mount's prefix.
+        #[arg(long)]
+        delete_orphans: bool,
+        /// Findings and per-mount summaries as one JSON document on stdout.
+        #[arg(long)]
+        json: bool,
+        /// Only the mount with this prefix, e.g. /static/.
+        #[arg(long, value_name = "PREFIX")]
+        mount: Option<String>,
+        /// ListObjectsV2 page size (S3's 1000 by default).
+        #[arg(long, hide = true)]
+        page_size: Option<i32>,
     },
     /// Write the man page (stowaway.1) and shell completions (bash, zsh, fish) into a
     /// directory: used to build the Debian package, so they always match this binary.
@@ -725,6 +753,27 @@ pub fn main() -> ExitCode {
             Ok((settings, unknown)) => {
                 warn_unknown(&unknown);
                 prune::main(settings, &common.config_path(), dry_run, json)
+            }
+        },
+        Command::Reconcile {
+            common,
+            fix,
+            delete_orphans,
+            json,
+            mount,
+            page_size,
+        } => match load(&common) {
+            Err(code) => code,
+            Ok((settings, unknown)) => {
+                warn_unknown(&unknown);
+                let opts = reconcile::Options {
+                    fix,
+                    delete_orphans,
+                    json,
+                    mount,
+                    page_size,
+                };
+                reconcile::main(settings, &common.config_path(), opts)
             }
         },
         Command::Rm {

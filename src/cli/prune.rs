@@ -116,7 +116,7 @@ pub fn main(settings: Settings, config: &Path, dry_run: bool, json: bool) -> Exi
     }
 }
 
-fn spinner() -> ProgressBar {
+pub(super) fn spinner() -> ProgressBar {
     let b = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
     let style = ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
         .unwrap_or_else(|_| ProgressStyle::default_spinner());

@@ -45,6 +45,9 @@ pub struct RawServer {
     pub tombstone_refresh: Option<HumanDuration>,
     pub admin_listen: Option<String>,
     pub admin_token_file: Option<PathBuf>,
+    pub storage_class_refresh: Option<HumanDuration>,
+    pub restore_days: Option<u32>,
+    pub restore_tier: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -63,6 +63,39 @@ pub enum Finalize {
     Keep,
 }
 
+/// S3's retrieval tiers for RestoreObject: how fast (and how expensive) a copy of a GLACIER /
+/// DEEP_ARCHIVE object becomes readable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum RestoreTier {
+    /// Minutes (GLACIER only; S3 refuses it for DEEP_ARCHIVE).
+    Expedited,
+    /// Hours: 3-5 (GLACIER), up to 12 (DEEP_ARCHIVE).
+    Standard,
+    /// The cheapest: 5-12 hours (GLACIER), up to 48 (DEEP_ARCHIVE).
+    Bulk,
+}
+
+impl RestoreTier {
+    /// As S3 spells it in a RestoreObject request.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestoreTier::Expedited => "Expedited",
+            RestoreTier::Standard => "Standard",
+            RestoreTier::Bulk => "Bulk",
+        }
+    }
+
+    /// The `Retry-After` a client gets while a restore of this tier runs: when trying again
+    /// is first worth it, not a promise.
+    pub fn retry_after(self) -> Duration {
+        match self {
+            RestoreTier::Expedited => Duration::from_secs(5 * 60),
+            RestoreTier::Standard => Duration::from_secs(3 * 3600),
+            RestoreTier::Bulk => Duration::from_secs(5 * 3600),
+        }
+    }
+}
+
 /// HTTP listener settings.
 #[derive(Debug, Clone, Serialize)]
 pub struct ServerSettings {
@@ -99,6 +132,15 @@ pub struct ServerSettings {
     pub admin_token_file: Option<PathBuf>,
     #[serde(skip)]
     pub admin_token: Option<Secret>,
+    /// How often `serve` lists every mount's objects to learn which are in GLACIER or
+    /// DEEP_ARCHIVE (answered 503 until restored); zero: never.
+    #[serde(with = "human_duration")]
+    pub storage_class_refresh: Duration,
+    /// Days a restored copy of an archived object stays readable; zero: stowaway starts no
+    /// RestoreObject (it only answers 503).
+    pub restore_days: u32,
+    /// The retrieval tier of the RestoreObject requests stowaway starts.
+    pub restore_tier: RestoreTier,
     /// Who counts as the front server (`socket_mode`, `socket_group`, `front_secret_file`,
     /// `trusted_proxies`).
     #[serde(flatten)]

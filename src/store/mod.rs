@@ -10,12 +10,16 @@
 //! * [`multipart`]: incomplete multipart uploads: list (paged), abort, ours in flight;
 //! * [`verify`]: HeadObject against the local digests, and the [`Verified`] proof;
 //! * [`online`]: `check-config --online`;
-//! * [`tombstone`]: deletes and the tombstones `stowaway rm` leaves.
+//! * [`tombstone`]: deletes and the tombstones `stowaway rm` leaves;
+//! * [`list`]: the objects under a prefix, paged in key order (reconcile, storage classes);
+//! * [`restore`]: archived storage classes: their restore state, and RestoreObject.
 
 pub mod aws;
 pub mod hash;
+pub mod list;
 pub mod multipart;
 pub mod online;
+pub mod restore;
 pub mod retry;
 pub mod stop;
 pub mod tombstone;
@@ -107,6 +111,39 @@ impl ObjectStore {
         upload_id: &str,
     ) -> Result<(), S3Failure> {
         multipart::abort(&self.client, &self.retrier, bucket, key, upload_id).await
+    }
+
+    /// The objects of `bucket` under `prefix`, a page at a time in key order (`max_keys`:
+    /// the page size asked for, S3's 1000 when `None`).
+    pub fn list_objects(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        max_keys: Option<i32>,
+    ) -> list::ObjectPages {
+        list::ObjectPages::new(
+            self.client.clone(),
+            self.retrier.clone(),
+            bucket,
+            prefix,
+            max_keys,
+        )
+    }
+
+    /// The storage class and restore state of `bucket/key`.
+    pub async fn coldness(&self, bucket: &str, key: &str) -> Result<restore::Coldness, S3Failure> {
+        restore::coldness(&self.client, &self.retrier, bucket, key).await
+    }
+
+    /// Starts a restore of the archived `bucket/key` (a running one counts as started).
+    pub async fn restore(
+        &self,
+        bucket: &str,
+        key: &str,
+        days: u32,
+        tier: crate::config::RestoreTier,
+    ) -> Result<restore::Coldness, S3Failure> {
+        restore::restore(&self.client, &self.retrier, bucket, key, days, tier).await
     }
 
     /// The multipart uploads this process has running, which no clean-up may abort.

@@ -511,7 +511,7 @@ fn visit_own_files(top: &Path, prefix: &str, mut f: impl FnMut(&OwnedFd, &OsStr,
 }
 
 /// The pid in `<prefix><pid>.…`, and whether that process is alive (or is us).
-fn owner_alive(name: &OsStr, prefix: &str) -> bool {
+pub(crate) fn owner_alive(name: &OsStr, prefix: &str) -> bool {
     let rest = &name.as_bytes()[prefix.len()..];
     let pid: Option<u32> = rest
         .split(|&b| b == b'.')

@@ -106,6 +106,10 @@ struct Ledger {
     version_page: usize,
     version_deletes: Vec<(String, String)>,
     version_lists: u64,
+    /// Objects the proxy presents as archived ([`FaultProxy::archive_object`]).
+    cold: Vec<ColdObject>,
+    /// Keys of every HeadObject request, in order.
+    heads: Vec<String>,
 }
 
 /// A version (or delete marker) the proxy reports for ListObjectVersions.
@@ -115,6 +119,18 @@ pub struct Version {
     pub key: String,
     pub version_id: String,
     pub delete_marker: bool,
+}
+
+/// An object the proxy answers for as S3 does for one in an archived storage class.
+#[derive(Debug, Clone)]
+struct ColdObject {
+    bucket: String,
+    key: String,
+    class: String,
+    /// `None`: no restore asked; `Some(true)`: running; `Some(false)`: restored copy readable.
+    ongoing: Option<bool>,
+    /// RestoreObject requests seen for it.
+    restores: u64,
 }
 
 /// A running proxy; stops accepting on drop (open connections end with their sockets).
@@ -223,6 +239,52 @@ impl FaultProxy {
     /// ListObjectVersions requests the proxy answered.
     pub fn version_list_requests(&self) -> u64 {
         self.ledger.lock().unwrap().version_lists
+    }
+
+    /// From now on `bucket/key` looks like an object in storage class `class` (GLACIER,
+    /// DEEP_ARCHIVE, GLACIER_IR…), as S3 shows one: ListObjectsV2 lists it with that
+    /// StorageClass, HeadObject adds `x-amz-storage-class` (and `x-amz-restore` once a restore
+    /// was asked for), RestoreObject answers 202 (409 RestoreAlreadyInProgress while one runs),
+    /// and, for GLACIER and DEEP_ARCHIVE, a GET gets 403 InvalidObjectState until
+    /// [`FaultProxy::finish_restore`].
+    pub fn archive_object(&self, bucket: &str, key: &str, class: &str) {
+        self.ledger.lock().unwrap().cold.push(ColdObject {
+            bucket: bucket.into(),
+            key: key.into(),
+            class: class.into(),
+            ongoing: None,
+            restores: 0,
+        });
+    }
+
+    /// The restore of `bucket/key` is done: its restored copy is readable.
+    pub fn finish_restore(&self, bucket: &str, key: &str) {
+        let mut l = self.ledger.lock().unwrap();
+        let c = l
+            .cold
+            .iter_mut()
+            .find(|c| c.bucket == bucket && c.key == key);
+        c.expect("an archived object").ongoing = Some(false);
+    }
+
+    /// RestoreObject requests seen for `bucket/key`.
+    pub fn restores(&self, bucket: &str, key: &str) -> u64 {
+        let l = self.ledger.lock().unwrap();
+        l.cold
+            .iter()
+            .find(|c| c.bucket == bucket && c.key == key)
+            .map_or(0, |c| c.restores)
+    }
+
+    /// HeadObject requests seen for `key` (any bucket).
+    pub fn heads(&self, key: &str) -> usize {
+        self.ledger
+            .lock()
+            .unwrap()
+            .heads
+            .iter()
+            .filter(|k| *k == key)
+            .count()
     }
 
     /// ListMultipartUploads requests the proxy answered.
@@ -513,6 +575,11 @@ fn serve(
                 v.retain(|v| !(&v.bucket == bucket && &v.key == key && &v.version_id == id));
             }
         }
+        if let Some(r) = answer_cold(&line, ledger) {
+            // Closed after it, as its head says: a client that reads to the end finishes.
+            out.write_all(&r)?;
+            return Ok(());
+        }
         if let S3Op::Abort { bucket, key, id } = &s3op {
             let mut l = ledger.lock().unwrap();
             l.aborts.push((bucket.clone(), key.clone(), id.clone()));
@@ -565,6 +632,7 @@ fn serve(
         };
         counts.forwarded.fetch_add(1, Relaxed);
         note_multipart(&s3op, status, &resp.body, ledger);
+        dress_cold(&line, &mut resp, ledger);
         if close {
             up = None;
         }
@@ -664,24 +732,17 @@ fn pct_decode(s: &str) -> String {
 impl S3Op {
     /// Reads the request line `METHOD /bucket/key?query HTTP/1.1`.
     fn of(line: &str) -> S3Op {
-        let mut parts = line.split(' ');
-        let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
+        let Some(Target {
+            method,
+            bucket,
+            key,
+            query,
+        }) = target_of(line)
+        else {
             return S3Op::Other;
         };
-        let (path, q) = target.split_once('?').unwrap_or((target, ""));
-        let query: Vec<(String, String)> = q
-            .split('&')
-            .filter(|p| !p.is_empty())
-            .map(|p| {
-                let (k, v) = p.split_once('=').unwrap_or((p, ""));
-                (pct_decode(k), pct_decode(v))
-            })
-            .collect();
         let get = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-        let path = path.trim_start_matches('/');
-        let (bucket, key) = path.split_once('/').unwrap_or((path, ""));
-        let (bucket, key) = (pct_decode(bucket), pct_decode(key));
-        match (method, key.is_empty(), get("versionId")) {
+        match (method.as_str(), key.is_empty(), get("versionId")) {
             ("GET", true, _) if get("versions").is_some() => {
                 return S3Op::Versions { bucket, query };
             }
@@ -689,7 +750,7 @@ impl S3Op {
             _ => {}
         }
         match (
-            method,
+            method.as_str(),
             key.is_empty(),
             get("uploads").is_some(),
             get("uploadId"),
@@ -881,4 +942,188 @@ fn note_multipart(op: &S3Op, status: u16, body: &[u8], ledger: &Mutex<Ledger>) {
         }
         _ => {}
     }
+}
+
+// ---- archived storage classes -----------------------------------------------------------------
+
+/// What a request line asks for (path-style addressing).
+struct Target {
+    method: String,
+    bucket: String,
+    key: String,
+    query: Vec<(String, String)>,
+}
+
+/// Reads the request line `METHOD /bucket/key?query HTTP/1.1`.
+fn target_of(line: &str) -> Option<Target> {
+    let mut parts = line.split(' ');
+    let (method, target) = (parts.next()?, parts.next()?);
+    let (path, q) = target.split_once('?').unwrap_or((target, ""));
+    let query = q
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (pct_decode(k), pct_decode(v))
+        })
+        .collect();
+    let path = path.trim_start_matches('/');
+    let (bucket, key) = path.split_once('/').unwrap_or((path, ""));
+    Some(Target {
+        method: method.to_string(),
+        bucket: pct_decode(bucket),
+        key: pct_decode(key),
+        query,
+    })
+}
+
+fn plain_response(status: &str, body: &str) -> Vec<u8> {
+    let mut r = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    r.extend_from_slice(body.as_bytes());
+    r
+}
+
+fn s3_error(status: &str, code: &str, message: &str) -> Vec<u8> {
+    plain_response(
+        status,
+        &format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{message}</Message><RequestId>faultproxy</RequestId></Error>"
+        ),
+    )
+}
+
+/// What S3 answers itself for an archived object: a GET before the restore, a RestoreObject.
+fn answer_cold(line: &str, ledger: &Mutex<Ledger>) -> Option<Vec<u8>> {
+    let Target {
+        method,
+        bucket,
+        key,
+        query,
+    } = target_of(line)?;
+    if key.is_empty() {
+        return None;
+    }
+    let mut l = ledger.lock().unwrap();
+    let c = l
+        .cold
+        .iter_mut()
+        .find(|c| c.bucket == bucket && c.key == key)?;
+    let has = |k: &str| query.iter().any(|(n, _)| n == k);
+    let archived = matches!(c.class.as_str(), "GLACIER" | "DEEP_ARCHIVE");
+    match method.as_str() {
+        "GET" if archived && c.ongoing != Some(false) && !has("uploadId") => Some(s3_error(
+            "403 Forbidden",
+            "InvalidObjectState",
+            "The operation is not valid for the object's storage class",
+        )),
+        "POST" if has("restore") => {
+            c.restores += 1;
+            match c.ongoing {
+                Some(true) => Some(s3_error(
+                    "409 Conflict",
+                    "RestoreAlreadyInProgress",
+                    "Object restore is already in progress",
+                )),
+                Some(false) => Some(plain_response("200 OK", "")),
+                None => {
+                    c.ongoing = Some(true);
+                    Some(plain_response("202 Accepted", ""))
+                }
+            }
+        }
+        _ => None,
+    }
+}
+
+/// Removes chunked framing from a raw body.
+fn dechunk(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut rest = raw;
+    while let Some(i) = rest.windows(2).position(|w| w == b"\r\n") {
+        let size = usize::from_str_radix(
+            String::from_utf8_lossy(&rest[..i])
+                .trim()
+                .split(';')
+                .next()
+                .unwrap_or(""),
+            16,
+        )
+        .unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        let start = i + 2;
+        out.extend_from_slice(&rest[start..start + size]);
+        rest = &rest[start + size + 2..];
+    }
+    out
+}
+
+/// What S3 adds for archived objects to answers s3s-fs gave: the StorageClass in listings,
+/// `x-amz-storage-class` and `x-amz-restore` on HeadObject.
+fn dress_cold(line: &str, resp: &mut Message, ledger: &Mutex<Ledger>) {
+    let Some(Target {
+        method,
+        bucket,
+        key,
+        query,
+    }) = target_of(line)
+    else {
+        return;
+    };
+    let mut l = ledger.lock().unwrap();
+    if method == "HEAD" && !key.is_empty() {
+        l.heads.push(key.clone());
+        let Some(c) = l.cold.iter().find(|c| c.bucket == bucket && c.key == key) else {
+            return;
+        };
+        let mut extra = format!("\r\nx-amz-storage-class: {}", c.class);
+        match c.ongoing {
+            Some(true) => extra.push_str("\r\nx-amz-restore: ongoing-request=\"true\""),
+            Some(false) => extra.push_str(
+                "\r\nx-amz-restore: ongoing-request=\"false\", expiry-date=\"Fri, 21 Dec 2040 00:00:00 GMT\"",
+            ),
+            None => {}
+        }
+        resp.head.extend_from_slice(extra.as_bytes());
+        return;
+    }
+    let listing = method == "GET"
+        && key.is_empty()
+        && query.iter().any(|(k, v)| k == "list-type" && v == "2");
+    if !listing || !l.cold.iter().any(|c| c.bucket == bucket) {
+        return;
+    }
+    let chunked = resp
+        .header("transfer-encoding")
+        .is_some_and(|t| t.to_ascii_lowercase().contains("chunked"));
+    let mut body = String::from_utf8_lossy(&if chunked {
+        dechunk(&resp.body)
+    } else {
+        resp.body.clone()
+    })
+    .into_owned();
+    for c in l.cold.iter().filter(|c| c.bucket == bucket) {
+        let tag = format!("<Key>{}</Key>", xml_escape(&c.key));
+        body = body.replace(
+            &tag,
+            &format!("{tag}<StorageClass>{}</StorageClass>", c.class),
+        );
+    }
+    let head = String::from_utf8_lossy(&resp.head).to_string();
+    let mut lines: Vec<String> = head
+        .split("\r\n")
+        .filter(|h| {
+            let h = h.to_ascii_lowercase();
+            !h.starts_with("content-length:") && !h.starts_with("transfer-encoding:")
+        })
+        .map(String::from)
+        .collect();
+    lines.push(format!("Content-Length: {}", body.len()));
+    resp.head = lines.join("\r\n").into_bytes();
+    resp.body = body.into_bytes();
 }

@@ -136,3 +136,13 @@ pub fn stowaway_rm(config: &Path, paths: &[&str]) -> RmRun {
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
+
+/// `stowaway <args…> --config <config>`, run to the end.
+pub fn stowaway_run(config: &Path, args: &[&str]) -> std::process::Output {
+    super::stowaway_cmd()
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap()
+}

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::super::types::{
-    DEFAULT_SOCKET_MODE, FrontAuthSettings, FrontServer, Listen, ServerSettings,
+    DEFAULT_SOCKET_MODE, FrontAuthSettings, FrontServer, Listen, RestoreTier, ServerSettings,
 };
 use super::super::units::duration_or;
 use super::super::{ConfigError, FsChecks, RawServer, Secret, invalid, read_secret_file};
@@ -64,6 +64,12 @@ pub fn validate(s: &RawServer, fs: FsChecks) -> Result<ServerSettings, ConfigErr
             "each entry holds a presigned URL (about 0.5 KiB): use e.g. 10000, or 0 to disable the cache",
         ));
     }
+    let storage_class_refresh = duration_or(
+        "server.storage_class_refresh",
+        &s.storage_class_refresh,
+        Duration::ZERO,
+    )?;
+    let restore_days = validate_restore_days(s.restore_days, storage_class_refresh)?;
     let internal_prefix =
         validate_internal_prefix(s.internal_prefix.as_deref().unwrap_or("/_stowaway_local/"))?;
     let front = match s.front.as_deref().unwrap_or("nginx") {
@@ -105,6 +111,9 @@ pub fn validate(s: &RawServer, fs: FsChecks) -> Result<ServerSettings, ConfigErr
             &s.tombstone_refresh,
             Duration::from_secs(30),
         )?,
+        storage_class_refresh,
+        restore_days,
+        restore_tier: validate_restore_tier(s.restore_tier.as_deref())?,
         front_auth,
     };
     (v.admin_listen, v.admin_token_file, v.admin_token) = validate_admin(s, &v, fs)?;
@@ -167,6 +176,48 @@ fn validate_admin(s: &RawServer, v: &ServerSettings, fs: FsChecks) -> Result<Adm
             }
             Ok((listen, Some(f.clone()), Some(token)))
         }
+    }
+}
+
+/// Longest `server.restore_days`: a year of paying for a restored copy is a typo, not a plan
+/// (copy the object back to STANDARD instead).
+const MAX_RESTORE_DAYS: u32 = 365;
+
+/// `server.restore_days`: 0 (no RestoreObject) up to a year; more than 0 needs the storage
+/// classes to be known, i.e. `server.storage_class_refresh` on.
+fn validate_restore_days(v: Option<u32>, refresh: Duration) -> Result<u32, ConfigError> {
+    let d = v.unwrap_or(0);
+    if d > MAX_RESTORE_DAYS {
+        return Err(invalid(
+            "server.restore_days",
+            d,
+            format!("more than {MAX_RESTORE_DAYS} days"),
+            "use e.g. 7 (days a restored copy stays readable), or 0 to start no restores",
+        ));
+    }
+    if d > 0 && refresh.is_zero() {
+        return Err(invalid(
+            "server.restore_days",
+            d,
+            "restores are started for objects known to be archived, and server.storage_class_refresh is off, so none ever is",
+            "set server.storage_class_refresh (e.g. \"1h\"), or restore_days = 0",
+        ));
+    }
+    Ok(d)
+}
+
+/// `server.restore_tier`: one of S3's three retrieval tiers, spelt as S3 spells them.
+fn validate_restore_tier(v: Option<&str>) -> Result<RestoreTier, ConfigError> {
+    match v.unwrap_or("Standard") {
+        "Standard" => Ok(RestoreTier::Standard),
+        "Bulk" => Ok(RestoreTier::Bulk),
+        "Expedited" => Ok(RestoreTier::Expedited),
+        other => Err(invalid(
+            "server.restore_tier",
+            other,
+            "not an S3 retrieval tier",
+            "use \"Standard\", \"Bulk\" or \"Expedited\"",
+        )),
     }
 }
 
@@ -833,5 +884,51 @@ mod tests {
             .refused("server.trusted_proxies[1]");
         server("front_secret_file = \"/nonexistent/stowaway-front\"")
             .refused("server.front_secret_file");
+    }
+
+    #[test]
+    fn storage_class_refresh_is_a_duration_off_by_default() {
+        let s = server("").accepted();
+        assert_eq!(s.server.storage_class_refresh, Duration::ZERO);
+        assert_eq!(s.server.restore_days, 0);
+        assert_eq!(s.server.restore_tier, RestoreTier::Standard);
+        let s = server("storage_class_refresh = \"1h\"").accepted();
+        assert_eq!(s.server.storage_class_refresh, Duration::from_secs(3600));
+        let e =
+            server("storage_class_refresh = \"hourly\"").refused("server.storage_class_refresh");
+        assert!(e.contains("not a duration"), "{e}");
+    }
+
+    #[test]
+    fn restore_days_is_bounded_and_needs_the_refresh() {
+        let s = server("storage_class_refresh = \"1h\"\nrestore_days = 7").accepted();
+        assert_eq!(s.server.restore_days, 7);
+        server("storage_class_refresh = \"1h\"\nrestore_days = 365").accepted();
+        let e = server("storage_class_refresh = \"1h\"\nrestore_days = 366")
+            .refused("server.restore_days");
+        assert!(e.contains("more than 365 days"), "{e}");
+        let e = server("restore_days = 7").refused("server.restore_days");
+        assert!(e.contains("set server.storage_class_refresh"), "{e}");
+        server("restore_days = 0").accepted();
+    }
+
+    #[test]
+    fn restore_tier_is_one_of_s3s_tiers() {
+        for (t, want) in [
+            ("Standard", RestoreTier::Standard),
+            ("Bulk", RestoreTier::Bulk),
+            ("Expedited", RestoreTier::Expedited),
+        ] {
+            let s = server(&format!("restore_tier = \"{t}\"")).accepted();
+            assert_eq!(s.server.restore_tier, want);
+            assert_eq!(want.as_str(), t);
+        }
+        for bad in ["standard", "Fast", ""] {
+            let e = server(&format!("restore_tier = \"{bad}\"")).refused("server.restore_tier");
+            assert!(
+                e.contains("use \"Standard\", \"Bulk\" or \"Expedited\""),
+                "{e}"
+            );
+        }
     }
 }
