@@ -106,6 +106,7 @@ pub struct RawMount {
     pub tombstone_status: Option<u16>,
     pub upload: Option<bool>,
     pub access: Option<RawAccess>,
+    pub cache: Option<RawCache>,
 }
 
 /// `[mount.access]`: signed-link access control for one mount (docs/signed-links.md).
@@ -125,6 +126,24 @@ pub struct RawLinkKey {
     pub id: Option<String>,
     pub secret: Option<Secret>,
     pub secret_file: Option<PathBuf>,
+}
+
+/// `[mount.cache]`: the hot-object cache of one mount (docs/cache.md).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawCache {
+    pub enabled: Option<bool>,
+    pub dir: Option<PathBuf>,
+    pub max_size: Option<HumanSize>,
+    pub max_files: Option<u64>,
+    pub min_hits: Option<u32>,
+    pub window: Option<HumanDuration>,
+    pub max_object_size: Option<HumanSize>,
+    pub high_watermark: Option<String>,
+    pub low_watermark: Option<String>,
+    pub revalidate: Option<HumanDuration>,
+    pub fill_concurrency: Option<usize>,
+    pub fill_bandwidth: Option<HumanSize>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -189,6 +208,7 @@ fn known_siblings(path: &str) -> &'static [&'static str] {
         ["mount"] => field_names::<RawMount>(),
         ["mount", "access"] => field_names::<RawAccess>(),
         ["mount", "access", "keys"] => field_names::<RawLinkKey>(),
+        ["mount", "cache"] => field_names::<RawCache>(),
         _ => &[],
     }
 }
