@@ -46,6 +46,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::access::{Denial, Grant, LinkKeys};
 use crate::beneath::DirHandle;
+use crate::cache::Caches;
 use crate::config::Settings;
 use crate::decision::{LocalState, Verdict, decide_mapped, local_state};
 use crate::front::{self, LocalFile, Place, nginx_auth};
@@ -96,6 +97,8 @@ pub struct AppState {
     front: FrontAuth,
     /// Paths removed by `stowaway rm`, refused until their tombstones expire.
     tombstones: Arc<Tombstones>,
+    /// The mounts' hot-object caches (docs/cache.md).
+    caches: Arc<Caches>,
 }
 
 impl AppState {
@@ -174,7 +177,14 @@ impl AppState {
             health: Arc::new(Health::default()),
             front,
             tombstones: Arc::new(Tombstones::empty()),
+            caches: Arc::new(Caches::none()),
         }
+    }
+
+    /// Answers cached objects from `caches` (shared with their background tasks).
+    pub fn with_caches(mut self, caches: Arc<Caches>) -> Self {
+        self.caches = caches;
+        self
     }
 
     /// The health state this request state reads (shared across reloads).
@@ -577,6 +587,22 @@ impl Endpoint {
         grant: Option<Grant>,
         now: SystemTime,
     ) -> Reply {
+        self.local_in(state, ask, mount, key, grant, now, Place::Root)
+    }
+
+    /// A file the front server sends itself, from the root or the hot-object cache (auth
+    /// mode: the same 200; nginx's try_files looks into the cache after the root).
+    #[allow(clippy::too_many_arguments)]
+    fn local_in(
+        self,
+        state: &AppState,
+        ask: &Ask<'_>,
+        mount: usize,
+        key: &str,
+        grant: Option<Grant>,
+        now: SystemTime,
+        place: Place<'_>,
+    ) -> Reply {
         let server = &state.settings.server;
         let resp = match self {
             Endpoint::Decision => {
@@ -585,7 +611,7 @@ impl Endpoint {
                     mount_prefix: m.prefix.as_str(),
                     root: &m.root,
                     key,
-                    place: Place::Root,
+                    place,
                 };
                 let fallback = || {
                     state
@@ -658,10 +684,24 @@ impl Endpoint {
         match verdict {
             Verdict::BadRequest(_) => (self.refuse(state, Refusal::BadPath), None),
             Verdict::NotFound => (self.refuse(state, Refusal::NotFound), None),
-            Verdict::Remote { mount, key } => (
-                self.remote(state, &ask, mount, &key, grant, now),
-                Some(mount),
-            ),
+            Verdict::Remote { mount, key } => match state.caches.mount(mount) {
+                // A recheck follows a file that vanished: never the cache either.
+                Some(c) if !ask.recheck && c.lookup(&key) => (
+                    self.local_in(state, &ask, mount, &key, grant, now, Place::Cache(c.dir())),
+                    Some(mount),
+                ),
+                Some(c) => {
+                    let reply = self.remote(state, &ask, mount, &key, grant, now);
+                    if reply.outcome == Outcome::Remote {
+                        c.miss(&key);
+                    }
+                    (reply, Some(mount))
+                }
+                None => (
+                    self.remote(state, &ask, mount, &key, grant, now),
+                    Some(mount),
+                ),
+            },
             Verdict::Local { mount, key } => (
                 self.local(state, &ask, mount, &key, grant, now),
                 Some(mount),

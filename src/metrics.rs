@@ -82,6 +82,8 @@ pub struct Metrics {
     uploader: UploaderGauges,
     /// Swapped when a reload starts a new uploader.
     stats: arc_swap::ArcSwapOption<Stats>,
+    /// The hot-object caches, rendered from their own counters (swapped on reload).
+    caches: arc_swap::ArcSwapOption<crate::cache::Caches>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -339,7 +341,13 @@ impl Metrics {
             url_cache,
             uploader,
             stats: arc_swap::ArcSwapOption::new(stats),
+            caches: arc_swap::ArcSwapOption::empty(),
         }
+    }
+
+    /// Reports the counters of these caches (at start-up and after a reload).
+    pub fn set_caches(&self, caches: Option<Arc<crate::cache::Caches>>) {
+        self.caches.store(caches);
     }
 
     /// Reports the counters of a new uploader (after a reload), or none.
@@ -427,6 +435,10 @@ impl Metrics {
             }
         }
         self.handle.run_upkeep();
-        self.handle.render()
+        let mut text = self.handle.render();
+        if let Some(c) = &*self.caches.load() {
+            c.render_metrics(&mut text);
+        }
+        text
     }
 }
