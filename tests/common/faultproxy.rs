@@ -38,7 +38,8 @@ pub enum Fault {
     Truncate,
     /// Forwarded, but the answer comes late and in small pieces.
     Slow,
-    /// Forwarded whole, but one byte of the body flipped (same length): a corrupted object.
+    /// Forwarded whole, but one byte of the body flipped (same length) and S3's checksum
+    /// headers dropped: an object corrupted where no transport checksum catches it.
     Corrupt,
 }
 
@@ -561,10 +562,17 @@ fn serve(
                 return Ok(());
             }
             Some(Fault::Corrupt) if !resp.body.is_empty() => {
-                let mut bytes = bytes;
-                let at = resp.head.len() + 4 + resp.body.len() / 2;
-                bytes[at] ^= 0xff;
-                out.write_all(&bytes)?;
+                let head = String::from_utf8_lossy(&resp.head)
+                    .split("\r\n")
+                    .filter(|l| !l.to_ascii_lowercase().starts_with("x-amz-checksum"))
+                    .collect::<Vec<_>>()
+                    .join("\r\n");
+                let mut body = resp.body.clone();
+                let at = body.len() / 2;
+                body[at] ^= 0xff;
+                out.write_all(head.as_bytes())?;
+                out.write_all(b"\r\n\r\n")?;
+                out.write_all(&body)?;
             }
             Some(Fault::Slow) => {
                 std::thread::sleep(slow);
