@@ -190,6 +190,7 @@ fn nginx_local_first_serves_a_popular_object_from_the_cache() {
     }
     assert_eq!(c.gets("hot/photo.jpg"), 1, "the S3 side saw one GET in all");
     assert_eq!(c.gets("cold.jpg"), 0, "one-hit wonders are not filled");
+    assert_eq!(c.metric("hits_total"), 0, "local-first hits never reach stowaway");
     assert_eq!(c.files(), ["hot/photo.jpg"]);
     assert_eq!(c.metric("fills_total"), 1);
     assert!(c.metric("bytes") >= 300_000);
@@ -413,6 +414,7 @@ fn lighttpd_serves_cached_objects_in_both_modes() {
     let lf = lighttpd_front(c.path(), &c.st);
     c.warm(lf.addr, "l/a.jpg");
     assert_served_from_cache(&c, lf.addr, "/static/l/a.jpg", "l/a.jpg", &body);
+    assert_eq!(c.metric("hits_total"), 0, "local-first hits never reach stowaway");
     // sendfile: stowaway answers X-Sendfile into the cache dir (a docroot of its own).
     let sf = lighttpd_sendfile_front(c.path(), &c.st);
     c.warm(sf.addr, "l/b.jpg");
