@@ -113,7 +113,8 @@ impl Cached {
     }
 
     fn gets(&self, key: &str) -> usize {
-        self.proxy.requests_to("GET", &format!("/site-media/static/{key}"))
+        self.proxy
+            .requests_to("GET", &format!("/site-media/static/{key}"))
     }
 
     /// Misses through `front` until `key` is in the cache (each answered with the 302).
@@ -178,19 +179,32 @@ fn nginx_local_first_serves_a_popular_object_from_the_cache() {
     let nginx = local_nginx(c.path(), &c.st);
     let conf = gen_config(&c.st, &["nginx", "--mode", "local-first"]);
     assert!(conf.contains("location @stowaway_"), "{conf}");
-    assert!(conf.contains(&format!("root {};", c.cache.display())), "{conf}");
+    assert!(
+        conf.contains(&format!("root {};", c.cache.display())),
+        "{conf}"
+    );
 
     // One request is not popular: still a redirect, nothing cached.
     assert_eq!(get(nginx.addr, "/static/cold.jpg").status, 302);
     c.warm(nginx.addr, "hot/photo.jpg");
     assert_eq!(c.gets("hot/photo.jpg"), 1, "one fill, one GET");
-    assert_served_from_cache(&c, nginx.addr, "/static/hot/photo.jpg", "hot/photo.jpg", &body);
+    assert_served_from_cache(
+        &c,
+        nginx.addr,
+        "/static/hot/photo.jpg",
+        "hot/photo.jpg",
+        &body,
+    );
     for _ in 0..5 {
         assert_eq!(get(nginx.addr, "/static/hot/photo.jpg").status, 200);
     }
     assert_eq!(c.gets("hot/photo.jpg"), 1, "the S3 side saw one GET in all");
     assert_eq!(c.gets("cold.jpg"), 0, "one-hit wonders are not filled");
-    assert_eq!(c.metric("hits_total"), 0, "local-first hits never reach stowaway");
+    assert_eq!(
+        c.metric("hits_total"),
+        0,
+        "local-first hits never reach stowaway"
+    );
     assert_eq!(c.files(), ["hot/photo.jpg"]);
     assert_eq!(c.metric("fills_total"), 1);
     assert!(c.metric("bytes") >= 300_000);
@@ -199,7 +213,10 @@ fn nginx_local_first_serves_a_popular_object_from_the_cache() {
     let r = get(nginx.addr, "/static/hot/photo.jpg");
     assert_eq!(r.body, b"local bytes");
     // The cache's own files are never served.
-    assert_eq!(get(nginx.addr, "/static/.stowaway-cache.journal").status, 404);
+    assert_eq!(
+        get(nginx.addr, "/static/.stowaway-cache.journal").status,
+        404
+    );
 }
 
 #[test]
@@ -226,7 +243,10 @@ fn nginx_auth_mode_serves_cached_objects_only_after_a_positive_verdict() {
     });
     assert!(ok, "cached after min_hits: {}", c.st.log_text());
     assert_served_from_cache(&c, nginx.addr, &signed, "private/doc.pdf", &body);
-    assert!(c.metric("hits_total") >= 4, "auth mode: stowaway sees the hits");
+    assert!(
+        c.metric("hits_total") >= 4,
+        "auth mode: stowaway sees the hits"
+    );
     // Cached, but without a valid link still refused.
     assert_eq!(get(nginx.addr, "/static/private/doc.pdf").status, 403);
     let tampered = signed.replace("/doc.pdf", "/doc.pdf?x=1&");
@@ -264,7 +284,11 @@ fn failed_fills_leave_nothing_and_never_hold_a_request() {
         assert!(ok, "{fault:?}: the fill fails: {}", c.st.log_text());
         let mut earlier: Vec<String> = cases[..i].iter().map(|(k, _)| k.to_string()).collect();
         earlier.sort();
-        assert_eq!(c.files(), earlier, "{fault:?}: nothing left of the failed fill");
+        assert_eq!(
+            c.files(),
+            earlier,
+            "{fault:?}: nothing left of the failed fill"
+        );
         assert_eq!(get(nginx.addr, &format!("/static/{key}")).status, 302);
         c.proxy.off();
         // Straight to stowaway: nginx's redirect cache now answers these misses itself.
@@ -284,7 +308,10 @@ fn failed_fills_leave_nothing_and_never_hold_a_request() {
         r.status == 200
     });
     assert!(ok, "filled in the end: {}", c.st.log_text());
-    assert!(worst < Duration::from_secs(1), "a miss never waits for the fill: {worst:?}");
+    assert!(
+        worst < Duration::from_secs(1),
+        "a miss never waits for the fill: {worst:?}"
+    );
     assert_eq!(get(nginx.addr, "/static/slow.jpg").body, body);
 }
 
@@ -328,15 +355,20 @@ fn kill_9_during_a_fill_leaves_nothing_after_restart() {
     c.proxy.set(1.0, &[Fault::Slow], &["GET"]);
     let cache = c.cache.clone();
     let temp = move || {
-        std::fs::read_dir(&cache)
-            .unwrap()
-            .flatten()
-            .any(|e| e.file_name().to_string_lossy().starts_with(".stowaway-cache-tmp."))
+        std::fs::read_dir(&cache).unwrap().flatten().any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".stowaway-cache-tmp.")
+        })
     };
     for _ in 0..2 {
         assert_eq!(get(c.st.addr, "/static/big.jpg").status, 302);
     }
-    assert!(wait_until(WAIT, &temp), "a fill is under way: {}", c.st.log_text());
+    assert!(
+        wait_until(WAIT, &temp),
+        "a fill is under way: {}",
+        c.st.log_text()
+    );
     // Killed mid-fill; a stranger's file appears meanwhile.
     c.st.proc.kill();
     write_file(&c.cache, "planted.jpg", b"not ours");
@@ -345,7 +377,11 @@ fn kill_9_during_a_fill_leaves_nothing_after_restart() {
     c.restart();
     let clean = wait_until(WAIT, || !temp() && c.files().is_empty());
     assert!(clean, "no temp, nothing foreign: {:?}", c.files());
-    assert_eq!(get(c.st.addr, "/static/big.jpg").status, 302, "nothing partial served");
+    assert_eq!(
+        get(c.st.addr, "/static/big.jpg").status,
+        302,
+        "nothing partial served"
+    );
     assert_eq!(get(c.st.addr, "/static/planted.jpg").status, 302);
     assert_eq!(c.metric("foreign_removed_total"), 1);
     // And it fills normally afterwards.
@@ -414,7 +450,11 @@ fn lighttpd_serves_cached_objects_in_both_modes() {
     let lf = lighttpd_front(c.path(), &c.st);
     c.warm(lf.addr, "l/a.jpg");
     assert_served_from_cache(&c, lf.addr, "/static/l/a.jpg", "l/a.jpg", &body);
-    assert_eq!(c.metric("hits_total"), 0, "local-first hits never reach stowaway");
+    assert_eq!(
+        c.metric("hits_total"),
+        0,
+        "local-first hits never reach stowaway"
+    );
     // sendfile: stowaway answers X-Sendfile into the cache dir (a docroot of its own).
     let sf = lighttpd_sendfile_front(c.path(), &c.st);
     c.warm(sf.addr, "l/b.jpg");

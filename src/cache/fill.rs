@@ -127,10 +127,7 @@ pub async fn fill(cache: &Arc<MountCache>, key: &str) -> Result<u64, FillError> 
         if let Some(n) = expected
             && n != got
         {
-            return Err(FillError::Truncated {
-                got,
-                expected: n,
-            });
+            return Err(FillError::Truncated { got, expected: n });
         }
         let check = |what, expected: &str, got: String| {
             if expected == got {

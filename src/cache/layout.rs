@@ -84,10 +84,12 @@ impl Layout {
     /// handle. `true` when it did (everything cached before is gone).
     pub fn recreate_if_gone(&self) -> Result<bool, LayoutError> {
         let cur = self.handle.load();
-        let root = cur.open_dir(Path::new("")).map_err(|source| LayoutError::Dir {
-            dir: self.path.clone(),
-            source,
-        })?;
+        let root = cur
+            .open_dir(Path::new(""))
+            .map_err(|source| LayoutError::Dir {
+                dir: self.path.clone(),
+                source,
+            })?;
         let here = rustix::fs::fstat(&root).map_err(|e| LayoutError::Dir {
             dir: self.path.clone(),
             source: e.into(),
@@ -127,9 +129,9 @@ impl Layout {
         let h = self.handle.load();
         let root = h.open_dir(Path::new("")).map_err(err)?;
         let rel = Path::new(key);
-        let name = rel.file_name().ok_or_else(|| {
-            err(io::Error::new(io::ErrorKind::InvalidInput, "no file name"))
-        })?;
+        let name = rel
+            .file_name()
+            .ok_or_else(|| err(io::Error::new(io::ErrorKind::InvalidInput, "no file name")))?;
         let parent = match rel.parent().filter(|p| !p.as_os_str().is_empty()) {
             Some(p) => h.create_dirs(p).map_err(err)?,
             None => root.try_clone().map_err(err)?,
@@ -254,7 +256,10 @@ mod tests {
         let l = Layout::open(&dir).unwrap();
         assert!(!l.recreate_if_gone().unwrap());
         std::fs::remove_dir_all(&dir).unwrap();
-        assert!(l.temp().is_err(), "nothing can be created in a deleted directory");
+        assert!(
+            l.temp().is_err(),
+            "nothing can be created in a deleted directory"
+        );
         assert!(l.recreate_if_gone().unwrap());
         let (_, t) = l.temp().unwrap();
         l.install(&t, "k.jpg").unwrap();

@@ -291,7 +291,11 @@ impl MountCache {
     /// Best effort: a report, not state.
     fn write_stats(&self) {
         if let Ok(text) = serde_json::to_vec(&self.stats_file()) {
-            let tmp = self.dir().join(format!("{}stats.{}", layout::TEMP_PREFIX, std::process::id()));
+            let tmp = self.dir().join(format!(
+                "{}stats.{}",
+                layout::TEMP_PREFIX,
+                std::process::id()
+            ));
             if std::fs::write(&tmp, text).is_ok() {
                 let _ = std::fs::rename(&tmp, self.dir().join(STATS));
             }
@@ -374,18 +378,78 @@ impl Caches {
         }
         type Getter = fn(&MountCache) -> u64;
         let rows: [(&str, &str, &str, Getter); 12] = [
-            ("stowaway_cache_hits_total", "counter", "Requests stowaway answered from the hot-object cache (local-first hits are served by the front server without it).", |c| c.stats.hits.get()),
-            ("stowaway_cache_misses_total", "counter", "Requests for migrated objects the cache did not answer.", |c| c.stats.misses.get()),
-            ("stowaway_cache_admissions_total", "counter", "Misses that started a fill.", |c| c.stats.admissions.get()),
-            ("stowaway_cache_rejections_total", "counter", "Misses the policy turned away (too large, or less popular than what it would evict).", |c| c.stats.rejections.get()),
-            ("stowaway_cache_fills_total", "counter", "Objects filled into the cache.", |c| c.stats.fills.get()),
-            ("stowaway_cache_fill_bytes_total", "counter", "Bytes filled into the cache.", |c| c.stats.fill_bytes.get()),
-            ("stowaway_cache_fill_seconds_total", "counter", "Time spent filling, milliseconds resolution.", |c| c.stats.fill_millis.get() / 1000),
-            ("stowaway_cache_fill_failures_total", "counter", "Fills that failed and left nothing behind.", |c| c.stats.fill_failures.get()),
-            ("stowaway_cache_evictions_total", "counter", "Entries evicted to stay below the watermarks.", |c| c.stats.evictions.get()),
-            ("stowaway_cache_foreign_removed_total", "counter", "Files found in the cache directory that stowaway did not write (removed).", |c| c.stats.foreign_removed.get()),
-            ("stowaway_cache_bytes", "gauge", "Bytes on disk in the cache (filesystem blocks).", |c| c.index().usage().bytes),
-            ("stowaway_cache_files", "gauge", "Files in the cache.", |c| c.index().usage().files),
+            (
+                "stowaway_cache_hits_total",
+                "counter",
+                "Requests stowaway answered from the hot-object cache (local-first hits are served by the front server without it).",
+                |c| c.stats.hits.get(),
+            ),
+            (
+                "stowaway_cache_misses_total",
+                "counter",
+                "Requests for migrated objects the cache did not answer.",
+                |c| c.stats.misses.get(),
+            ),
+            (
+                "stowaway_cache_admissions_total",
+                "counter",
+                "Misses that started a fill.",
+                |c| c.stats.admissions.get(),
+            ),
+            (
+                "stowaway_cache_rejections_total",
+                "counter",
+                "Misses the policy turned away (too large, or less popular than what it would evict).",
+                |c| c.stats.rejections.get(),
+            ),
+            (
+                "stowaway_cache_fills_total",
+                "counter",
+                "Objects filled into the cache.",
+                |c| c.stats.fills.get(),
+            ),
+            (
+                "stowaway_cache_fill_bytes_total",
+                "counter",
+                "Bytes filled into the cache.",
+                |c| c.stats.fill_bytes.get(),
+            ),
+            (
+                "stowaway_cache_fill_seconds_total",
+                "counter",
+                "Time spent filling, milliseconds resolution.",
+                |c| c.stats.fill_millis.get() / 1000,
+            ),
+            (
+                "stowaway_cache_fill_failures_total",
+                "counter",
+                "Fills that failed and left nothing behind.",
+                |c| c.stats.fill_failures.get(),
+            ),
+            (
+                "stowaway_cache_evictions_total",
+                "counter",
+                "Entries evicted to stay below the watermarks.",
+                |c| c.stats.evictions.get(),
+            ),
+            (
+                "stowaway_cache_foreign_removed_total",
+                "counter",
+                "Files found in the cache directory that stowaway did not write (removed).",
+                |c| c.stats.foreign_removed.get(),
+            ),
+            (
+                "stowaway_cache_bytes",
+                "gauge",
+                "Bytes on disk in the cache (filesystem blocks).",
+                |c| c.index().usage().bytes,
+            ),
+            (
+                "stowaway_cache_files",
+                "gauge",
+                "Files in the cache.",
+                |c| c.index().usage().files,
+            ),
         ];
         for (name, kind, help, get) in rows {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -425,7 +489,9 @@ pub fn purge_mount_key(settings: &Settings, mount: usize, key: &str) {
         match purge(&c.dir, key) {
             Ok(true) => tracing::info!(key, dir = %c.dir.display(), "cache: entry purged"),
             Ok(false) => {}
-            Err(e) => tracing::warn!(key, dir = %c.dir.display(), error = %e, "cache: cannot purge an entry"),
+            Err(e) => {
+                tracing::warn!(key, dir = %c.dir.display(), error = %e, "cache: cannot purge an entry")
+            }
         }
     }
 }

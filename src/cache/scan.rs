@@ -37,6 +37,8 @@ pub fn scan(layout: &Layout) -> std::io::Result<Scanned> {
 /// Deeper than any key the front servers pass (and no loop: nothing is followed anyway).
 const MAX_DEPTH: usize = 64;
 
+// Stat field widths differ per architecture, hence the casts.
+#[allow(clippy::unnecessary_cast)]
 fn walk(
     dir: &OwnedFd,
     rel: PathBuf,
@@ -91,7 +93,6 @@ fn walk(
                 let own = name.starts_with(OWN_PREFIX.as_bytes());
                 match ours {
                     Some(r) if !own => {
-                        #[allow(clippy::unnecessary_cast)]
                         let bytes = st.st_blocks as u64 * 512;
                         out.kept.push((r.clone(), bytes));
                     }
@@ -141,6 +142,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::unnecessary_cast)]
     fn keeps_ours_removes_foreign_and_dead_temps() {
         let d = tempfile::tempdir().unwrap();
         let dir = d.path().join("c");

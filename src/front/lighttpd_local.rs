@@ -150,12 +150,18 @@ pub fn render_script(settings: &Settings) -> String {
         }
         // The hot-object cache (docs/cache.md), looked into right after the root.
         let cache = match super::cache_dir(settings, i) {
-            Some(c) => lua_str(&format!("{}/", c.display().to_string().trim_end_matches('/'))),
-            None => "nil".to_string(),
+            Some(c) => format!(
+                ", cache = {}",
+                lua_str(&format!(
+                    "{}/",
+                    c.display().to_string().trim_end_matches('/')
+                ))
+            ),
+            None => String::new(),
         };
         let _ = writeln!(
             o,
-            "  {{ prefix = {}, root = {}, cache = {cache}, open = {open}, ignore = {{ {} }} }},",
+            "  {{ prefix = {}, root = {}, open = {open}, ignore = {{ {} }}{cache} }},",
             lua_str(m.prefix.as_str()),
             lua_str(&root),
             pats.iter()

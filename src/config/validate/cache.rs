@@ -114,7 +114,9 @@ pub fn validate(i: usize, c: &RawCache, fs: FsChecks) -> Result<CacheSettings, C
         return Err(invalid(
             k("low_watermark"),
             format!("{low}%"),
-            format!("must be below high_watermark ({high}%): eviction stops at low and starts above high"),
+            format!(
+                "must be below high_watermark ({high}%): eviction stops at low and starts above high"
+            ),
             "use e.g. high_watermark = \"90%\", low_watermark = \"75%\"",
         ));
     }
@@ -132,11 +134,17 @@ pub fn validate(i: usize, c: &RawCache, fs: FsChecks) -> Result<CacheSettings, C
         return Err(invalid(
             k("fill_concurrency"),
             fill_concurrency,
-            format!("must be between 1 and {MAX_FILL_CONCURRENCY} (fills share the link with the uploader)"),
+            format!(
+                "must be between 1 and {MAX_FILL_CONCURRENCY} (fills share the link with the uploader)"
+            ),
             "use e.g. 2",
         ));
     }
-    let fill_bandwidth = size_or(&k("fill_bandwidth"), &c.fill_bandwidth, DEFAULT_FILL_BANDWIDTH)?;
+    let fill_bandwidth = size_or(
+        &k("fill_bandwidth"),
+        &c.fill_bandwidth,
+        DEFAULT_FILL_BANDWIDTH,
+    )?;
     if fill_bandwidth < MIN_FILL_BANDWIDTH {
         return Err(invalid(
             k("fill_bandwidth"),
@@ -284,10 +292,16 @@ mod tests {
         assert!(e.contains("missing"), "{e}");
         mount("[mount.cache]\ndir = \"cache\"").refused("mount[0].cache.dir");
         let d = tempfile::tempdir().unwrap();
-        on_disk(d.path(), &d.path().join("missing")).refused_with(FsChecks::Check, "mount[0].cache.dir");
+        on_disk(d.path(), &d.path().join("missing"))
+            .refused_with(FsChecks::Check, "mount[0].cache.dir");
         std::fs::create_dir(d.path().join("cache")).unwrap();
-        let s = on_disk(d.path(), &d.path().join("cache")).check(FsChecks::Check).unwrap();
-        assert_eq!(s.caches[0].dir, d.path().join("cache").canonicalize().unwrap());
+        let s = on_disk(d.path(), &d.path().join("cache"))
+            .check(FsChecks::Check)
+            .unwrap();
+        assert_eq!(
+            s.caches[0].dir,
+            d.path().join("cache").canonicalize().unwrap()
+        );
         let left: Vec<_> = std::fs::read_dir(d.path().join("cache")).unwrap().collect();
         assert!(left.is_empty(), "the write probe is removed: {left:?}");
     }
@@ -390,7 +404,10 @@ mod tests {
     #[test]
     fn watermarks_are_percentages_low_below_high() {
         let s = cache("high_watermark = \"95%\"\nlow_watermark = \"50\"").accepted();
-        assert_eq!((s.caches[0].high_watermark, s.caches[0].low_watermark), (95, 50));
+        assert_eq!(
+            (s.caches[0].high_watermark, s.caches[0].low_watermark),
+            (95, 50)
+        );
         for bad in ["0%", "101%", "ninety", "-5%"] {
             cache(&format!("high_watermark = \"{bad}\"")).refused("mount[0].cache.high_watermark");
         }
