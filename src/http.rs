@@ -577,21 +577,8 @@ impl Endpoint {
         }
     }
 
-    /// A local file: the front server sends it.
-    fn local(
-        self,
-        state: &AppState,
-        ask: &Ask<'_>,
-        mount: usize,
-        key: &str,
-        grant: Option<Grant>,
-        now: SystemTime,
-    ) -> Reply {
-        self.local_in(state, ask, mount, key, grant, now, Place::Root)
-    }
-
-    /// A file the front server sends itself, from the root or the hot-object cache (auth
-    /// mode: the same 200; nginx's try_files looks into the cache after the root).
+    /// A file the front server sends itself: a local one, or one in the hot-object cache
+    /// (auth mode: the same 200; nginx's try_files looks into the cache after the root).
     #[allow(clippy::too_many_arguments)]
     fn local_in(
         self,
@@ -703,7 +690,7 @@ impl Endpoint {
                 ),
             },
             Verdict::Local { mount, key } => (
-                self.local(state, &ask, mount, &key, grant, now),
+                self.local_in(state, &ask, mount, &key, grant, now, Place::Root),
                 Some(mount),
             ),
         }
