@@ -196,7 +196,8 @@ pub(super) fn field_names<'de, T: Deserialize<'de>>() -> &'static [&'static str]
 fn known_siblings(path: &str) -> &'static [&'static str] {
     let sections: Vec<&str> = path
         .split('.')
-        .filter(|s| !s.is_empty() && !s.bytes().all(|b| b.is_ascii_digit()))
+        // `?` is how serde_ignored names the inside of an `Option` (`[mount.cache]`).
+        .filter(|s| !s.is_empty() && *s != "?" && !s.bytes().all(|b| b.is_ascii_digit()))
         .collect();
     let parents = &sections[..sections.len().saturating_sub(1)];
     match parents {

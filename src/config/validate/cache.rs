@@ -439,5 +439,10 @@ mod tests {
             super::super::super::suggest_key("mount.0.cache.max_sise"),
             Some("max_size")
         );
+        // As serde_ignored reports it: the Option's inside is `?`.
+        assert_eq!(
+            super::super::super::suggest_key("mount.0.cache.?.min_hit"),
+            Some("min_hits")
+        );
     }
 }
