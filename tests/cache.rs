@@ -312,6 +312,11 @@ fn failed_fills_leave_nothing_and_never_hold_a_request() {
         worst < Duration::from_secs(1),
         "a miss never waits for the fill: {worst:?}"
     );
+    assert_eq!(
+        c.gets("slow.jpg"),
+        1,
+        "one fill per key while many misses came in"
+    );
     assert_eq!(get(nginx.addr, "/static/slow.jpg").body, body);
 }
 

@@ -237,3 +237,31 @@ fn install(
     }
     Ok(meta.len())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Fills together never read faster than the mount's budget.
+    #[tokio::test]
+    async fn bandwidth_is_shared_and_bounded() {
+        let bw = Arc::new(Bandwidth::new(4 << 20));
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..4 {
+            let bw = bw.clone();
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..4 {
+                    bw.take(64 << 10).await;
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        // 16 × 64 KiB = 1 MiB at 4 MiB/s.
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(245), "{took:?}");
+        assert!(took < Duration::from_millis(600), "{took:?}");
+    }
+}
