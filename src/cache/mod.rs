@@ -288,17 +288,25 @@ impl MountCache {
         }
     }
 
-    /// Best effort: a report, not state.
+    /// Best effort: a report, not state. Written beneath the directory handle like
+    /// everything else there (a name planted as a symlink is replaced, never followed).
     fn write_stats(&self) {
-        if let Ok(text) = serde_json::to_vec(&self.stats_file()) {
-            let tmp = self.dir().join(format!(
-                "{}stats.{}",
-                layout::TEMP_PREFIX,
-                std::process::id()
-            ));
-            if std::fs::write(&tmp, text).is_ok() {
-                let _ = std::fs::rename(&tmp, self.dir().join(STATS));
-            }
+        use std::ffi::OsStr;
+        use std::io::Write;
+        use std::os::fd::AsFd;
+        let Ok(text) = serde_json::to_vec(&self.stats_file()) else {
+            return;
+        };
+        let Ok(root) = self.layout.root_fd() else {
+            return;
+        };
+        let tmp = format!("{}stats.{}", layout::TEMP_PREFIX, std::process::id());
+        let tmp = OsStr::new(&tmp);
+        let _ = crate::beneath::unlink_at(root.as_fd(), tmp);
+        let written = crate::beneath::create_new_at(root.as_fd(), tmp, 0o644)
+            .and_then(|mut f| f.write_all(&text));
+        if written.is_ok() {
+            let _ = crate::beneath::rename_at(root.as_fd(), tmp, root.as_fd(), OsStr::new(STATS));
         }
     }
 
