@@ -469,7 +469,7 @@ fn lighttpd_serves_cached_objects_in_both_modes() {
 }
 
 #[test]
-fn status_reports_what_the_cache_saved() {
+fn proxy_mode_and_status_report_what_the_cache_saved() {
     let c = cached("", "", "1s");
     let body = bytes(80, 50_000);
     c.s3.put_migrated("site-media", "static/s.jpg", &body);
@@ -494,4 +494,7 @@ fn status_reports_what_the_cache_saved() {
             && v["caches"][0]["files"] == 1
     });
     assert!(ok, "status --json reports the avoided GETs and bytes");
+    // nginx proxy mode acts on that X-Accel-Redirect: the internal cache location.
+    let nginx = proxy_nginx(c.path(), &c.st);
+    assert_served_from_cache(&c, nginx.addr, "/static/s.jpg", "s.jpg", &body);
 }
