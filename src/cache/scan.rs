@@ -57,7 +57,7 @@ fn walk(
         };
         let top = depth == 0;
         if top && name.starts_with(TEMP_PREFIX.as_bytes()) {
-            if temp_is_stale(&name) {
+            if temp_is_stale(&name) || older_than_a_day(&st) {
                 let _ = beneath::unlink_at(dir.as_fd(), os);
                 out.stale_temps += 1;
             }
@@ -122,6 +122,16 @@ pub fn mtime_ns(st: &rustix::fs::Stat) -> i64 {
         .saturating_add(st.st_mtime_nsec as i64)
 }
 
+/// No fill lasts a day: a temp file that old is left over even if its pid was reused since.
+fn older_than_a_day(st: &rustix::fs::Stat) -> bool {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    #[allow(clippy::unnecessary_cast)]
+    let mtime = (st.st_mtime as i64).max(0) as u64;
+    now.saturating_sub(mtime) > 86_400
+}
+
 /// A temp file whose process is gone: `.stowaway-cache-tmp.<pid>.<n>` with no `/proc/<pid>`
 /// (or a name that carries no pid).
 fn temp_is_stale(name: &[u8]) -> bool {
@@ -169,12 +179,17 @@ mod tests {
         // A temp of a live process (ours) stays, one of a dead pid goes.
         let (_f2, live) = l.temp().unwrap();
         std::fs::write(dir.join(format!("{TEMP_PREFIX}999999999.0")), b"half").unwrap();
+        // …and so does one of a live pid (reused since) that is days old.
+        let (old, old_name) = l.temp().unwrap();
+        old.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 86_400))
+            .unwrap();
         let s = scan(&l).unwrap();
         assert_eq!(s.kept.len(), 1);
         assert_eq!(s.kept[0].0.key, "a/ours.jpg");
         assert!(s.kept[0].1 > 0);
         assert_eq!(s.foreign, 2, "{s:?}");
-        assert_eq!(s.stale_temps, 1);
+        assert_eq!(s.stale_temps, 2);
+        assert!(!dir.join(&old_name).exists());
         assert!(dir.join("a/ours.jpg").exists());
         assert!(!dir.join("a/foreign.jpg").exists());
         assert!(!dir.join("empty").exists());
