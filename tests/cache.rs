@@ -498,3 +498,39 @@ fn proxy_mode_and_status_report_what_the_cache_saved() {
     let nginx = proxy_nginx(c.path(), &c.st);
     assert_served_from_cache(&c, nginx.addr, "/static/s.jpg", "s.jpg", &body);
 }
+
+#[test]
+fn evicted_entries_leave_the_disk_and_usage_stays_under_max_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let c = cached_in(dir, cache, "", "", "1h", "1MiB");
+    for n in 0..4u64 {
+        let key = format!("e/{n}.jpg");
+        c.s3.put_migrated(
+            "site-media",
+            &format!("static/{key}"),
+            &bytes(90 + n, 400_000),
+        );
+        c.warm(c.st.addr, &key);
+        let used: u64 = walkdir::WalkDir::new(&c.cache)
+            .into_iter()
+            .flatten()
+            .filter(|e| e.file_type().is_file())
+            .map(|e| std::os::unix::fs::MetadataExt::blocks(&e.metadata().unwrap()) * 512)
+            .sum();
+        assert!(used <= 1 << 20, "{used} bytes on disk after {key}");
+        assert_eq!(
+            c.metric("files"),
+            c.files().len() as u64,
+            "index and disk agree"
+        );
+    }
+    assert!(c.metric("evictions_total") >= 1);
+    assert!(c.files().len() < 4, "{:?}", c.files());
+    // An evicted object is a miss again: the redirect.
+    let gone = (0..4)
+        .map(|n| format!("e/{n}.jpg"))
+        .find(|k| !c.files().contains(k))
+        .unwrap();
+    assert_eq!(get(c.st.addr, &format!("/static/{gone}")).status, 302);
+}
