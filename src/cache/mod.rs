@@ -384,79 +384,79 @@ impl Caches {
         if all.is_empty() {
             return;
         }
-        type Getter = fn(&MountCache) -> u64;
+        type Getter = fn(&MountCache) -> f64;
         let rows: [(&str, &str, &str, Getter); 12] = [
             (
                 "stowaway_cache_hits_total",
                 "counter",
                 "Requests stowaway answered from the hot-object cache (local-first hits are served by the front server without it).",
-                |c| c.stats.hits.get(),
+                |c| c.stats.hits.get() as f64,
             ),
             (
                 "stowaway_cache_misses_total",
                 "counter",
                 "Requests for migrated objects the cache did not answer.",
-                |c| c.stats.misses.get(),
+                |c| c.stats.misses.get() as f64,
             ),
             (
                 "stowaway_cache_admissions_total",
                 "counter",
                 "Misses that started a fill.",
-                |c| c.stats.admissions.get(),
+                |c| c.stats.admissions.get() as f64,
             ),
             (
                 "stowaway_cache_rejections_total",
                 "counter",
                 "Misses the policy turned away (too large, or less popular than what it would evict).",
-                |c| c.stats.rejections.get(),
+                |c| c.stats.rejections.get() as f64,
             ),
             (
                 "stowaway_cache_fills_total",
                 "counter",
                 "Objects filled into the cache.",
-                |c| c.stats.fills.get(),
+                |c| c.stats.fills.get() as f64,
             ),
             (
                 "stowaway_cache_fill_bytes_total",
                 "counter",
                 "Bytes filled into the cache.",
-                |c| c.stats.fill_bytes.get(),
+                |c| c.stats.fill_bytes.get() as f64,
             ),
             (
                 "stowaway_cache_fill_seconds_total",
                 "counter",
-                "Time spent filling, milliseconds resolution.",
-                |c| c.stats.fill_millis.get() / 1000,
+                "Seconds spent filling (millisecond resolution).",
+                |c| c.stats.fill_millis.get() as f64 / 1000.0,
             ),
             (
                 "stowaway_cache_fill_failures_total",
                 "counter",
                 "Fills that failed and left nothing behind.",
-                |c| c.stats.fill_failures.get(),
+                |c| c.stats.fill_failures.get() as f64,
             ),
             (
                 "stowaway_cache_evictions_total",
                 "counter",
                 "Entries evicted to stay below the watermarks.",
-                |c| c.stats.evictions.get(),
+                |c| c.stats.evictions.get() as f64,
             ),
             (
                 "stowaway_cache_foreign_removed_total",
                 "counter",
                 "Files found in the cache directory that stowaway did not write (removed).",
-                |c| c.stats.foreign_removed.get(),
+                |c| c.stats.foreign_removed.get() as f64,
             ),
             (
                 "stowaway_cache_bytes",
                 "gauge",
                 "Bytes on disk in the cache (filesystem blocks).",
-                |c| c.index().usage().bytes,
+                |c| c.index().usage().bytes as f64,
             ),
             (
                 "stowaway_cache_files",
                 "gauge",
                 "Files in the cache.",
-                |c| c.index().usage().files,
+                |c| c.index().usage().files as f64,
             ),
         ];
         for (name, kind, help, get) in rows {
