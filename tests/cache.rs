@@ -206,8 +206,9 @@ fn nginx_local_first_serves_a_popular_object_from_the_cache() {
         "local-first hits never reach stowaway"
     );
     assert_eq!(c.files(), ["hot/photo.jpg"]);
-    assert_eq!(c.metric("fills_total"), 1);
-    assert!(c.metric("bytes") >= 300_000);
+    // Counted just after the rename that made the file visible.
+    assert!(wait_until(WAIT, || c.metric("fills_total") == 1
+        && c.metric("bytes") >= 300_000));
     // A local file always wins over the cache.
     write_file(&c.root, "hot/photo.jpg", b"local bytes");
     let r = get(nginx.addr, "/static/hot/photo.jpg");
@@ -309,7 +310,7 @@ fn failed_fills_leave_nothing_and_never_hold_a_request() {
     });
     assert!(ok, "filled in the end: {}", c.st.log_text());
     assert!(
-        worst < Duration::from_secs(1),
+        worst < Duration::from_secs(2),
         "a miss never waits for the fill: {worst:?}"
     );
     assert_eq!(

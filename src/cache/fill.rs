@@ -180,8 +180,10 @@ pub async fn fill(cache: &Arc<MountCache>, key: &str) -> Result<u64, FillError> 
     }
 }
 
-/// Renames the verified temp file into place, journals it and hands it to the policy; deletes
-/// what the policy evicts (or the file itself if the policy does not keep it).
+/// Journals the verified temp file, lets the policy place it, deletes what it evicts and
+/// renames the file into place, the last three under the index lock: neither a request nor
+/// the disk ever sees the new file without its entry, nor the evicted files beside it (the
+/// cache holds at most `max_size` apart from temp files of fills under way).
 fn install(
     cache: &MountCache,
     key: &str,
@@ -197,8 +199,9 @@ fn install(
     if super::layout::purged_since(cache.layout.path(), key, started) {
         return Err(FillError::Purged);
     }
-    cache.layout.install(temp, key)?;
-    let root = cache.layout.root_fd().map_err(FillError::Write)?;
+    let slot = cache.layout.slot(key)?;
+    // Journalled first: a crash before the rename leaves a line without a file (ignored by the
+    // scan), never a file without its line (removed as a stranger's).
     let record = Record {
         key: key.to_string(),
         ino: meta.ino(),
@@ -209,31 +212,39 @@ fn install(
             .saturating_add(meta.mtime_nsec()),
         etag: etag.clone(),
     };
-    if let Err(e) = super::index::append(std::os::fd::AsFd::as_fd(&root), &record) {
-        // Unjournalled, the next start would take it for a stranger's: not kept.
-        let _ = cache.layout.remove(key);
-        return Err(FillError::Write(e));
-    }
+    let root = cache.layout.root_fd().map_err(FillError::Write)?;
+    super::index::append(std::os::fd::AsFd::as_fd(&root), &record).map_err(FillError::Write)?;
     let disk = meta.blocks() * 512;
     let now = Instant::now();
-    let placed = cache.index().insert(
-        key,
-        disk,
-        Meta {
-            etag: etag.into(),
-            validated: now,
-        },
-        now,
-    );
-    for victim in &placed.evict {
-        cache.stats.evictions.inc();
-        if let Err(e) = cache.layout.remove(victim) {
-            tracing::warn!(key = %victim, error = %e, "cache: cannot delete an evicted file");
+    {
+        let mut index = cache.index();
+        let placed = index.insert(
+            key,
+            disk,
+            Meta {
+                etag: etag.into(),
+                validated: now,
+            },
+            now,
+        );
+        for victim in &placed.evict {
+            if let Err(e) = cache.layout.remove(victim) {
+                tracing::warn!(key = %victim, error = %e, "cache: cannot delete an evicted file");
+            }
+        }
+        cache.stats.evictions.add(placed.evict.len() as u64);
+        if !placed.kept {
+            return Err(FillError::TooLarge { size: disk });
+        }
+        if let Err(e) = slot.fill_with(temp) {
+            index.remove(key);
+            return Err(e.into());
         }
     }
-    if !placed.kept {
-        let _ = cache.layout.remove(key);
-        return Err(FillError::TooLarge { size: disk });
+    // In place and indexed already: a failed directory fsync costs durability across a crash
+    // (the scan then finds no file or a whole one), not correctness.
+    if let Err(e) = slot.sync() {
+        tracing::warn!(key, error = %e, "cache: cannot fsync the directory of a filled file");
     }
     Ok(meta.len())
 }

@@ -119,9 +119,9 @@ impl Layout {
         Ok((f, name))
     }
 
-    /// Moves the finished temp file `temp` to `key` (creating its directories beneath the
-    /// handle) and makes the rename durable.
-    pub fn install(&self, temp: &str, key: &str) -> Result<(), LayoutError> {
+    /// Where `key` goes: its directory (created beneath the handle) and name, ready for the
+    /// rename that puts a finished temp file in place ([`Slot::fill_with`]).
+    pub fn slot(&self, key: &str) -> Result<Slot, LayoutError> {
         let err = |source| LayoutError::File {
             key: key.to_string(),
             source,
@@ -131,13 +131,25 @@ impl Layout {
         let rel = Path::new(key);
         let name = rel
             .file_name()
-            .ok_or_else(|| err(io::Error::new(io::ErrorKind::InvalidInput, "no file name")))?;
+            .ok_or_else(|| err(io::Error::new(io::ErrorKind::InvalidInput, "no file name")))?
+            .to_os_string();
         let parent = match rel.parent().filter(|p| !p.as_os_str().is_empty()) {
             Some(p) => h.create_dirs(p).map_err(err)?,
             None => root.try_clone().map_err(err)?,
         };
-        beneath::rename_at(root.as_fd(), OsStr::new(temp), parent.as_fd(), name).map_err(err)?;
-        beneath::sync_dir(parent.as_fd()).map_err(err)
+        Ok(Slot {
+            root,
+            parent,
+            name,
+            key: key.to_string(),
+        })
+    }
+
+    /// Moves the finished temp file `temp` to `key` and makes the rename durable.
+    pub fn install(&self, temp: &str, key: &str) -> Result<(), LayoutError> {
+        let slot = self.slot(key)?;
+        slot.fill_with(temp)?;
+        slot.sync()
     }
 
     /// Removes a temp file (a fill that failed).
@@ -155,6 +167,39 @@ impl Layout {
     /// The top directory, opened for `*at` calls (journal, stats, scan).
     pub fn root_fd(&self) -> io::Result<OwnedFd> {
         self.handle.load().open_dir(Path::new(""))
+    }
+}
+
+/// The place of one key in the cache directory, resolved beneath its handle.
+pub struct Slot {
+    root: OwnedFd,
+    parent: OwnedFd,
+    name: std::ffi::OsString,
+    key: String,
+}
+
+impl Slot {
+    fn err(&self, source: io::Error) -> LayoutError {
+        LayoutError::File {
+            key: self.key.clone(),
+            source,
+        }
+    }
+
+    /// Renames the temp file `temp` (in the top directory) into this slot: one `renameat`.
+    pub fn fill_with(&self, temp: &str) -> Result<(), LayoutError> {
+        beneath::rename_at(
+            self.root.as_fd(),
+            OsStr::new(temp),
+            self.parent.as_fd(),
+            &self.name,
+        )
+        .map_err(|e| self.err(e))
+    }
+
+    /// Makes the rename durable.
+    pub fn sync(&self) -> Result<(), LayoutError> {
+        beneath::sync_dir(self.parent.as_fd()).map_err(|e| self.err(e))
     }
 }
 
