@@ -120,7 +120,8 @@ pub struct MountCache {
 }
 
 impl MountCache {
-    /// The cache of mount `c.mount`; its directory is created if missing.
+    /// The cache of mount `c.mount` (validation made sure its directory exists; one deleted
+    /// since is created again).
     pub fn new(
         settings: &Settings,
         c: &CacheSettings,
