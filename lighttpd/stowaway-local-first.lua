@@ -53,6 +53,8 @@ for _, m in ipairs(MOUNTS) do
     local key = path:sub(#m.prefix + 1)
     if not plain(m, key, r.req_attr["uri.path-raw"]) then return 0 end
     local st = lighty.c.stat(m.root .. key)
+    -- Not on disk: the hot-object cache, if the mount has one (the local file always wins).
+    if (not st or not st.is_file) and m.cache then st = lighty.c.stat(m.cache .. key) end
     if not st or not st.is_file then return 0 end
     local status = st["http-response-send-file"]
     -- 403: a symlink on the way (follow-symlink disabled) or unreadable; 404: gone since the

@@ -154,7 +154,8 @@ async fn delete(req: HttpRequest, admin: web::Data<Admin>) -> HttpResponse {
     if let Some(until) = crate::remove::tombstone_until(m) {
         state.tombstones().insert(mount, &key, until);
     }
-    let report = remove(&store, m, &key, &path, opts).await;
+    let cache_dir = crate::remove::cache_dir(settings, mount);
+    let report = remove(&store, m, cache_dir, &key, &path, opts).await;
     if let Some(m) = state.metrics() {
         m.admin_delete(!report.failed());
     }

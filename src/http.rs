@@ -46,6 +46,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::access::{Denial, Grant, LinkKeys};
 use crate::beneath::DirHandle;
+use crate::cache::Caches;
 use crate::config::Settings;
 use crate::decision::{LocalState, Verdict, decide_mapped, local_state};
 use crate::front::{self, LocalFile, Place, nginx_auth};
@@ -99,6 +100,8 @@ pub struct AppState {
     tombstones: Arc<Tombstones>,
     /// Objects in GLACIER / DEEP_ARCHIVE: 503 (or the archived copy) until restored.
     storage_classes: Arc<StorageClasses>,
+    /// The mounts' hot-object caches (docs/cache.md).
+    caches: Arc<Caches>,
 }
 
 impl AppState {
@@ -178,7 +181,14 @@ impl AppState {
             front,
             tombstones: Arc::new(Tombstones::empty()),
             storage_classes: Arc::default(),
+            caches: Arc::new(Caches::none()),
         }
+    }
+
+    /// Answers cached objects from `caches` (shared with their background tasks).
+    pub fn with_caches(mut self, caches: Arc<Caches>) -> Self {
+        self.caches = caches;
+        self
     }
 
     /// The health state this request state reads (shared across reloads).
@@ -611,8 +621,10 @@ impl Endpoint {
         }
     }
 
-    /// A local file: the front server sends it.
-    fn local(
+    /// A file the front server sends itself: a local one, or one in the hot-object cache
+    /// (auth mode: the same 200; nginx's try_files looks into the cache after the root).
+    #[allow(clippy::too_many_arguments)]
+    fn local_in(
         self,
         state: &AppState,
         ask: &Ask<'_>,
@@ -620,6 +632,7 @@ impl Endpoint {
         key: &str,
         grant: Option<Grant>,
         now: SystemTime,
+        place: Place<'_>,
     ) -> Reply {
         let server = &state.settings.server;
         let resp = match self {
@@ -629,7 +642,7 @@ impl Endpoint {
                     mount_prefix: m.prefix.as_str(),
                     root: &m.root,
                     key,
-                    place: Place::Root,
+                    place,
                 };
                 let fallback = || {
                     state
@@ -702,12 +715,26 @@ impl Endpoint {
         match verdict {
             Verdict::BadRequest(_) => (self.refuse(state, Refusal::BadPath), None),
             Verdict::NotFound => (self.refuse(state, Refusal::NotFound), None),
-            Verdict::Remote { mount, key } => (
-                self.remote(state, &ask, mount, &key, grant, now),
-                Some(mount),
-            ),
+            Verdict::Remote { mount, key } => match state.caches.mount(mount) {
+                // A recheck follows a file that vanished: never the cache either.
+                Some(c) if !ask.recheck && c.lookup(&key) => (
+                    self.local_in(state, &ask, mount, &key, grant, now, Place::Cache(c.dir())),
+                    Some(mount),
+                ),
+                Some(c) => {
+                    let reply = self.remote(state, &ask, mount, &key, grant, now);
+                    if reply.outcome == Outcome::Remote {
+                        c.miss(&key);
+                    }
+                    (reply, Some(mount))
+                }
+                None => (
+                    self.remote(state, &ask, mount, &key, grant, now),
+                    Some(mount),
+                ),
+            },
             Verdict::Local { mount, key } => (
-                self.local(state, &ask, mount, &key, grant, now),
+                self.local_in(state, &ask, mount, &key, grant, now, Place::Root),
                 Some(mount),
             ),
         }

@@ -87,6 +87,8 @@ pub struct Metrics {
     /// Admin API DELETEs `[removed everywhere, some place failed]`.
     admin_deletes: [Counter; 2],
     tombstones: arc_swap::ArcSwapOption<crate::tombstone::Tombstones>,
+    /// The hot-object caches, rendered from their own counters (swapped on reload).
+    caches: arc_swap::ArcSwapOption<crate::cache::Caches>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -375,7 +377,13 @@ impl Metrics {
             url_cache,
             uploader,
             stats: arc_swap::ArcSwapOption::new(stats),
+            caches: arc_swap::ArcSwapOption::empty(),
         }
+    }
+
+    /// Reports the counters of these caches (at start-up and after a reload).
+    pub fn set_caches(&self, caches: Option<Arc<crate::cache::Caches>>) {
+        self.caches.store(caches);
     }
 
     /// Reports the counters of a new uploader (after a reload), or none.
@@ -477,6 +485,10 @@ impl Metrics {
             self.tombstone_gauges.1.absolute(t.expired_deleted());
         }
         self.handle.run_upkeep();
-        self.handle.render()
+        let mut text = self.handle.render();
+        if let Some(c) = &*self.caches.load() {
+            c.render_metrics(&mut text);
+        }
+        text
     }
 }

@@ -149,6 +149,8 @@ pub struct Services {
     /// Paths `stowaway rm` removed, and the task that keeps them current.
     tombstones: Arc<Tombstones>,
     tombstone_task: Option<JoinHandle<()>>,
+    /// The hot-object caches (their tasks stop when the last request state lets go).
+    caches: Arc<crate::cache::Caches>,
 }
 
 async fn sdk_for(s: &Settings) -> Option<aws_config::SdkConfig> {
@@ -228,10 +230,13 @@ impl Services {
             uploader.as_ref().map(|u| u.stats.clone()),
         ));
         let metrics_upkeep = metrics.spawn_upkeep();
+        let caches = Arc::new(crate::cache::Caches::start(&settings).await);
+        metrics.set_caches(Some(caches.clone()));
         let state = AppState::new(settings.clone(), signer.as_ref().map(|s| s.0.clone()))
             .with_observability(Some(metrics.clone()), health.clone())
             .with_tombstones(tombstones.clone())
-            .with_storage_classes(crate::storage_class::start(&settings, sdk.is_some()).await);
+            .with_storage_classes(crate::storage_class::start(&settings, sdk.is_some()).await)
+            .with_caches(caches.clone());
         Ok(Services {
             settings,
             live: web::Data::new(Live::new(state)),
@@ -243,6 +248,7 @@ impl Services {
             probe,
             tombstones,
             tombstone_task,
+            caches,
         })
     }
 
@@ -301,16 +307,22 @@ impl Services {
         let (tombstones, tombstone_task) = crate::tombstone::start(&new, sdk.is_some()).await;
         let for_state = tombstones.clone();
         let classes = crate::storage_class::start(&new, sdk.is_some()).await;
+        // A new set: the cache settings may have changed; each rebuilds its index by a scan.
+        let caches = Arc::new(crate::cache::Caches::start(&new).await);
+        metrics.set_caches(Some(caches.clone()));
+        let caches_for_state = caches.clone();
         // Opening the root and archive handles touches the file system.
         let state = tokio::task::spawn_blocking(move || {
             AppState::new(new_for_state, signer_arc)
                 .with_observability(Some(metrics), health)
                 .with_tombstones(for_state)
                 .with_storage_classes(classes)
+                .with_caches(caches_for_state)
         })
         .await
         .map_err(|e| ReloadError::Task(e.to_string()))?;
         self.live.store(state);
+        self.caches = caches;
         self.tombstones = tombstones;
         if let Some(t) = std::mem::replace(&mut self.tombstone_task, tombstone_task) {
             t.abort();

@@ -209,16 +209,33 @@ async fn s3_step(store: &ObjectStore, m: &Mount, object: &str, opts: Options) ->
 
 /// The hot cache's copy of `key`.
 ///
-/// MERGE(cache): the coordinator wires this to the hot cache's purge function once
-/// `src/cache` has one; until then no mount has a cache, so there is nothing to purge.
-fn purge_cache(_m: &Mount, _key: &str) -> Step {
-    Step::Done("not configured".into())
+/// The hot-object cache's copy, beneath the cache directory's handle (never through a
+/// symlink). A running serve that has the entry in its index forgets it at its next lookup.
+fn purge_cache(cache_dir: Option<&Path>, key: &str) -> Step {
+    let Some(dir) = cache_dir else {
+        return Step::Done("not configured".into());
+    };
+    match crate::cache::purge(dir, key) {
+        Ok(true) => Step::Done("removed".into()),
+        Ok(false) => Step::Done("not there".into()),
+        Err(e) => Step::Failed(format!("cannot remove it: {e}")),
+    }
+}
+
+/// The cache directory of mount `mount`, if it has a hot-object cache.
+pub fn cache_dir(settings: &Settings, mount: usize) -> Option<&Path> {
+    settings
+        .caches
+        .iter()
+        .find(|c| c.mount == mount)
+        .map(|c| c.dir.as_path())
 }
 
 /// Removes one mapped path everywhere and reports each place.
 pub async fn remove(
     store: &ObjectStore,
     m: &Mount,
+    cache_dir: Option<&Path>,
     key: &str,
     path: &str,
     opts: Options,
@@ -241,7 +258,7 @@ pub async fn remove(
         steps.push(("archive", local_step_blocking(a, key).await));
     }
     steps.push(("s3", s3_step(store, m, &object, opts).await));
-    steps.push(("cache", purge_cache(m, key)));
+    steps.push(("cache", purge_cache(cache_dir, key)));
     Report {
         path: path.to_string(),
         steps,

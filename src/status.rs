@@ -108,3 +108,54 @@ pub fn render_text(mounts: &[MountStatus]) -> String {
     }
     o
 }
+
+/// One mount's hot-object cache, as the running `serve` last reported it (docs/cache.md).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct CacheStatus {
+    pub prefix: String,
+    pub dir: String,
+    /// `None` until a `serve` with this cache has written its counters (every revalidation
+    /// round, at most 30 s apart).
+    #[serde(flatten)]
+    pub stats: Option<crate::cache::StatsFile>,
+}
+
+/// The caches of every mount that has one.
+pub fn caches(settings: &Settings) -> Vec<CacheStatus> {
+    settings
+        .caches
+        .iter()
+        .map(|c| CacheStatus {
+            prefix: settings.mounts[c.mount].prefix.as_str().to_string(),
+            dir: c.dir.display().to_string(),
+            stats: crate::cache::read_stats(&c.dir),
+        })
+        .collect()
+}
+
+/// Human-readable rendering of [`caches`].
+pub fn render_caches_text(caches: &[CacheStatus]) -> String {
+    let mut o = String::new();
+    for c in caches {
+        match &c.stats {
+            Some(s) => o.push_str(&format!(
+                "{}  cache {}\n  {} files, {}; {} hits, {} misses, {} fills, {} evictions; S3 GETs avoided {}, egress avoided {}\n",
+                c.prefix,
+                c.dir,
+                s.files,
+                bytesize::ByteSize::b(s.bytes).display().iec(),
+                s.hits,
+                s.misses,
+                s.fills,
+                s.evictions,
+                s.s3_gets_avoided,
+                bytesize::ByteSize::b(s.egress_bytes_avoided).display().iec(),
+            )),
+            None => o.push_str(&format!(
+                "{}  cache {}\n  no counters yet (written by a running serve)\n",
+                c.prefix, c.dir
+            )),
+        }
+    }
+    o
+}

@@ -720,11 +720,16 @@ pub fn main() -> ExitCode {
             Ok((settings, unknown)) => {
                 warn_unknown(&unknown);
                 let mounts = crate::status::scan(&settings);
+                let caches = crate::status::caches(&settings);
                 if json {
-                    let v = serde_json::json!({ "mounts": mounts });
+                    let mut v = serde_json::json!({ "mounts": mounts });
+                    if !caches.is_empty() {
+                        v["caches"] = serde_json::json!(caches);
+                    }
                     println!("{v:#}");
                 } else {
                     print!("{}", crate::status::render_text(&mounts));
+                    print!("{}", crate::status::render_caches_text(&caches));
                 }
                 ExitCode::SUCCESS
             }

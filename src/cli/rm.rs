@@ -53,7 +53,9 @@ pub fn main(settings: Settings, paths: &[String], opts: Options) -> ExitCode {
         let store = crate::tombstone::connect(&settings).await;
         let mut failed = 0usize;
         for (p, (mount, key)) in &located {
-            let r = remove(&store, &settings.mounts[*mount], key, p, opts).await;
+            let m = &settings.mounts[*mount];
+            let cache_dir = crate::remove::cache_dir(&settings, *mount);
+            let r = remove(&store, m, cache_dir, key, p, opts).await;
             print!("{}", render(&r));
             if r.failed() {
                 failed += 1;

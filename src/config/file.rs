@@ -111,6 +111,7 @@ pub struct RawMount {
     pub tombstone_status: Option<u16>,
     pub upload: Option<bool>,
     pub access: Option<RawAccess>,
+    pub cache: Option<RawCache>,
 }
 
 /// `[mount.access]`: signed-link access control for one mount (docs/signed-links.md).
@@ -130,6 +131,24 @@ pub struct RawLinkKey {
     pub id: Option<String>,
     pub secret: Option<Secret>,
     pub secret_file: Option<PathBuf>,
+}
+
+/// `[mount.cache]`: the hot-object cache of one mount (docs/cache.md).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawCache {
+    pub enabled: Option<bool>,
+    pub dir: Option<PathBuf>,
+    pub max_size: Option<HumanSize>,
+    pub max_files: Option<u64>,
+    pub min_hits: Option<u32>,
+    pub window: Option<HumanDuration>,
+    pub max_object_size: Option<HumanSize>,
+    pub high_watermark: Option<String>,
+    pub low_watermark: Option<String>,
+    pub revalidate: Option<HumanDuration>,
+    pub fill_concurrency: Option<usize>,
+    pub fill_bandwidth: Option<HumanSize>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -182,7 +201,8 @@ pub(super) fn field_names<'de, T: Deserialize<'de>>() -> &'static [&'static str]
 fn known_siblings(path: &str) -> &'static [&'static str] {
     let sections: Vec<&str> = path
         .split('.')
-        .filter(|s| !s.is_empty() && !s.bytes().all(|b| b.is_ascii_digit()))
+        // `?` is how serde_ignored names the inside of an `Option` (`[mount.cache]`).
+        .filter(|s| !s.is_empty() && *s != "?" && !s.bytes().all(|b| b.is_ascii_digit()))
         .collect();
     let parents = &sections[..sections.len().saturating_sub(1)];
     match parents {
@@ -194,6 +214,7 @@ fn known_siblings(path: &str) -> &'static [&'static str] {
         ["mount"] => field_names::<RawMount>(),
         ["mount", "access"] => field_names::<RawAccess>(),
         ["mount", "access", "keys"] => field_names::<RawLinkKey>(),
+        ["mount", "cache"] => field_names::<RawCache>(),
         _ => &[],
     }
 }

@@ -28,7 +28,7 @@ pub mod validate;
 mod tests;
 
 pub use file::{
-    RawAccess, RawConfig, RawLinkKey, RawLog, RawMount, RawS3, RawServer, RawUploader,
+    RawAccess, RawCache, RawConfig, RawLinkKey, RawLog, RawMount, RawS3, RawServer, RawUploader,
     describe_unknown_key, suggest_key,
 };
 pub use secrets::{Secret, read_secret_file};

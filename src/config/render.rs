@@ -15,7 +15,46 @@ impl Settings {
 pub fn to_toml(s: &Settings) -> String {
     // Every field is a string, number, bool, list or table, so this cannot fail; should a
     // later type break that, print-config says so instead of printing half a file.
-    toml::to_string(s).unwrap_or_else(|e| format!("# cannot render the configuration: {e}\n"))
+    let text =
+        toml::to_string(s).unwrap_or_else(|e| format!("# cannot render the configuration: {e}\n"));
+    with_caches(s, text)
+}
+
+/// Each `[mount.cache]` back inside its `[[mount]]` (the settings keep them apart, by mount
+/// index, so the mounts' own type stays as it is): after the mount's last key, before the next
+/// table header. A mount's own keys hold no table, so its block ends at the next `[` line.
+fn with_caches(s: &Settings, text: String) -> String {
+    if s.caches.is_empty() {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len() + 512 * s.caches.len());
+    let mut mount: Option<usize> = None;
+    let mut seen = 0;
+    let flush = |out: &mut String, mount: Option<usize>| {
+        let Some(i) = mount else { return };
+        if let Some(c) = s.caches.iter().find(|c| c.mount == i)
+            && let Ok(t) = toml::to_string(c)
+        {
+            if !out.ends_with("\n\n") {
+                out.push('\n');
+            }
+            out.push_str("[mount.cache]\n");
+            out.push_str(&t);
+            out.push('\n');
+        }
+    };
+    for line in text.split_inclusive('\n') {
+        if line.starts_with('[') {
+            flush(&mut out, mount.take());
+            if line.trim_end() == "[[mount]]" {
+                mount = Some(seen);
+                seen += 1;
+            }
+        }
+        out.push_str(line);
+    }
+    flush(&mut out, mount);
+    out
 }
 
 #[cfg(test)]
@@ -71,7 +110,7 @@ mod tests {
             uploader: "enabled = true\nsettle = \"1m 30s\"\nrename_is_ready = true\nrescan_interval = \"1d\"\nconcurrency = 16\nmultipart_threshold = \"5368709121B\"\npart_size = \"5GiB\"\nmax_attempts = 1\nretry_min_delay = \"1ms\"\nretry_max_delay = \"2m\"\ncache_control = \"public, max-age=\\\"60\\\"\"\nabandoned_upload_age = \"2h\"".into(),
             mounts: vec![
                 "prefix = \"/static/\"\nroot = \"/srv/site/static\"\nbucket = \"media\"\nkey_prefix = \"s/\"\nexpires = \"6d\"\nwindow = \"0s\"\nredirect_max_age = \"1s\"\nresponse_content_disposition = 'attachment; filename=\"a b.jpg\"'\nresponse_content_type = \"image/png\"\nresponse_cache_control = \"no-store\"\nfinalize = \"archive\"\narchive_root = \"/srv/archive/static\"\nfinalize_grace = \"10m\"\narchive_retention = \"30days\"\nignore = []\nserve_ignored = true\nserve_archive_when_s3_down = false\ntombstone_ttl = \"1day 12h\"\ntombstone_status = 410".into(),
-                "prefix = \"/pub/\"\nroot = \"/srv/site/pub\"\nbucket = \"media\"\nkey_prefix = \"p/\"\nurl = \"public\"\npublic_base_url = \"https://cdn.example.com/x\"\nupload = false\nfinalize = \"delete\"\nignore = [\"*.tmp\", \"~*\"]".into(),
+                "prefix = \"/pub/\"\nroot = \"/srv/site/pub\"\nbucket = \"media\"\nkey_prefix = \"p/\"\nurl = \"public\"\npublic_base_url = \"https://cdn.example.com/x\"\nupload = false\nfinalize = \"delete\"\nignore = [\"*.tmp\", \"~*\"]\n[mount.cache]\ndir = \"/var/cache/stowaway/pub\"\nmax_size = \"10GiB\"\nmax_files = 5000\nmin_hits = 3\nwindow = \"30m\"\nmax_object_size = \"5MiB\"\nhigh_watermark = \"95%\"\nlow_watermark = \"80%\"\nrevalidate = \"10m\"\nfill_concurrency = 4\nfill_bandwidth = \"10MiB\"".into(),
             ],
         };
         round_trip(&tcp.accepted());

@@ -259,6 +259,10 @@ pub struct Settings {
     /// Signed-link access control, for the mounts that have a `[mount.access]` section.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub access: Vec<AccessSettings>,
+    /// Hot-object caches, for the mounts that have a `[mount.cache]` section; rendered inside
+    /// their mount (see [`super::render`]).
+    #[serde(skip)]
+    pub caches: Vec<CacheSettings>,
 }
 
 /// Signed-link access control of one mount (`[mount.access]`).
@@ -352,4 +356,42 @@ pub struct FrontAuthSettings {
 
 fn octal<S: serde::Serializer>(m: &Option<u32>, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&format!("{:04o}", m.unwrap_or(DEFAULT_SOCKET_MODE)))
+}
+
+/// The hot-object cache of one mount (`[mount.cache]`, docs/cache.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CacheSettings {
+    /// Index of the mount in [`Settings::mounts`].
+    #[serde(skip)]
+    pub mount: usize,
+    /// Absolute directory holding `<dir>/<key>`; outside every root and archive root.
+    pub dir: PathBuf,
+    /// Bytes on disk (filesystem blocks).
+    #[serde(with = "human_size")]
+    pub max_size: u64,
+    pub max_files: u64,
+    /// Requests within `window` before an object is filled.
+    pub min_hits: u32,
+    #[serde(with = "human_duration")]
+    pub window: Duration,
+    #[serde(with = "human_size")]
+    pub max_object_size: u64,
+    /// Evict above this share of `max_size` / `max_files`…
+    #[serde(serialize_with = "percent")]
+    pub high_watermark: u8,
+    /// …down to this one.
+    #[serde(serialize_with = "percent")]
+    pub low_watermark: u8,
+    /// Longest an entry is served without a HEAD that shows its ETag unchanged.
+    #[serde(with = "human_duration")]
+    pub revalidate: Duration,
+    /// Fills running at once (per mount).
+    pub fill_concurrency: usize,
+    /// Bytes per second all fills of the mount together may read from S3.
+    #[serde(with = "human_size")]
+    pub fill_bandwidth: u64,
+}
+
+fn percent<S: serde::Serializer>(p: &u8, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&format_args!("{p}%"))
 }

@@ -33,7 +33,7 @@ pub fn forwarded_client(req: &HttpRequest) -> Option<IpAddr> {
 pub fn send_local(file: &LocalFile<'_>) -> Option<HttpResponse> {
     let dir = match file.place {
         Place::Root => file.root,
-        Place::Archive(dir) => dir,
+        Place::Archive(dir) | Place::Cache(dir) => dir,
     };
     let target = HeaderValue::try_from(sendfile_target(dir, file.key)).ok()?;
     Some(
@@ -160,7 +160,7 @@ pub(super) fn push_blocks(
              \x20   proxy.server = ( \"\" => ( (\n\
              \x20       {backend},\n\
              \x20       \"x-sendfile\" => \"enable\",              # without it lighttpd sends an EMPTY 200\n\
-             \x20       \"x-sendfile-docroot\" => ( {root}{archive} ),\n\
+             \x20       \"x-sendfile-docroot\" => ( {root}{archive}{cache} ),\n\
              \x20   ) ) )\n\
              \x20   server.error-handler-404 = {recheck}   # vanished (or refused) X-Sendfile target\n\
              }}",
@@ -171,6 +171,10 @@ pub(super) fn push_blocks(
                 .map(|a| format!(", {}", lighttpd_str(&a.display().to_string())))
                 .unwrap_or_default(),
             recheck = lighttpd_str(&recheck),
+            // The hot-object cache: stowaway answers cached objects with paths there.
+            cache = super::cache_dir(settings, i)
+                .map(|c| format!(", {}", lighttpd_str(&c.display().to_string())))
+                .unwrap_or_default(),
         );
     }
     let _ = writeln!(

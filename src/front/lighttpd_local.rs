@@ -148,9 +148,20 @@ pub fn render_script(settings: &Settings) -> String {
         if !m.serve_ignored {
             pats.extend(m.ignore.iter().map(|g| glob_to_lua_pattern(g)));
         }
+        // The hot-object cache (docs/cache.md), looked into right after the root.
+        let cache = match super::cache_dir(settings, i) {
+            Some(c) => format!(
+                ", cache = {}",
+                lua_str(&format!(
+                    "{}/",
+                    c.display().to_string().trim_end_matches('/')
+                ))
+            ),
+            None => String::new(),
+        };
         let _ = writeln!(
             o,
-            "  {{ prefix = {}, root = {}, open = {open}, ignore = {{ {} }} }},",
+            "  {{ prefix = {}, root = {}, open = {open}, ignore = {{ {} }}{cache} }},",
             lua_str(m.prefix.as_str()),
             lua_str(&root),
             pats.iter()
@@ -199,6 +210,8 @@ for _, m in ipairs(MOUNTS) do
     local key = path:sub(#m.prefix + 1)
     if not plain(m, key, r.req_attr["uri.path-raw"]) then return 0 end
     local st = lighty.c.stat(m.root .. key)
+    -- Not on disk: the hot-object cache, if the mount has one (the local file always wins).
+    if (not st or not st.is_file) and m.cache then st = lighty.c.stat(m.cache .. key) end
     if not st or not st.is_file then return 0 end
     local status = st["http-response-send-file"]
     -- 403: a symlink on the way (follow-symlink disabled) or unreadable; 404: gone since the

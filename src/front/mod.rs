@@ -192,6 +192,8 @@ pub enum Place<'a> {
     Root,
     /// Under this archive directory (served while S3 is unreachable).
     Archive(&'a Path),
+    /// Under the mount's hot-object cache directory (docs/cache.md).
+    Cache(&'a Path),
 }
 
 /// The decision endpoint's answer for a file `front` sends itself; `fallback` mints the
@@ -378,10 +380,22 @@ fn served_archive(m: &crate::config::Mount) -> Option<&std::path::Path> {
         .filter(|_| m.serve_archive_when_s3_down)
 }
 
+/// The hot-object cache directory of mount `i`, if it has one.
+fn cache_dir(settings: &Settings, i: usize) -> Option<&std::path::Path> {
+    settings
+        .caches
+        .iter()
+        .find(|c| c.mount == i)
+        .map(|c| c.dir.as_path())
+}
+
 /// Refuses mount roots and front options the generated configs could not carry literally.
 fn check_front_input(settings: &Settings, opts: &FrontOptions) -> Result<(), FrontConfError> {
-    for m in &settings.mounts {
-        for dir in std::iter::once(m.root.as_path()).chain(served_archive(m)) {
+    for (i, m) in settings.mounts.iter().enumerate() {
+        for dir in std::iter::once(m.root.as_path())
+            .chain(served_archive(m))
+            .chain(cache_dir(settings, i))
+        {
             let why = match dir.to_str() {
                 None => Some("is not valid UTF-8".to_string()),
                 Some(r) => unsafe_char_in(r),

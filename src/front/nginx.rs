@@ -39,6 +39,12 @@ pub fn archive_location(internal_prefix: &str, mount_prefix: &str) -> String {
     format!("{internal_prefix}@archive/{}", &mount_prefix[1..])
 }
 
+/// The nginx internal location of mount `mount_prefix`'s hot-object cache (`X-Accel-Redirect`
+/// target for cached objects, docs/cache.md).
+pub fn cache_location(internal_prefix: &str, mount_prefix: &str) -> String {
+    format!("{internal_prefix}@cache/{}", &mount_prefix[1..])
+}
+
 /// The default `--name`: `stowaway_<mode>_<listen address>`. nginx refuses a second
 /// `upstream` or `keys_zone` of the same name, and two stowaway instances never share a
 /// listen address, so proxy and auth mode and several instances fit into one nginx.

@@ -198,7 +198,7 @@ pub(super) fn mount_locations(
          \x20       location ~ \"(?s)^{re}(?<stowaway_key>.+)$\" {{\n\
          \x20           if ($request_uri !~ \"^{re}\") {{ return 403; }}   # (rewrite directives are per location)\n\
          \x20           if ($stowaway_uri != $uri) {{ return 403; }}\n\
-         \x20           try_files /$stowaway_key {gone};   # vanished after a \"local\" verdict\n\
+         \x20           try_files /$stowaway_key {after_root};   # vanished after a \"local\" verdict\n\
          \x20       }}\n\
          \x20   }}\n\
          \n\
@@ -229,6 +229,10 @@ pub(super) fn mount_locations(
         bufs = buffers.trim_end_matches('\n'),
         re = regex_literal(prefix),
         auth = AUTH_PATH,
+        after_root = match super::cache_dir(settings, i) {
+            Some(_) => format!("@{name}_cached_{i}"),
+            None => gone.clone(),
+        },
     );
     if !settings.server.verdict_ttl.is_zero() {
         let key = if signed {
@@ -244,6 +248,17 @@ pub(super) fn mount_locations(
         );
     }
     o.push_str("    }\n");
+    // Only reached through try_files, after a positive verdict.
+    if let Some(c) = super::cache_dir(settings, i) {
+        o.push_str(&super::nginx_local::cached_location(
+            name,
+            i,
+            prefix,
+            c,
+            "/$stowaway_key",
+            &gone,
+        ));
+    }
     if opts.fail_open && !signed {
         o.push_str(&nginx_fail_open(settings, name, i, &root));
     }

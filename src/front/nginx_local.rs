@@ -71,6 +71,29 @@ fn key_map(settings: &Settings, var: &str, i: usize) -> String {
     )
 }
 
+/// The named location that looks into mount `i`'s hot-object cache (docs/cache.md) for
+/// `file` after the root missed, then goes on to `next`. No open_file_cache: an evicted or
+/// purged entry must not be sent from a kept descriptor.
+pub(super) fn cached_location(
+    name: &str,
+    i: usize,
+    prefix: &str,
+    dir: &std::path::Path,
+    file: &str,
+    next: &str,
+) -> String {
+    format!(
+        "\n\x20   # {prefix}: not in the root: stowaway's hot-object cache, then {next}.\n\
+         \x20   location @{name}_cached_{i} {{\n\
+         \x20       server_tokens off;\n\
+         \x20       root {root};\n\
+         \x20       disable_symlinks on from=$document_root;\n\
+         \x20       try_files {file} {next};\n\
+         \x20   }}\n",
+        root = nginx_str(&dir.display().to_string()),
+    )
+}
+
 /// Renders the nginx configuration for local-first mode.
 pub fn render(settings: &Settings, opts: &FrontOptions) -> Result<String, FrontConfError> {
     check_front_input(settings, opts)?;
@@ -168,8 +191,8 @@ pub fn render(settings: &Settings, opts: &FrontOptions) -> Result<String, FrontC
              \x20       # Not plainly safe (see the map), or rewritten: stowaway answers as in proxy mode.\n\
              \x20       if (${var}_key{i} = \"\") {{ return 418; }}\n\
              \x20       if ($uri != \"{prefix}${var}_key{i}\") {{ return 418; }}\n\
-             \x20       try_files /${var}_key{i} @{name}_miss_{i};\n\
-             \x20   }}\n\
+             \x20       try_files /${var}_key{i} {next};\n\
+             \x20   }}\n{cached}\
              \n\
              \x20   # {prefix}: not on disk: stowaway's 302, cached for as long as its X-Accel-Expires says.\n\
              \x20   location @{name}_miss_{i} {{\n\
@@ -192,6 +215,21 @@ pub fn render(settings: &Settings, opts: &FrontOptions) -> Result<String, FrontC
             root = nginx_str(&m.root.display().to_string()),
             cache = open_file_cache_lines("        "),
             ask = nginx_proxy::ask_lines(settings, &name, i, open),
+            next = match super::cache_dir(settings, i) {
+                Some(_) => format!("@{name}_cached_{i}"),
+                None => format!("@{name}_miss_{i}"),
+            },
+            cached = match super::cache_dir(settings, i) {
+                Some(c) => cached_location(
+                    &name,
+                    i,
+                    prefix,
+                    c,
+                    &format!("/${var}_key{i}"),
+                    &format!("@{name}_miss_{i}"),
+                ),
+                None => String::new(),
+            },
         );
         // proxy_pass gives its prefix location nginx's automatic 301 from the prefix without
         // its slash; this location has none, so the same answer is spelt out.

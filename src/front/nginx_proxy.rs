@@ -39,6 +39,11 @@ pub fn send_local(
             file.mount_prefix,
             file.key,
         ),
+        Place::Cache(_) => accel_target(
+            &super::nginx::cache_location(&server.internal_prefix, "/"),
+            file.mount_prefix,
+            file.key,
+        ),
     };
     let mut resp = HttpResponse::Ok();
     resp.insert_header((X_ACCEL_REDIRECT, HeaderValue::try_from(target).ok()?));
@@ -162,6 +167,21 @@ pub(super) fn mount_tail(settings: &Settings, name: &str, i: usize, open: bool) 
              \x20   }}",
             loc = archive_location(&settings.server.internal_prefix, prefix),
             alias = nginx_str(&format!("{}/", a.display())),
+        );
+    }
+    if let Some(c) = super::cache_dir(settings, i) {
+        let _ = writeln!(
+            o,
+            "\n    # Hot-object cache: stowaway points here for migrated objects it keeps on local disk.\n\
+             \x20   location ^~ {loc} {{\n\
+             \x20       internal;\n\
+             \x20       server_tokens off;\n\
+             \x20       alias {alias};\n\
+             \x20       disable_symlinks on from=$document_root;\n\
+             \x20       error_page 404 = @{name}_gone_{i};        # evicted between decision and open\n\
+             \x20   }}",
+            loc = super::nginx::cache_location(&settings.server.internal_prefix, prefix),
+            alias = nginx_str(&format!("{}/", c.display())),
         );
     }
     if settings.server.fallback_header {

@@ -515,3 +515,59 @@ fn local_first_maps_plain_paths_and_leaves_signed_mounts_to_auth_mode() {
     assert!(!conf.contains("_key1"), "{conf}");
     assert!(conf.contains("    set $stowaway_uri $uri;"), "{conf}");
 }
+
+/// A mount's hot-object cache (docs/cache.md) in every generated config: its directory is
+/// checked like a root, and every front looks into it only where the issue says.
+#[test]
+fn a_cached_mount_gets_its_cache_locations_and_nothing_else_changes() {
+    let plain = settings("/srv/static", "");
+    let cached = settings("/srv/static", "[mount.cache]\ndir = \"/var/cache/st\"\n");
+    for (mode, render) in [
+        ("proxy", nginx_proxy as fn(&Settings, &FrontOptions) -> _),
+        ("auth", nginx_auth),
+        ("local-first", nginx_local),
+    ] {
+        let without = render(&plain, &opts()).unwrap();
+        assert!(
+            !without.contains("@cache") && !without.contains("_cached_"),
+            "{mode}"
+        );
+        let with = render(&cached, &opts()).unwrap();
+        assert!(with.contains("/var/cache/st"), "{mode}:\n{with}");
+        match mode {
+            "proxy" => {
+                assert!(
+                    with.contains(
+                        "location ^~ /_stowaway_local/@cache/static/ {\n        internal;"
+                    ),
+                    "{with}"
+                );
+                assert!(with.contains("alias /var/cache/st/;"), "{with}");
+            }
+            // Root first, then the cache, then the redirect (auth: after the verdict).
+            "auth" => assert!(
+                with.contains("try_files /$stowaway_key @stowaway_auth_127_0_0_1_8700_cached_0;")
+                    && with.contains("try_files /$stowaway_key @stowaway_auth_127_0_0_1_8700_s3;"),
+                "{with}"
+            ),
+            _ => assert!(
+                with.contains(
+                    "_cached_0 {\n        server_tokens off;\n        root /var/cache/st;"
+                ),
+                "{with}"
+            ),
+        }
+    }
+    let lt = for_lighttpd(cached.clone());
+    let conf = lighttpd(&lt, &opts()).unwrap();
+    assert!(
+        conf.contains("\"x-sendfile-docroot\" => ( \"/srv/static\", \"/var/cache/st\" )"),
+        "{conf}"
+    );
+    let script = lighttpd_local::render_script(&lt);
+    assert!(script.contains("cache = \"/var/cache/st/\" },"), "{script}");
+    // A cache directory the configs could not carry literally is refused like a root.
+    let bad = settings("/srv/static", "[mount.cache]\ndir = \"/var/cache/a;b\"\n");
+    let e = nginx_local(&bad, &opts()).unwrap_err().to_string();
+    assert!(e.contains("/var/cache/a;b"), "{e}");
+}

@@ -275,6 +275,13 @@ impl Pipeline {
             return tombstoned(until);
         }
 
+        // A cached copy of the object this upload replaced goes before the local file does
+        // (finalize is when clients start reaching the new object): the front server must not
+        // find the old bytes in the cache once the local file is gone.
+        if uploaded {
+            crate::cache::purge_mount_key(&self.settings, job.mount, &job.key);
+        }
+
         // 4. The local file must still be what was hashed (a writer may have appended or replaced
         //    it during the upload), also after the grace period.
         if let Some(o) = still_same(job, &open).await {

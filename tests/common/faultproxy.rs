@@ -41,6 +41,9 @@ pub enum Fault {
     Truncate,
     /// Forwarded, but the answer comes late and in small pieces.
     Slow,
+    /// Forwarded whole, but one byte of the body flipped (same length) and S3's checksum
+    /// headers dropped: an object corrupted where no transport checksum catches it.
+    Corrupt,
 }
 
 /// Every fault kind.
@@ -73,6 +76,8 @@ pub struct Counts {
     pub forwarded: AtomicU64,
     pub injected: AtomicU64,
     by_fault: Mutex<std::collections::BTreeMap<Fault, u64>>,
+    /// The request line of every request, in order.
+    lines: Mutex<Vec<String>>,
 }
 
 /// A multipart upload created through the proxy and not yet completed or aborted.
@@ -290,6 +295,20 @@ impl FaultProxy {
     /// ListMultipartUploads requests the proxy answered.
     pub fn list_requests(&self) -> u64 {
         self.ledger.lock().unwrap().lists
+    }
+
+    /// How many requests with `method` had a target containing `path` (e.g. a key).
+    pub fn requests_to(&self, method: &str, path: &str) -> usize {
+        self.counts
+            .lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| {
+                let mut it = l.split(' ');
+                it.next() == Some(method) && it.next().is_some_and(|t| t.contains(path))
+            })
+            .count()
     }
 
     /// From now on, each request (of `methods`, all if empty) gets one of `faults` with
@@ -522,6 +541,7 @@ fn serve(
         }
         req.body = read_body(&mut reader, &req, false, false)?;
         counts.requests.fetch_add(1, Relaxed);
+        counts.lines.lock().unwrap().push(line.clone());
         let (fault, slow) = {
             let p = plan.lock().unwrap();
             let eligible = p.methods.is_empty() || p.methods.contains(&method);
@@ -654,6 +674,19 @@ fn serve(
                 out.flush()?;
                 reset(&out);
                 return Ok(());
+            }
+            Some(Fault::Corrupt) if !resp.body.is_empty() => {
+                let head = String::from_utf8_lossy(&resp.head)
+                    .split("\r\n")
+                    .filter(|l| !l.to_ascii_lowercase().starts_with("x-amz-checksum"))
+                    .collect::<Vec<_>>()
+                    .join("\r\n");
+                let mut body = resp.body.clone();
+                let at = body.len() / 2;
+                body[at] ^= 0xff;
+                out.write_all(head.as_bytes())?;
+                out.write_all(b"\r\n\r\n")?;
+                out.write_all(&body)?;
             }
             Some(Fault::Slow) => {
                 std::thread::sleep(slow);

@@ -838,3 +838,26 @@ pub fn try_get(addr: SocketAddr, target: &str) -> Option<Response> {
     let _ = s.read_to_end(&mut buf);
     try_parse_response(&buf, false)
 }
+
+impl S3Server {
+    /// Stores an object as stowaway's uploader does: with its SHA-256 (hex) in
+    /// `x-amz-meta-sha256`.
+    #[allow(dead_code)]
+    pub fn put_migrated(&self, bucket: &str, key: &str, body: &[u8]) {
+        use sha2::Digest;
+        let c = self.client();
+        let sha = hex::encode(sha2::Sha256::digest(body));
+        let body = aws_sdk_s3::primitives::ByteStream::from(body.to_vec());
+        self.rt
+            .block_on(async {
+                c.put_object()
+                    .bucket(bucket)
+                    .key(key)
+                    .metadata("sha256", sha)
+                    .body(body)
+                    .send()
+                    .await
+            })
+            .expect("put object");
+    }
+}

@@ -3,6 +3,7 @@
 //! log, s3, uploader, then each mount with its URL and access keys), the first error wins.
 
 pub mod access;
+pub mod cache;
 pub mod log;
 pub mod mount;
 pub mod s3;
@@ -28,6 +29,7 @@ pub fn validate_with(raw: &RawConfig, fs: FsChecks) -> Result<Settings, ConfigEr
     let uploader = uploader::validate(&raw.uploader)?;
     let (mounts, access) =
         mount::validate_all(&raw.mounts, &server.internal_prefix, &s3, &uploader, fs)?;
+    let caches = cache::validate_all(&raw.mounts, &mounts, fs)?;
     Ok(Settings {
         server,
         log,
@@ -35,6 +37,7 @@ pub fn validate_with(raw: &RawConfig, fs: FsChecks) -> Result<Settings, ConfigEr
         uploader,
         mounts,
         access,
+        caches,
     })
 }
 

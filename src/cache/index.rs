@@ -1,0 +1,206 @@
+//! What is cached: the [`Policy`] (admission, eviction) plus, per entry, the ETag it was filled
+//! from and when S3 last confirmed it; and the journal that tells, after a restart, which
+//! files in the directory stowaway wrote.
+//!
+//! The journal (`.stowaway-cache.journal`, one JSON line per installed file: key, inode, size,
+//! ETag) works on every file system (tmpfs has no user xattrs before Linux 6.6). A file counts
+//! as ours when a line names its key with its inode and size; anything else found in the
+//! directory was put there by someone else and is removed. Removals are not journalled: a
+//! missing file is simply not found. The scan rewrites the journal with what it kept.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::time::Instant;
+
+use rustix::fs::{Mode, OFlags};
+use serde::{Deserialize, Serialize};
+
+use super::layout::{JOURNAL, TEMP_PREFIX};
+use super::policy::{Admission, Limits, Placement, Policy, Usage};
+
+/// One journal line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    #[serde(rename = "k")]
+    pub key: String,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub etag: String,
+}
+
+/// What is known about a cached entry besides its size.
+#[derive(Debug, Clone)]
+pub struct Meta {
+    pub etag: Box<str>,
+    /// When S3 last said this ETag is current (the fill, or a revalidation).
+    pub validated: Instant,
+}
+
+/// The policy and the entries' ETags, under one lock.
+pub struct Index {
+    policy: Policy,
+    meta: HashMap<Box<str>, Meta>,
+}
+
+impl Index {
+    pub fn new(limits: Limits) -> Self {
+        Index {
+            policy: Policy::new(limits),
+            meta: HashMap::new(),
+        }
+    }
+
+    pub fn contains(&self, key: &str) -> bool {
+        self.policy.contains(key)
+    }
+
+    pub fn record_miss(&mut self, key: &str, now: Instant) -> Admission {
+        self.policy.record_miss(key, None, now)
+    }
+
+    pub fn record_hit(&mut self, key: &str, now: Instant) {
+        self.policy.record_hit(key, now);
+    }
+
+    /// A filled file: the policy decides whether it stays and what goes.
+    pub fn insert(&mut self, key: &str, disk_bytes: u64, meta: Meta, now: Instant) -> Placement {
+        let placed = self.policy.insert(key, disk_bytes, now);
+        for k in &placed.evict {
+            self.meta.remove(k);
+        }
+        if placed.kept {
+            self.meta.insert(key.into(), meta);
+        }
+        placed
+    }
+
+    pub fn remove(&mut self, key: &str) {
+        self.policy.remove(key);
+        self.meta.remove(key);
+    }
+
+    /// Forgets everything (the directory was recreated empty).
+    pub fn clear(&mut self) {
+        let keys: Vec<Box<str>> = self.meta.keys().cloned().collect();
+        for k in keys {
+            self.remove(&k);
+        }
+    }
+
+    pub fn usage(&self) -> Usage {
+        self.policy.usage()
+    }
+
+    /// Up to `max` entries S3 has not confirmed since `before`, oldest first.
+    pub fn due(&self, before: Instant, max: usize) -> Vec<(Box<str>, Box<str>)> {
+        let mut due: Vec<(&Box<str>, &Meta)> = self
+            .meta
+            .iter()
+            .filter(|(_, m)| m.validated <= before)
+            .collect();
+        due.sort_by_key(|(_, m)| m.validated);
+        due.into_iter()
+            .take(max)
+            .map(|(k, m)| (k.clone(), m.etag.clone()))
+            .collect()
+    }
+
+    pub fn confirm(&mut self, key: &str, now: Instant) {
+        if let Some(m) = self.meta.get_mut(key) {
+            m.validated = now;
+        }
+    }
+
+    pub fn keys(&self) -> Vec<Box<str>> {
+        self.meta.keys().cloned().collect()
+    }
+}
+
+/// Appends `r` to the journal in the directory `dir` (one `write` of one line, `O_APPEND`).
+pub fn append(dir: BorrowedFd<'_>, r: &Record) -> io::Result<()> {
+    let mut line = serde_json::to_vec(r).map_err(io::Error::other)?;
+    line.push(b'\n');
+    let fd = rustix::fs::openat(
+        dir,
+        JOURNAL,
+        OFlags::WRONLY | OFlags::APPEND | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )?;
+    let mut f = std::fs::File::from(fd);
+    f.write_all(&line)?;
+    f.sync_data()
+}
+
+/// The journal's records by key (the last line for a key wins); unreadable lines are skipped.
+pub fn read(dir: BorrowedFd<'_>) -> io::Result<HashMap<String, Record>> {
+    let fd = match rustix::fs::openat(
+        dir,
+        JOURNAL,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT) => return Ok(HashMap::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut text = String::new();
+    std::fs::File::from(fd).read_to_string(&mut text)?;
+    Ok(text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Record>(l).ok())
+        .map(|r| (r.key.clone(), r))
+        .collect())
+}
+
+/// Replaces the journal with exactly `records` (temp file, fsync, rename).
+pub fn rewrite(dir: BorrowedFd<'_>, records: &[Record]) -> io::Result<()> {
+    let tmp = format!("{TEMP_PREFIX}{}.journal", std::process::id());
+    let _ = crate::beneath::unlink_at(dir, OsStr::new(&tmp));
+    let mut f = crate::beneath::create_new_at(dir, OsStr::new(&tmp), 0o600)?;
+    let mut text = Vec::new();
+    for r in records {
+        text.extend(serde_json::to_vec(r).map_err(io::Error::other)?);
+        text.push(b'\n');
+    }
+    f.write_all(&text)?;
+    f.sync_all()?;
+    crate::beneath::rename_at(dir, OsStr::new(&tmp), dir, OsStr::new(JOURNAL))?;
+    crate::beneath::sync_dir(dir.as_fd())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn journal_appends_rewrites_and_skips_garbage() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = crate::beneath::DirHandle::open(d.path()).unwrap();
+        let fd = dir.open_dir(std::path::Path::new("")).unwrap();
+        let r = |k: &str, ino| Record {
+            key: k.into(),
+            ino,
+            size: 3,
+            mtime_ns: 1,
+            etag: "e".into(),
+        };
+        append(fd.as_fd(), &r("a", 1)).unwrap();
+        append(fd.as_fd(), &r("a", 2)).unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(d.path().join(JOURNAL))
+            .unwrap()
+            .write_all(b"{not json\n")
+            .unwrap();
+        append(fd.as_fd(), &r("b/c", 3)).unwrap();
+        let got = read(fd.as_fd()).unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got["a"].ino, 2, "the last line wins");
+        rewrite(fd.as_fd(), &[r("b/c", 3)]).unwrap();
+        let got = read(fd.as_fd()).unwrap();
+        assert_eq!(got.keys().collect::<Vec<_>>(), ["b/c"]);
+    }
+}

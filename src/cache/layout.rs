@@ -1,0 +1,313 @@
+//! The cache directory on disk: `<dir>/<key>`, the same key space as the mount, so a front
+//! server finds `<dir>/$key` itself. Everything else stowaway keeps there starts with
+//! [`OWN_PREFIX`] (never a served key): fill temp files in the top directory, the journal and
+//! the stats file. Every path below the directory is resolved beneath its handle in the kernel
+//! (no symlink followed, no escape), as for mount roots.
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+
+use crate::beneath::{self, DirHandle, Lookup};
+pub use crate::config::validate::cache::CACHE_OWN_PREFIX as OWN_PREFIX;
+
+/// Fill temp files: `.stowaway-cache-tmp.<pid>.<n>`; a dead pid's are removed by the scan.
+pub const TEMP_PREFIX: &str = ".stowaway-cache-tmp.";
+/// Which files stowaway wrote (see [`super::index`]).
+pub const JOURNAL: &str = ".stowaway-cache.journal";
+/// Counters the serving process leaves for `stowaway status` (another process).
+pub const STATS: &str = ".stowaway-cache.stats";
+
+/// Why the cache directory could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum LayoutError {
+    #[error("cache directory {dir}: {source}")]
+    Dir { dir: PathBuf, source: io::Error },
+    #[error("cache file {key:?}: {source}")]
+    File { key: String, source: io::Error },
+}
+
+/// The cache directory of one mount.
+pub struct Layout {
+    path: PathBuf,
+    handle: ArcSwap<DirHandle>,
+    next_temp: AtomicU64,
+}
+
+impl Layout {
+    /// Opens (creating it if needed) the configured directory.
+    pub fn open(path: &Path) -> Result<Layout, LayoutError> {
+        let handle = open_or_create(path)?;
+        Ok(Layout {
+            path: path.to_path_buf(),
+            handle: ArcSwap::from_pointee(handle),
+            next_temp: AtomicU64::new(0),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn handle(&self) -> Arc<DirHandle> {
+        self.handle.load_full()
+    }
+
+    /// Whether `key` is a regular file reached without symlinks: one `openat2` + `fstat`.
+    pub fn is_file(&self, key: &str) -> bool {
+        self.file_len(key).is_some()
+    }
+
+    /// The length of `key` if it is a regular file reached without symlinks.
+    pub fn file_len(&self, key: &str) -> Option<u64> {
+        match self.handle.load().lookup(Path::new(key)) {
+            Ok(Lookup::File(stamp)) => Some(stamp.size),
+            _ => None,
+        }
+    }
+
+    /// Disk usage of `key` in bytes (`st_blocks * 512`), if it is one of the cache's files.
+    pub fn disk_bytes(&self, key: &str) -> Option<u64> {
+        let f = self.handle.load().open_file(Path::new(key)).ok()??;
+        Some(f.file.metadata().ok()?.blocks() * 512)
+    }
+
+    /// When the directory was deleted (or replaced) under us: creates it again and swaps the
+    /// handle. `true` when it did (everything cached before is gone).
+    pub fn recreate_if_gone(&self) -> Result<bool, LayoutError> {
+        let cur = self.handle.load();
+        let root = cur
+            .open_dir(Path::new(""))
+            .map_err(|source| LayoutError::Dir {
+                dir: self.path.clone(),
+                source,
+            })?;
+        let here = rustix::fs::fstat(&root).map_err(|e| LayoutError::Dir {
+            dir: self.path.clone(),
+            source: e.into(),
+        })?;
+        let same = match std::fs::metadata(&self.path) {
+            Ok(m) => m.ino() == here.st_ino && m.dev() == here.st_dev as u64 && here.st_nlink > 0,
+            Err(_) => false,
+        };
+        if same {
+            return Ok(false);
+        }
+        tracing::warn!(dir = %self.path.display(), "the cache directory was deleted or replaced: creating it again, the cache starts empty");
+        self.handle.store(Arc::new(open_or_create(&self.path)?));
+        Ok(true)
+    }
+
+    /// A new temp file in the top directory, for one fill.
+    pub fn temp(&self) -> Result<(File, String), LayoutError> {
+        let n = self.next_temp.fetch_add(1, Ordering::Relaxed);
+        let name = format!("{TEMP_PREFIX}{}.{n}", std::process::id());
+        let err = |source| LayoutError::Dir {
+            dir: self.path.clone(),
+            source,
+        };
+        let root = self.handle.load().open_dir(Path::new("")).map_err(err)?;
+        let f = beneath::create_new_at(root.as_fd(), OsStr::new(&name), 0o644).map_err(err)?;
+        Ok((f, name))
+    }
+
+    /// Where `key` goes: its directory (created beneath the handle) and name, ready for the
+    /// rename that puts a finished temp file in place ([`Slot::fill_with`]).
+    pub fn slot(&self, key: &str) -> Result<Slot, LayoutError> {
+        let err = |source| LayoutError::File {
+            key: key.to_string(),
+            source,
+        };
+        let h = self.handle.load();
+        let root = h.open_dir(Path::new("")).map_err(err)?;
+        let rel = Path::new(key);
+        let name = rel
+            .file_name()
+            .ok_or_else(|| err(io::Error::new(io::ErrorKind::InvalidInput, "no file name")))?
+            .to_os_string();
+        let parent = match rel.parent().filter(|p| !p.as_os_str().is_empty()) {
+            Some(p) => h.create_dirs(p).map_err(err)?,
+            None => root.try_clone().map_err(err)?,
+        };
+        Ok(Slot {
+            root,
+            parent,
+            name,
+            key: key.to_string(),
+        })
+    }
+
+    /// Moves the finished temp file `temp` to `key` and makes the rename durable.
+    pub fn install(&self, temp: &str, key: &str) -> Result<(), LayoutError> {
+        let slot = self.slot(key)?;
+        slot.fill_with(temp)?;
+        slot.sync()
+    }
+
+    /// Removes a temp file (a fill that failed).
+    pub fn discard(&self, temp: &str) {
+        if let Ok(root) = self.handle.load().open_dir(Path::new("")) {
+            let _ = beneath::unlink_at(root.as_fd(), OsStr::new(temp));
+        }
+    }
+
+    /// Deletes the cached file of `key`; `Ok(false)` when there was none.
+    pub fn remove(&self, key: &str) -> io::Result<bool> {
+        remove_beneath(&self.handle.load(), key)
+    }
+
+    /// The top directory, opened for `*at` calls (journal, stats, scan).
+    pub fn root_fd(&self) -> io::Result<OwnedFd> {
+        self.handle.load().open_dir(Path::new(""))
+    }
+}
+
+/// The place of one key in the cache directory, resolved beneath its handle.
+pub struct Slot {
+    root: OwnedFd,
+    parent: OwnedFd,
+    name: std::ffi::OsString,
+    key: String,
+}
+
+impl Slot {
+    fn err(&self, source: io::Error) -> LayoutError {
+        LayoutError::File {
+            key: self.key.clone(),
+            source,
+        }
+    }
+
+    /// Renames the temp file `temp` (in the top directory) into this slot: one `renameat`.
+    pub fn fill_with(&self, temp: &str) -> Result<(), LayoutError> {
+        beneath::rename_at(
+            self.root.as_fd(),
+            OsStr::new(temp),
+            self.parent.as_fd(),
+            &self.name,
+        )
+        .map_err(|e| self.err(e))
+    }
+
+    /// Makes the rename durable.
+    pub fn sync(&self) -> Result<(), LayoutError> {
+        beneath::sync_dir(self.parent.as_fd()).map_err(|e| self.err(e))
+    }
+}
+
+fn open_or_create(path: &Path) -> Result<DirHandle, LayoutError> {
+    let err = |source| LayoutError::Dir {
+        dir: path.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(path).map_err(err)?;
+    DirHandle::open(path).map_err(err)
+}
+
+fn remove_beneath(h: &DirHandle, key: &str) -> io::Result<bool> {
+    let (dir, name) = match h.parent(Path::new(key)) {
+        Ok(p) => p,
+        Err(e) if beneath::is_missing(&e) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    // Only a regular file: a directory or symlink of that name is not a cached object.
+    match beneath::stat_at(dir.as_fd(), name)? {
+        Some(_) => {}
+        None => return Ok(false),
+    }
+    match beneath::unlink_at(dir.as_fd(), name) {
+        Ok(()) => Ok(true),
+        Err(e) if beneath::is_missing(&e) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Purges that happened in this process, so a fill that started before one does not put the
+/// old bytes back afterwards. Short-lived: a fill older than this has failed anyway.
+static RECENT_PURGES: Mutex<Vec<(PathBuf, Box<str>, Instant)>> = Mutex::new(Vec::new());
+const PURGE_MEMORY: Duration = Duration::from_secs(3600);
+
+fn note_purge(dir: &Path, key: &str) {
+    let now = Instant::now();
+    let mut p = RECENT_PURGES.lock().unwrap_or_else(|e| e.into_inner());
+    p.retain(|(_, _, at)| now.duration_since(*at) < PURGE_MEMORY);
+    p.push((dir.to_path_buf(), key.into(), now));
+}
+
+/// Whether `key` of the cache in `dir` was purged at or after `since` (in this process).
+pub fn purged_since(dir: &Path, key: &str, since: Instant) -> bool {
+    let p = RECENT_PURGES.lock().unwrap_or_else(|e| e.into_inner());
+    p.iter()
+        .any(|(d, k, at)| *at >= since && &**k == key && d == dir)
+}
+
+/// Removes `key` (mount-relative, as in the URL) from the cache directory `dir`, resolved
+/// beneath it without following symlinks. For `stowaway rm`, `stowaway migrate` and the
+/// uploader when it replaces an object: works from any process (a running `serve` notices the
+/// missing file at its next lookup or revalidation, and a front server never finds it again).
+/// `Ok(false)` when nothing was cached (or the directory does not exist).
+pub fn purge(dir: &Path, key: &str) -> io::Result<bool> {
+    note_purge(dir, key);
+    let h = match DirHandle::open(dir) {
+        Ok(h) => h,
+        Err(e) if beneath::is_missing(&e) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    remove_beneath(&h, key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn install_remove_and_purge_stay_beneath() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("cache");
+        let l = Layout::open(&dir).unwrap();
+        let (mut f, t) = l.temp().unwrap();
+        std::io::Write::write_all(&mut f, b"abc").unwrap();
+        l.install(&t, "a/b/c.jpg").unwrap();
+        assert!(l.is_file("a/b/c.jpg"));
+        assert_eq!(std::fs::read(dir.join("a/b/c.jpg")).unwrap(), b"abc");
+        assert!(l.disk_bytes("a/b/c.jpg").is_some());
+        // A symlinked directory is never followed.
+        let outside = d.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("x.jpg"), b"x").unwrap();
+        std::os::unix::fs::symlink(&outside, dir.join("ln")).unwrap();
+        assert!(!l.is_file("ln/x.jpg"));
+        assert!(!purge(&dir, "ln/x.jpg").unwrap());
+        assert!(outside.join("x.jpg").exists());
+        let before = Instant::now();
+        assert!(purge(&dir, "a/b/c.jpg").unwrap());
+        assert!(purged_since(&dir, "a/b/c.jpg", before));
+        assert!(!l.is_file("a/b/c.jpg"));
+        assert!(!purge(&d.path().join("none"), "a.jpg").unwrap());
+    }
+
+    #[test]
+    fn a_deleted_directory_is_created_again() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("cache");
+        let l = Layout::open(&dir).unwrap();
+        assert!(!l.recreate_if_gone().unwrap());
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(
+            l.temp().is_err(),
+            "nothing can be created in a deleted directory"
+        );
+        assert!(l.recreate_if_gone().unwrap());
+        let (_, t) = l.temp().unwrap();
+        l.install(&t, "k.jpg").unwrap();
+        assert!(dir.join("k.jpg").exists());
+    }
+}
