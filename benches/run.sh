@@ -9,7 +9,7 @@
 #   --quick        short runs for developing the script: 3 s per wrk run, 1 run, small file
 #                  sets (100 × 100 KiB, 2 × 72 MiB), growth up to 30k files, 10 s soak,
 #                  20k requests in the mixed-workload list
-#   --case LIST    only these cases (1–9, comma-separated; default all)
+#   --case LIST    only these cases (1–12, comma-separated; default 1–9 and 12; 10 and 11 only when named)
 #   --runs N       runs per variant (default 3; the median is reported)
 #   --duration S   seconds per wrk run (default 10)
 #   --no-latency   skip the paced latency runs of cases 1, 2, 3 and 9
@@ -48,7 +48,7 @@ LIB="$REPO/benches/lib"
 CONF="$REPO/benches/conf"
 
 QUICK=0
-CASES="1,2,3,4,5,6,7,8,9"
+CASES="1,2,3,4,5,6,7,8,9,12"
 RUNS=""
 DURATION=""
 WRITE=0
@@ -1271,6 +1271,69 @@ EOF
   mix_check "$LIKE_P"
   wrk_case 9 "${VL[@]}"
   lat_case 9 "${VL[@]}"
+fi
+
+# --- Case 12: a cached object through nginx vs a local file ----------------------------------------
+# Issue 15's serving goal: an object the hot-object cache holds is sent by nginx itself
+# (local-first: `try_files` root, then the cache directory), as fast as a local file of the same
+# size through the same generated config. The object is put into S3 (x-amz-meta-sha256, as the
+# uploader writes it) and cached the real way: misses through nginx until stowaway filled it.
+if want 12; then
+  setup_serving
+  if nginx_has_mode "$LF_MODE"; then
+    c12=$WORK/site/c12
+    mkdir -p "$c12" "$WORK/c12-cache"
+    head -c 10240 /dev/urandom > "$c12/local10k.jpg"
+    head -c 10240 /dev/urandom > "$WORK/c12-object"
+    h=$(sha256sum "$WORK/c12-object" | cut -c1-64)
+    code=$(curl -s -o /dev/null -w '%{http_code}' --aws-sigv4 "aws:amz:$AWS_REGION:s3" \
+      --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" -H "x-amz-content-sha256: $h" \
+      -H "x-amz-meta-sha256: $h" -T "$WORK/c12-object" "http://127.0.0.1:$S3PORT/site-media/c12/cached10k.jpg")
+    [ "$code" = 200 ] || die "case 12: PUT of the object answered $code"
+    c12port=$(freeport)
+    cat > "$WORK/stowaway-c12.toml" <<EOF
+[server]
+listen = "127.0.0.1:$c12port"
+front = "nginx"
+[log]
+level = "warn"
+[uploader]
+enabled = false
+[s3]
+region = "$AWS_REGION"
+endpoint = "http://127.0.0.1:$S3PORT"
+addressing_style = "path"
+[[mount]]
+prefix = "/c12/"
+root = "$c12"
+bucket = "site-media"
+key_prefix = "c12/"
+url = "presigned"
+expires = "1h"
+window = "5m"
+upload = false
+[mount.cache]
+dir = "$WORK/c12-cache"
+min_hits = 1
+EOF
+    start_stowaway stowaway-c12 "$WORK/stowaway-c12.toml" "$c12port"
+    p12=$(freeport)
+    gen_nginx "$LF_MODE" "$WORK/stowaway-c12.toml" "$p12" c12
+    nginx_start nginx-c12 "$p12" "$(cat "$WORK/gen-c12.conf")"
+    for i in $(seq 100); do
+      [ -f "$WORK/c12-cache/cached10k.jpg" ] && break
+      curl -s -o /dev/null "http://127.0.0.1:$p12/c12/cached10k.jpg"
+      sleep 0.2
+    done
+    [ -f "$WORK/c12-cache/cached10k.jpg" ] || die "case 12: the object was never cached: $(tail -n 20 "$WORK/stowaway-c12.log")"
+    check "http://127.0.0.1:$p12/c12/cached10k.jpg" 200
+    check "http://127.0.0.1:$p12/c12/local10k.jpg" 200
+    cmp -s <(curl -s "http://127.0.0.1:$p12/c12/cached10k.jpg") "$WORK/c12-object" || die "case 12: cached bytes differ"
+    log "case 12: cached object vs local file, 10 KiB each, through one local-first nginx"
+    wrk_case 12 "local http://127.0.0.1:$p12/c12/local10k.jpg" "cached http://127.0.0.1:$p12/c12/cached10k.jpg"
+  else
+    skip 12 cached "gen-config nginx has no --mode $LF_MODE"
+  fi
 fi
 
 # --- Case 11: reconcile at scale ------------------------------------------------------------------

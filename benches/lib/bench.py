@@ -712,6 +712,17 @@ class Summary:
             }
             self.wrk_table(c, labels)
             self.lat_table(c, labels)
+        c = "12"
+        if any(k[0] == c for k in self.d):
+            self.p("### Case 12: a cached object vs a local file through nginx (local-first, wrk -t2 -c64)")
+            self.p()
+            self.p("10 KiB each, one generated local-first config: the local file is found by `try_files` in the "
+                   "root, the cached object one step later in the cache directory (stowaway filled it from S3).")
+            self.p()
+            self.wrk_table(c, {"local": "local file (root)", "cached": "cached object (cache directory)"}, base="local")
+            lo, ca = self.med(c, "local", "rps"), self.med(c, "cached", "rps")
+            if lo and ca:
+                self.goal(12, "cached object ≥ 95% of a local file's req/s (nginx local-first)", f"{ca / lo:.0%}", ca / lo >= 0.95)
         self.render_issue14()
         self.p("### Goals of earlier issues")
         self.p()
