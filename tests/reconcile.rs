@@ -400,6 +400,66 @@ fn delete_orphans_deletes_orphans_only() {
     assert!(findings(&v).iter().all(|f| f.0 != "orphan"), "{v:#}");
 }
 
+/// A file the uploader has taken off its root name on its way to the archive
+/// (`.stowaway-rm.<pid>.<n>.<name>`, between the detach and the rename into the archive — or
+/// left so by a crash) has neither a root nor an archived copy under its key for a moment: its
+/// verified object is not an orphan, and `--delete-orphans` keeps it. Before, it was deleted.
+#[test]
+fn delete_orphans_keeps_the_object_of_a_file_on_its_way_to_the_archive() {
+    let w = World::new(BUCKET);
+    let proxy = FaultProxy::start(&w.s3.endpoint);
+    proxy.answer_list_multipart_uploads(2);
+    std::fs::create_dir_all(media(&w)).unwrap();
+    for rel in ["moving/live.jpg", "moving/crashed.jpg"] {
+        write_file(&w.root, rel, &bytes(7, 2000));
+    }
+    let cfg = w.path().join("reconcile.toml");
+    std::fs::write(
+        &cfg,
+        w.config("reconcile.toml", &[("proxy", &proxy.endpoint)]),
+    )
+    .unwrap();
+    wait_settled(&w.root);
+    assert!(run(&cfg, &["migrate"]).status.success());
+    // Mid-move: detached in the root by a live process (this one), not yet in the archive;
+    // and the same state left by a process that died there.
+    std::fs::create_dir_all(w.root.join("moving")).unwrap();
+    for (name, pid) in [
+        ("live.jpg", std::process::id()),
+        ("crashed.jpg", dead_pid()),
+    ] {
+        std::fs::rename(
+            w.archive.join("moving").join(name),
+            w.root.join(format!("moving/.stowaway-rm.{pid}.0.{name}")),
+        )
+        .unwrap();
+    }
+    let before = bucket_state(&w);
+    let o = run(&cfg, &["reconcile", "--json", "--delete-orphans"]);
+    let v: serde_json::Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text_of(&o.stderr)));
+    assert_eq!(bucket_state(&w), before, "no object deleted: {v:#}");
+    for key in ["moving/live.jpg", "moving/crashed.jpg"] {
+        assert!(
+            w.s3.get(BUCKET, &format!("static/{key}")).is_some(),
+            "{key}: {v:#}"
+        );
+        let f = v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["key"] == key)
+            .unwrap_or_else(|| panic!("{key}: {v:#}"));
+        assert!(
+            f["action"]
+                .as_str()
+                .unwrap()
+                .starts_with("kept: the file is on its way"),
+            "{f}"
+        );
+    }
+}
+
 #[test]
 fn a_clean_bucket_reconciles_with_exit_0() {
     let w = World::new(BUCKET);

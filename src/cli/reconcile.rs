@@ -979,11 +979,21 @@ async fn delete_orphan(
     arch: &Side,
     key: &str,
 ) -> String {
+    // In the order a file moves (root name, detached name, archive), so a move running now is
+    // seen at one of its stages.
     for side in [root, arch] {
         if let Some(w) = &side.walk {
             match w.h.lookup(Path::new(key)) {
                 Ok(Lookup::Missing) => {}
                 Ok(_) => return "kept: a local copy appeared".into(),
+                Err(e) => return format!("kept: cannot look for a local copy: {e}"),
+            }
+            match detached_copy(&w.h, key) {
+                Ok(false) => {}
+                Ok(true) => {
+                    return "kept: the file is on its way to the archive (detached, .stowaway-rm.…)"
+                        .into();
+                }
                 Err(e) => return format!("kept: cannot look for a local copy: {e}"),
             }
         }
@@ -995,6 +1005,21 @@ async fn delete_orphan(
         Ok(_) => "deleted".into(),
         Err(f) => format!("failed: {}", f.message),
     }
+}
+
+/// Whether `key`'s directory beneath `h` holds it under a detached name: taken off its name
+/// by the uploader between the verified upload and the archive, or left so by a crash (put
+/// back at the next start). Either way the object is its verified content, not an orphan.
+fn detached_copy(h: &DirHandle, key: &str) -> std::io::Result<bool> {
+    let (dir, name) = match h.parent(Path::new(key)) {
+        Ok(p) => p,
+        Err(e) if beneath::is_missing(&e) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let name = name.as_bytes();
+    Ok(beneath::read_dir(&dir)?
+        .iter()
+        .any(|(n, _)| finalize::detached_original(n) == Some(name)))
 }
 
 /// Incomplete multipart uploads under the mount's prefix: abandoned ones are findings
