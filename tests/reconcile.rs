@@ -460,6 +460,54 @@ fn delete_orphans_keeps_the_object_of_a_file_on_its_way_to_the_archive() {
     }
 }
 
+/// An archive disk that did not mount (or a root on one) leaves an empty directory: every
+/// object then looks like an orphan. `--delete-orphans` deletes nothing on a mount whose root
+/// and archive are both empty, and says why. Before, it deleted every object of the mount.
+#[test]
+fn delete_orphans_deletes_nothing_when_the_local_side_is_empty() {
+    let w = World::new(BUCKET);
+    let proxy = FaultProxy::start(&w.s3.endpoint);
+    proxy.answer_list_multipart_uploads(2);
+    std::fs::create_dir_all(media(&w)).unwrap();
+    for rel in ["a.jpg", "b/c.jpg"] {
+        write_file(&w.root, rel, &bytes(3, 1500));
+    }
+    write_file(&media(&w), "kept/photo.jpg", &bytes(4, 900));
+    let cfg = w.path().join("reconcile.toml");
+    std::fs::write(
+        &cfg,
+        w.config("reconcile.toml", &[("proxy", &proxy.endpoint)]),
+    )
+    .unwrap();
+    wait_settled(&w.root);
+    wait_settled(&media(&w));
+    assert!(run(&cfg, &["migrate"]).status.success());
+    assert!(w.in_archive("b/c.jpg"));
+    // The archive's disk (and the media root's) "did not mount": empty directories in place.
+    for d in [w.archive.clone(), media(&w)] {
+        std::fs::rename(&d, d.with_extension("unmounted")).unwrap();
+        std::fs::create_dir_all(&d).unwrap();
+    }
+    let before = bucket_state(&w);
+    let o = run(&cfg, &["reconcile", "--json", "--delete-orphans"]);
+    let v: serde_json::Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text_of(&o.stderr)));
+    assert_eq!(bucket_state(&w), before, "no object deleted: {v:#}");
+    let orphans: Vec<&serde_json::Value> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == "orphan")
+        .collect();
+    assert_eq!(orphans.len(), 3, "{v:#}");
+    for f in orphans {
+        assert!(
+            f["action"].as_str().unwrap().contains("empty"),
+            "says why: {f}"
+        );
+    }
+}
+
 #[test]
 fn a_clean_bucket_reconciles_with_exit_0() {
     let w = World::new(BUCKET);

@@ -45,6 +45,9 @@ use crate::uploader::finalize::{self, DETACHED_PREFIX, ReadAt};
 use crate::uploader::leftovers::abandoned;
 use crate::uploader::{Stats, UploaderError};
 
+/// The action of an orphan `--delete-orphans` keeps because root and archive are both empty.
+const EMPTY_LOCAL: &str = "kept: the root and the archive are both empty (a disk that did not mount?); nothing is deleted on such a mount";
+
 /// Exit code when discrepancies remain (found and not fixed).
 pub const EXIT_FOUND: u8 = 1;
 /// Exit code when the comparison could not be finished (S3 or a local directory could not be
@@ -487,6 +490,11 @@ impl Walk {
         Ok(w)
     }
 
+    /// Whether the top directory had no entry at all when the walk opened it.
+    fn was_empty(&self) -> bool {
+        self.stack.first().is_none_or(|l| l.entries.idx.is_empty())
+    }
+
     fn level(&self, rel: PathBuf) -> std::io::Result<Level> {
         let dir = self.h.open_dir(&rel)?;
         let entries = Names::read(&dir)?;
@@ -669,6 +677,11 @@ async fn reconcile_mount(
         },
         None => None,
     });
+    // An empty root and archive is what a disk that did not mount looks like: every object
+    // would be an orphan. They are reported, never deleted.
+    let nothing_local = [&root, &arch]
+        .iter()
+        .all(|side| side.walk.as_ref().is_none_or(Walk::was_empty));
     let mut skip = Vec::new();
     for o in &settings.mounts {
         if o.bucket == m.bucket
@@ -789,7 +802,11 @@ async fn reconcile_mount(
                             "has no local or archived copy".into(),
                         );
                         if opts.delete_orphans {
-                            f.action = delete_orphan(store, m, &root, &arch, &k).await;
+                            f.action = if nothing_local {
+                                EMPTY_LOCAL.into()
+                            } else {
+                                delete_orphan(store, m, &root, &arch, &k).await
+                            };
                         }
                         s.count(&f);
                         out.finding(&f);
