@@ -460,9 +460,10 @@ fn delete_orphans_keeps_the_object_of_a_file_on_its_way_to_the_archive() {
     }
 }
 
-/// An archive disk that did not mount (or a root on one) leaves an empty directory: every
-/// object then looks like an orphan. `--delete-orphans` deletes nothing on a mount whose root
-/// and archive are both empty, and says why. Before, it deleted every object of the mount.
+/// An archive disk that did not mount (or a `finalize = "keep"` root on one) leaves an empty
+/// directory: every object then looks like an orphan. `--delete-orphans` deletes nothing on a
+/// mount whose copies' directory (the archive, or the root of a "keep" mount) is empty, and
+/// says why — whatever new files the root holds. Before, it deleted every object of the mount.
 #[test]
 fn delete_orphans_deletes_nothing_when_the_local_side_is_empty() {
     let w = World::new(BUCKET);
@@ -483,11 +484,13 @@ fn delete_orphans_deletes_nothing_when_the_local_side_is_empty() {
     wait_settled(&media(&w));
     assert!(run(&cfg, &["migrate"]).status.success());
     assert!(w.in_archive("b/c.jpg"));
-    // The archive's disk (and the media root's) "did not mount": empty directories in place.
+    // The archive's disk (and the media root's) "did not mount": empty directories in place,
+    // while the root of /static/ has a new upload, as a live site's root does.
     for d in [w.archive.clone(), media(&w)] {
         std::fs::rename(&d, d.with_extension("unmounted")).unwrap();
         std::fs::create_dir_all(&d).unwrap();
     }
+    write_file(&w.root, "new-upload.jpg", b"just uploaded by the app");
     let before = bucket_state(&w);
     let o = run(&cfg, &["reconcile", "--json", "--delete-orphans"]);
     let v: serde_json::Value =

@@ -45,8 +45,8 @@ use crate::uploader::finalize::{self, DETACHED_PREFIX, ReadAt};
 use crate::uploader::leftovers::abandoned;
 use crate::uploader::{Stats, UploaderError};
 
-/// The action of an orphan `--delete-orphans` keeps because root and archive are both empty.
-const EMPTY_LOCAL: &str = "kept: the root and the archive are both empty (a disk that did not mount?); nothing is deleted on such a mount";
+/// The action of an orphan `--delete-orphans` keeps because the copies' directory is empty.
+const EMPTY_LOCAL: &str = "kept: the directory of the local copies (archive_root, or the root of a finalize = \"keep\" mount) is empty — a disk that did not mount?; nothing is deleted on such a mount";
 
 /// Exit code when discrepancies remain (found and not fixed).
 pub const EXIT_FOUND: u8 = 1;
@@ -677,11 +677,14 @@ async fn reconcile_mount(
         },
         None => None,
     });
-    // An empty root and archive is what a disk that did not mount looks like: every object
-    // would be an orphan. They are reported, never deleted.
-    let nothing_local = [&root, &arch]
-        .iter()
-        .all(|side| side.walk.as_ref().is_none_or(Walk::was_empty));
+    // An empty directory where the copies live (the archive; the root of a "keep" mount) is
+    // what a disk that did not mount looks like: every object would be an orphan. They are
+    // reported, never deleted. A root with new files says nothing about the archive.
+    let copies = match m.finalize {
+        Finalize::Archive => &arch,
+        Finalize::Keep | Finalize::Delete => &root,
+    };
+    let nothing_local = copies.walk.as_ref().is_none_or(Walk::was_empty);
     let mut skip = Vec::new();
     for o in &settings.mounts {
         if o.bucket == m.bucket
