@@ -21,6 +21,7 @@ use serde::Serialize;
 
 use crate::beneath::{self, DirHandle};
 use crate::config::{Mount, Settings};
+use crate::ignore::OWN_PREFIX;
 use crate::paths::{MapResult, encode_path, is_file_key, map_request, object_key};
 use crate::store::ObjectStore;
 use crate::store::tombstone::Deleted;
@@ -117,6 +118,15 @@ pub fn locate(settings: &Settings, path: &str) -> Result<(usize, String), RmErro
     let encoded = encode_path(path);
     let prefixes: Vec<&str> = settings.mounts.iter().map(|m| m.prefix.as_str()).collect();
     match map_request(&prefixes, &encoded) {
+        // stowaway's own names (tombstones, archive temp copies, files detached on their way
+        // to the archive) are never user files: removing one would bring a removed path back
+        // or break a move in flight.
+        MapResult::Mapped(m) if m.key.split('/').any(|c| c.starts_with(OWN_PREFIX)) => {
+            Err(RmError::BadPath(
+                path.to_string(),
+                format!("names stowaway's own {OWN_PREFIX}… files, not a file to remove"),
+            ))
+        }
         MapResult::Mapped(m) if is_file_key(&m.key) => Ok((m.mount, m.key.into_owned())),
         MapResult::Mapped(_) => Err(RmError::Directory(path.to_string())),
         MapResult::NoMount => Err(RmError::NoMount(path.to_string())),

@@ -190,7 +190,12 @@ impl StorageClasses {
         });
         e.state = state;
         e.at = Instant::now();
-        e.restore_asked |= restore_asked;
+        // A restore that finished is no longer "asked": once its copy expires (`restore_days`)
+        // the key is archived again and the next look may start one more.
+        e.restore_asked = match state {
+            Coldness::Restored | Coldness::Readable => restore_asked,
+            Coldness::Restoring | Coldness::Archived => e.restore_asked || restore_asked,
+        };
     }
 
     fn restore_asked(&self, mount: usize, key: &str) -> bool {
@@ -363,5 +368,24 @@ mod tests {
         );
         assert!(s.restore_asked(0, "b"));
         assert_eq!(s.check(0, "c"), Answer::Readable, "moved back to STANDARD");
+    }
+
+    /// One restore per key while it runs, but not one per process lifetime: once the restored
+    /// copy was seen, its expiry (after `restore_days`) lets the next look start another.
+    /// Before, the key answered 503 for good once its first restored copy expired.
+    #[test]
+    fn a_restored_copy_that_expired_may_be_restored_again() {
+        let s = StorageClasses::empty(RestoreTier::Standard);
+        s.replace(0, keys(&["a"]));
+        s.learn(0, "a".into(), Coldness::Restoring, true);
+        s.learn(0, "a".into(), Coldness::Restoring, false);
+        assert!(s.restore_asked(0, "a"), "still running: not asked again");
+        s.learn(0, "a".into(), Coldness::Restored, false);
+        assert_eq!(s.check(0, "a"), Answer::Readable);
+        s.learn(0, "a".into(), Coldness::Archived, false);
+        assert!(
+            !s.restore_asked(0, "a"),
+            "the restored copy expired: a new restore may start"
+        );
     }
 }

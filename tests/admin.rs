@@ -204,6 +204,52 @@ fn admin_delete_needs_the_token_removes_everywhere_and_repeats_safely() {
     assert!(!log.contains(TOKEN), "the token was logged: {log}");
 }
 
+/// stowaway's own names are not files to remove: a DELETE naming a `.stowaway-` segment
+/// (another path's tombstone, an archive temp copy in flight, a detached file on its way to
+/// the archive) is a 400 that removes nothing. Before, it deleted the tombstone object — the
+/// removed path came back at the next refresh — and unlinked the temp files.
+#[test]
+fn admin_delete_never_touches_stowaways_own_names() {
+    let w = World::site(BUCKET);
+    w.s3.put(BUCKET, "static/.stowaway-tombstones/old.jpg", b"");
+    let temp = format!(".stowaway-tmp.{}.1.2", std::process::id());
+    write_file(&w.archive, &format!("a/{temp}"), b"half copy");
+    let detached = format!("a/.stowaway-rm.{}.0.b.jpg", std::process::id());
+    write_file(&w.root, &detached, b"on its way");
+    let at = tcp_admin();
+    let st = w.start(&admin_config(&w, &at, "1h", &[]));
+    wait_for_admin(&at, &st);
+    for hostile in [
+        "/static/.stowaway-tombstones/old.jpg".to_string(),
+        "/static/%2Estowaway-tombstones/old.jpg".to_string(),
+        "/static/.stowaway-tombstones%2Fold.jpg".to_string(),
+        format!("/static/a/{temp}"),
+        format!("/static/{detached}"),
+    ] {
+        let (r, v) = at.delete(&hostile);
+        assert_eq!(r.status, 400, "{hostile}: {v}");
+        assert!(
+            v["error"].as_str().unwrap_or("").contains(".stowaway-"),
+            "{hostile}: {v}"
+        );
+    }
+    assert!(
+        w.s3.list(BUCKET)
+            .contains(&"static/.stowaway-tombstones/old.jpg".to_string()),
+        "the tombstone object stays"
+    );
+    assert!(w.archive.join("a").join(&temp).exists(), "temp copy stays");
+    assert!(w.root.join(&detached).exists(), "detached file stays");
+    assert!(
+        !w.s3
+            .list(BUCKET)
+            .iter()
+            .any(|k| k.contains(".stowaway-tombstones/.stowaway-")),
+        "no tombstone of a tombstone: {:?}",
+        w.s3.list(BUCKET)
+    );
+}
+
 /// Under load through nginx in auth mode (verdicts cached for `verdict_ttl` = 1 s): once the
 /// DELETE returns no request gets the old bytes, and nginx answers 404 within the verdict
 /// cache's second — this process refuses the path at once, with its tombstone refresh an

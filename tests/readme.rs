@@ -24,6 +24,12 @@
 //!   point stowaway at that server and a free loopback port. The root holds an old and a fresh
 //!   file, so a backlog recipe has work to do (and the fresh file must be skipped).
 //! * Every process a block starts is in its own process group and is killed afterwards.
+//! * A block that talks to the admin API (`/_stowaway/objects/`) runs while a `stowaway serve`
+//!   of the sandbox's config listens on it: started before the block with
+//!   `STOWAWAY__SERVER__ADMIN_LISTEN` / `__ADMIN_TOKEN_FILE` set to the example config's
+//!   commented values (the token file is the one an earlier recipe wrote) and the uploader off,
+//!   killed after. The file such a block removes is planted (archive copy and object) first,
+//!   and checked gone afterwards.
 
 mod common;
 
@@ -327,6 +333,59 @@ fn kill_group(pgid: i32, leader: u32) {
     }
 }
 
+/// The admin API a README recipe sends its DELETE to, as the example config's commented lines
+/// place it (sandboxed), and the file that recipe removes.
+const ADMIN_SOCKET: &str = "/run/stowaway/admin.sock";
+const ADMIN_TOKEN: &str = "/etc/stowaway/admin-token";
+const ADMIN_VICTIM: &str = "avatars/user 42.jpg";
+
+/// A `stowaway serve` of the sandbox's config with the admin API on, for a block that uses it;
+/// the file the recipe deletes is planted in the archive and the bucket.
+fn admin_serve(sb: &Sandbox, s3: &S3Server) -> std::process::Child {
+    let sock = sb.fs.join(&ADMIN_SOCKET[1..]);
+    std::fs::create_dir_all(sock.parent().unwrap()).unwrap();
+    write_file(
+        &sb.fs.join("srv/site/archive/static"),
+        ADMIN_VICTIM,
+        b"an avatar",
+    );
+    s3.put(
+        "example-site-media",
+        &format!("static/{ADMIN_VICTIM}"),
+        b"an avatar",
+    );
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_stowaway"));
+    cmd.arg("serve")
+        .arg("--config")
+        .arg(sb.fs.join("etc/stowaway/stowaway.toml"))
+        .current_dir(&sb.work)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(sb.work.join("admin-serve.log")).unwrap())
+        .process_group(0);
+    aws_env(&mut cmd);
+    for (k, v) in &sb.env {
+        cmd.env(k, v);
+    }
+    cmd.env(
+        "STOWAWAY__SERVER__ADMIN_LISTEN",
+        format!("unix:{}", sock.display()),
+    )
+    .env(
+        "STOWAWAY__SERVER__ADMIN_TOKEN_FILE",
+        sb.fs.join(&ADMIN_TOKEN[1..]),
+    )
+    // The recipes after this one expect the fresh file where it is.
+    .env("STOWAWAY__UPLOADER__ENABLED", "false");
+    let child = cmd.spawn().unwrap();
+    let up = wait_until(Duration::from_secs(20), || {
+        std::os::unix::net::UnixStream::connect(&sock).is_ok()
+    });
+    let log = || std::fs::read_to_string(sb.work.join("admin-serve.log")).unwrap_or_default();
+    assert!(up, "serve with the admin API did not listen:\n{}", log());
+    child
+}
+
 /// Runs one block; kills whatever it left running. Returns (exit ok, output).
 fn run_block(sb: &Sandbox, script: &str) -> (bool, String) {
     let out = sb.work.join("block.out");
@@ -394,8 +453,30 @@ fn readme_recipes_run_as_written() {
             Mark::Missing => continue,
         }
         let script = sandboxed(&b.text, &sb.fs);
+        let admin = b
+            .text
+            .contains("/_stowaway/objects/")
+            .then(|| admin_serve(&sb, &s3));
         let (ok, out) = run_block(&sb, &script);
         ran += 1;
+        if let Some(mut serve) = admin {
+            kill_group(serve.id() as i32, serve.id());
+            let _ = serve.wait();
+            if ok {
+                assert!(
+                    !sb.fs
+                        .join("srv/site/archive/static")
+                        .join(ADMIN_VICTIM)
+                        .exists(),
+                    "the admin recipe removed the archive copy"
+                );
+                assert_eq!(
+                    s3.get("example-site-media", &format!("static/{ADMIN_VICTIM}")),
+                    None,
+                    "the admin recipe deleted the object"
+                );
+            }
+        }
         eprintln!("README.md:{}: ran, ok = {ok}\n{out}", b.line);
         if !ok {
             failures.push(format!(

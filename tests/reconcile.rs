@@ -400,6 +400,117 @@ fn delete_orphans_deletes_orphans_only() {
     assert!(findings(&v).iter().all(|f| f.0 != "orphan"), "{v:#}");
 }
 
+/// A file the uploader has taken off its root name on its way to the archive
+/// (`.stowaway-rm.<pid>.<n>.<name>`, between the detach and the rename into the archive — or
+/// left so by a crash) has neither a root nor an archived copy under its key for a moment: its
+/// verified object is not an orphan, and `--delete-orphans` keeps it. Before, it was deleted.
+#[test]
+fn delete_orphans_keeps_the_object_of_a_file_on_its_way_to_the_archive() {
+    let w = World::new(BUCKET);
+    let proxy = FaultProxy::start(&w.s3.endpoint);
+    proxy.answer_list_multipart_uploads(2);
+    std::fs::create_dir_all(media(&w)).unwrap();
+    for rel in ["moving/live.jpg", "moving/crashed.jpg"] {
+        write_file(&w.root, rel, &bytes(7, 2000));
+    }
+    let cfg = w.path().join("reconcile.toml");
+    std::fs::write(
+        &cfg,
+        w.config("reconcile.toml", &[("proxy", &proxy.endpoint)]),
+    )
+    .unwrap();
+    wait_settled(&w.root);
+    assert!(run(&cfg, &["migrate"]).status.success());
+    // Mid-move: detached in the root by a live process (this one), not yet in the archive;
+    // and the same state left by a process that died there.
+    std::fs::create_dir_all(w.root.join("moving")).unwrap();
+    for (name, pid) in [
+        ("live.jpg", std::process::id()),
+        ("crashed.jpg", dead_pid()),
+    ] {
+        std::fs::rename(
+            w.archive.join("moving").join(name),
+            w.root.join(format!("moving/.stowaway-rm.{pid}.0.{name}")),
+        )
+        .unwrap();
+    }
+    let before = bucket_state(&w);
+    let o = run(&cfg, &["reconcile", "--json", "--delete-orphans"]);
+    let v: serde_json::Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text_of(&o.stderr)));
+    assert_eq!(bucket_state(&w), before, "no object deleted: {v:#}");
+    for key in ["moving/live.jpg", "moving/crashed.jpg"] {
+        assert!(
+            w.s3.get(BUCKET, &format!("static/{key}")).is_some(),
+            "{key}: {v:#}"
+        );
+        let f = v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["key"] == key)
+            .unwrap_or_else(|| panic!("{key}: {v:#}"));
+        assert!(
+            f["action"]
+                .as_str()
+                .unwrap()
+                .starts_with("kept: the file is on its way"),
+            "{f}"
+        );
+    }
+}
+
+/// An archive disk that did not mount (or a `finalize = "keep"` root on one) leaves an empty
+/// directory: every object then looks like an orphan. `--delete-orphans` deletes nothing on a
+/// mount whose copies' directory (the archive, or the root of a "keep" mount) is empty, and
+/// says why — whatever new files the root holds. Before, it deleted every object of the mount.
+#[test]
+fn delete_orphans_deletes_nothing_when_the_local_side_is_empty() {
+    let w = World::new(BUCKET);
+    let proxy = FaultProxy::start(&w.s3.endpoint);
+    proxy.answer_list_multipart_uploads(2);
+    std::fs::create_dir_all(media(&w)).unwrap();
+    for rel in ["a.jpg", "b/c.jpg"] {
+        write_file(&w.root, rel, &bytes(3, 1500));
+    }
+    write_file(&media(&w), "kept/photo.jpg", &bytes(4, 900));
+    let cfg = w.path().join("reconcile.toml");
+    std::fs::write(
+        &cfg,
+        w.config("reconcile.toml", &[("proxy", &proxy.endpoint)]),
+    )
+    .unwrap();
+    wait_settled(&w.root);
+    wait_settled(&media(&w));
+    assert!(run(&cfg, &["migrate"]).status.success());
+    assert!(w.in_archive("b/c.jpg"));
+    // The archive's disk (and the media root's) "did not mount": empty directories in place,
+    // while the root of /static/ has a new upload, as a live site's root does.
+    for d in [w.archive.clone(), media(&w)] {
+        std::fs::rename(&d, d.with_extension("unmounted")).unwrap();
+        std::fs::create_dir_all(&d).unwrap();
+    }
+    write_file(&w.root, "new-upload.jpg", b"just uploaded by the app");
+    let before = bucket_state(&w);
+    let o = run(&cfg, &["reconcile", "--json", "--delete-orphans"]);
+    let v: serde_json::Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text_of(&o.stderr)));
+    assert_eq!(bucket_state(&w), before, "no object deleted: {v:#}");
+    let orphans: Vec<&serde_json::Value> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == "orphan")
+        .collect();
+    assert_eq!(orphans.len(), 3, "{v:#}");
+    for f in orphans {
+        assert!(
+            f["action"].as_str().unwrap().contains("empty"),
+            "says why: {f}"
+        );
+    }
+}
+
 #[test]
 fn a_clean_bucket_reconciles_with_exit_0() {
     let w = World::new(BUCKET);

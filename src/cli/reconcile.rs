@@ -45,6 +45,9 @@ use crate::uploader::finalize::{self, DETACHED_PREFIX, ReadAt};
 use crate::uploader::leftovers::abandoned;
 use crate::uploader::{Stats, UploaderError};
 
+/// The action of an orphan `--delete-orphans` keeps because the copies' directory is empty.
+const EMPTY_LOCAL: &str = "kept: the directory of the local copies (archive_root, or the root of a finalize = \"keep\" mount) is empty — a disk that did not mount?; nothing is deleted on such a mount";
+
 /// Exit code when discrepancies remain (found and not fixed).
 pub const EXIT_FOUND: u8 = 1;
 /// Exit code when the comparison could not be finished (S3 or a local directory could not be
@@ -487,6 +490,11 @@ impl Walk {
         Ok(w)
     }
 
+    /// Whether the top directory had no entry at all when the walk opened it.
+    fn was_empty(&self) -> bool {
+        self.stack.first().is_none_or(|l| l.entries.idx.is_empty())
+    }
+
     fn level(&self, rel: PathBuf) -> std::io::Result<Level> {
         let dir = self.h.open_dir(&rel)?;
         let entries = Names::read(&dir)?;
@@ -669,6 +677,14 @@ async fn reconcile_mount(
         },
         None => None,
     });
+    // An empty directory where the copies live (the archive; the root of a "keep" mount) is
+    // what a disk that did not mount looks like: every object would be an orphan. They are
+    // reported, never deleted. A root with new files says nothing about the archive.
+    let copies = match m.finalize {
+        Finalize::Archive => &arch,
+        Finalize::Keep | Finalize::Delete => &root,
+    };
+    let nothing_local = copies.walk.as_ref().is_none_or(Walk::was_empty);
     let mut skip = Vec::new();
     for o in &settings.mounts {
         if o.bucket == m.bucket
@@ -789,7 +805,11 @@ async fn reconcile_mount(
                             "has no local or archived copy".into(),
                         );
                         if opts.delete_orphans {
-                            f.action = delete_orphan(store, m, &root, &arch, &k).await;
+                            f.action = if nothing_local {
+                                EMPTY_LOCAL.into()
+                            } else {
+                                delete_orphan(store, m, &root, &arch, &k).await
+                            };
                         }
                         s.count(&f);
                         out.finding(&f);
@@ -979,11 +999,21 @@ async fn delete_orphan(
     arch: &Side,
     key: &str,
 ) -> String {
+    // In the order a file moves (root name, detached name, archive), so a move running now is
+    // seen at one of its stages.
     for side in [root, arch] {
         if let Some(w) = &side.walk {
             match w.h.lookup(Path::new(key)) {
                 Ok(Lookup::Missing) => {}
                 Ok(_) => return "kept: a local copy appeared".into(),
+                Err(e) => return format!("kept: cannot look for a local copy: {e}"),
+            }
+            match detached_copy(&w.h, key) {
+                Ok(false) => {}
+                Ok(true) => {
+                    return "kept: the file is on its way to the archive (detached, .stowaway-rm.…)"
+                        .into();
+                }
                 Err(e) => return format!("kept: cannot look for a local copy: {e}"),
             }
         }
@@ -995,6 +1025,21 @@ async fn delete_orphan(
         Ok(_) => "deleted".into(),
         Err(f) => format!("failed: {}", f.message),
     }
+}
+
+/// Whether `key`'s directory beneath `h` holds it under a detached name: taken off its name
+/// by the uploader between the verified upload and the archive, or left so by a crash (put
+/// back at the next start). Either way the object is its verified content, not an orphan.
+fn detached_copy(h: &DirHandle, key: &str) -> std::io::Result<bool> {
+    let (dir, name) = match h.parent(Path::new(key)) {
+        Ok(p) => p,
+        Err(e) if beneath::is_missing(&e) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let name = name.as_bytes();
+    Ok(beneath::read_dir(&dir)?
+        .iter()
+        .any(|(n, _)| finalize::detached_original(n) == Some(name)))
 }
 
 /// Incomplete multipart uploads under the mount's prefix: abandoned ones are findings

@@ -542,6 +542,17 @@ pub fn clean_temp_files(archive_root: &Path) -> usize {
     removed
 }
 
+/// The name a detached file had (`.stowaway-rm.<pid>.<n>.<name>`: what follows the second
+/// dot after the prefix), or `None` for any other name.
+pub fn detached_original(name: &[u8]) -> Option<&[u8]> {
+    let rest = name.strip_prefix(DETACHED_PREFIX.as_bytes())?;
+    let mut parts = rest.splitn(3, |&b| b == b'.');
+    let (Some(_), Some(_), Some(orig)) = (parts.next(), parts.next(), parts.next()) else {
+        return None;
+    };
+    (!orig.is_empty()).then_some(orig)
+}
+
 /// Puts files that a crashed process had detached (renamed to a private name on their way to
 /// the archive or to deletion) back under their names, so they are looked at again. Never
 /// over a file the app wrote since.
@@ -551,15 +562,9 @@ pub fn restore_detached(root: &Path) -> usize {
         if owner_alive(name, DETACHED_PREFIX) {
             return;
         }
-        // `.stowaway-rm.<pid>.<n>.<name>`: the original name follows the second dot.
-        let rest = &name.as_bytes()[DETACHED_PREFIX.len()..];
-        let mut parts = rest.splitn(3, |&b| b == b'.');
-        let (Some(_), Some(_), Some(orig)) = (parts.next(), parts.next(), parts.next()) else {
+        let Some(orig) = detached_original(name.as_bytes()) else {
             return;
         };
-        if orig.is_empty() {
-            return;
-        }
         match beneath::rename_noreplace(fd(dir), name, fd(dir), OsStr::from_bytes(orig)) {
             Ok(()) => {
                 tracing::info!(path = %path.display(), "put back a file an interrupted run had taken off its name");
