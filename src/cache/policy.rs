@@ -1,7 +1,7 @@
 //! Which objects the hot cache keeps. Pure bookkeeping, no I/O: the caller reports misses, hits,
 //! finished fills and removals; the policy answers whether to fill and what to evict.
 //!
-//! Admission is TinyLFU: a count-min sketch of 4-bit counters behind a doorkeeper bit set
+//! Admission is TinyLFU: a count-min sketch of 4-bit counters behind a doorkeeper
 //! estimates how often each key was asked for recently, without storing keys (a scan of a
 //! million cold paths costs no memory and no allocation). All counters are halved every
 //! `10 × cached files` samples and at least once per `window`, so popularity ages. A key is
@@ -92,7 +92,10 @@ const DOOR_WAYS: usize = 4;
 /// enters it there, so the many keys seen once never touch (and never saturate) a counter.
 struct Sketch {
     words: Box<[u64]>,
-    door: Box<[u64]>,
+    /// Two generations: a key counts as seen if either holds it, so a sighting just before
+    /// an aging is not forgotten by the next request.
+    door: [Box<[u64]>; 2],
+    cur: usize,
     samples: u64,
 }
 
@@ -104,7 +107,8 @@ impl Sketch {
             .next_power_of_two();
         Sketch {
             words: vec![0; n].into_boxed_slice(),
-            door: vec![0; n].into_boxed_slice(),
+            door: [vec![0; n].into_boxed_slice(), vec![0; n].into_boxed_slice()],
+            cur: 0,
             samples: 0,
         }
     }
@@ -132,14 +136,16 @@ impl Sketch {
     /// The doorkeeper holds whole 64-bit hashes, four to a bucket: a key it has not seen is
     /// never taken for one it has (a lost slot only delays an admission by one request).
     fn door_bucket(&self, hash: u64) -> usize {
-        let buckets = self.door.len() / DOOR_WAYS;
+        let buckets = self.door[0].len() / DOOR_WAYS;
         ((hash >> 40) as usize & (buckets - 1)) * DOOR_WAYS
     }
 
     fn in_door(&self, hash: u64) -> bool {
         let b = self.door_bucket(hash);
         let tag = hash | 1;
-        self.door[b..b + DOOR_WAYS].contains(&tag)
+        self.door
+            .iter()
+            .any(|g| g[b..b + DOOR_WAYS].contains(&tag))
     }
 
     fn estimate(&self, hash: u64) -> u8 {
@@ -174,7 +180,7 @@ impl Sketch {
             }
         } else {
             let b = self.door_bucket(hash);
-            let bucket = &mut self.door[b..b + DOOR_WAYS];
+            let bucket = &mut self.door[self.cur][b..b + DOOR_WAYS];
             let slot = match bucket.iter().position(|&t| t == 0) {
                 Some(i) => i,
                 None => (hash >> 8) as usize % DOOR_WAYS,
@@ -188,12 +194,14 @@ impl Sketch {
         seen
     }
 
-    /// Halve every counter and forget the doorkeeper: popularity is about the recent past.
+    /// Halve every counter and forget the older doorkeeper generation: popularity is about the
+    /// recent past.
     fn age(&mut self) {
         for w in self.words.iter_mut() {
             *w = (*w >> 1) & 0x7777_7777_7777_7777;
         }
-        self.door.fill(0);
+        self.cur ^= 1;
+        self.door[self.cur].fill(0);
         self.samples = 0;
     }
 }
@@ -394,7 +402,7 @@ impl Policy {
     pub fn memory_bytes(&self) -> usize {
         let keys: usize = self.nodes.iter().map(|n| n.key.len()).sum();
         self.sketch.words.len() * 8
-            + self.sketch.door.len() * 8
+            + self.sketch.door[0].len() * 16
             + self.nodes.capacity() * std::mem::size_of::<Node>()
             + self.free.capacity() * 4
             + self.index.capacity() * (std::mem::size_of::<u32>() + 1)
