@@ -34,11 +34,13 @@ use stowaway::cache::policy::{Admission, Limits, Policy};
 struct Counting;
 
 static LIVE: AtomicUsize = AtomicUsize::new(0);
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
 
 // SAFETY: forwards to the system allocator unchanged; only counts.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
         // SAFETY: same layout, straight through.
         unsafe { System.alloc(layout) }
     }
@@ -572,6 +574,69 @@ fn main() {
     }
     println!();
     shift(&a);
+    costs(&a);
+}
+
+/// Nanoseconds per call on the request path, one thread, keys already hashed by nobody:
+/// stowaway's policy against moka's cache, 100 000 cached entries.
+fn costs(a: &Args) {
+    use std::hint::black_box;
+    const N: usize = 100_000;
+    const CALLS: usize = 2_000_000;
+    let keys: Vec<String> = (0..N).map(|i| format!("/data/u{:03}/{i:06}.bin", i % 997)).collect();
+    let cold: Vec<String> = (0..N).map(|i| format!("/cold/u{:03}/{i:06}.bin", i % 997)).collect();
+    let lim = Limits {
+        max_files: 1 << 24,
+        ..limits(a, 1 << 40)
+    };
+    let empty = Policy::with_seed(lim.clone(), a.seed).memory_bytes();
+    let mut p = Policy::with_seed(lim, a.seed);
+    let now = Instant::now();
+    for k in &keys {
+        p.insert(k, 64 << 10, now);
+    }
+    let per_entry = (p.memory_bytes() - empty) as f64 / N as f64;
+    let time = |f: &mut dyn FnMut(usize)| {
+        let allocs = ALLOCS.load(Ordering::Relaxed);
+        let start = Instant::now();
+        for i in 0..CALLS {
+            f(i);
+        }
+        let ns = start.elapsed().as_nanos() as f64 / CALLS as f64;
+        let per_call = (ALLOCS.load(Ordering::Relaxed) - allocs) as f64 / CALLS as f64;
+        format!("{ns:.0} ns, {per_call:.2} allocations")
+    };
+    let miss_cold = time(&mut |i| {
+        black_box(p.record_miss(&cold[i * 7919 % N], Some(1 << 20), now));
+    });
+    let miss_cached = time(&mut |i| {
+        black_box(p.record_miss(&keys[i * 7919 % N], Some(1 << 20), now));
+    });
+    let hit = time(&mut |i| p.record_hit(&keys[i * 7919 % N], now));
+    let before = LIVE.load(Ordering::Relaxed);
+    let cache: moka::sync::Cache<Arc<str>, u32, _> = moka::sync::Cache::builder()
+        .max_capacity(1 << 40)
+        .weigher(|_k: &Arc<str>, v: &u32| *v)
+        .build_with_hasher(foldhash::fast::FixedState::with_seed(a.seed));
+    for k in &keys {
+        cache.insert(Arc::from(k.as_str()), 64 << 10);
+    }
+    cache.run_pending_tasks();
+    let moka_entry = (LIVE.load(Ordering::Relaxed) - before) as f64 / N as f64;
+    let moka_hit = time(&mut |i| {
+        black_box(cache.get(keys[i * 7919 % N].as_str()));
+    });
+    let moka_miss = time(&mut |i| {
+        black_box(cache.get(cold[i * 7919 % N].as_str()));
+    });
+    println!("### Cost per call and memory per entry ({N} cached entries, one thread)\n");
+    println!("| operation | stowaway policy | moka 0.12 |");
+    println!("|---|---|---|");
+    println!("| miss on an uncached key (record_miss / get → None) | {miss_cold} | {moka_miss} |");
+    println!("| request for a cached key (record_miss → Cached / get → Some) | {miss_cached} | {moka_hit} |");
+    println!("| hit seen by stowaway (record_hit) | {hit} | (same as get) |");
+    println!("| heap per cached entry, key included (39-byte keys) | {per_entry:.0} B | {moka_entry:.0} B |");
+    println!("| fixed: frequency sketch + doorkeepers | {empty} B for these limits | inside moka |");
 }
 
 /// Popularity shifts halfway (a new permutation of ranks): windowed byte hit ratio and the

@@ -432,7 +432,13 @@ impl Policy {
         match self.last_aged {
             None => self.last_aged = Some(now),
             Some(t) if now.saturating_duration_since(t) >= self.limits.window => {
-                self.sketch.age();
+                // A long quiet spell ages as often as the windows that passed (after four,
+                // every count is zero anyway).
+                let windows = now.saturating_duration_since(t).as_nanos()
+                    / self.limits.window.as_nanos().max(1);
+                for _ in 0..windows.min(4) {
+                    self.sketch.age();
+                }
                 self.last_aged = Some(now);
             }
             Some(_) => {}

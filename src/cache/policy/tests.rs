@@ -223,7 +223,8 @@ fn a_full_cache_admits_only_what_beats_the_victim() {
     assert!(p.usage().bytes <= 1000);
 }
 
-/// Counts halve: hits long ago do not add up with one today.
+/// Counts age with the window: a sighting one window ago still counts, one from three windows
+/// ago is forgotten.
 #[test]
 fn popularity_ages_with_the_window() {
     let mut p = policy(Limits {
@@ -232,9 +233,10 @@ fn popularity_ages_with_the_window() {
     });
     let t = Instant::now();
     assert_eq!(p.record_miss("a", Some(10), t), Admission::TooFewHits);
-    // One window later the doorkeeper is forgotten: this is a first sighting again.
-    assert_eq!(p.record_miss("a", Some(10), t + MIN), Admission::TooFewHits);
-    assert_eq!(p.record_miss("a", Some(10), t + MIN), Admission::Fill);
+    assert_eq!(p.record_miss("b", Some(10), t), Admission::TooFewHits);
+    assert_eq!(p.record_miss("b", Some(10), t + MIN), Admission::Fill);
+    assert_eq!(p.record_miss("a", Some(10), t + 3 * MIN), Admission::TooFewHits);
+    assert_eq!(p.record_miss("a", Some(10), t + 3 * MIN), Admission::Fill);
 }
 
 #[test]
