@@ -20,7 +20,8 @@
 //! keys_zone never fills and `inactive` never expires a node.
 //!
 //! Usage: cargo run --release --example cache_trace -- [--requests N] [--objects N] [--seed N]
-//!        [--high P] [--low P] [--min-hits N] [--quick]
+//!        [--high P] [--low P] [--min-hits N] [--window-s S] [--quick]
+//! Requests are 1 ms apart in simulated time: `--window-s 60` ages popularity every 60 000.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashMap;
@@ -72,6 +73,7 @@ struct Args {
     high: u8,
     low: u8,
     min_hits: u32,
+    window: Duration,
 }
 
 fn parse_args() -> Args {
@@ -82,6 +84,7 @@ fn parse_args() -> Args {
         high: 90,
         low: 75,
         min_hits: 2,
+        window: Duration::from_secs(24 * 3600),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -93,6 +96,7 @@ fn parse_args() -> Args {
             "--high" => a.high = val().unwrap_or(90) as u8,
             "--low" => a.low = val().unwrap_or(75) as u8,
             "--min-hits" => a.min_hits = val().unwrap_or(2) as u32,
+            "--window-s" => a.window = Duration::from_secs(val().unwrap_or(86_400)),
             "--quick" => {
                 a.requests = 100_000;
                 a.objects = 10_000;
@@ -185,6 +189,10 @@ struct Tally {
     max_disk: u64,
     ns_per_req: f64,
     admitted: u64,
+    /// Bytes fetched from S3 for fills on top of the misses themselves (stowaway and moka fill
+    /// with a GET of their own while the client follows its 302; nginx stores the response it
+    /// proxies, so its fills cost nothing extra).
+    fill_bytes: u64,
 }
 
 const CHUNK: usize = 10_000;
@@ -209,6 +217,10 @@ impl Tally {
     }
     fn ohr(&self) -> f64 {
         self.hits as f64 / self.reqs as f64
+    }
+    /// S3 egress as a share of the bytes requested: misses plus extra fills.
+    fn egress(&self) -> f64 {
+        (self.bytes - self.hit_bytes + self.fill_bytes) as f64 / self.bytes as f64
     }
 }
 
@@ -257,7 +269,7 @@ fn limits(a: &Args, max_bytes: u64) -> Limits {
         high_percent: a.high,
         low_percent: a.low,
         min_hits: a.min_hits,
-        window: Duration::from_secs(24 * 3600),
+        window: a.window,
         max_object_size: 64 << 20,
     }
 }
@@ -293,6 +305,7 @@ fn run_stowaway(a: &Args, t: &Trace, max_bytes: u64, sees_hits: bool) -> (Tally,
                 let v = ids[&**k];
                 disk.del(v, blocks(t.sizes[v]));
             }
+            tally.fill_bytes += size;
             if placed.kept {
                 tally.admitted += 1;
                 disk.add(id, blocks(size));
@@ -420,6 +433,7 @@ fn run_moka(a: &Args, t: &Trace, max_bytes: u64, sees_hits: bool) -> (Tally, usi
             cache.run_pending_tasks();
             disk.add(id, blocks(size));
             tally.admitted += 1;
+            tally.fill_bytes += size;
             disk.peak = disk.peak.max(disk.bytes);
             for k in evicted.lock().expect("listener").drain(..) {
                 let v = ids[&*k];
@@ -492,8 +506,8 @@ fn windowed(t: &Tally, w: usize, end_chunk: usize) -> f64 {
 fn main() {
     let a = parse_args();
     println!(
-        "cache_trace: {} requests over {} objects, seed {}, watermarks {} % / {} %, min_hits {}\n",
-        a.requests, a.objects, a.seed, a.high, a.low, a.min_hits
+        "cache_trace: {} requests over {} objects, seed {}, watermarks {} % / {} %, min_hits {}, window {:?} (requests 1 ms apart)\n",
+        a.requests, a.objects, a.seed, a.high, a.low, a.min_hits, a.window
     );
     let mut goals = Vec::new();
     for s in [0.9, 1.1] {
@@ -506,20 +520,21 @@ fn main() {
             t.sizes.iter().sum::<u64>() / a.objects as u64 / 1024
         );
         println!(
-            "| capacity | policy | byte hit ratio | object hit ratio | × oracle (bytes) | fills | peak disk | ns/request |"
+            "| capacity | policy | byte hit ratio | object hit ratio | × oracle (bytes) | fills | S3 egress | peak disk | ns/request |"
         );
-        println!("|---|---|---|---|---|---|---|---|");
+        println!("|---|---|---|---|---|---|---|---|---|");
         for share in [0.05, 0.20] {
             let max = (working_set as f64 * share) as u64;
             let (obhr, oohr) = oracle(&t, max, 0, t.reqs.len());
             let cap = format!("{:.0} % ({})", share * 100.0, gib(max));
             let row = |name: &str, r: &Tally| {
                 println!(
-                    "| {cap} | {name} | {} | {} | {:.2} | {} | {} | {} |",
+                    "| {cap} | {name} | {} | {} | {:.2} | {} | {} | {} | {} |",
                     pct(r.bhr()),
                     pct(r.ohr()),
                     r.bhr() / obhr,
                     r.admitted,
+                    pct(r.egress()),
                     gib(r.max_disk),
                     if r.ns_per_req > 0.0 {
                         format!("{:.0}", r.ns_per_req)
@@ -545,9 +560,10 @@ fn main() {
             let (mk_miss, _) = run_moka(&a, &t, max, false);
             row("moka 0.12, sees only misses", &mk_miss);
             println!(
-                "| {cap} | static oracle | {} | {} | 1.00 | – | – | – |",
+                "| {cap} | static oracle | {} | {} | 1.00 | – | {} | – | – |",
                 pct(obhr),
-                pct(oohr)
+                pct(oohr),
+                pct(1.0 - obhr)
             );
             let (mu, nb) = best.expect("three runs");
             let pol_mem = p_all.memory_bytes() as f64 / p_all.usage().files.max(1) as f64;
