@@ -143,12 +143,12 @@ fn make_trace(a: &Args, s: f64, shift: bool) -> Trace {
     let mut rng = fastrand::Rng::with_seed(a.seed);
     let sizes = (0..a.objects)
         .map(|_| {
-            let (lo, hi) = match rng.f64() {
+            let (lo, hi): (f64, f64) = match rng.f64() {
                 x if x < 0.50 => (10.0 * 1024.0, 100.0 * 1024.0),
                 x if x < 0.85 => (100.0 * 1024.0, 1024.0 * 1024.0),
                 _ => (1024.0 * 1024.0, 5.0 * 1024.0 * 1024.0),
             };
-            let f: f64 = lo * (hi / lo as f64).powf(rng.f64());
+            let f: f64 = lo * (hi / lo).powf(rng.f64());
             f as u64
         })
         .collect();
@@ -599,8 +599,12 @@ fn costs(a: &Args) {
     use std::hint::black_box;
     const N: usize = 100_000;
     const CALLS: usize = 2_000_000;
-    let keys: Vec<String> = (0..N).map(|i| format!("/data/u{:03}/{i:06}.bin", i % 997)).collect();
-    let cold: Vec<String> = (0..N).map(|i| format!("/cold/u{:03}/{i:06}.bin", i % 997)).collect();
+    let keys: Vec<String> = (0..N)
+        .map(|i| format!("/data/u{:03}/{i:06}.bin", i % 997))
+        .collect();
+    let cold: Vec<String> = (0..N)
+        .map(|i| format!("/cold/u{:03}/{i:06}.bin", i % 997))
+        .collect();
     let lim = Limits {
         max_files: 1 << 24,
         ..limits(a, 1 << 40)
@@ -649,10 +653,16 @@ fn costs(a: &Args) {
     println!("| operation | stowaway policy | moka 0.12 |");
     println!("|---|---|---|");
     println!("| miss on an uncached key (record_miss / get → None) | {miss_cold} | {moka_miss} |");
-    println!("| request for a cached key (record_miss → Cached / get → Some) | {miss_cached} | {moka_hit} |");
+    println!(
+        "| request for a cached key (record_miss → Cached / get → Some) | {miss_cached} | {moka_hit} |"
+    );
     println!("| hit seen by stowaway (record_hit) | {hit} | (same as get) |");
-    println!("| heap per cached entry, key included (39-byte keys) | {per_entry:.0} B | {moka_entry:.0} B |");
-    println!("| fixed: frequency sketch + doorkeepers | {empty} B for these limits | inside moka |");
+    println!(
+        "| heap per cached entry, key included (39-byte keys) | {per_entry:.0} B | {moka_entry:.0} B |"
+    );
+    println!(
+        "| fixed: frequency sketch + doorkeepers | {empty} B for these limits | inside moka |"
+    );
 }
 
 /// Popularity shifts halfway (a new permutation of ranks): windowed byte hit ratio and the
@@ -709,7 +719,11 @@ fn shift(a: &Args) {
         W * CHUNK
     );
     for (s, share, obhr, all, misses, ng, first) in curves {
-        println!("s = {s}, {:.0} %, new oracle {}:\n", share * 100.0, pct(obhr));
+        println!(
+            "s = {s}, {:.0} %, new oracle {}:\n",
+            share * 100.0,
+            pct(obhr)
+        );
         println!("| position | stowaway all | stowaway misses only | nginx best |");
         println!("|---|---|---|---|");
         let last = all.chunks.len() - 1;

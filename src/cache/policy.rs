@@ -143,9 +143,7 @@ impl Sketch {
     fn in_door(&self, hash: u64) -> bool {
         let b = self.door_bucket(hash);
         let tag = hash | 1;
-        self.door
-            .iter()
-            .any(|g| g[b..b + DOOR_WAYS].contains(&tag))
+        self.door.iter().any(|g| g[b..b + DOOR_WAYS].contains(&tag))
     }
 
     fn estimate(&self, hash: u64) -> u8 {
@@ -298,7 +296,11 @@ impl Policy {
             return Admission::TooFewHits;
         }
         let bytes = size.unwrap_or(0);
-        if !self.above(self.usage.bytes + bytes, self.usage.files + 1, self.limits.high_percent) {
+        if !self.above(
+            self.usage.bytes + bytes,
+            self.usage.files + 1,
+            self.limits.high_percent,
+        ) {
             return Admission::Fill;
         }
         // Full: the newcomer must beat an entry near the hand. Those it does not beat are

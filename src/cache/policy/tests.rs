@@ -88,7 +88,13 @@ fn evicts_from_above_high_down_to_low_watermark() {
     assert!(placed.kept);
     // 1000 > 900: evicted until the total with "e" is at most 750.
     assert_eq!(placed.evict.len(), 2, "{placed:?}");
-    assert_eq!(p.usage(), Usage { bytes: 600, files: 3 });
+    assert_eq!(
+        p.usage(),
+        Usage {
+            bytes: 600,
+            files: 3
+        }
+    );
     assert!(p.contains("e"));
     for gone in &placed.evict {
         assert!(!p.contains(gone));
@@ -125,20 +131,44 @@ fn remove_and_replace_keep_usage_exact() {
     let t = Instant::now();
     admit(&mut p, "a", 100, t);
     admit(&mut p, "b", 200, t);
-    assert_eq!(p.usage(), Usage { bytes: 300, files: 2 });
+    assert_eq!(
+        p.usage(),
+        Usage {
+            bytes: 300,
+            files: 2
+        }
+    );
     // A refill of the same key (object replaced) counts its new size once.
     assert!(p.insert("a", 300, t).kept);
-    assert_eq!(p.usage(), Usage { bytes: 500, files: 2 });
+    assert_eq!(
+        p.usage(),
+        Usage {
+            bytes: 500,
+            files: 2
+        }
+    );
     p.remove("a");
     p.remove("a");
     p.remove("never");
-    assert_eq!(p.usage(), Usage { bytes: 200, files: 1 });
+    assert_eq!(
+        p.usage(),
+        Usage {
+            bytes: 200,
+            files: 1
+        }
+    );
     assert!(!p.contains("a"));
     p.remove("b");
     assert_eq!(p.usage(), Usage::default());
     // Slots are reused and the list stays consistent after emptying.
     admit(&mut p, "c", 100, t);
-    assert_eq!(p.usage(), Usage { bytes: 100, files: 1 });
+    assert_eq!(
+        p.usage(),
+        Usage {
+            bytes: 100,
+            files: 1
+        }
+    );
     assert!(p.contains("c"));
 }
 
@@ -235,7 +265,10 @@ fn popularity_ages_with_the_window() {
     assert_eq!(p.record_miss("a", Some(10), t), Admission::TooFewHits);
     assert_eq!(p.record_miss("b", Some(10), t), Admission::TooFewHits);
     assert_eq!(p.record_miss("b", Some(10), t + MIN), Admission::Fill);
-    assert_eq!(p.record_miss("a", Some(10), t + 3 * MIN), Admission::TooFewHits);
+    assert_eq!(
+        p.record_miss("a", Some(10), t + 3 * MIN),
+        Admission::TooFewHits
+    );
     assert_eq!(p.record_miss("a", Some(10), t + 3 * MIN), Admission::Fill);
 }
 
