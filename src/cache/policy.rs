@@ -153,7 +153,7 @@ impl Sketch {
             .map(|&(w, s)| ((self.words[w] >> s) & 15) as u8)
             .min()
             .unwrap_or(0);
-        min + u8::from(self.in_door(hash))
+        (min + u8::from(self.in_door(hash))).min(MAX_COUNT)
     }
 
     /// One sighting; ages everything once `period` samples were taken. Tells whether the key

@@ -212,6 +212,36 @@ fn a_scan_does_not_flush_the_hot_set() {
     }
 }
 
+/// A scan that asks for every cold object twice reaches `min_hits`, so it meets the comparison
+/// with the entries: while the hot objects are asked for, none of it gets in.
+#[test]
+fn a_scan_at_min_hits_loses_to_the_hot_set() {
+    let mut p = policy(Limits {
+        max_bytes: 10_000,
+        max_files: 100,
+        max_object_size: 1000,
+        ..limits()
+    });
+    let t = Instant::now();
+    let hot: Vec<String> = (0..9).map(|i| format!("/hot/{i}")).collect();
+    for _ in 0..8 {
+        for k in &hot {
+            if p.record_miss(k, Some(1000), t) == Admission::Fill {
+                assert!(p.insert(k, 1000, t).kept);
+            }
+        }
+    }
+    assert_eq!(p.usage().files, 9);
+    for i in 0..20_000 {
+        let key = format!("/scan/{i}");
+        for _ in 0..2 {
+            assert_ne!(p.record_miss(&key, Some(1000), t), Admission::Fill, "{key}");
+        }
+        p.record_hit(&hot[i % hot.len()], t);
+    }
+    assert!(hot.iter().all(|k| p.contains(k)));
+}
+
 /// When full, a popular newcomer displaces an entry nobody asks for any more, but a newcomer
 /// less popular than every entry is rejected.
 #[test]
@@ -226,7 +256,9 @@ fn a_full_cache_admits_only_what_beats_the_victim() {
     let t = Instant::now();
     for i in 0..10 {
         let k = format!("/hot/{i}");
-        for _ in 0..6 {
+        // Enough requests to saturate the entries' counts: a newcomer cannot out-count them,
+        // it can only win once the hand has worn one down.
+        for _ in 0..20 {
             if p.record_miss(&k, Some(100), t) == Admission::Fill {
                 p.insert(&k, 100, t);
             }
