@@ -1282,6 +1282,7 @@ fi
 # the library's cache::policy, a model of nginx proxy_cache and moka (it asserts that disk usage
 # never exceeds max_size). Its markdown report goes to $OUT/c10-cache-trace.md and, with --write,
 # between the case-10 markers of BENCHMARKS.md. C10_HIGH / C10_LOW: the eviction watermarks.
+# `--nginx-check` then replays a small trace through a real nginx proxy_cache, request by request.
 if want 10; then
   log "case 10: cache policy trace simulation"
   meta load_before_case_10 "$(load_avg)"
@@ -1291,6 +1292,12 @@ if want 10; then
   cmd_log "case 10: cache_trace ${C10_ARGS[*]}"
   timeout 1800 "$CARGO_TARGET_DIR/release/examples/cache_trace" "${C10_ARGS[@]}" > "$OUT/c10-cache-trace.md" \
     || die "cache_trace failed (a disk-usage assertion, or the timeout)"
+  # The nginx model against a real nginx proxy_cache (small trace; nginx started and stopped by
+  # the example itself, loopback, its own temporary directory).
+  cmd_log "case 10: cache_trace --nginx-check"
+  echo >> "$OUT/c10-cache-trace.md"
+  timeout 600 "$CARGO_TARGET_DIR/release/examples/cache_trace" --nginx-check >> "$OUT/c10-cache-trace.md" \
+    || die "cache_trace --nginx-check failed"
   cat "$OUT/c10-cache-trace.md" >&2
   if [ "$WRITE" = 1 ]; then
     python3 - "$REPO/BENCHMARKS.md" "$OUT/c10-cache-trace.md" "$(date -u +%FT%TZ)" <<'EOF'

@@ -19,8 +19,12 @@
 //! manager runs after every store (nginx runs it every 50 ms+, so it overshoots max_size),
 //! keys_zone never fills and `inactive` never expires a node.
 //!
+//! `--nginx-check` instead replays a small trace (20k requests, 2k objects, sizes / 32) through a
+//! real nginx (`/usr/sbin/nginx`, started and stopped here, loopback only) whose second server
+//! block is the origin, and compares every `X-Cache-Status` with the model.
+//!
 //! Usage: cargo run --release --example cache_trace -- [--requests N] [--objects N] [--seed N]
-//!        [--high P] [--low P] [--min-hits N] [--window-s S] [--quick]
+//!        [--high P] [--low P] [--min-hits N] [--window-s S] [--quick | --nginx-check]
 //! Requests are 1 ms apart in simulated time: `--window-s 60` ages popularity every 60 000.
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -74,6 +78,9 @@ struct Args {
     low: u8,
     min_hits: u32,
     window: Duration,
+    /// Object sizes divided by this (the real-nginx cross-check uses small files).
+    size_div: u64,
+    nginx_check: bool,
 }
 
 fn parse_args() -> Args {
@@ -85,6 +92,8 @@ fn parse_args() -> Args {
         low: 75,
         min_hits: 2,
         window: Duration::from_secs(24 * 3600),
+        size_div: 1,
+        nginx_check: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -97,6 +106,12 @@ fn parse_args() -> Args {
             "--low" => a.low = val().unwrap_or(75) as u8,
             "--min-hits" => a.min_hits = val().unwrap_or(2) as u32,
             "--window-s" => a.window = Duration::from_secs(val().unwrap_or(86_400)),
+            "--nginx-check" => {
+                a.nginx_check = true;
+                a.requests = 20_000;
+                a.objects = 2_000;
+                a.size_div = 32;
+            }
             "--quick" => {
                 a.requests = 100_000;
                 a.objects = 10_000;
@@ -149,7 +164,7 @@ fn make_trace(a: &Args, s: f64, shift: bool) -> Trace {
                 _ => (1024.0 * 1024.0, 5.0 * 1024.0 * 1024.0),
             };
             let f: f64 = lo * (hi / lo).powf(rng.f64());
-            f as u64
+            (f as u64 / a.size_div).max(1)
         })
         .collect();
     let keys = (0..a.objects)
@@ -193,12 +208,15 @@ struct Tally {
     /// with a GET of their own while the client follows its 302; nginx stores the response it
     /// proxies, so its fills cost nothing extra).
     fill_bytes: u64,
+    /// Hit or not, per request (the real-nginx cross-check compares them one by one).
+    per_req: Vec<bool>,
 }
 
 const CHUNK: usize = 10_000;
 
 impl Tally {
     fn record(&mut self, i: usize, size: u64, hit: bool) {
+        self.per_req.push(hit);
         self.reqs += 1;
         self.bytes += size;
         if i / CHUNK >= self.chunks.len() {
@@ -505,6 +523,10 @@ fn windowed(t: &Tally, w: usize, end_chunk: usize) -> f64 {
 
 fn main() {
     let a = parse_args();
+    if a.nginx_check {
+        nginx_check::run(&a);
+        return;
+    }
     println!(
         "cache_trace: {} requests over {} objects, seed {}, watermarks {} % / {} %, min_hits {}, window {:?} (requests 1 ms apart)\n",
         a.requests, a.objects, a.seed, a.high, a.low, a.min_hits, a.window
@@ -746,6 +768,165 @@ fn shift(a: &Args) {
                 pct(windowed(&misses, W, c)),
                 pct(windowed(&ng, W, c)),
             );
+        }
+        println!();
+    }
+}
+
+/// Cross-check of the nginx model against a real nginx `proxy_cache` on a small trace: a second
+/// server block of the same nginx is the origin, serving the trace's objects as files. Every
+/// request's `X-Cache-Status` is compared with the model's hit or miss.
+mod nginx_check {
+    use super::*;
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::process::{Child, Command};
+
+    fn free_port() -> u16 {
+        TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free loopback port")
+    }
+
+    /// Stops nginx when the check ends, however it ends: SIGTERM to the master, which stops
+    /// its worker and cache manager (SIGKILL would orphan them).
+    struct Nginx(Child);
+
+    impl Drop for Nginx {
+        fn drop(&mut self) {
+            let pid = rustix::process::Pid::from_child(&self.0);
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            let _ = self.0.wait();
+        }
+    }
+
+    fn disk_blocks(dir: &std::path::Path) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        walkdir::WalkDir::new(dir)
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_file())
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.size().div_ceil(BLOCK) * BLOCK)
+            .sum()
+    }
+
+    /// One GET on a kept-alive connection; true when nginx answered from its cache.
+    fn get(conn: &mut BufReader<TcpStream>, path: &str) -> bool {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: check\r\n\r\n");
+        conn.get_mut().write_all(req.as_bytes()).expect("send");
+        let (mut len, mut hit, mut line) = (0usize, false, String::new());
+        loop {
+            line.clear();
+            conn.read_line(&mut line).expect("response header");
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            let lower = l.to_ascii_lowercase();
+            if let Some(v) = lower.strip_prefix("content-length:") {
+                len = v.trim().parse().expect("length");
+            }
+            if let Some(v) = lower.strip_prefix("x-cache-status:") {
+                hit = v.trim() == "hit";
+            }
+        }
+        let mut body = vec![0; len];
+        conn.read_exact(&mut body).expect("body");
+        hit
+    }
+
+    pub fn run(a: &Args) {
+        let t = make_trace(a, 0.9, false);
+        let dir = tempfile::tempdir().expect("temp dir");
+        let origin = dir.path().join("origin");
+        std::fs::create_dir(&origin).expect("origin dir");
+        for (i, &size) in t.sizes.iter().enumerate() {
+            std::fs::write(origin.join(format!("o{i}")), vec![b'x'; size as usize])
+                .expect("object");
+        }
+        let working_set: u64 = t.sizes.iter().map(|&b| blocks(b + NGINX_HEADER)).sum();
+        println!(
+            "### Real nginx proxy_cache against the model: {} requests over {} objects, Zipf 0.9, sizes / {} (mean {} B)\n",
+            a.requests,
+            a.objects,
+            a.size_div,
+            t.sizes.iter().sum::<u64>() / a.objects as u64
+        );
+        println!(
+            "| capacity | min_uses | real nginx hits | model hits | same answer | model without a size limit: hits | same answer | real disk at the end / max_size |"
+        );
+        println!("|---|---|---|---|---|---|---|---|");
+        for share in [0.05, 0.20] {
+            let max = (working_set as f64 * share) as u64;
+            for mu in 1..=3 {
+                let run = dir.path().join(format!("run-{share}-{mu}"));
+                std::fs::create_dir_all(run.join("logs")).expect("run dir");
+                let (port, origin_port) = (free_port(), free_port());
+                let conf = format!(
+                    "daemon off; master_process on; worker_processes 1; user root;\n\
+                     error_log {run}/logs/error.log; pid {run}/nginx.pid;\n\
+                     events {{ worker_connections 64; }}\n\
+                     http {{ access_log off;\n\
+                       proxy_cache_path {run}/cache levels=1:2 keys_zone=c:8m max_size={max} inactive=1d use_temp_path=off;\n\
+                       server {{ listen 127.0.0.1:{origin_port}; root {origin}; }}\n\
+                       keepalive_requests 1000000;\n\
+                       server {{ listen 127.0.0.1:{port};\n\
+                         location / {{ proxy_pass http://127.0.0.1:{origin_port}; proxy_http_version 1.1;\n\
+                           proxy_set_header Connection \"\"; proxy_cache c; proxy_cache_min_uses {mu};\n\
+                           proxy_cache_valid 200 1d; add_header X-Cache-Status $upstream_cache_status always; }} }} }}\n",
+                    run = run.display(),
+                    origin = origin.display(),
+                );
+                std::fs::write(run.join("nginx.conf"), conf).expect("conf");
+                let _nginx = Nginx(
+                    Command::new("/usr/sbin/nginx")
+                        .arg("-p")
+                        .arg(&run)
+                        .arg("-c")
+                        .arg(run.join("nginx.conf"))
+                        .spawn()
+                        .expect("nginx"),
+                );
+                let deadline = Instant::now() + Duration::from_secs(10);
+                let stream = loop {
+                    match TcpStream::connect(("127.0.0.1", port)) {
+                        Ok(s) => break s,
+                        Err(e) if Instant::now() < deadline => {
+                            let _ = e;
+                            std::thread::sleep(Duration::from_millis(20));
+                        }
+                        Err(e) => panic!("nginx did not listen: {e}"),
+                    }
+                };
+                stream.set_nodelay(true).expect("nodelay");
+                let mut conn = BufReader::new(stream);
+                let real: Vec<bool> = t
+                    .reqs
+                    .iter()
+                    .map(|&id| get(&mut conn, &format!("/o{id}")))
+                    .collect();
+                let model = run_nginx(&t, max, mu).per_req;
+                let unbounded = run_nginx(&t, u64::MAX / 2, mu).per_req;
+                let same = |m: &[bool]| {
+                    let n = real.iter().zip(m).filter(|(r, m)| r == m).count();
+                    format!("{:.1} %", 100.0 * n as f64 / real.len() as f64)
+                };
+                let hits = |m: &[bool]| m.iter().filter(|&&h| h).count();
+                println!(
+                    "| {:.0} % ({} KiB) | {mu} | {} | {} | {} | {} | {} | {} / {} KiB |",
+                    share * 100.0,
+                    max / 1024,
+                    hits(&real),
+                    hits(&model),
+                    same(&model),
+                    hits(&unbounded),
+                    same(&unbounded),
+                    disk_blocks(&run.join("cache")) / 1024,
+                    max / 1024,
+                );
+            }
         }
         println!();
     }
