@@ -5,9 +5,10 @@
 //! estimates how often each key was asked for recently, without storing keys (a scan of a
 //! million cold paths costs no memory and no allocation). All counters are halved every
 //! `10 × cached files` samples and at least once per `window`, so popularity ages. A key is
-//! filled once its estimate reaches `min_hits` — a one-hit wonder never gets there — and, when
-//! the cache is full, only if it is more popular than the entry it would displace, so a scan
-//! cannot flush the hot set.
+//! filled once its estimate reaches `min_hits` and it was seen before since the last two agings
+//! (the doorkeeper keeps whole 64-bit hashes, so a one-hit wonder is never taken for a repeat)
+//! and, when the cache is full, only if it is more popular than the entry it would displace, so
+//! a scan cannot flush the hot set.
 //!
 //! Eviction is a generalised CLOCK over the cached entries: each entry keeps its own frequency
 //! (taken from the sketch at insert, raised by hits). The hand passes entries that are more
@@ -81,7 +82,8 @@ const SAMPLES_PER_FILE: u64 = 10;
 const MIN_SAMPLE_PERIOD: u64 = 4096;
 /// Entries the hand looks at to answer a miss on a full cache: one miss never walks far.
 const HAND_LOOKS: usize = 4;
-/// Sketch width per expected entry is one 64-bit word (16 counters, 4 of them per key).
+/// The sketch expects one entry per this many bytes of `max_bytes` (at most `max_files`) and
+/// gives each expected entry one 64-bit word of counters plus two doorkeeper slots.
 const BYTES_PER_EXPECTED_ENTRY: u64 = 64 * 1024;
 const MIN_WORDS: usize = 1 << 9;
 const MAX_WORDS: usize = 1 << 20;
