@@ -9,7 +9,7 @@
 #   --quick        short runs for developing the script: 3 s per wrk run, 1 run, small file
 #                  sets (100 × 100 KiB, 2 × 72 MiB), growth up to 30k files, 10 s soak,
 #                  20k requests in the mixed-workload list
-#   --case LIST    only these cases (1–12, comma-separated; default 1–9 and 12; 10 and 11 only when named)
+#   --case LIST    only these cases (1–12, comma-separated; default all but 11, which runs only when named)
 #   --runs N       runs per variant (default 3; the median is reported)
 #   --duration S   seconds per wrk run (default 10)
 #   --no-latency   skip the paced latency runs of cases 1, 2, 3 and 9
@@ -36,6 +36,13 @@
 #  9 mixed workload: 80 % local hits, 20 % misses over 10k objects, Zipf popularity, per
 #    mode (nginx proxy, auth + verdict cache, local-first once built) vs nginx alone (misses
 #    as config-only 302)
+# 10 hot-object cache policy: trace-driven hit ratios (examples/cache_trace.rs, no servers):
+#    stowaway's admission/eviction policy (sees all requests / only misses) vs a model of nginx
+#    proxy_cache (min_uses 1-3) vs moka vs a static oracle; 1M requests, 100k objects, Zipf
+#    0.9 / 1.1, capacity 5 % / 20 %, plus a popularity shift (--quick: 100k requests, 10k objects)
+# 11 reconcile of 1M archived files against a synthetic listing: peak RSS and time (only when
+#    named: it builds a 1M-file tree)
+# 12 a cached object (hot-object cache) vs a local file, 10 KiB, through one local-first nginx
 # Baselines are like for like: every nginx (lighttpd) variant is compared with nginx (lighttpd)
 # alone carrying the same safety and caching directives its config has (disable_symlinks,
 # open_file_cache...; `like_base`), and with bare try_files. Cases 1, 2, 3 and 9 also measure
@@ -48,7 +55,7 @@ LIB="$REPO/benches/lib"
 CONF="$REPO/benches/conf"
 
 QUICK=0
-CASES="1,2,3,4,5,6,7,8,9,12"
+CASES="1,2,3,4,5,6,7,8,9,10,12"
 RUNS=""
 DURATION=""
 WRITE=0
@@ -1398,6 +1405,41 @@ PY
   done
   stop_name listserver
   rm -rf "$c11"
+fi
+
+# --- Case 10: hot-object cache policy, trace-driven hit ratios ------------------------------------
+# A simulation, not a load test: examples/cache_trace.rs replays deterministic traces through
+# the library's cache::policy, a model of nginx proxy_cache and moka (it asserts that disk usage
+# never exceeds max_size). Its markdown report goes to $OUT/c10-cache-trace.md and, with --write,
+# between the case-10 markers of BENCHMARKS.md. C10_HIGH / C10_LOW: the eviction watermarks.
+# `--nginx-check` then replays a small trace through a real nginx proxy_cache, request by request.
+if want 10; then
+  log "case 10: cache policy trace simulation"
+  meta load_before_case_10 "$(load_avg)"
+  (cd "$REPO" && cargo build --release --quiet --example cache_trace)
+  C10_ARGS=(--high "${C10_HIGH:-98}" --low "${C10_LOW:-95}")
+  [ "$QUICK" = 1 ] && C10_ARGS+=(--quick)
+  cmd_log "case 10: cache_trace ${C10_ARGS[*]}"
+  timeout 1800 "$CARGO_TARGET_DIR/release/examples/cache_trace" "${C10_ARGS[@]}" > "$OUT/c10-cache-trace.md" \
+    || die "cache_trace failed (a disk-usage assertion, or the timeout)"
+  # The nginx model against a real nginx proxy_cache (small trace; nginx started and stopped by
+  # the example itself, loopback, its own temporary directory).
+  cmd_log "case 10: cache_trace --nginx-check"
+  echo >> "$OUT/c10-cache-trace.md"
+  timeout 600 "$CARGO_TARGET_DIR/release/examples/cache_trace" --nginx-check >> "$OUT/c10-cache-trace.md" \
+    || die "cache_trace --nginx-check failed"
+  cat "$OUT/c10-cache-trace.md" >&2
+  if [ "$WRITE" = 1 ]; then
+    python3 - "$REPO/BENCHMARKS.md" "$OUT/c10-cache-trace.md" "$(date -u +%FT%TZ)" <<'EOF'
+import re, sys
+path, report, when = sys.argv[1], open(sys.argv[2]).read().strip(), sys.argv[3]
+new = f"<!-- case10:begin (benches/run.sh --case 10 --write, {when}) -->\n{report}\n<!-- case10:end -->\n"
+old = open(path).read()
+pat = re.compile(r"<!-- case10:begin.*?<!-- case10:end -->\n?", re.S)
+open(path, "w").write(pat.sub(lambda _: new, old) if pat.search(old) else old.rstrip("\n") + "\n\n" + new)
+EOF
+  fi
+  meta load_after_case_10 "$(load_avg)"
 fi
 
 meta load_end "$(load_avg)"

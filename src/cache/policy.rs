@@ -1,12 +1,28 @@
 //! Which objects the hot cache keeps. Pure bookkeeping, no I/O: the caller reports misses, hits,
 //! finished fills and removals; the policy answers whether to fill and what to evict.
 //!
-//! PLACEHOLDER implementation (exact counts per window, least-recently-used eviction): the API
-//! is what the rest of the cache builds on; the internals are replaced by a frequency sketch
-//! with aging.
+//! Admission is TinyLFU: a count-min sketch of 4-bit counters behind a doorkeeper
+//! estimates how often each key was asked for recently, without storing keys (a scan of a
+//! million cold paths costs no memory and no allocation). All counters are halved every
+//! `10 × cached files` samples and at least once per `window`, so popularity ages. A key is
+//! filled once its estimate reaches `min_hits` and it was seen before since the last two agings
+//! (the doorkeeper keeps whole 64-bit hashes, so a one-hit wonder is never taken for a repeat)
+//! and, when the cache is full, only if it is more popular than the entry it would displace, so
+//! a scan cannot flush the hot set.
+//!
+//! Eviction is a generalised CLOCK over the cached entries: each entry keeps its own frequency
+//! (taken from the sketch at insert, raised by hits). The hand passes entries that are more
+//! popular than the newcomer, taking one off their count, and evicts the first that is not. An
+//! entry's count therefore only drops under admission pressure, never with time: in local-first
+//! mode nginx answers cache hits itself and stowaway sees only misses, so a cached hot object is
+//! invisible and would otherwise look cold exactly because it is cached. (benches/run.sh case 10
+//! measures both modes; BENCHMARKS.md has the numbers and the comparison with moka.)
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
+
+use foldhash::fast::{FixedState, RandomState};
+use hashbrown::HashTable;
+use std::hash::BuildHasher;
 
 /// The limits of one mount's cache, from `[mount.cache]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,30 +74,201 @@ pub struct Usage {
     pub files: u64,
 }
 
-struct Seen {
-    hits: u32,
-    since: Instant,
+/// 4-bit counters saturate here; also the ceiling of an entry's own count.
+const MAX_COUNT: u8 = 15;
+/// The sketch ages after this many samples per cached file (TinyLFU's sample size W = 10 × C).
+const SAMPLES_PER_FILE: u64 = 10;
+/// …but never more often than every this many samples, so a nearly empty cache still counts.
+const MIN_SAMPLE_PERIOD: u64 = 4096;
+/// Entries the hand looks at to answer a miss on a full cache: one miss never walks far.
+const HAND_LOOKS: usize = 4;
+/// The sketch expects one entry per this many bytes of `max_bytes` (at most `max_files`) and
+/// gives each expected entry one 64-bit word of counters plus two doorkeeper slots.
+const BYTES_PER_EXPECTED_ENTRY: u64 = 64 * 1024;
+const MIN_WORDS: usize = 1 << 9;
+const MAX_WORDS: usize = 1 << 20;
+const NIL: u32 = u32::MAX;
+const DOOR_WAYS: usize = 4;
+
+/// Count-min sketch of 4-bit counters with a doorkeeper: the first sighting of a key only
+/// enters it there, so the many keys seen once never touch (and never saturate) a counter.
+struct Sketch {
+    words: Box<[u64]>,
+    /// Two generations: a key counts as seen if either holds it, so a sighting just before
+    /// an aging is not forgotten by the next request.
+    door: [Box<[u64]>; 2],
+    cur: usize,
+    samples: u64,
 }
 
-struct Entry {
+impl Sketch {
+    fn new(expected_entries: u64) -> Self {
+        let n = usize::try_from(expected_entries)
+            .unwrap_or(MAX_WORDS)
+            .clamp(MIN_WORDS, MAX_WORDS)
+            .next_power_of_two();
+        Sketch {
+            words: vec![0; n].into_boxed_slice(),
+            door: [vec![0; n].into_boxed_slice(), vec![0; n].into_boxed_slice()],
+            cur: 0,
+            samples: 0,
+        }
+    }
+
+    /// The four (word, shift) counter positions of a hash: one per row, from independent bits.
+    fn slots(&self, hash: u64) -> [(usize, u32); 4] {
+        let mask = self.words.len() - 1;
+        let mut out = [(0, 0); 4];
+        for (i, slot) in out.iter_mut().enumerate() {
+            // Odd multipliers spread the one 64-bit hash into four row hashes.
+            const MUL: [u64; 4] = [
+                0x9E37_79B9_7F4A_7C15,
+                0xC2B2_AE3D_27D4_EB4F,
+                0x1656_67B1_9E37_79F9,
+                0x85EB_CA77_C2B2_AE63,
+            ];
+            let h = hash.wrapping_mul(MUL[i]);
+            let word = (h >> 32) as usize & mask;
+            let shift = (((h >> 16) & 3) as u32 + 4 * i as u32) * 4;
+            *slot = (word, shift);
+        }
+        out
+    }
+
+    /// The doorkeeper holds whole 64-bit hashes, four to a bucket: a key it has not seen is
+    /// never taken for one it has (a lost slot only delays an admission by one request).
+    fn door_bucket(&self, hash: u64) -> usize {
+        let buckets = self.door[0].len() / DOOR_WAYS;
+        ((hash >> 40) as usize & (buckets - 1)) * DOOR_WAYS
+    }
+
+    fn in_door(&self, hash: u64) -> bool {
+        let b = self.door_bucket(hash);
+        let tag = hash | 1;
+        self.door.iter().any(|g| g[b..b + DOOR_WAYS].contains(&tag))
+    }
+
+    fn estimate(&self, hash: u64) -> u8 {
+        let min = self
+            .slots(hash)
+            .iter()
+            .map(|&(w, s)| ((self.words[w] >> s) & 15) as u8)
+            .min()
+            .unwrap_or(0);
+        (min + u8::from(self.in_door(hash))).min(MAX_COUNT)
+    }
+
+    /// One sighting; ages everything once `period` samples were taken. Tells whether the key
+    /// had been seen since the last aging.
+    fn increment(&mut self, hash: u64, period: u64) -> bool {
+        let seen = self.in_door(hash);
+        if seen {
+            // Conservative update: only the smallest counters grow, which keeps the estimates
+            // of colliding cold keys from inflating each other.
+            let slots = self.slots(hash);
+            let min = slots
+                .iter()
+                .map(|&(w, s)| (self.words[w] >> s) & 15)
+                .min()
+                .unwrap_or(0);
+            if min < u64::from(MAX_COUNT) {
+                for (w, s) in slots {
+                    if (self.words[w] >> s) & 15 == min {
+                        self.words[w] += 1 << s;
+                    }
+                }
+            }
+        } else {
+            let b = self.door_bucket(hash);
+            let bucket = &mut self.door[self.cur][b..b + DOOR_WAYS];
+            let slot = match bucket.iter().position(|&t| t == 0) {
+                Some(i) => i,
+                None => (hash >> 8) as usize % DOOR_WAYS,
+            };
+            bucket[slot] = hash | 1;
+        }
+        self.samples += 1;
+        if self.samples >= period {
+            self.age();
+        }
+        seen
+    }
+
+    /// Halve every counter and forget the older doorkeeper generation: popularity is about the
+    /// recent past.
+    fn age(&mut self) {
+        for w in self.words.iter_mut() {
+            *w = (*w >> 1) & 0x7777_7777_7777_7777;
+        }
+        self.cur ^= 1;
+        self.door[self.cur].fill(0);
+        self.samples = 0;
+    }
+}
+
+struct Node {
+    key: Box<str>,
+    hash: u64,
     bytes: u64,
-    last_used: Instant,
+    /// The entry's own frequency: the sketch's estimate at insert, raised by hits, lowered by
+    /// the hand. Never aged with time (see the module comment).
+    count: u8,
+    prev: u32,
+    next: u32,
 }
 
 /// One mount's cache policy. Not thread-safe by itself: the caller wraps it in a lock.
 pub struct Policy {
     limits: Limits,
-    seen: HashMap<Box<str>, Seen>,
-    entries: HashMap<Box<str>, Entry>,
+    sketch: Sketch,
+    hasher: Hasher,
+    last_aged: Option<Instant>,
+    /// Slab of entries in a circular list; `hand` is the oldest position (the next to look at),
+    /// its predecessor the newest. Freed slots are reused, so a steady cache never allocates
+    /// except for the keys it stores.
+    nodes: Vec<Node>,
+    free: Vec<u32>,
+    index: HashTable<u32>,
+    hand: u32,
     usage: Usage,
+}
+
+enum Hasher {
+    Random(RandomState),
+    Fixed(FixedState),
+}
+
+impl Hasher {
+    fn hash(&self, key: &str) -> u64 {
+        match self {
+            Hasher::Random(s) => s.hash_one(key),
+            Hasher::Fixed(s) => s.hash_one(key),
+        }
+    }
 }
 
 impl Policy {
     pub fn new(limits: Limits) -> Self {
+        // Keys come from clients: a per-process seed keeps them from aiming at one counter.
+        Self::build(limits, Hasher::Random(RandomState::default()))
+    }
+
+    /// Same policy with a fixed hash seed: reproducible runs (the trace benchmark, tests).
+    pub fn with_seed(limits: Limits, seed: u64) -> Self {
+        Self::build(limits, Hasher::Fixed(FixedState::with_seed(seed)))
+    }
+
+    fn build(limits: Limits, hasher: Hasher) -> Self {
+        let expected = (limits.max_bytes / BYTES_PER_EXPECTED_ENTRY).min(limits.max_files);
         Policy {
+            sketch: Sketch::new(expected),
             limits,
-            seen: HashMap::new(),
-            entries: HashMap::new(),
+            hasher,
+            last_aged: None,
+            nodes: Vec::new(),
+            free: Vec::new(),
+            index: HashTable::new(),
+            hand: NIL,
             usage: Usage::default(),
         }
     }
@@ -94,35 +281,54 @@ impl Policy {
     /// known (from the uploader's records or a HEAD); an unknown size is admitted on popularity
     /// and checked again at insert.
     pub fn record_miss(&mut self, key: &str, size: Option<u64>, now: Instant) -> Admission {
-        if self.entries.contains_key(key) {
+        let hash = self.hasher.hash(key);
+        if let Some(i) = self.find(hash, key) {
+            // A fill in flight, or a front server that asked anyway: still a use of the entry.
+            self.touch(hash, i, now);
             return Admission::Cached;
         }
         if size.is_some_and(|s| s > self.limits.max_object_size || s > self.limits.max_bytes) {
             return Admission::TooLarge;
         }
-        let window = self.limits.window;
-        let seen = self.seen.entry(key.into()).or_insert(Seen {
-            hits: 0,
-            since: now,
-        });
-        if now.duration_since(seen.since) > window {
-            *seen = Seen {
-                hits: 0,
-                since: now,
-            };
+        let seen = self.count(hash, now);
+        let freq = self.sketch.estimate(hash);
+        // A first sighting never fills (unless min_hits is 1), whatever colliding counters say:
+        // that is what keeps one-hit wonders out for certain rather than probably.
+        if u32::from(freq) < self.limits.min_hits || (!seen && self.limits.min_hits > 1) {
+            return Admission::TooFewHits;
         }
-        seen.hits += 1;
-        if seen.hits >= self.limits.min_hits {
-            Admission::Fill
-        } else {
-            Admission::TooFewHits
+        let bytes = size.unwrap_or(0);
+        if !self.above(
+            self.usage.bytes + bytes,
+            self.usage.files + 1,
+            self.limits.high_percent,
+        ) {
+            return Admission::Fill;
         }
+        // Full: the newcomer must beat an entry near the hand. Those it does not beat are
+        // passed over (one off their count), so the next candidate meets other entries and
+        // an entry nobody asks for any more loses its place step by step.
+        let mut at = self.hand;
+        for _ in 0..HAND_LOOKS.min(self.nodes.len()) {
+            if at == NIL {
+                break;
+            }
+            if self.nodes[at as usize].count < freq {
+                return Admission::Fill;
+            }
+            at = self.nodes[at as usize].next;
+        }
+        for _ in 0..HAND_LOOKS.min(self.usage.files as usize) {
+            self.pass_hand();
+        }
+        Admission::Rejected
     }
 
     /// A request answered from the cache (only modes where the request reaches stowaway).
     pub fn record_hit(&mut self, key: &str, now: Instant) {
-        if let Some(e) = self.entries.get_mut(key) {
-            e.last_used = now;
+        let hash = self.hasher.hash(key);
+        if let Some(i) = self.find(hash, key) {
+            self.touch(hash, i, now);
         }
     }
 
@@ -131,90 +337,186 @@ impl Policy {
         if disk_bytes > self.limits.max_bytes || self.limits.max_files == 0 {
             return Placement::default();
         }
-        if let Some(old) = self.entries.remove(key) {
-            self.usage.bytes -= old.bytes;
-            self.usage.files -= 1;
+        let hash = self.hasher.hash(key);
+        let mut count = self.sketch.estimate(hash).max(1);
+        if let Some(i) = self.find(hash, key) {
+            count = count.max(self.nodes[i as usize].count);
+            self.remove(key);
         }
-        self.seen.remove(key);
-        self.entries.insert(
-            key.into(),
-            Entry {
-                bytes: disk_bytes,
-                last_used: now,
-            },
-        );
-        self.usage.bytes += disk_bytes;
-        self.usage.files += 1;
+        self.maybe_age(now);
         let mut evict = Vec::new();
-        if self.over(self.limits.high_percent) {
-            while self.over(self.limits.low_percent) {
-                let Some(victim) = self
-                    .entries
-                    .iter()
-                    .min_by_key(|(_, e)| e.last_used)
-                    .map(|(k, _)| k.clone())
-                else {
-                    break;
-                };
-                self.remove(&victim);
-                evict.push(victim);
+        if self.above(
+            self.usage.bytes + disk_bytes,
+            self.usage.files + 1,
+            self.limits.high_percent,
+        ) {
+            // Entries less popular than the newcomer go first; the others are passed over and
+            // lose one each pass, so the loop ends (every count reaches zero within 16 turns).
+            while self.hand != NIL
+                && self.above(
+                    self.usage.bytes + disk_bytes,
+                    self.usage.files + 1,
+                    self.limits.low_percent,
+                )
+            {
+                let at = self.hand as usize;
+                if self.nodes[at].count < count {
+                    let victim = self.unlink(self.hand);
+                    evict.push(victim);
+                } else {
+                    self.pass_hand();
+                }
             }
         }
-        let kept = self.entries.contains_key(key);
-        Placement { kept, evict }
+        let slot = self.alloc(Node {
+            key: key.into(),
+            hash,
+            bytes: disk_bytes,
+            count,
+            prev: NIL,
+            next: NIL,
+        });
+        self.link_newest(slot);
+        let nodes = &self.nodes;
+        self.index
+            .insert_unique(hash, slot, |&i| nodes[i as usize].hash);
+        self.usage.bytes += disk_bytes;
+        self.usage.files += 1;
+        Placement { kept: true, evict }
     }
 
     /// The entry is gone (deleted, replaced, failed revalidation, evicted outside the policy).
     pub fn remove(&mut self, key: &str) {
-        if let Some(old) = self.entries.remove(key) {
-            self.usage.bytes -= old.bytes;
-            self.usage.files -= 1;
+        let hash = self.hasher.hash(key);
+        if let Some(i) = self.find(hash, key) {
+            drop(self.unlink(i));
         }
     }
 
     pub fn contains(&self, key: &str) -> bool {
-        self.entries.contains_key(key)
+        self.find(self.hasher.hash(key), key).is_some()
     }
 
     pub fn usage(&self) -> Usage {
         self.usage
     }
 
-    fn over(&self, percent: u8) -> bool {
+    /// Bytes of memory the policy holds (sketch, index, entries and their keys): for the
+    /// benchmark's memory-per-entry figure.
+    pub fn memory_bytes(&self) -> usize {
+        let keys: usize = self.nodes.iter().map(|n| n.key.len()).sum();
+        self.sketch.words.len() * 8
+            + self.sketch.door[0].len() * 16
+            + self.nodes.capacity() * std::mem::size_of::<Node>()
+            + self.free.capacity() * 4
+            + self.index.capacity() * (std::mem::size_of::<u32>() + 1)
+            + keys
+    }
+
+    fn find(&self, hash: u64, key: &str) -> Option<u32> {
+        self.index
+            .find(hash, |&i| &*self.nodes[i as usize].key == key)
+            .copied()
+    }
+
+    fn touch(&mut self, hash: u64, i: u32, now: Instant) {
+        let _ = self.count(hash, now);
+        let est = self.sketch.estimate(hash);
+        let node = &mut self.nodes[i as usize];
+        node.count = node.count.max(est).min(MAX_COUNT);
+    }
+
+    fn count(&mut self, hash: u64, now: Instant) -> bool {
+        self.maybe_age(now);
+        let period = (self.usage.files * SAMPLES_PER_FILE).max(MIN_SAMPLE_PERIOD);
+        self.sketch.increment(hash, period)
+    }
+
+    fn maybe_age(&mut self, now: Instant) {
+        match self.last_aged {
+            None => self.last_aged = Some(now),
+            Some(t) if now.saturating_duration_since(t) >= self.limits.window => {
+                // A long quiet spell ages as often as the windows that passed (after four,
+                // every count is zero anyway).
+                let windows = now.saturating_duration_since(t).as_nanos()
+                    / self.limits.window.as_nanos().max(1);
+                for _ in 0..windows.min(4) {
+                    self.sketch.age();
+                }
+                self.last_aged = Some(now);
+            }
+            Some(_) => {}
+        }
+    }
+
+    fn pass_hand(&mut self) {
+        if self.hand == NIL {
+            return;
+        }
+        let node = &mut self.nodes[self.hand as usize];
+        node.count = node.count.saturating_sub(1);
+        self.hand = node.next;
+    }
+
+    fn above(&self, bytes: u64, files: u64, percent: u8) -> bool {
         let p = u128::from(percent);
-        u128::from(self.usage.bytes) * 100 > u128::from(self.limits.max_bytes) * p
-            || u128::from(self.usage.files) * 100 > u128::from(self.limits.max_files) * p
+        u128::from(bytes) * 100 > u128::from(self.limits.max_bytes) * p
+            || u128::from(files) * 100 > u128::from(self.limits.max_files) * p
+    }
+
+    fn alloc(&mut self, node: Node) -> u32 {
+        match self.free.pop() {
+            Some(i) => {
+                self.nodes[i as usize] = node;
+                i
+            }
+            None => {
+                self.nodes.push(node);
+                (self.nodes.len() - 1) as u32
+            }
+        }
+    }
+
+    /// Puts `i` just behind the hand: the newest position, the last the hand reaches.
+    fn link_newest(&mut self, i: u32) {
+        if self.hand == NIL {
+            self.nodes[i as usize].prev = i;
+            self.nodes[i as usize].next = i;
+            self.hand = i;
+            return;
+        }
+        let next = self.hand;
+        let prev = self.nodes[next as usize].prev;
+        self.nodes[i as usize].prev = prev;
+        self.nodes[i as usize].next = next;
+        self.nodes[prev as usize].next = i;
+        self.nodes[next as usize].prev = i;
+    }
+
+    /// Forgets entry `i` and hands back its key.
+    fn unlink(&mut self, i: u32) -> Box<str> {
+        let (prev, next, hash, bytes) = {
+            let n = &self.nodes[i as usize];
+            (n.prev, n.next, n.hash, n.bytes)
+        };
+        if next == i {
+            self.hand = NIL;
+        } else {
+            self.nodes[prev as usize].next = next;
+            self.nodes[next as usize].prev = prev;
+            if self.hand == i {
+                self.hand = next;
+            }
+        }
+        if let Ok(entry) = self.index.find_entry(hash, |&j| j == i) {
+            entry.remove();
+        }
+        self.usage.bytes -= bytes;
+        self.usage.files -= 1;
+        self.free.push(i);
+        std::mem::take(&mut self.nodes[i as usize].key)
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn limits() -> Limits {
-        Limits {
-            max_bytes: 1000,
-            max_files: 10,
-            high_percent: 90,
-            low_percent: 75,
-            min_hits: 2,
-            window: Duration::from_secs(60),
-            max_object_size: 500,
-        }
-    }
-
-    #[test]
-    fn admits_after_min_hits_and_evicts_down_to_low() {
-        let mut p = Policy::new(limits());
-        let t = Instant::now();
-        assert_eq!(p.record_miss("a", Some(400), t), Admission::TooFewHits);
-        assert_eq!(p.record_miss("a", Some(400), t), Admission::Fill);
-        assert_eq!(p.record_miss("big", Some(501), t), Admission::TooLarge);
-        assert!(p.insert("a", 400, t).kept);
-        assert!(p.insert("b", 400, t + Duration::from_secs(1)).kept);
-        let placed = p.insert("c", 400, t + Duration::from_secs(2));
-        assert!(placed.kept);
-        assert!(p.usage().bytes <= 750);
-        assert!(!placed.evict.is_empty());
-    }
-}
+mod tests;

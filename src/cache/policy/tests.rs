@@ -1,0 +1,343 @@
+use super::*;
+
+const MIN: Duration = Duration::from_secs(60);
+
+fn limits() -> Limits {
+    Limits {
+        max_bytes: 1000,
+        max_files: 10,
+        high_percent: 90,
+        low_percent: 75,
+        min_hits: 2,
+        window: Duration::from_secs(3600),
+        max_object_size: 500,
+    }
+}
+
+fn policy(limits: Limits) -> Policy {
+    Policy::with_seed(limits, 7)
+}
+
+/// Asks for `key` until the policy wants it filled, then fills it; panics if it never does.
+fn admit(p: &mut Policy, key: &str, bytes: u64, now: Instant) -> Placement {
+    for _ in 0..16 {
+        match p.record_miss(key, Some(bytes), now) {
+            Admission::Fill => return p.insert(key, bytes, now),
+            Admission::TooFewHits | Admission::Rejected => {}
+            other => panic!("{key}: {other:?}"),
+        }
+    }
+    panic!("{key} never admitted")
+}
+
+#[test]
+fn admits_after_min_hits() {
+    let mut p = policy(limits());
+    let t = Instant::now();
+    assert_eq!(p.record_miss("a", Some(400), t), Admission::TooFewHits);
+    assert_eq!(p.record_miss("a", Some(400), t), Admission::Fill);
+    assert!(p.insert("a", 400, t).kept);
+    assert_eq!(p.record_miss("a", Some(400), t), Admission::Cached);
+    assert!(p.contains("a"));
+}
+
+#[test]
+fn one_hit_wonders_never_enter() {
+    let mut p = policy(Limits {
+        max_bytes: 1 << 30,
+        max_files: 1 << 20,
+        ..limits()
+    });
+    let t = Instant::now();
+    for i in 0..100_000 {
+        let key = format!("/once/{i}");
+        assert_eq!(
+            p.record_miss(&key, Some(100), t),
+            Admission::TooFewHits,
+            "{key}"
+        );
+    }
+    assert_eq!(p.usage(), Usage::default());
+}
+
+#[test]
+fn too_large_objects_are_refused_at_miss_and_at_insert() {
+    let mut p = policy(limits());
+    let t = Instant::now();
+    assert_eq!(p.record_miss("big", Some(501), t), Admission::TooLarge);
+    assert_eq!(p.record_miss("big", Some(501), t), Admission::TooLarge);
+    // Unknown size: admitted on popularity, refused once the fill shows it cannot fit.
+    assert_eq!(p.record_miss("unsized", None, t), Admission::TooFewHits);
+    assert_eq!(p.record_miss("unsized", None, t), Admission::Fill);
+    let placed = p.insert("unsized", 1001, t);
+    assert!(!placed.kept);
+    assert!(!p.contains("unsized"));
+    assert_eq!(p.usage(), Usage::default());
+}
+
+#[test]
+fn evicts_from_above_high_down_to_low_watermark() {
+    let mut p = policy(limits());
+    let t = Instant::now();
+    for k in ["a", "b", "c", "d"] {
+        assert!(admit(&mut p, k, 200, t).evict.is_empty(), "{k}");
+    }
+    // 800 of 1000: below the 90 % mark, nothing evicted yet.
+    assert_eq!(p.usage().bytes, 800);
+    let placed = admit(&mut p, "e", 200, t);
+    assert!(placed.kept);
+    // 1000 > 900: evicted until the total with "e" is at most 750.
+    assert_eq!(placed.evict.len(), 2, "{placed:?}");
+    assert_eq!(
+        p.usage(),
+        Usage {
+            bytes: 600,
+            files: 3
+        }
+    );
+    assert!(p.contains("e"));
+    for gone in &placed.evict {
+        assert!(!p.contains(gone));
+    }
+}
+
+#[test]
+fn max_files_is_a_limit_like_bytes() {
+    let mut p = policy(Limits {
+        max_bytes: 1 << 20,
+        max_files: 4,
+        high_percent: 100,
+        low_percent: 50,
+        ..limits()
+    });
+    let t = Instant::now();
+    for k in ["a", "b", "c", "d"] {
+        assert!(admit(&mut p, k, 10, t).evict.is_empty());
+    }
+    let placed = admit(&mut p, "e", 10, t);
+    assert!(placed.kept);
+    assert_eq!(placed.evict.len(), 3, "{placed:?}");
+    assert_eq!(p.usage().files, 2);
+    let mut p = policy(Limits {
+        max_files: 0,
+        ..limits()
+    });
+    assert!(!p.insert("a", 10, t).kept);
+}
+
+#[test]
+fn remove_and_replace_keep_usage_exact() {
+    let mut p = policy(limits());
+    let t = Instant::now();
+    admit(&mut p, "a", 100, t);
+    admit(&mut p, "b", 200, t);
+    assert_eq!(
+        p.usage(),
+        Usage {
+            bytes: 300,
+            files: 2
+        }
+    );
+    // A refill of the same key (object replaced) counts its new size once.
+    assert!(p.insert("a", 300, t).kept);
+    assert_eq!(
+        p.usage(),
+        Usage {
+            bytes: 500,
+            files: 2
+        }
+    );
+    p.remove("a");
+    p.remove("a");
+    p.remove("never");
+    assert_eq!(
+        p.usage(),
+        Usage {
+            bytes: 200,
+            files: 1
+        }
+    );
+    assert!(!p.contains("a"));
+    p.remove("b");
+    assert_eq!(p.usage(), Usage::default());
+    // Slots are reused and the list stays consistent after emptying.
+    admit(&mut p, "c", 100, t);
+    assert_eq!(
+        p.usage(),
+        Usage {
+            bytes: 100,
+            files: 1
+        }
+    );
+    assert!(p.contains("c"));
+}
+
+/// Ten hot objects fill the cache; then a long scan of cold objects, each asked for once, runs
+/// while the hot ones keep being asked for (sees-all mode) or not at all (local-first mode,
+/// where nginx serves the hits): the hot set survives both.
+#[test]
+fn a_scan_does_not_flush_the_hot_set() {
+    for sees_hits in [true, false] {
+        let mut p = policy(Limits {
+            max_bytes: 10_000,
+            max_files: 100,
+            max_object_size: 1000,
+            ..limits()
+        });
+        let t = Instant::now();
+        let hot: Vec<String> = (0..9).map(|i| format!("/hot/{i}")).collect();
+        for _ in 0..8 {
+            for k in &hot {
+                match p.record_miss(k, Some(1000), t) {
+                    Admission::Fill => assert!(p.insert(k, 1000, t).kept),
+                    Admission::Cached | Admission::TooFewHits => {}
+                    other => panic!("{k}: {other:?}"),
+                }
+            }
+        }
+        assert_eq!(p.usage().files, 9);
+        let mut filled = 0;
+        for i in 0..50_000 {
+            let key = format!("/scan/{i}");
+            if p.record_miss(&key, Some(1000), t) == Admission::Fill {
+                filled += 1;
+                p.insert(&key, 1000, t);
+            }
+            if sees_hits && i % 10 == 0 {
+                p.record_hit(&hot[i / 10 % hot.len()], t);
+            }
+        }
+        assert_eq!(filled, 0, "sees_hits={sees_hits}");
+        assert!(hot.iter().all(|k| p.contains(k)), "sees_hits={sees_hits}");
+    }
+}
+
+/// A scan that asks for every cold object twice reaches `min_hits`, so it meets the comparison
+/// with the entries: while the hot objects are asked for, none of it gets in.
+#[test]
+fn a_scan_at_min_hits_loses_to_the_hot_set() {
+    let mut p = policy(Limits {
+        max_bytes: 10_000,
+        max_files: 100,
+        max_object_size: 1000,
+        ..limits()
+    });
+    let t = Instant::now();
+    let hot: Vec<String> = (0..9).map(|i| format!("/hot/{i}")).collect();
+    for _ in 0..8 {
+        for k in &hot {
+            if p.record_miss(k, Some(1000), t) == Admission::Fill {
+                assert!(p.insert(k, 1000, t).kept);
+            }
+        }
+    }
+    assert_eq!(p.usage().files, 9);
+    for i in 0..20_000 {
+        let key = format!("/scan/{i}");
+        for _ in 0..2 {
+            assert_ne!(p.record_miss(&key, Some(1000), t), Admission::Fill, "{key}");
+        }
+        p.record_hit(&hot[i % hot.len()], t);
+    }
+    assert!(hot.iter().all(|k| p.contains(k)));
+}
+
+/// When full, a popular newcomer displaces an entry nobody asks for any more, but a newcomer
+/// less popular than every entry is rejected.
+#[test]
+fn a_full_cache_admits_only_what_beats_the_victim() {
+    let mut p = policy(Limits {
+        max_bytes: 1000,
+        max_files: 100,
+        high_percent: 100,
+        low_percent: 90,
+        ..limits()
+    });
+    let t = Instant::now();
+    for i in 0..10 {
+        let k = format!("/hot/{i}");
+        // Enough requests to saturate the entries' counts: a newcomer cannot out-count them,
+        // it can only win once the hand has worn one down.
+        for _ in 0..20 {
+            if p.record_miss(&k, Some(100), t) == Admission::Fill {
+                p.insert(&k, 100, t);
+            }
+        }
+    }
+    assert_eq!(p.usage().files, 10);
+    // Two requests reach `min_hits` but not the entries' popularity.
+    assert_eq!(p.record_miss("/warm", Some(100), t), Admission::TooFewHits);
+    assert_eq!(p.record_miss("/warm", Some(100), t), Admission::Rejected);
+    // A newcomer asked for again and again wins eventually: the hand lowers the count of
+    // the entries it passes, which nobody asks for in local-first mode.
+    let mut admitted = false;
+    for _ in 0..200 {
+        if p.record_miss("/new-hot", Some(100), t) == Admission::Fill {
+            let placed = p.insert("/new-hot", 100, t);
+            assert!(placed.kept);
+            // Down to the low mark: 900 bytes with the newcomer.
+            assert_eq!(placed.evict.len(), 2, "{placed:?}");
+            admitted = true;
+            break;
+        }
+    }
+    assert!(admitted);
+    assert!(p.usage().bytes <= 1000);
+}
+
+/// Counts age with the window: a sighting one window ago still counts, one from three windows
+/// ago is forgotten.
+#[test]
+fn popularity_ages_with_the_window() {
+    let mut p = policy(Limits {
+        window: MIN,
+        ..limits()
+    });
+    let t = Instant::now();
+    assert_eq!(p.record_miss("a", Some(10), t), Admission::TooFewHits);
+    assert_eq!(p.record_miss("b", Some(10), t), Admission::TooFewHits);
+    assert_eq!(p.record_miss("b", Some(10), t + MIN), Admission::Fill);
+    assert_eq!(
+        p.record_miss("a", Some(10), t + 3 * MIN),
+        Admission::TooFewHits
+    );
+    assert_eq!(p.record_miss("a", Some(10), t + 3 * MIN), Admission::Fill);
+}
+
+#[test]
+fn popularity_ages_with_the_samples() {
+    let mut p = policy(Limits {
+        max_bytes: 1 << 30,
+        max_files: 1 << 20,
+        ..limits()
+    });
+    let t = Instant::now();
+    for _ in 0..15 {
+        p.record_miss("a", Some(10), t);
+    }
+    let before = p.sketch.estimate(p.hasher.hash("a"));
+    // MIN_SAMPLE_PERIOD samples of other keys: one halving.
+    for i in 0..MIN_SAMPLE_PERIOD {
+        p.record_miss(&format!("/other/{i}"), Some(10), t);
+    }
+    let after = p.sketch.estimate(p.hasher.hash("a"));
+    assert!(before >= 14, "{before}");
+    assert!(after <= before / 2 + 1 && after > 0, "{before} → {after}");
+}
+
+/// The hot path must not allocate for keys it already tracks, and the sketch grows no state per
+/// key: one sighting of a million keys leaves the policy's memory unchanged.
+#[test]
+fn record_miss_keeps_no_per_key_state() {
+    let mut p = policy(Limits {
+        max_bytes: 1 << 30,
+        max_files: 1 << 20,
+        ..limits()
+    });
+    let t = Instant::now();
+    let before = p.memory_bytes();
+    for i in 0..200_000 {
+        p.record_miss(&format!("/k/{i}"), Some(10), t);
+    }
+    assert_eq!(p.memory_bytes(), before);
+}
