@@ -493,14 +493,29 @@ impl MountCache {
 /// uploader calls before it announces a new object under a cached key (and what `stowaway rm`
 /// can call). Works without a running cache (another process): the file goes, a running serve
 /// forgets the entry at its next lookup.
-pub fn purge_mount_key(settings: &Settings, mount: usize, key: &str) {
+/// Returns whether a cached file was removed (then wait [`DESCRIPTOR_GRACE`] before the object
+/// becomes reachable another way).
+pub fn purge_mount_key(settings: &Settings, mount: usize, key: &str) -> bool {
+    let mut removed = false;
     for c in settings.caches.iter().filter(|c| c.mount == mount) {
         match purge(&c.dir, key) {
-            Ok(true) => tracing::info!(key, dir = %c.dir.display(), "cache: entry purged"),
+            Ok(true) => {
+                removed = true;
+                tracing::info!(key, dir = %c.dir.display(), "cache: entry purged")
+            }
             Ok(false) => {}
             Err(e) => {
                 tracing::warn!(key, dir = %c.dir.display(), error = %e, "cache: cannot purge an entry")
             }
         }
     }
+    removed
 }
+
+/// How long a front server may go on sending a cache file after it was purged, from a
+/// descriptor it keeps: the generated nginx configs keep descriptors of cache files
+/// (`open_file_cache`) and look at the path again after `open_file_cache_valid` (2 s). The
+/// uploader waits this long after purging a replaced object's cached copy before it removes the
+/// local file (which serves the new bytes meanwhile), so no client gets the old bytes once the
+/// new object is announced.
+pub const DESCRIPTOR_GRACE: std::time::Duration = std::time::Duration::from_secs(3);

@@ -38,7 +38,10 @@ pub async fn round(cache: &Arc<MountCache>) {
     // Files deleted under the index (another process purged them).
     let c = cache.clone();
     let _ = tokio::task::spawn_blocking(move || {
-        for k in c.index().keys() {
+        // The key list first: a guard in the `for` expression would live through the loop,
+        // and locking the index again inside it would wait for ever.
+        let keys = c.index().keys();
+        for k in keys {
             if !c.layout.is_file(&k) {
                 c.index().remove(&k);
             }

@@ -571,3 +571,10 @@ fn a_cached_mount_gets_its_cache_locations_and_nothing_else_changes() {
     let e = nginx_local(&bad, &opts()).unwrap_err().to_string();
     assert!(e.contains("/var/cache/a;b"), "{e}");
 }
+
+/// The uploader's wait after purging a cached copy covers how long nginx may keep sending it
+/// from a descriptor of the generated configs' open_file_cache.
+#[test]
+fn the_cache_purge_grace_outlasts_open_file_cache_validity() {
+    assert!(crate::cache::DESCRIPTOR_GRACE > Duration::from_secs(OPEN_FILE_CACHE_VALID_SECS));
+}

@@ -278,8 +278,11 @@ impl Pipeline {
         // A cached copy of the object this upload replaced goes before the local file does
         // (finalize is when clients start reaching the new object): the front server must not
         // find the old bytes in the cache once the local file is gone.
-        if uploaded {
-            crate::cache::purge_mount_key(&self.settings, job.mount, &job.key);
+        // A front server may still hold the purged file open: the local file (the new bytes)
+        // stays until it has looked again.
+        let mut grace = mount.finalize_grace;
+        if uploaded && crate::cache::purge_mount_key(&self.settings, job.mount, &job.key) {
+            grace = grace.max(crate::cache::DESCRIPTOR_GRACE);
         }
 
         // 4. The local file must still be what was hashed (a writer may have appended or replaced
@@ -287,8 +290,8 @@ impl Pipeline {
         if let Some(o) = still_same(job, &open).await {
             return o;
         }
-        if !mount.finalize_grace.is_zero() {
-            tokio::time::sleep(mount.finalize_grace).await;
+        if !grace.is_zero() {
+            tokio::time::sleep(grace).await;
         }
         let (m, root, rel, stamp) = (mount.clone(), job.root.clone(), job.key.clone(), job.stamp);
         let (names, f) = (self.names.clone(), open.clone());

@@ -1020,6 +1020,17 @@ pub struct OldBytesLoad {
 impl OldBytesLoad {
     /// Starts the loop and waits until it got the old bytes once.
     pub fn start(front: SocketAddr, path: &str, body: &[u8]) -> OldBytesLoad {
+        Self::start_paced(front, path, body, Duration::ZERO)
+    }
+
+    /// [`OldBytesLoad::start`] with a pause between requests (a loop of many seconds without
+    /// one fills the loopback port range with TIME_WAIT sockets).
+    pub fn start_paced(
+        front: SocketAddr,
+        path: &str,
+        body: &[u8],
+        pause: Duration,
+    ) -> OldBytesLoad {
         use std::sync::atomic::Ordering::Relaxed;
         let l = OldBytesLoad {
             stop: Default::default(),
@@ -1045,6 +1056,7 @@ impl OldBytesLoad {
                     old.lock().unwrap().push(started);
                 }
                 asked.fetch_add(1, Relaxed);
+                std::thread::sleep(pause);
             }
         });
         let l = OldBytesLoad {
