@@ -15,7 +15,9 @@
 //! popular than the newcomer, taking one off their count, and evicts the first that is not. An
 //! entry's count therefore only drops under admission pressure, never with time: in local-first
 //! mode nginx answers cache hits itself and stowaway sees only misses, so a cached hot object is
-//! invisible and would otherwise look cold exactly because it is cached. (benches/run.sh case 10
+//! invisible and would otherwise look cold exactly because it is cached. For the same reason an
+//! evicted entry hands its admission count back to the sketch as a floor: if it was hot it
+//! returns soon and enters higher than before. (benches/run.sh case 10
 //! measures both modes; BENCHMARKS.md has the numbers and the comparison with moka.)
 
 use std::time::{Duration, Instant};
@@ -194,6 +196,17 @@ impl Sketch {
         seen
     }
 
+    /// Raises the key's counters to at least `to` (a floor, not an increment: an evicted key
+    /// comes back as popular as it was, not more).
+    fn raise(&mut self, hash: u64, to: u8) {
+        let to = u64::from(to.min(MAX_COUNT));
+        for (w, s) in self.slots(hash) {
+            if (self.words[w] >> s) & 15 < to {
+                self.words[w] = (self.words[w] & !(15 << s)) | (to << s);
+            }
+        }
+    }
+
     /// Halve every counter and forget the older doorkeeper generation: popularity is about the
     /// recent past.
     fn age(&mut self) {
@@ -213,6 +226,8 @@ struct Node {
     /// The entry's own frequency: the sketch's estimate at insert, raised by hits, lowered by
     /// the hand. Never aged with time (see the module comment).
     count: u8,
+    /// `count` at insert: what the sketch is raised back to when the entry is evicted.
+    admitted: u8,
     prev: u32,
     next: u32,
 }
@@ -361,6 +376,14 @@ impl Policy {
             {
                 let at = self.hand as usize;
                 if self.nodes[at].count < count {
+                    // While cached, an entry's requests may never reach the sketch (local-first
+                    // serves them), so its counters have aged away: a hot object evicted here
+                    // would have to start over from min_hits and be admitted at the bottom
+                    // again. Handing its admission count back lets it return on its next
+                    // requests and above where it entered, so objects that keep coming back
+                    // climb while a cold one's floor ages away like any count.
+                    let (h, floor) = (self.nodes[at].hash, self.nodes[at].admitted);
+                    self.sketch.raise(h, floor);
                     let victim = self.unlink(self.hand);
                     evict.push(victim);
                 } else {
@@ -373,6 +396,7 @@ impl Policy {
             hash,
             bytes: disk_bytes,
             count,
+            admitted: count,
             prev: NIL,
             next: NIL,
         });

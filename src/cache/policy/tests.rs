@@ -341,3 +341,42 @@ fn record_miss_keeps_no_per_key_state() {
     }
     assert_eq!(p.memory_bytes(), before);
 }
+
+/// In local-first mode a cached object's requests never reach the policy, so its counters age
+/// away while it is cached. Evicted, it gets its admission count back as a floor: two requests
+/// bring it back at (at least) the popularity it entered with, not at `min_hits`.
+#[test]
+fn an_evicted_entry_returns_at_its_admission_count() {
+    let mut p = policy(Limits {
+        max_bytes: 1000,
+        max_files: 100,
+        high_percent: 100,
+        low_percent: 90,
+        window: MIN,
+        ..limits()
+    });
+    let t = Instant::now();
+    for _ in 0..8 {
+        p.record_miss("/a", Some(100), t);
+    }
+    assert!(p.insert("/a", 100, t).kept);
+    let entered = p.nodes[p.find(p.hasher.hash("/a"), "/a").expect("cached") as usize].count;
+    assert!(entered >= 8, "{entered}");
+    // Three windows later the sketch has forgotten /a; ten newcomers, each more popular,
+    // fill the cache and push /a out (it is the oldest, the hand's first victim).
+    let later = t + 3 * MIN;
+    let mut evicted = Vec::new();
+    for i in 0..10 {
+        let k = format!("/f/{i}");
+        for _ in 0..15 {
+            p.record_miss(&k, Some(100), later);
+        }
+        evicted.extend(p.insert(&k, 100, later).evict);
+    }
+    assert!(evicted.iter().any(|k| &**k == "/a"), "{evicted:?}");
+    assert_eq!(p.record_miss("/a", Some(100), later), Admission::TooFewHits);
+    assert_eq!(p.record_miss("/a", Some(100), later), Admission::Fill);
+    assert!(p.insert("/a", 100, later).kept);
+    let back = p.nodes[p.find(p.hasher.hash("/a"), "/a").expect("cached") as usize].count;
+    assert!(back >= entered, "entered at {entered}, back at {back}");
+}
