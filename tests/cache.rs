@@ -564,3 +564,48 @@ fn rm_removes_the_cached_copy() {
     let again = stowaway_rm(&c.st.config, &[&path]);
     assert!(again.says(&path, "cache", "not there"), "{}", again.stdout);
 }
+
+#[test]
+fn a_fill_under_way_during_a_reload_is_never_left_untracked() {
+    let c = cached("", "", "1h");
+    let body = bytes(41, 300_000);
+    c.s3.put_migrated("site-media", "static/reloaded.jpg", &body);
+    c.proxy.set_slow(Duration::from_secs(10));
+    c.proxy.set(1.0, &[Fault::Slow], &["GET"]);
+    let cache = c.cache.clone();
+    let temp = move || {
+        std::fs::read_dir(&cache).unwrap().flatten().any(|e| {
+            let n = e.file_name().to_string_lossy().to_string();
+            n.starts_with(".stowaway-cache-tmp.") && !n.contains("stats") && !n.contains("journal")
+        })
+    };
+    for _ in 0..2 {
+        assert_eq!(get(c.st.addr, "/static/reloaded.jpg").status, 302);
+    }
+    assert!(
+        wait_until(WAIT, &temp),
+        "a fill is under way: {}",
+        c.st.log_text()
+    );
+    // SIGHUP mid-fill: a new set of caches rescans the directory while the old fill runs on.
+    c.st.proc.signal(1);
+    assert!(
+        wait_until(WAIT, || c.st.log_text().contains("configuration reloaded")),
+        "{}",
+        c.st.log_text()
+    );
+    c.proxy.off();
+    assert!(wait_until(WAIT, || !temp()), "{}", c.st.log_text());
+    // Whatever is on disk now, the running index knows it (counted against max_size,
+    // revalidated, evictable); a file only the front server knows about is the bug.
+    let consistent = wait_until(Duration::from_secs(5), || {
+        c.metric("files") as usize == c.files().len()
+    });
+    assert!(
+        consistent,
+        "on disk {:?}, index {} files: {}",
+        c.files(),
+        c.metric("files"),
+        c.st.log_text()
+    );
+}

@@ -44,6 +44,8 @@ pub enum FillError {
     Write(std::io::Error),
     #[error("purged while filling (replaced or removed)")]
     Purged,
+    #[error("the configuration was reloaded while filling")]
+    Retired,
 }
 
 /// Shared by all fills of a mount: each chunk waits until the mount's byte budget allows it,
@@ -218,6 +220,9 @@ fn install(
     let now = Instant::now();
     {
         let mut index = cache.index();
+        if cache.retired.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(FillError::Retired);
+        }
         let placed = index.insert(
             key,
             disk,

@@ -39,8 +39,11 @@ pub enum LayoutError {
 pub struct Layout {
     path: PathBuf,
     handle: ArcSwap<DirHandle>,
-    next_temp: AtomicU64,
 }
+
+/// Per process, not per [`Layout`]: after a reload the old set's fills still hold their temp
+/// names in the same directory.
+static NEXT_TEMP: AtomicU64 = AtomicU64::new(0);
 
 impl Layout {
     /// Opens (creating it if needed) the configured directory.
@@ -49,7 +52,6 @@ impl Layout {
         Ok(Layout {
             path: path.to_path_buf(),
             handle: ArcSwap::from_pointee(handle),
-            next_temp: AtomicU64::new(0),
         })
     }
 
@@ -108,7 +110,7 @@ impl Layout {
 
     /// A new temp file in the top directory, for one fill.
     pub fn temp(&self) -> Result<(File, String), LayoutError> {
-        let n = self.next_temp.fetch_add(1, Ordering::Relaxed);
+        let n = NEXT_TEMP.fetch_add(1, Ordering::Relaxed);
         let name = format!("{TEMP_PREFIX}{}.{n}", std::process::id());
         let err = |source| LayoutError::Dir {
             dir: self.path.clone(),

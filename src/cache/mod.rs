@@ -115,6 +115,9 @@ pub struct MountCache {
     client: aws_sdk_s3::Client,
     /// Set once the start-up scan has rebuilt the index; no fill starts before.
     ready: AtomicBool,
+    /// Set (under the index lock) when a reload replaces this cache: a fill still running
+    /// must not put a file in place that the new set's scan has already missed.
+    retired: AtomicBool,
     pub stats: Stats,
     runtime: tokio::runtime::Handle,
 }
@@ -141,6 +144,7 @@ impl MountCache {
             limiter: fill::Bandwidth::new(c.fill_bandwidth),
             client,
             ready: AtomicBool::new(false),
+            retired: AtomicBool::new(false),
             stats: Stats::default(),
             runtime,
         })
@@ -174,7 +178,7 @@ impl MountCache {
     /// `key` was answered with a redirect: tell the policy, and start a fill if it says so.
     pub fn miss(self: &Arc<Self>, key: &str) {
         self.stats.misses.inc();
-        if !self.ready.load(Ordering::Acquire) {
+        if !self.ready.load(Ordering::Acquire) || self.retired.load(Ordering::Acquire) {
             return;
         }
         let admission = self.index().record_miss(key, Instant::now());
@@ -371,6 +375,20 @@ impl Caches {
             }
         }
         Caches { mounts, tasks }
+    }
+
+    /// Before a reload opens a new set on the same directories: stops the background tasks
+    /// and makes every fill still running discard its file. Once this returns, no fill of
+    /// this set renames anything into place (the flag is set under each index lock, which
+    /// a fill holds from its check to its rename), so the new set's scan sees every file.
+    pub fn retire(&self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        for c in self.mounts.iter().flatten() {
+            let _ix = c.index();
+            c.retired.store(true, Ordering::Release);
+        }
     }
 
     /// The cache of mount `i`.
