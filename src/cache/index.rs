@@ -121,7 +121,10 @@ impl Index {
 
 /// Appends `r` to the journal in the directory `dir` (one `write` of one line, `O_APPEND`).
 pub fn append(dir: BorrowedFd<'_>, r: &Record) -> io::Result<()> {
-    let mut line = serde_json::to_vec(r).map_err(io::Error::other)?;
+    // Led by a newline too: a line an earlier append left torn (full disk, crash) ends here
+    // instead of swallowing this record; the empty lines are skipped and gone at the rewrite.
+    let mut line = vec![b'\n'];
+    line.extend(serde_json::to_vec(r).map_err(io::Error::other)?);
     line.push(b'\n');
     let fd = rustix::fs::openat(
         dir,
@@ -202,5 +205,33 @@ mod tests {
         rewrite(fd.as_fd(), &[r("b/c", 3)]).unwrap();
         let got = read(fd.as_fd()).unwrap();
         assert_eq!(got.keys().collect::<Vec<_>>(), ["b/c"]);
+    }
+
+    /// A line cut short (a full disk, a crash mid-write) must not swallow the next record:
+    /// that file would be removed as a stranger's at the next start.
+    #[test]
+    fn a_torn_last_line_does_not_swallow_the_next_record() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = crate::beneath::DirHandle::open(d.path()).unwrap();
+        let fd = dir.open_dir(std::path::Path::new("")).unwrap();
+        let r = |k: &str| Record {
+            key: k.into(),
+            ino: 7,
+            size: 3,
+            mtime_ns: 1,
+            etag: "e".into(),
+        };
+        append(fd.as_fd(), &r("a")).unwrap();
+        let whole = serde_json::to_vec(&r("torn")).unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(d.path().join(JOURNAL))
+            .unwrap()
+            .write_all(&whole[..whole.len() / 2])
+            .unwrap();
+        append(fd.as_fd(), &r("b")).unwrap();
+        let got = read(fd.as_fd()).unwrap();
+        assert!(got.contains_key("a") && got.contains_key("b"), "{got:?}");
+        assert!(!got.contains_key("torn"));
     }
 }
