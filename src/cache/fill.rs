@@ -241,9 +241,16 @@ fn install(
         if !placed.kept {
             return Err(FillError::TooLarge { size: disk });
         }
-        if let Err(e) = slot.fill_with(temp) {
-            index.remove(key);
-            return Err(e.into());
+        match cache.layout.place(&slot, temp, started) {
+            Ok(true) => {}
+            Ok(false) => {
+                index.remove(key);
+                return Err(FillError::Purged);
+            }
+            Err(e) => {
+                index.remove(key);
+                return Err(e.into());
+            }
         }
     }
     // In place and indexed already: a failed directory fsync costs durability across a crash

@@ -154,6 +154,20 @@ impl Layout {
         slot.sync()
     }
 
+    /// Renames the finished temp file into `slot` unless its key was purged in this process
+    /// at or after `since` (the fill began before the object was replaced): `Ok(false)`, and
+    /// nothing stays in place. Checked after the rename: a purge notes itself before it
+    /// unlinks, so one that ran before the rename is seen here, and one after it unlinks the
+    /// new file itself. A check before the rename would leave a window for the old bytes.
+    pub fn place(&self, slot: &Slot, temp: &str, since: Instant) -> Result<bool, LayoutError> {
+        slot.fill_with(temp)?;
+        if !purged_since(&self.path, &slot.key, since) {
+            return Ok(true);
+        }
+        remove_beneath(&self.handle.load(), &slot.key).map_err(|e| slot.err(e))?;
+        Ok(false)
+    }
+
     /// Removes a temp file (a fill that failed).
     pub fn discard(&self, temp: &str) {
         if let Ok(root) = self.handle.load().open_dir(Path::new("")) {
@@ -294,6 +308,27 @@ mod tests {
         assert!(purged_since(&dir, "a/b/c.jpg", before));
         assert!(!l.is_file("a/b/c.jpg"));
         assert!(!purge(&d.path().join("none"), "a.jpg").unwrap());
+    }
+
+    /// The uploader purges a key after a fill's early check but before its rename (while the
+    /// journal line is synced): the old bytes must not stay in place.
+    #[test]
+    fn a_purge_just_before_the_rename_wins() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("cache");
+        let l = Layout::open(&dir).unwrap();
+        let (mut f, t) = l.temp().unwrap();
+        std::io::Write::write_all(&mut f, b"old").unwrap();
+        let since = Instant::now();
+        let slot = l.slot("p/old.jpg").unwrap();
+        assert!(!purge(&dir, "p/old.jpg").unwrap(), "nothing cached yet");
+        assert!(!l.place(&slot, &t, since).unwrap());
+        assert!(!dir.join("p/old.jpg").exists());
+        // Not purged since: placed.
+        let (_, t) = l.temp().unwrap();
+        let slot = l.slot("p/old.jpg").unwrap();
+        assert!(l.place(&slot, &t, Instant::now()).unwrap());
+        assert!(dir.join("p/old.jpg").is_file());
     }
 
     #[test]
