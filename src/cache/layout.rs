@@ -225,7 +225,9 @@ fn open_or_create(path: &Path) -> Result<DirHandle, LayoutError> {
         source,
     };
     std::fs::create_dir_all(path).map_err(err)?;
-    DirHandle::open(path).map_err(err)
+    // The configured path is symlink-free (the config check resolved it): a link there now
+    // was planted, possibly for a deleted directory, and would carry fills and purges out.
+    DirHandle::open_no_symlinks(path).map_err(err)
 }
 
 fn remove_beneath(h: &DirHandle, key: &str) -> io::Result<bool> {
@@ -272,7 +274,7 @@ pub fn purged_since(dir: &Path, key: &str, since: Instant) -> bool {
 /// `Ok(false)` when nothing was cached (or the directory does not exist).
 pub fn purge(dir: &Path, key: &str) -> io::Result<bool> {
     note_purge(dir, key);
-    let h = match DirHandle::open(dir) {
+    let h = match DirHandle::open_no_symlinks(dir) {
         Ok(h) => h,
         Err(e) if beneath::is_missing(&e) => return Ok(false),
         Err(e) => return Err(e),
@@ -329,6 +331,33 @@ mod tests {
         let slot = l.slot("p/old.jpg").unwrap();
         assert!(l.place(&slot, &t, Instant::now()).unwrap());
         assert!(dir.join("p/old.jpg").is_file());
+    }
+
+    /// The directory deleted and a symlink planted in its place: recreating it, filling and
+    /// purging never follow the link (the configured path is symlink-free, resolved by the
+    /// config check).
+    #[test]
+    fn a_symlink_planted_for_a_deleted_directory_is_never_followed() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("cache");
+        let outside = d.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("victim.jpg"), b"keep").unwrap();
+        let l = Layout::open(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        std::os::unix::fs::symlink(&outside, &dir).unwrap();
+        assert!(l.recreate_if_gone().is_err(), "a link is not the directory");
+        if let Ok((_, t)) = l.temp() {
+            let _ = l.install(&t, "k.jpg");
+        }
+        assert_eq!(
+            std::fs::read_dir(&outside).unwrap().count(),
+            1,
+            "nothing written"
+        );
+        assert!(purge(&dir, "victim.jpg").is_err());
+        assert!(outside.join("victim.jpg").exists());
+        assert!(Layout::open(&dir).is_err());
     }
 
     #[test]
