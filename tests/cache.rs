@@ -609,3 +609,28 @@ fn a_fill_under_way_during_a_reload_is_never_left_untracked() {
         c.st.log_text()
     );
 }
+
+#[test]
+fn a_key_too_deep_for_the_restart_scan_is_never_left_untracked() {
+    let mut c = cached("", "", "1h");
+    let key = format!("{}deep.jpg", "d/".repeat(70));
+    c.s3.put_migrated("site-media", &format!("static/{key}"), b"deep bytes");
+    let target = format!("/static/{key}");
+    for _ in 0..3 {
+        assert_eq!(get(c.st.addr, &target).status, 302);
+    }
+    // Filled (before the fix) or refused: either way settled before the restart.
+    wait_until(Duration::from_secs(3), || c.cache.join(&key).is_file());
+    c.restart();
+    let settled = wait_until(WAIT, || c.st.log_text().contains("index rebuilt"));
+    assert!(settled, "{}", c.st.log_text());
+    // A file the front server would send that the rebuilt index does not know (never
+    // revalidated, never evicted, outside max_size) is the bug.
+    assert_eq!(
+        c.files().len(),
+        c.metric("files") as usize,
+        "on disk {:?}: {}",
+        c.files(),
+        c.st.log_text()
+    );
+}

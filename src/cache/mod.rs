@@ -181,6 +181,12 @@ impl MountCache {
         if !self.ready.load(Ordering::Acquire) || self.retired.load(Ordering::Acquire) {
             return;
         }
+        // Keys may have hundreds of segments; the restart scan walks only MAX_DEPTH levels, and
+        // a deeper file would outlive its journal line unseen (sent, never revalidated).
+        if key.bytes().filter(|&b| b == b'/').count() >= scan::MAX_DEPTH {
+            self.stats.rejections.inc();
+            return;
+        }
         let admission = self.index().record_miss(key, Instant::now());
         match admission {
             Admission::Fill => self.start_fill(key),

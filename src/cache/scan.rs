@@ -34,8 +34,9 @@ pub fn scan(layout: &Layout) -> std::io::Result<Scanned> {
     Ok(out)
 }
 
-/// Deeper than any key the front servers pass (and no loop: nothing is followed anyway).
-const MAX_DEPTH: usize = 64;
+/// How deep the scan walks (no loop: nothing is followed anyway). Keys may be deeper (1 KiB
+/// of `a/`), so [`super::MountCache::miss`] never caches one with this many `/`.
+pub const MAX_DEPTH: usize = 64;
 
 // Stat field widths differ per architecture, hence the casts.
 #[allow(clippy::unnecessary_cast)]
