@@ -137,7 +137,10 @@ pub fn append(dir: BorrowedFd<'_>, r: &Record) -> io::Result<()> {
     f.sync_data()
 }
 
-/// The journal's records by key (the last line for a key wins); unreadable lines are skipped.
+/// The journal's records by key (the last line for a key wins); unreadable lines are skipped,
+/// byte-wise (a line torn inside a character must not cost the others). A journal that cannot
+/// be read at all (planted link, not a file) vouches for nothing: every file is removed, which
+/// only costs refills; the scan then writes a new one.
 pub fn read(dir: BorrowedFd<'_>) -> io::Result<HashMap<String, Record>> {
     let fd = match rustix::fs::openat(
         dir,
@@ -147,13 +150,19 @@ pub fn read(dir: BorrowedFd<'_>) -> io::Result<HashMap<String, Record>> {
     ) {
         Ok(fd) => fd,
         Err(rustix::io::Errno::NOENT) => return Ok(HashMap::new()),
-        Err(e) => return Err(e.into()),
+        Err(e) => {
+            tracing::warn!(error = %e, "cache: the journal cannot be read: every file in the directory counts as a stranger's");
+            return Ok(HashMap::new());
+        }
     };
-    let mut text = String::new();
-    std::fs::File::from(fd).read_to_string(&mut text)?;
+    let mut text = Vec::new();
+    if let Err(e) = std::fs::File::from(fd).read_to_end(&mut text) {
+        tracing::warn!(error = %e, "cache: the journal cannot be read: every file in the directory counts as a stranger's");
+        return Ok(HashMap::new());
+    }
     Ok(text
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Record>(l).ok())
+        .split(|&b| b == b'\n')
+        .filter_map(|l| serde_json::from_slice::<Record>(l).ok())
         .map(|r| (r.key.clone(), r))
         .collect())
 }

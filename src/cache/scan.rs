@@ -202,4 +202,48 @@ mod tests {
         assert!(s.kept.is_empty());
         assert!(!dir.join("a/ours.jpg").exists());
     }
+
+    /// A journal line torn inside a multi-byte character (a full disk mid-append) must not
+    /// fail the scan: the index would start empty while every file stays on disk, sent by the
+    /// front server and never revalidated, evicted or counted.
+    #[test]
+    #[allow(clippy::unnecessary_cast)]
+    fn a_journal_torn_mid_character_still_scans() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("c");
+        let l = Layout::open(&dir).unwrap();
+        let (mut f, t) = l.temp().unwrap();
+        std::io::Write::write_all(&mut f, b"ours").unwrap();
+        l.install(&t, "фото.jpg").unwrap();
+        let st = rustix::fs::stat(dir.join("фото.jpg")).unwrap();
+        let root = l.root_fd().unwrap();
+        let rec = |key: &str| Record {
+            key: key.into(),
+            ino: st.st_ino as u64,
+            size: 4,
+            mtime_ns: mtime_ns(&st),
+            etag: "e".into(),
+        };
+        index::append(root.as_fd(), &rec("фото.jpg")).unwrap();
+        let torn = serde_json::to_vec(&rec("снимок.jpg")).unwrap();
+        let cut = torn.iter().position(|&b| b >= 0x80).unwrap() + 1;
+        std::io::Write::write_all(
+            &mut std::fs::OpenOptions::new()
+                .append(true)
+                .open(dir.join(JOURNAL))
+                .unwrap(),
+            &torn[..cut],
+        )
+        .unwrap();
+        let s = scan(&l).unwrap();
+        assert_eq!(s.kept.len(), 1, "{s:?}");
+        assert!(dir.join("фото.jpg").exists());
+        // …and a journal that is not a file at all (planted link): everything is a stranger's.
+        std::fs::remove_file(dir.join(JOURNAL)).unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", dir.join(JOURNAL)).unwrap();
+        let s = scan(&l).unwrap();
+        assert!(s.kept.is_empty());
+        assert!(!dir.join("фото.jpg").exists());
+        assert!(dir.join(JOURNAL).is_file() && !dir.join(JOURNAL).is_symlink());
+    }
 }
