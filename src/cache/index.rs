@@ -14,7 +14,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::Instant;
 
-use rustix::fs::{Mode, OFlags};
+use rustix::fs::{FileType, Mode, OFlags};
 use serde::{Deserialize, Serialize};
 
 use super::layout::{JOURNAL, TEMP_PREFIX};
@@ -129,9 +129,18 @@ pub fn append(dir: BorrowedFd<'_>, r: &Record) -> io::Result<()> {
     let fd = rustix::fs::openat(
         dir,
         JOURNAL,
-        OFlags::WRONLY | OFlags::APPEND | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        // NONBLOCK: a FIFO planted under the name must fail the fill, not hang it.
+        OFlags::WRONLY
+            | OFlags::APPEND
+            | OFlags::CREATE
+            | OFlags::NOFOLLOW
+            | OFlags::NONBLOCK
+            | OFlags::CLOEXEC,
         Mode::from_raw_mode(0o600),
     )?;
+    if !FileType::from_raw_mode(rustix::fs::fstat(&fd)?.st_mode).is_file() {
+        return Err(io::Error::other("the journal is not a regular file"));
+    }
     let mut f = std::fs::File::from(fd);
     f.write_all(&line)?;
     f.sync_data()
@@ -145,9 +154,19 @@ pub fn read(dir: BorrowedFd<'_>) -> io::Result<HashMap<String, Record>> {
     let fd = match rustix::fs::openat(
         dir,
         JOURNAL,
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
         Mode::empty(),
     ) {
+        // A FIFO (or device) planted under the name is never read: it could block forever.
+        Ok(fd)
+            if !rustix::fs::fstat(&fd)
+                .is_ok_and(|st| FileType::from_raw_mode(st.st_mode).is_file()) =>
+        {
+            tracing::warn!(
+                "cache: the journal cannot be read: every file in the directory counts as a stranger's"
+            );
+            return Ok(HashMap::new());
+        }
         Ok(fd) => fd,
         Err(rustix::io::Errno::NOENT) => return Ok(HashMap::new()),
         Err(e) => {

@@ -246,4 +246,25 @@ mod tests {
         assert!(!dir.join("фото.jpg").exists());
         assert!(dir.join(JOURNAL).is_file() && !dir.join(JOURNAL).is_symlink());
     }
+
+    /// A FIFO planted as the journal: the scan must not block on it (the index would never be
+    /// rebuilt and fills never start); it is replaced like any unreadable journal.
+    #[test]
+    fn a_fifo_planted_as_the_journal_never_blocks_the_scan() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("c");
+        let l = Layout::open(&dir).unwrap();
+        let st = std::process::Command::new("mkfifo")
+            .arg(dir.join(JOURNAL))
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(scan(&l).map(|s| s.kept.len()));
+        });
+        let got = rx.recv_timeout(std::time::Duration::from_secs(5));
+        assert!(matches!(got, Ok(Ok(0))), "{got:?}");
+        assert!(dir.join(JOURNAL).is_file());
+    }
 }
