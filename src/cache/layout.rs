@@ -360,6 +360,62 @@ mod tests {
         assert!(Layout::open(&dir).is_err());
     }
 
+    /// A race loop: while fills install, purge and remove `a/x.jpg`, another thread keeps
+    /// swapping `a` for a symlink out of the directory. Nothing is ever written, renamed or
+    /// unlinked outside.
+    #[test]
+    fn swapping_a_directory_for_a_symlink_never_lets_a_fill_or_purge_out() {
+        use std::sync::atomic::{AtomicBool, AtomicU64};
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("cache");
+        let outside = d.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("x.jpg"), b"canary").unwrap();
+        let l = Layout::open(&dir).unwrap();
+        std::fs::create_dir(dir.join("a")).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let swaps = Arc::new(AtomicU64::new(0));
+        let attacker = {
+            let (dir, outside, stop, swaps) =
+                (dir.clone(), outside.clone(), stop.clone(), swaps.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    if std::fs::rename(dir.join("a"), dir.join("a.real")).is_ok() {
+                        let _ = std::os::unix::fs::symlink(&outside, dir.join("a"));
+                        std::thread::sleep(Duration::from_micros(100));
+                        let _ = std::fs::remove_file(dir.join("a"));
+                        let _ = std::fs::rename(dir.join("a.real"), dir.join("a"));
+                        swaps.fetch_add(1, Ordering::Relaxed);
+                        std::thread::sleep(Duration::from_micros(100));
+                    }
+                }
+            })
+        };
+        let end = Instant::now() + Duration::from_millis(1500);
+        let mut installed = 0;
+        while Instant::now() < end {
+            let Ok((mut f, t)) = l.temp() else { continue };
+            let _ = std::io::Write::write_all(&mut f, b"filled");
+            match l.install(&t, "a/x.jpg") {
+                Ok(()) => installed += 1,
+                Err(_) => l.discard(&t),
+            }
+            let _ = l.is_file("a/x.jpg");
+            let _ = purge(&dir, "a/x.jpg");
+            let _ = l.remove("a/x.jpg");
+        }
+        stop.store(true, Ordering::Relaxed);
+        attacker.join().unwrap();
+        assert!(swaps.load(Ordering::Relaxed) > 10 && installed > 10);
+        let names: Vec<_> = std::fs::read_dir(&outside)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(names, ["x.jpg"]);
+        assert_eq!(std::fs::read(outside.join("x.jpg")).unwrap(), b"canary");
+    }
+
     #[test]
     fn a_deleted_directory_is_created_again() {
         let d = tempfile::tempdir().unwrap();
