@@ -692,3 +692,32 @@ fn a_signed_mounts_cached_object_needs_a_valid_link_in_every_mode() {
         }
     }
 }
+
+/// The site keeps `open_file_cache` at http level (common in tuned sites): the cache location
+/// must not inherit it, or nginx sends a purged entry's old bytes from a kept descriptor.
+#[test]
+fn a_site_wide_open_file_cache_never_sends_a_purged_entry() {
+    let c = cached("", "", "1h");
+    let (http, server) = nginx_snippets(c.path(), &c.st, LOCAL_ARGS);
+    let http =
+        format!("open_file_cache max=1000 inactive=120s;\nopen_file_cache_valid 120s;\n{http}");
+    let site = c.path().join("site-docroot");
+    let nginx = Nginx::start(c.path(), &realistic_site_with(&http, Some(&server), &site));
+    let v1 = bytes(33, 100_000);
+    c.s3.put_migrated("site-media", "static/o.jpg", &v1);
+    c.warm(nginx.addr, "o.jpg");
+    for _ in 0..3 {
+        assert_eq!(sha(&get(nginx.addr, "/static/o.jpg").body), sha(&v1));
+    }
+    let v2 = bytes(34, 90_000);
+    write_file(&c.root, "o.jpg", &v2);
+    let gone = wait_until(WAIT, || !c.root.join("o.jpg").exists());
+    assert!(gone, "uploaded and finalized: {}", c.st.log_text());
+    assert!(!c.cache.join("o.jpg").exists(), "purged");
+    let r = get(nginx.addr, "/static/o.jpg");
+    assert_ne!(
+        sha(&r.body),
+        sha(&v1),
+        "old bytes from a kept descriptor: {r:?}"
+    );
+}

@@ -72,8 +72,9 @@ fn key_map(settings: &Settings, var: &str, i: usize) -> String {
 }
 
 /// The named location that looks into mount `i`'s hot-object cache (docs/cache.md) for
-/// `file` after the root missed, then goes on to `next`. No open_file_cache: an evicted or
-/// purged entry must not be sent from a kept descriptor.
+/// `file` after the root missed, then goes on to `next`. `open_file_cache off` spelt out: an
+/// evicted or purged entry must not be sent from a kept descriptor, and a site's http- or
+/// server-level `open_file_cache` would otherwise be inherited.
 pub(super) fn cached_location(
     name: &str,
     i: usize,
@@ -88,6 +89,7 @@ pub(super) fn cached_location(
          \x20       server_tokens off;\n\
          \x20       root {root};\n\
          \x20       disable_symlinks on from=$document_root;\n\
+         \x20       open_file_cache off;   # not the site's: a purged entry is never sent from a kept descriptor\n\
          \x20       try_files {file} {next};\n\
          \x20   }}\n",
         root = nginx_str(&dir.display().to_string()),
