@@ -78,8 +78,17 @@ fn walk(
                         | rustix::fs::OFlags::NOFOLLOW
                         | rustix::fs::OFlags::CLOEXEC,
                     rustix::fs::Mode::empty(),
-                )?;
-                walk(&sub, path, journal, out, depth + 1)?;
+                );
+                // Gone or swapped for a link since the stat: skipped, not fatal. A failed scan
+                // would leave every file on disk untracked, which one entry must not cause.
+                let walked = match sub {
+                    Ok(sub) => walk(&sub, path.clone(), journal, out, depth + 1),
+                    Err(e) => Err(e.into()),
+                };
+                if let Err(e) = walked {
+                    tracing::warn!(entry = %path.display(), error = %e, "cache: skipping a directory the scan cannot walk");
+                    continue;
+                }
                 // Emptied (or always empty) directories go too; a non-empty one stays.
                 let _ = beneath::rmdir_at(dir.as_fd(), os);
             }
@@ -266,5 +275,39 @@ mod tests {
         let got = rx.recv_timeout(std::time::Duration::from_secs(5));
         assert!(matches!(got, Ok(Ok(0))), "{got:?}");
         assert!(dir.join(JOURNAL).is_file());
+    }
+
+    /// A directory swapped for a symlink between the scan's stat and its open: that entry is
+    /// skipped, the scan goes on (a failed scan leaves every file on disk untracked).
+    #[test]
+    fn a_directory_swapped_during_the_scan_does_not_fail_it() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("c");
+        let l = Layout::open(&dir).unwrap();
+        std::fs::create_dir_all(dir.join("d/e")).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let attacker = {
+            let (dir, stop) = (dir.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let _ = std::fs::create_dir_all(dir.join("d/e"));
+                    let _ = std::fs::rename(dir.join("d"), dir.join("d.real"));
+                    let _ = std::os::unix::fs::symlink("/tmp", dir.join("d"));
+                    std::thread::sleep(std::time::Duration::from_micros(50));
+                    let _ = std::fs::remove_file(dir.join("d"));
+                    let _ = std::fs::rename(dir.join("d.real"), dir.join("d"));
+                }
+            })
+        };
+        let end = std::time::Instant::now() + std::time::Duration::from_millis(1500);
+        let mut failed = None;
+        while std::time::Instant::now() < end && failed.is_none() {
+            failed = scan(&l).err();
+        }
+        stop.store(true, Ordering::Relaxed);
+        attacker.join().unwrap();
+        assert!(failed.is_none(), "{failed:?}");
     }
 }
