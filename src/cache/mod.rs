@@ -96,7 +96,20 @@ pub struct StatsFile {
 
 /// Reads the counters a running `serve` left in the cache directory `dir`.
 pub fn read_stats(dir: &Path) -> Option<StatsFile> {
-    let text = std::fs::read_to_string(dir.join(STATS)).ok()?;
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    // serve writes it by rename: a link or FIFO under the name was planted (never followed,
+    // never waited on).
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32)
+        .open(dir.join(STATS))
+        .ok()?;
+    if !f.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut text = String::new();
+    f.read_to_string(&mut text).ok()?;
     serde_json::from_str(&text).ok()
 }
 
@@ -526,5 +539,38 @@ pub fn purge_mount_key(settings: &Settings, mount: usize, key: &str) {
                 tracing::warn!(key, dir = %c.dir.display(), error = %e, "cache: cannot purge an entry")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `stowaway status` reads the stats file: a FIFO or a link planted under its name must
+    /// neither hang it nor be followed.
+    #[test]
+    fn read_stats_never_blocks_or_follows() {
+        let d = tempfile::tempdir().unwrap();
+        let st = std::process::Command::new("mkfifo")
+            .arg(d.path().join(STATS))
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let dir = d.path().to_path_buf();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(read_stats(&dir));
+        });
+        let got = rx.recv_timeout(std::time::Duration::from_secs(5));
+        assert!(matches!(got, Ok(None)), "{got:?}");
+        std::fs::remove_file(d.path().join(STATS)).unwrap();
+        let elsewhere = d.path().join("elsewhere.json");
+        std::fs::write(
+            &elsewhere,
+            serde_json::to_vec(&StatsFile::default()).unwrap(),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(&elsewhere, d.path().join(STATS)).unwrap();
+        assert_eq!(read_stats(d.path()), None);
     }
 }
