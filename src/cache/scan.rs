@@ -64,7 +64,12 @@ fn walk(
             }
             continue;
         }
-        if top && (name == JOURNAL.as_bytes() || name == STATS.as_bytes()) {
+        // Ours only as regular files: anything else under these names was planted, and a
+        // directory there would make the journal's rewrite (a rename onto it) fail the scan.
+        if top
+            && (name == JOURNAL.as_bytes() || name == STATS.as_bytes())
+            && kind == FileType::RegularFile
+        {
             continue;
         }
         let path = rel.join(os);
@@ -309,5 +314,23 @@ mod tests {
         stop.store(true, Ordering::Relaxed);
         attacker.join().unwrap();
         assert!(failed.is_none(), "{failed:?}");
+    }
+
+    /// A directory planted as the journal: the scan removes it like any stranger's entry and
+    /// writes a new journal (it failed instead, leaving every cached file untracked).
+    #[test]
+    fn a_directory_planted_as_the_journal_is_removed() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("c");
+        let l = Layout::open(&dir).unwrap();
+        let (mut f, t) = l.temp().unwrap();
+        std::io::Write::write_all(&mut f, b"old").unwrap();
+        l.install(&t, "cached.jpg").unwrap();
+        std::fs::create_dir(dir.join(JOURNAL)).unwrap();
+        std::fs::write(dir.join(JOURNAL).join("x"), b"x").unwrap();
+        let s = scan(&l).unwrap();
+        assert!(s.kept.is_empty());
+        assert!(!dir.join("cached.jpg").exists());
+        assert!(dir.join(JOURNAL).is_file());
     }
 }
