@@ -196,9 +196,14 @@ pub fn rewrite(dir: BorrowedFd<'_>, records: &[Record]) -> io::Result<()> {
         text.extend(serde_json::to_vec(r).map_err(io::Error::other)?);
         text.push(b'\n');
     }
-    f.write_all(&text)?;
-    f.sync_all()?;
-    crate::beneath::rename_at(dir, OsStr::new(&tmp), dir, OsStr::new(JOURNAL))?;
+    let written = f
+        .write_all(&text)
+        .and_then(|()| f.sync_all())
+        .and_then(|()| crate::beneath::rename_at(dir, OsStr::new(&tmp), dir, OsStr::new(JOURNAL)));
+    if let Err(e) = written {
+        let _ = crate::beneath::unlink_at(dir, OsStr::new(&tmp));
+        return Err(e);
+    }
     crate::beneath::sync_dir(dir.as_fd())
 }
 

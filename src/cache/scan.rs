@@ -30,7 +30,11 @@ pub fn scan(layout: &Layout) -> std::io::Result<Scanned> {
     let mut out = Scanned::default();
     walk(&root, PathBuf::new(), &journal, &mut out, 0)?;
     let records: Vec<Record> = out.kept.iter().map(|(r, _)| r.clone()).collect();
-    index::rewrite(root.as_fd(), &records)?;
+    // A failed rewrite (full disk) is not a failed scan: the old journal stays and still
+    // vouches for every file kept; failing here would leave them all untracked.
+    if let Err(e) = index::rewrite(root.as_fd(), &records) {
+        tracing::warn!(error = %e, "cache: cannot rewrite the journal, the old one stays");
+    }
     Ok(out)
 }
 
@@ -332,5 +336,33 @@ mod tests {
         assert!(s.kept.is_empty());
         assert!(!dir.join("cached.jpg").exists());
         assert!(dir.join(JOURNAL).is_file());
+    }
+
+    /// The journal cannot be rewritten (a full disk; here its temp name is taken): the scan
+    /// still returns what it kept, vouched for by the old journal, which stays.
+    #[test]
+    #[allow(clippy::unnecessary_cast)]
+    fn a_failed_journal_rewrite_keeps_the_scan() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("c");
+        let l = Layout::open(&dir).unwrap();
+        let (mut f, t) = l.temp().unwrap();
+        std::io::Write::write_all(&mut f, b"ours").unwrap();
+        l.install(&t, "k.jpg").unwrap();
+        let st = rustix::fs::stat(dir.join("k.jpg")).unwrap();
+        let root = l.root_fd().unwrap();
+        let rec = Record {
+            key: "k.jpg".into(),
+            ino: st.st_ino as u64,
+            size: 4,
+            mtime_ns: mtime_ns(&st),
+            etag: "e".into(),
+        };
+        index::append(root.as_fd(), &rec).unwrap();
+        let blocker = dir.join(format!("{TEMP_PREFIX}{}.journal", std::process::id()));
+        std::fs::create_dir_all(blocker.join("x")).unwrap();
+        let s = scan(&l).unwrap();
+        assert_eq!(s.kept.len(), 1);
+        assert!(index::read(root.as_fd()).unwrap().contains_key("k.jpg"));
     }
 }
