@@ -179,6 +179,22 @@ impl DirHandle {
         })
     }
 
+    /// Like [`DirHandle::open`], but no component of `path` may be a symlink (`ELOOP`): for a
+    /// path the config check resolved already, where a link found later was planted.
+    pub fn open_no_symlinks(path: &Path) -> io::Result<DirHandle> {
+        let fd = openat2(
+            rustix::fs::CWD,
+            path,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+        )?;
+        Ok(DirHandle {
+            fd,
+            path: path.to_path_buf(),
+        })
+    }
+
     /// A second handle on an already resolved directory (its path is unknown: messages only).
     pub fn from_fd(dir: &OwnedFd) -> io::Result<DirHandle> {
         Ok(DirHandle {

@@ -307,7 +307,9 @@ impl Services {
         let (tombstones, tombstone_task) = crate::tombstone::start(&new, sdk.is_some()).await;
         let for_state = tombstones.clone();
         let classes = crate::storage_class::start(&new, sdk.is_some()).await;
-        // A new set: the cache settings may have changed; each rebuilds its index by a scan.
+        // A new set: the cache settings may have changed; each rebuilds its index by a scan,
+        // which must not run while a fill of the old set can still put a file in place.
+        self.caches.retire();
         let caches = Arc::new(crate::cache::Caches::start(&new).await);
         metrics.set_caches(Some(caches.clone()));
         let caches_for_state = caches.clone();

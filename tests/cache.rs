@@ -598,3 +598,160 @@ fn a_cache_file_deleted_by_another_process_is_forgotten() {
         asked.elapsed()
     );
 }
+
+#[test]
+fn a_fill_under_way_during_a_reload_is_never_left_untracked() {
+    let c = cached("", "", "1h");
+    let body = bytes(41, 300_000);
+    c.s3.put_migrated("site-media", "static/reloaded.jpg", &body);
+    c.proxy.set_slow(Duration::from_secs(10));
+    c.proxy.set(1.0, &[Fault::Slow], &["GET"]);
+    let cache = c.cache.clone();
+    let temp = move || {
+        std::fs::read_dir(&cache).unwrap().flatten().any(|e| {
+            let n = e.file_name().to_string_lossy().to_string();
+            n.starts_with(".stowaway-cache-tmp.") && !n.contains("stats") && !n.contains("journal")
+        })
+    };
+    for _ in 0..2 {
+        assert_eq!(get(c.st.addr, "/static/reloaded.jpg").status, 302);
+    }
+    assert!(
+        wait_until(WAIT, &temp),
+        "a fill is under way: {}",
+        c.st.log_text()
+    );
+    // SIGHUP mid-fill: a new set of caches rescans the directory while the old fill runs on.
+    c.st.proc.signal(1);
+    assert!(
+        wait_until(WAIT, || c.st.log_text().contains("configuration reloaded")),
+        "{}",
+        c.st.log_text()
+    );
+    c.proxy.off();
+    assert!(wait_until(WAIT, || !temp()), "{}", c.st.log_text());
+    // Whatever is on disk now, the running index knows it (counted against max_size,
+    // revalidated, evictable); a file only the front server knows about is the bug.
+    let consistent = wait_until(Duration::from_secs(5), || {
+        c.metric("files") as usize == c.files().len()
+    });
+    assert!(
+        consistent,
+        "on disk {:?}, index {} files: {}",
+        c.files(),
+        c.metric("files"),
+        c.st.log_text()
+    );
+}
+
+#[test]
+fn a_key_too_deep_for_the_restart_scan_is_never_left_untracked() {
+    let mut c = cached("", "", "1h");
+    let key = format!("{}deep.jpg", "d/".repeat(70));
+    c.s3.put_migrated("site-media", &format!("static/{key}"), b"deep bytes");
+    let target = format!("/static/{key}");
+    for _ in 0..3 {
+        assert_eq!(get(c.st.addr, &target).status, 302);
+    }
+    // Filled (before the fix) or refused: either way settled before the restart.
+    wait_until(Duration::from_secs(3), || c.cache.join(&key).is_file());
+    c.restart();
+    let settled = wait_until(WAIT, || c.st.log_text().contains("index rebuilt"));
+    assert!(settled, "{}", c.st.log_text());
+    // A file the front server would send that the rebuilt index does not know (never
+    // revalidated, never evicted, outside max_size) is the bug.
+    assert_eq!(
+        c.files().len(),
+        c.metric("files") as usize,
+        "on disk {:?}: {}",
+        c.files(),
+        c.st.log_text()
+    );
+}
+
+/// A signed mount's cached object, without a valid link, through every front server and mode
+/// stowaway generates (nginx inside the realistic site, whose regex and rewrite locations
+/// come after the generated ones): never the cached bytes.
+#[test]
+fn a_signed_mounts_cached_object_needs_a_valid_link_in_every_mode() {
+    let body = bytes(3, 120_000);
+    let probe = |front: SocketAddr, signed: &str, what: &str, c: &Cached| {
+        for target in [
+            "/static/private/p.jpg".to_string(),
+            "/old-static/private/p.jpg".to_string(),
+            "/moved/private/p.jpg".to_string(),
+            "/static/private/./p.jpg".to_string(),
+            "/static//private/p.jpg".to_string(),
+            "/static/private/p%2Ejpg".to_string(),
+            signed.replace("/p.jpg", "/p.JPG"),
+            signed.replace("signature=", "signature=A"),
+        ] {
+            let r = get(front, &target);
+            assert!(
+                r.status != 200 && r.status != 206 && sha(&r.body) != sha(&body),
+                "{what} {target}: {r:?}\n{}",
+                c.st.log_text()
+            );
+        }
+    };
+    for lighttpd in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let access = access_section(dir.path(), "k1");
+        let cache = dir.path().join("cache");
+        let server = if lighttpd { "front = \"lighttpd\"" } else { "" };
+        let c = cached_in(dir, cache, server, &access, "1h", "64MiB");
+        c.s3.put_migrated("site-media", "static/private/p.jpg", &body);
+        let signed = sign_link(&c.st, "/static/private/p.jpg", &["--ttl", "1h"]);
+        let filled = wait_until(WAIT, || {
+            get(c.st.addr, &signed);
+            c.cache.join("private/p.jpg").is_file()
+        });
+        assert!(filled, "{}", c.st.log_text());
+        if lighttpd {
+            let lf = lighttpd_front(c.path(), &c.st);
+            assert_eq!(sha(&get(lf.addr, &signed).body), sha(&body));
+            probe(lf.addr, &signed, "lighttpd local-first", &c);
+            let sf = lighttpd_sendfile_front(c.path(), &c.st);
+            assert_eq!(sha(&get(sf.addr, &signed).body), sha(&body));
+            probe(sf.addr, &signed, "lighttpd sendfile", &c);
+        } else {
+            for (mode, n) in [
+                ("local-first", local_nginx(c.path(), &c.st)),
+                ("proxy", proxy_nginx(c.path(), &c.st)),
+                ("auth", auth_nginx(c.path(), &c.st)),
+            ] {
+                assert_eq!(sha(&get(n.addr, &signed).body), sha(&body), "{mode}");
+                probe(n.addr, &signed, mode, &c);
+            }
+        }
+    }
+}
+
+/// The site keeps `open_file_cache` at http level (common in tuned sites): the cache location
+/// must not inherit it, or nginx sends a purged entry's old bytes from a kept descriptor.
+#[test]
+fn a_site_wide_open_file_cache_never_sends_a_purged_entry() {
+    let c = cached("", "", "1h");
+    let (http, server) = nginx_snippets(c.path(), &c.st, LOCAL_ARGS);
+    let http =
+        format!("open_file_cache max=1000 inactive=120s;\nopen_file_cache_valid 120s;\n{http}");
+    let site = c.path().join("site-docroot");
+    let nginx = Nginx::start(c.path(), &realistic_site_with(&http, Some(&server), &site));
+    let v1 = bytes(33, 100_000);
+    c.s3.put_migrated("site-media", "static/o.jpg", &v1);
+    c.warm(nginx.addr, "o.jpg");
+    for _ in 0..3 {
+        assert_eq!(sha(&get(nginx.addr, "/static/o.jpg").body), sha(&v1));
+    }
+    let v2 = bytes(34, 90_000);
+    write_file(&c.root, "o.jpg", &v2);
+    let gone = wait_until(WAIT, || !c.root.join("o.jpg").exists());
+    assert!(gone, "uploaded and finalized: {}", c.st.log_text());
+    assert!(!c.cache.join("o.jpg").exists(), "purged");
+    let r = get(nginx.addr, "/static/o.jpg");
+    assert_ne!(
+        sha(&r.body),
+        sha(&v1),
+        "old bytes from a kept descriptor: {r:?}"
+    );
+}

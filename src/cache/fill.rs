@@ -44,6 +44,8 @@ pub enum FillError {
     Write(std::io::Error),
     #[error("purged while filling (replaced or removed)")]
     Purged,
+    #[error("the configuration was reloaded while filling")]
+    Retired,
 }
 
 /// Shared by all fills of a mount: each chunk waits until the mount's byte budget allows it,
@@ -218,6 +220,9 @@ fn install(
     let now = Instant::now();
     {
         let mut index = cache.index();
+        if cache.retired.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(FillError::Retired);
+        }
         let placed = index.insert(
             key,
             disk,
@@ -236,9 +241,16 @@ fn install(
         if !placed.kept {
             return Err(FillError::TooLarge { size: disk });
         }
-        if let Err(e) = slot.fill_with(temp) {
-            index.remove(key);
-            return Err(e.into());
+        match cache.layout.place(&slot, temp, started) {
+            Ok(true) => {}
+            Ok(false) => {
+                index.remove(key);
+                return Err(FillError::Purged);
+            }
+            Err(e) => {
+                index.remove(key);
+                return Err(e.into());
+            }
         }
     }
     // In place and indexed already: a failed directory fsync costs durability across a crash

@@ -14,7 +14,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::Instant;
 
-use rustix::fs::{Mode, OFlags};
+use rustix::fs::{FileType, Mode, OFlags};
 use serde::{Deserialize, Serialize};
 
 use super::layout::{JOURNAL, TEMP_PREFIX};
@@ -121,36 +121,67 @@ impl Index {
 
 /// Appends `r` to the journal in the directory `dir` (one `write` of one line, `O_APPEND`).
 pub fn append(dir: BorrowedFd<'_>, r: &Record) -> io::Result<()> {
-    let mut line = serde_json::to_vec(r).map_err(io::Error::other)?;
+    // Led by a newline too: a line an earlier append left torn (full disk, crash) ends here
+    // instead of swallowing this record; the empty lines are skipped and gone at the rewrite.
+    let mut line = vec![b'\n'];
+    line.extend(serde_json::to_vec(r).map_err(io::Error::other)?);
     line.push(b'\n');
     let fd = rustix::fs::openat(
         dir,
         JOURNAL,
-        OFlags::WRONLY | OFlags::APPEND | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        // NONBLOCK: a FIFO planted under the name must fail the fill, not hang it.
+        OFlags::WRONLY
+            | OFlags::APPEND
+            | OFlags::CREATE
+            | OFlags::NOFOLLOW
+            | OFlags::NONBLOCK
+            | OFlags::CLOEXEC,
         Mode::from_raw_mode(0o600),
     )?;
+    if !FileType::from_raw_mode(rustix::fs::fstat(&fd)?.st_mode).is_file() {
+        return Err(io::Error::other("the journal is not a regular file"));
+    }
     let mut f = std::fs::File::from(fd);
     f.write_all(&line)?;
     f.sync_data()
 }
 
-/// The journal's records by key (the last line for a key wins); unreadable lines are skipped.
+/// The journal's records by key (the last line for a key wins); unreadable lines are skipped,
+/// byte-wise (a line torn inside a character must not cost the others). A journal that cannot
+/// be read at all (planted link, not a file) vouches for nothing: every file is removed, which
+/// only costs refills; the scan then writes a new one.
 pub fn read(dir: BorrowedFd<'_>) -> io::Result<HashMap<String, Record>> {
     let fd = match rustix::fs::openat(
         dir,
         JOURNAL,
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
         Mode::empty(),
     ) {
+        // A FIFO (or device) planted under the name is never read: it could block forever.
+        Ok(fd)
+            if !rustix::fs::fstat(&fd)
+                .is_ok_and(|st| FileType::from_raw_mode(st.st_mode).is_file()) =>
+        {
+            tracing::warn!(
+                "cache: the journal cannot be read: every file in the directory counts as a stranger's"
+            );
+            return Ok(HashMap::new());
+        }
         Ok(fd) => fd,
         Err(rustix::io::Errno::NOENT) => return Ok(HashMap::new()),
-        Err(e) => return Err(e.into()),
+        Err(e) => {
+            tracing::warn!(error = %e, "cache: the journal cannot be read: every file in the directory counts as a stranger's");
+            return Ok(HashMap::new());
+        }
     };
-    let mut text = String::new();
-    std::fs::File::from(fd).read_to_string(&mut text)?;
+    let mut text = Vec::new();
+    if let Err(e) = std::fs::File::from(fd).read_to_end(&mut text) {
+        tracing::warn!(error = %e, "cache: the journal cannot be read: every file in the directory counts as a stranger's");
+        return Ok(HashMap::new());
+    }
     Ok(text
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Record>(l).ok())
+        .split(|&b| b == b'\n')
+        .filter_map(|l| serde_json::from_slice::<Record>(l).ok())
         .map(|r| (r.key.clone(), r))
         .collect())
 }
@@ -165,9 +196,14 @@ pub fn rewrite(dir: BorrowedFd<'_>, records: &[Record]) -> io::Result<()> {
         text.extend(serde_json::to_vec(r).map_err(io::Error::other)?);
         text.push(b'\n');
     }
-    f.write_all(&text)?;
-    f.sync_all()?;
-    crate::beneath::rename_at(dir, OsStr::new(&tmp), dir, OsStr::new(JOURNAL))?;
+    let written = f
+        .write_all(&text)
+        .and_then(|()| f.sync_all())
+        .and_then(|()| crate::beneath::rename_at(dir, OsStr::new(&tmp), dir, OsStr::new(JOURNAL)));
+    if let Err(e) = written {
+        let _ = crate::beneath::unlink_at(dir, OsStr::new(&tmp));
+        return Err(e);
+    }
     crate::beneath::sync_dir(dir.as_fd())
 }
 
@@ -202,5 +238,33 @@ mod tests {
         rewrite(fd.as_fd(), &[r("b/c", 3)]).unwrap();
         let got = read(fd.as_fd()).unwrap();
         assert_eq!(got.keys().collect::<Vec<_>>(), ["b/c"]);
+    }
+
+    /// A line cut short (a full disk, a crash mid-write) must not swallow the next record:
+    /// that file would be removed as a stranger's at the next start.
+    #[test]
+    fn a_torn_last_line_does_not_swallow_the_next_record() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = crate::beneath::DirHandle::open(d.path()).unwrap();
+        let fd = dir.open_dir(std::path::Path::new("")).unwrap();
+        let r = |k: &str| Record {
+            key: k.into(),
+            ino: 7,
+            size: 3,
+            mtime_ns: 1,
+            etag: "e".into(),
+        };
+        append(fd.as_fd(), &r("a")).unwrap();
+        let whole = serde_json::to_vec(&r("torn")).unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(d.path().join(JOURNAL))
+            .unwrap()
+            .write_all(&whole[..whole.len() / 2])
+            .unwrap();
+        append(fd.as_fd(), &r("b")).unwrap();
+        let got = read(fd.as_fd()).unwrap();
+        assert!(got.contains_key("a") && got.contains_key("b"), "{got:?}");
+        assert!(!got.contains_key("torn"));
     }
 }

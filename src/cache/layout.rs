@@ -39,8 +39,11 @@ pub enum LayoutError {
 pub struct Layout {
     path: PathBuf,
     handle: ArcSwap<DirHandle>,
-    next_temp: AtomicU64,
 }
+
+/// Per process, not per [`Layout`]: after a reload the old set's fills still hold their temp
+/// names in the same directory.
+static NEXT_TEMP: AtomicU64 = AtomicU64::new(0);
 
 impl Layout {
     /// Opens (creating it if needed) the configured directory.
@@ -49,7 +52,6 @@ impl Layout {
         Ok(Layout {
             path: path.to_path_buf(),
             handle: ArcSwap::from_pointee(handle),
-            next_temp: AtomicU64::new(0),
         })
     }
 
@@ -108,7 +110,7 @@ impl Layout {
 
     /// A new temp file in the top directory, for one fill.
     pub fn temp(&self) -> Result<(File, String), LayoutError> {
-        let n = self.next_temp.fetch_add(1, Ordering::Relaxed);
+        let n = NEXT_TEMP.fetch_add(1, Ordering::Relaxed);
         let name = format!("{TEMP_PREFIX}{}.{n}", std::process::id());
         let err = |source| LayoutError::Dir {
             dir: self.path.clone(),
@@ -150,6 +152,20 @@ impl Layout {
         let slot = self.slot(key)?;
         slot.fill_with(temp)?;
         slot.sync()
+    }
+
+    /// Renames the finished temp file into `slot` unless its key was purged in this process
+    /// at or after `since` (the fill began before the object was replaced): `Ok(false)`, and
+    /// nothing stays in place. Checked after the rename: a purge notes itself before it
+    /// unlinks, so one that ran before the rename is seen here, and one after it unlinks the
+    /// new file itself. A check before the rename would leave a window for the old bytes.
+    pub fn place(&self, slot: &Slot, temp: &str, since: Instant) -> Result<bool, LayoutError> {
+        slot.fill_with(temp)?;
+        if !purged_since(&self.path, &slot.key, since) {
+            return Ok(true);
+        }
+        remove_beneath(&self.handle.load(), &slot.key).map_err(|e| slot.err(e))?;
+        Ok(false)
     }
 
     /// Removes a temp file (a fill that failed).
@@ -209,7 +225,9 @@ fn open_or_create(path: &Path) -> Result<DirHandle, LayoutError> {
         source,
     };
     std::fs::create_dir_all(path).map_err(err)?;
-    DirHandle::open(path).map_err(err)
+    // The configured path is symlink-free (the config check resolved it): a link there now
+    // was planted, possibly for a deleted directory, and would carry fills and purges out.
+    DirHandle::open_no_symlinks(path).map_err(err)
 }
 
 fn remove_beneath(h: &DirHandle, key: &str) -> io::Result<bool> {
@@ -256,7 +274,7 @@ pub fn purged_since(dir: &Path, key: &str, since: Instant) -> bool {
 /// `Ok(false)` when nothing was cached (or the directory does not exist).
 pub fn purge(dir: &Path, key: &str) -> io::Result<bool> {
     note_purge(dir, key);
-    let h = match DirHandle::open(dir) {
+    let h = match DirHandle::open_no_symlinks(dir) {
         Ok(h) => h,
         Err(e) if beneath::is_missing(&e) => return Ok(false),
         Err(e) => return Err(e),
@@ -292,6 +310,110 @@ mod tests {
         assert!(purged_since(&dir, "a/b/c.jpg", before));
         assert!(!l.is_file("a/b/c.jpg"));
         assert!(!purge(&d.path().join("none"), "a.jpg").unwrap());
+    }
+
+    /// The uploader purges a key after a fill's early check but before its rename (while the
+    /// journal line is synced): the old bytes must not stay in place.
+    #[test]
+    fn a_purge_just_before_the_rename_wins() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("cache");
+        let l = Layout::open(&dir).unwrap();
+        let (mut f, t) = l.temp().unwrap();
+        std::io::Write::write_all(&mut f, b"old").unwrap();
+        let since = Instant::now();
+        let slot = l.slot("p/old.jpg").unwrap();
+        assert!(!purge(&dir, "p/old.jpg").unwrap(), "nothing cached yet");
+        assert!(!l.place(&slot, &t, since).unwrap());
+        assert!(!dir.join("p/old.jpg").exists());
+        // Not purged since: placed.
+        let (_, t) = l.temp().unwrap();
+        let slot = l.slot("p/old.jpg").unwrap();
+        assert!(l.place(&slot, &t, Instant::now()).unwrap());
+        assert!(dir.join("p/old.jpg").is_file());
+    }
+
+    /// The directory deleted and a symlink planted in its place: recreating it, filling and
+    /// purging never follow the link (the configured path is symlink-free, resolved by the
+    /// config check).
+    #[test]
+    fn a_symlink_planted_for_a_deleted_directory_is_never_followed() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("cache");
+        let outside = d.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("victim.jpg"), b"keep").unwrap();
+        let l = Layout::open(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        std::os::unix::fs::symlink(&outside, &dir).unwrap();
+        assert!(l.recreate_if_gone().is_err(), "a link is not the directory");
+        if let Ok((_, t)) = l.temp() {
+            let _ = l.install(&t, "k.jpg");
+        }
+        assert_eq!(
+            std::fs::read_dir(&outside).unwrap().count(),
+            1,
+            "nothing written"
+        );
+        assert!(purge(&dir, "victim.jpg").is_err());
+        assert!(outside.join("victim.jpg").exists());
+        assert!(Layout::open(&dir).is_err());
+    }
+
+    /// A race loop: while fills install, purge and remove `a/x.jpg`, another thread keeps
+    /// swapping `a` for a symlink out of the directory. Nothing is ever written, renamed or
+    /// unlinked outside.
+    #[test]
+    fn swapping_a_directory_for_a_symlink_never_lets_a_fill_or_purge_out() {
+        use std::sync::atomic::{AtomicBool, AtomicU64};
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("cache");
+        let outside = d.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("x.jpg"), b"canary").unwrap();
+        let l = Layout::open(&dir).unwrap();
+        std::fs::create_dir(dir.join("a")).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let swaps = Arc::new(AtomicU64::new(0));
+        let attacker = {
+            let (dir, outside, stop, swaps) =
+                (dir.clone(), outside.clone(), stop.clone(), swaps.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    if std::fs::rename(dir.join("a"), dir.join("a.real")).is_ok() {
+                        let _ = std::os::unix::fs::symlink(&outside, dir.join("a"));
+                        std::thread::sleep(Duration::from_micros(100));
+                        let _ = std::fs::remove_file(dir.join("a"));
+                        let _ = std::fs::rename(dir.join("a.real"), dir.join("a"));
+                        swaps.fetch_add(1, Ordering::Relaxed);
+                        std::thread::sleep(Duration::from_micros(100));
+                    }
+                }
+            })
+        };
+        let end = Instant::now() + Duration::from_millis(1500);
+        let mut installed = 0;
+        while Instant::now() < end {
+            let Ok((mut f, t)) = l.temp() else { continue };
+            let _ = std::io::Write::write_all(&mut f, b"filled");
+            match l.install(&t, "a/x.jpg") {
+                Ok(()) => installed += 1,
+                Err(_) => l.discard(&t),
+            }
+            let _ = l.is_file("a/x.jpg");
+            let _ = purge(&dir, "a/x.jpg");
+            let _ = l.remove("a/x.jpg");
+        }
+        stop.store(true, Ordering::Relaxed);
+        attacker.join().unwrap();
+        assert!(swaps.load(Ordering::Relaxed) > 10 && installed > 10);
+        let names: Vec<_> = std::fs::read_dir(&outside)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(names, ["x.jpg"]);
+        assert_eq!(std::fs::read(outside.join("x.jpg")).unwrap(), b"canary");
     }
 
     #[test]

@@ -96,7 +96,20 @@ pub struct StatsFile {
 
 /// Reads the counters a running `serve` left in the cache directory `dir`.
 pub fn read_stats(dir: &Path) -> Option<StatsFile> {
-    let text = std::fs::read_to_string(dir.join(STATS)).ok()?;
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    // serve writes it by rename: a link or FIFO under the name was planted (never followed,
+    // never waited on).
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32)
+        .open(dir.join(STATS))
+        .ok()?;
+    if !f.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut text = String::new();
+    f.read_to_string(&mut text).ok()?;
     serde_json::from_str(&text).ok()
 }
 
@@ -115,6 +128,9 @@ pub struct MountCache {
     client: aws_sdk_s3::Client,
     /// Set once the start-up scan has rebuilt the index; no fill starts before.
     ready: AtomicBool,
+    /// Set (under the index lock) when a reload replaces this cache: a fill still running
+    /// must not put a file in place that the new set's scan has already missed.
+    retired: AtomicBool,
     pub stats: Stats,
     runtime: tokio::runtime::Handle,
 }
@@ -141,6 +157,7 @@ impl MountCache {
             limiter: fill::Bandwidth::new(c.fill_bandwidth),
             client,
             ready: AtomicBool::new(false),
+            retired: AtomicBool::new(false),
             stats: Stats::default(),
             runtime,
         })
@@ -174,7 +191,13 @@ impl MountCache {
     /// `key` was answered with a redirect: tell the policy, and start a fill if it says so.
     pub fn miss(self: &Arc<Self>, key: &str) {
         self.stats.misses.inc();
-        if !self.ready.load(Ordering::Acquire) {
+        if !self.ready.load(Ordering::Acquire) || self.retired.load(Ordering::Acquire) {
+            return;
+        }
+        // Keys may have hundreds of segments; the restart scan walks only MAX_DEPTH levels, and
+        // a deeper file would outlive its journal line unseen (sent, never revalidated).
+        if key.bytes().filter(|&b| b == b'/').count() >= scan::MAX_DEPTH {
+            self.stats.rejections.inc();
             return;
         }
         let admission = self.index().record_miss(key, Instant::now());
@@ -373,6 +396,20 @@ impl Caches {
         Caches { mounts, tasks }
     }
 
+    /// Before a reload opens a new set on the same directories: stops the background tasks
+    /// and makes every fill still running discard its file. Once this returns, no fill of
+    /// this set renames anything into place (the flag is set under each index lock, which
+    /// a fill holds from its check to its rename), so the new set's scan sees every file.
+    pub fn retire(&self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        for c in self.mounts.iter().flatten() {
+            let _ix = c.index();
+            c.retired.store(true, Ordering::Release);
+        }
+    }
+
     /// The cache of mount `i`.
     #[inline]
     pub fn mount(&self, i: usize) -> Option<&Arc<MountCache>> {
@@ -519,3 +556,36 @@ pub fn purge_mount_key(settings: &Settings, mount: usize, key: &str) -> bool {
 /// local file (which serves the new bytes meanwhile), so no client gets the old bytes once the
 /// new object is announced.
 pub const DESCRIPTOR_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `stowaway status` reads the stats file: a FIFO or a link planted under its name must
+    /// neither hang it nor be followed.
+    #[test]
+    fn read_stats_never_blocks_or_follows() {
+        let d = tempfile::tempdir().unwrap();
+        let st = std::process::Command::new("mkfifo")
+            .arg(d.path().join(STATS))
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let dir = d.path().to_path_buf();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(read_stats(&dir));
+        });
+        let got = rx.recv_timeout(std::time::Duration::from_secs(5));
+        assert!(matches!(got, Ok(None)), "{got:?}");
+        std::fs::remove_file(d.path().join(STATS)).unwrap();
+        let elsewhere = d.path().join("elsewhere.json");
+        std::fs::write(
+            &elsewhere,
+            serde_json::to_vec(&StatsFile::default()).unwrap(),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(&elsewhere, d.path().join(STATS)).unwrap();
+        assert_eq!(read_stats(d.path()), None);
+    }
+}

@@ -30,12 +30,17 @@ pub fn scan(layout: &Layout) -> std::io::Result<Scanned> {
     let mut out = Scanned::default();
     walk(&root, PathBuf::new(), &journal, &mut out, 0)?;
     let records: Vec<Record> = out.kept.iter().map(|(r, _)| r.clone()).collect();
-    index::rewrite(root.as_fd(), &records)?;
+    // A failed rewrite (full disk) is not a failed scan: the old journal stays and still
+    // vouches for every file kept; failing here would leave them all untracked.
+    if let Err(e) = index::rewrite(root.as_fd(), &records) {
+        tracing::warn!(error = %e, "cache: cannot rewrite the journal, the old one stays");
+    }
     Ok(out)
 }
 
-/// Deeper than any key the front servers pass (and no loop: nothing is followed anyway).
-const MAX_DEPTH: usize = 64;
+/// How deep the scan walks (no loop: nothing is followed anyway). Keys may be deeper (1 KiB
+/// of `a/`), so [`super::MountCache::miss`] never caches one with this many `/`.
+pub const MAX_DEPTH: usize = 64;
 
 // Stat field widths differ per architecture, hence the casts.
 #[allow(clippy::unnecessary_cast)]
@@ -63,7 +68,12 @@ fn walk(
             }
             continue;
         }
-        if top && (name == JOURNAL.as_bytes() || name == STATS.as_bytes()) {
+        // Ours only as regular files: anything else under these names was planted, and a
+        // directory there would make the journal's rewrite (a rename onto it) fail the scan.
+        if top
+            && (name == JOURNAL.as_bytes() || name == STATS.as_bytes())
+            && kind == FileType::RegularFile
+        {
             continue;
         }
         let path = rel.join(os);
@@ -77,8 +87,17 @@ fn walk(
                         | rustix::fs::OFlags::NOFOLLOW
                         | rustix::fs::OFlags::CLOEXEC,
                     rustix::fs::Mode::empty(),
-                )?;
-                walk(&sub, path, journal, out, depth + 1)?;
+                );
+                // Gone or swapped for a link since the stat: skipped, not fatal. A failed scan
+                // would leave every file on disk untracked, which one entry must not cause.
+                let walked = match sub {
+                    Ok(sub) => walk(&sub, path.clone(), journal, out, depth + 1),
+                    Err(e) => Err(e.into()),
+                };
+                if let Err(e) = walked {
+                    tracing::warn!(entry = %path.display(), error = %e, "cache: skipping a directory the scan cannot walk");
+                    continue;
+                }
                 // Emptied (or always empty) directories go too; a non-empty one stays.
                 let _ = beneath::rmdir_at(dir.as_fd(), os);
             }
@@ -200,5 +219,150 @@ mod tests {
         let s = scan(&l).unwrap();
         assert!(s.kept.is_empty());
         assert!(!dir.join("a/ours.jpg").exists());
+    }
+
+    /// A journal line torn inside a multi-byte character (a full disk mid-append) must not
+    /// fail the scan: the index would start empty while every file stays on disk, sent by the
+    /// front server and never revalidated, evicted or counted.
+    #[test]
+    #[allow(clippy::unnecessary_cast)]
+    fn a_journal_torn_mid_character_still_scans() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("c");
+        let l = Layout::open(&dir).unwrap();
+        let (mut f, t) = l.temp().unwrap();
+        std::io::Write::write_all(&mut f, b"ours").unwrap();
+        l.install(&t, "фото.jpg").unwrap();
+        let st = rustix::fs::stat(dir.join("фото.jpg")).unwrap();
+        let root = l.root_fd().unwrap();
+        let rec = |key: &str| Record {
+            key: key.into(),
+            ino: st.st_ino as u64,
+            size: 4,
+            mtime_ns: mtime_ns(&st),
+            etag: "e".into(),
+        };
+        index::append(root.as_fd(), &rec("фото.jpg")).unwrap();
+        let torn = serde_json::to_vec(&rec("снимок.jpg")).unwrap();
+        let cut = torn.iter().position(|&b| b >= 0x80).unwrap() + 1;
+        std::io::Write::write_all(
+            &mut std::fs::OpenOptions::new()
+                .append(true)
+                .open(dir.join(JOURNAL))
+                .unwrap(),
+            &torn[..cut],
+        )
+        .unwrap();
+        let s = scan(&l).unwrap();
+        assert_eq!(s.kept.len(), 1, "{s:?}");
+        assert!(dir.join("фото.jpg").exists());
+        // …and a journal that is not a file at all (planted link): everything is a stranger's.
+        std::fs::remove_file(dir.join(JOURNAL)).unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", dir.join(JOURNAL)).unwrap();
+        let s = scan(&l).unwrap();
+        assert!(s.kept.is_empty());
+        assert!(!dir.join("фото.jpg").exists());
+        assert!(dir.join(JOURNAL).is_file() && !dir.join(JOURNAL).is_symlink());
+    }
+
+    /// A FIFO planted as the journal: the scan must not block on it (the index would never be
+    /// rebuilt and fills never start); it is replaced like any unreadable journal.
+    #[test]
+    fn a_fifo_planted_as_the_journal_never_blocks_the_scan() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("c");
+        let l = Layout::open(&dir).unwrap();
+        let st = std::process::Command::new("mkfifo")
+            .arg(dir.join(JOURNAL))
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(scan(&l).map(|s| s.kept.len()));
+        });
+        let got = rx.recv_timeout(std::time::Duration::from_secs(5));
+        assert!(matches!(got, Ok(Ok(0))), "{got:?}");
+        assert!(dir.join(JOURNAL).is_file());
+    }
+
+    /// A directory swapped for a symlink between the scan's stat and its open: that entry is
+    /// skipped, the scan goes on (a failed scan leaves every file on disk untracked).
+    #[test]
+    fn a_directory_swapped_during_the_scan_does_not_fail_it() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("c");
+        let l = Layout::open(&dir).unwrap();
+        std::fs::create_dir_all(dir.join("d/e")).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let attacker = {
+            let (dir, stop) = (dir.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let _ = std::fs::create_dir_all(dir.join("d/e"));
+                    let _ = std::fs::rename(dir.join("d"), dir.join("d.real"));
+                    let _ = std::os::unix::fs::symlink("/tmp", dir.join("d"));
+                    std::thread::sleep(std::time::Duration::from_micros(50));
+                    let _ = std::fs::remove_file(dir.join("d"));
+                    let _ = std::fs::rename(dir.join("d.real"), dir.join("d"));
+                }
+            })
+        };
+        let end = std::time::Instant::now() + std::time::Duration::from_millis(1500);
+        let mut failed = None;
+        while std::time::Instant::now() < end && failed.is_none() {
+            failed = scan(&l).err();
+        }
+        stop.store(true, Ordering::Relaxed);
+        attacker.join().unwrap();
+        assert!(failed.is_none(), "{failed:?}");
+    }
+
+    /// A directory planted as the journal: the scan removes it like any stranger's entry and
+    /// writes a new journal (it failed instead, leaving every cached file untracked).
+    #[test]
+    fn a_directory_planted_as_the_journal_is_removed() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("c");
+        let l = Layout::open(&dir).unwrap();
+        let (mut f, t) = l.temp().unwrap();
+        std::io::Write::write_all(&mut f, b"old").unwrap();
+        l.install(&t, "cached.jpg").unwrap();
+        std::fs::create_dir(dir.join(JOURNAL)).unwrap();
+        std::fs::write(dir.join(JOURNAL).join("x"), b"x").unwrap();
+        let s = scan(&l).unwrap();
+        assert!(s.kept.is_empty());
+        assert!(!dir.join("cached.jpg").exists());
+        assert!(dir.join(JOURNAL).is_file());
+    }
+
+    /// The journal cannot be rewritten (a full disk; here its temp name is taken): the scan
+    /// still returns what it kept, vouched for by the old journal, which stays.
+    #[test]
+    #[allow(clippy::unnecessary_cast)]
+    fn a_failed_journal_rewrite_keeps_the_scan() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("c");
+        let l = Layout::open(&dir).unwrap();
+        let (mut f, t) = l.temp().unwrap();
+        std::io::Write::write_all(&mut f, b"ours").unwrap();
+        l.install(&t, "k.jpg").unwrap();
+        let st = rustix::fs::stat(dir.join("k.jpg")).unwrap();
+        let root = l.root_fd().unwrap();
+        let rec = Record {
+            key: "k.jpg".into(),
+            ino: st.st_ino as u64,
+            size: 4,
+            mtime_ns: mtime_ns(&st),
+            etag: "e".into(),
+        };
+        index::append(root.as_fd(), &rec).unwrap();
+        let blocker = dir.join(format!("{TEMP_PREFIX}{}.journal", std::process::id()));
+        std::fs::create_dir_all(blocker.join("x")).unwrap();
+        let s = scan(&l).unwrap();
+        assert_eq!(s.kept.len(), 1);
+        assert!(index::read(root.as_fd()).unwrap().contains_key("k.jpg"));
     }
 }

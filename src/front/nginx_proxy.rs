@@ -178,6 +178,7 @@ pub(super) fn mount_tail(settings: &Settings, name: &str, i: usize, open: bool) 
              \x20       server_tokens off;\n\
              \x20       alias {alias};\n\
              \x20       disable_symlinks on from=$document_root;\n\
+             \x20       open_file_cache off;   # not the site's: a purged entry is never sent from a kept descriptor\n\
              \x20       error_page 404 = @{name}_gone_{i};        # evicted between decision and open\n\
              \x20   }}",
             loc = super::nginx::cache_location(&settings.server.internal_prefix, prefix),
