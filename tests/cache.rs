@@ -400,7 +400,9 @@ fn kill_9_during_a_fill_leaves_nothing_after_restart() {
         "nothing partial served"
     );
     assert_eq!(get(c.st.addr, "/static/planted.jpg").status, 302);
-    assert_eq!(c.metric("foreign_removed_total"), 1);
+    // Counted once the scan is done (the files go while it runs).
+    let counted = wait_until(WAIT, || c.metric("foreign_removed_total") == 1);
+    assert!(counted, "{}", c.metric("foreign_removed_total"));
     // And it fills normally afterwards.
     let ok = wait_until(WAIT, || {
         get(c.st.addr, "/static/big.jpg");
