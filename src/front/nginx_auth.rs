@@ -250,7 +250,7 @@ pub(super) fn mount_locations(
     o.push_str("    }\n");
     // Only reached through try_files, after a positive verdict.
     if let Some(c) = super::cache_dir(settings, i) {
-        o.push_str(&super::nginx_local::cached_location(
+        o.push_str(&super::nginx::cached_location(
             name,
             i,
             prefix,

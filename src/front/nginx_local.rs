@@ -22,8 +22,9 @@
 use std::fmt::Write as _;
 
 use super::nginx::{
-    OPEN_FILE_CACHE_VALID_SECS, default_redirect_cache_dir, glob_regex_in_uri, has_access_control,
-    nginx_assemble, nginx_name, nginx_str, nginx_upstream, open_file_cache_lines, regex_literal,
+    OPEN_FILE_CACHE_VALID_SECS, cached_location, default_redirect_cache_dir, glob_regex_in_uri,
+    has_access_control, nginx_assemble, nginx_name, nginx_str, nginx_upstream,
+    open_file_cache_lines, regex_literal,
 };
 use super::{FrontConfError, FrontOptions, Mode, check_front_input, check_front_kind};
 use super::{nginx_auth, nginx_proxy, secret_warning};
@@ -68,33 +69,6 @@ fn key_map(settings: &Settings, var: &str, i: usize) -> String {
          }}\n",
         prefix = m.prefix.as_str(),
         ignored = ignored.join("|"),
-    )
-}
-
-/// The named location that looks into mount `i`'s hot-object cache (docs/cache.md) for
-/// `file` after the root missed, then goes on to `next`. With open_file_cache, as the root
-/// (without it a cached object costs a third more per request, benches case 12): a purged
-/// entry may be sent from a kept descriptor for up to `open_file_cache_valid`, which is why
-/// the uploader waits `cache::DESCRIPTOR_GRACE` after purging before the local file goes.
-pub(super) fn cached_location(
-    name: &str,
-    i: usize,
-    prefix: &str,
-    dir: &std::path::Path,
-    file: &str,
-    next: &str,
-) -> String {
-    format!(
-        "\n\x20   # {prefix}: not in the root: stowaway's hot-object cache, then {next}.\n\
-         \x20   location @{name}_cached_{i} {{\n\
-         \x20       server_tokens off;\n\
-         \x20       root {root};\n\
-         \x20       disable_symlinks on from=$document_root;\n\
-         {ofc}\
-         \x20       try_files {file} {next};\n\
-         \x20   }}\n",
-        root = nginx_str(&dir.display().to_string()),
-        ofc = open_file_cache_lines("        "),
     )
 }
 
