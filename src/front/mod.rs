@@ -40,8 +40,9 @@ use crate::url::{CachePolicy, MintedUrl};
 
 pub use lighttpd::DEFAULT_LUA_DIR;
 pub use nginx::{
-    OPEN_FILE_CACHE_VALID_SECS, SESSION_TOKEN_ROOM, default_nginx_name, default_redirect_cache_dir,
-    default_verdict_cache_dir, max_response_head, nginx_buffer_kib, open_file_cache_lines,
+    Misses, OPEN_FILE_CACHE_VALID_SECS, SESSION_TOKEN_ROOM, default_nginx_name,
+    default_redirect_cache_dir, default_verdict_cache_dir, max_response_head, nginx_buffer_kib,
+    open_file_cache_lines,
 };
 
 /// How a front server talks to stowaway (`gen-config --mode`).

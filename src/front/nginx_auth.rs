@@ -17,8 +17,8 @@ use actix_web::HttpResponse;
 use actix_web::http::header::{HeaderName, HeaderValue};
 
 use super::nginx::{
-    X_ACCEL_EXPIRES, X_S3_LOCATION, default_verdict_cache_dir, nginx_assemble, nginx_buffers,
-    nginx_fail_open, nginx_front_header, nginx_name, nginx_str, nginx_upstream,
+    Misses, X_ACCEL_EXPIRES, X_S3_LOCATION, default_verdict_cache_dir, nginx_assemble,
+    nginx_buffers, nginx_fail_open, nginx_front_header, nginx_name, nginx_str, nginx_upstream,
     open_file_cache_lines, regex_literal,
 };
 use super::{
@@ -225,7 +225,7 @@ pub(super) fn mount_locations(
         } else {
             String::new()
         },
-        cache = open_file_cache_lines("        "),
+        cache = open_file_cache_lines("        ", Misses::Forget),
         bufs = buffers.trim_end_matches('\n'),
         re = regex_literal(prefix),
         auth = AUTH_PATH,

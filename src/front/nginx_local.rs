@@ -22,8 +22,8 @@
 use std::fmt::Write as _;
 
 use super::nginx::{
-    OPEN_FILE_CACHE_VALID_SECS, cached_location, default_redirect_cache_dir, glob_regex_in_uri,
-    has_access_control, nginx_assemble, nginx_name, nginx_str, nginx_upstream,
+    Misses, OPEN_FILE_CACHE_VALID_SECS, cached_location, default_redirect_cache_dir,
+    glob_regex_in_uri, has_access_control, nginx_assemble, nginx_name, nginx_str, nginx_upstream,
     open_file_cache_lines, regex_literal,
 };
 use super::{FrontConfError, FrontOptions, Mode, check_front_input, check_front_kind};
@@ -109,6 +109,14 @@ pub fn render(settings: &Settings, opts: &FrontOptions) -> Result<String, FrontC
          # (migrated) meanwhile may still be sent from the old descriptor for up to\n\
          # {OPEN_FILE_CACHE_VALID_SECS} s (open_file_cache_valid). Misses are never cached.\n"
     );
+    if (0..settings.mounts.len()).any(|i| super::cache_dir(settings, i).is_some()) {
+        let _ = write!(
+            intro,
+            "# In the root of a mount with a hot cache, misses are cached too (open_file_cache_errors\n\
+             # on), or every cached object would cost a failed look into the root: a file written\n\
+             # where a copy is cached (the same name again) wins within {OPEN_FILE_CACHE_VALID_SECS} s instead of at once.\n"
+        );
+    }
     if any_signed {
         intro.push_str(
             "#\n\
@@ -191,7 +199,13 @@ pub fn render(settings: &Settings, opts: &FrontOptions) -> Result<String, FrontC
              {ask}\
              \x20   }}",
             root = nginx_str(&m.root.display().to_string()),
-            cache = open_file_cache_lines("        "),
+            cache = open_file_cache_lines(
+                "        ",
+                match super::cache_dir(settings, i) {
+                    Some(_) => Misses::Remember,
+                    None => Misses::Forget,
+                }
+            ),
             ask = nginx_proxy::ask_lines(settings, &name, i, open),
             next = match super::cache_dir(settings, i) {
                 Some(_) => format!("@{name}_cached_{i}"),

@@ -10,7 +10,7 @@ use actix_web::HttpResponse;
 use actix_web::http::header::{HeaderName, HeaderValue};
 
 use super::nginx::{
-    X_S3_LOCATION, archive_location, has_access_control, nginx_assemble, nginx_buffers,
+    Misses, X_S3_LOCATION, archive_location, has_access_control, nginx_assemble, nginx_buffers,
     nginx_fail_open, nginx_front_header, nginx_name, nginx_str, nginx_upstream,
     open_file_cache_lines,
 };
@@ -140,7 +140,7 @@ pub(super) fn mount_tail(settings: &Settings, name: &str, i: usize, open: bool) 
     let alias = nginx_str(&format!("{}/", m.root.display()));
     let front = nginx_front_header(settings);
     let buffers = nginx_buffers(settings);
-    let cache = open_file_cache_lines("        ");
+    let cache = open_file_cache_lines("        ", Misses::Forget);
     let mut o = String::new();
     let _ = writeln!(
         o,

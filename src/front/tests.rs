@@ -578,3 +578,47 @@ fn a_cached_mount_gets_its_cache_locations_and_nothing_else_changes() {
 fn the_cache_purge_grace_outlasts_open_file_cache_validity() {
     assert!(crate::cache::DESCRIPTOR_GRACE > Duration::from_secs(OPEN_FILE_CACHE_VALID_SECS));
 }
+
+/// nginx remembers the root's misses only where a cached object would otherwise pay a failed
+/// look into the root on every request: the root location of a cached mount in local-first
+/// mode. Everywhere else a file that appears is found at once.
+#[test]
+fn only_a_cached_mounts_root_remembers_misses() {
+    let plain = settings("/srv/static", "");
+    let cached = settings("/srv/static", "[mount.cache]\ndir = \"/var/cache/st\"\n");
+    let block = |conf: &str, start: &str| -> String {
+        let from = conf
+            .find(start)
+            .unwrap_or_else(|| panic!("{start}:\n{conf}"));
+        let len = conf[from..].find("\n    }").unwrap();
+        conf[from..from + len].to_string()
+    };
+    for (mode, render) in [
+        ("proxy", nginx_proxy as fn(&Settings, &FrontOptions) -> _),
+        ("auth", nginx_auth),
+        ("local-first", nginx_local),
+    ] {
+        let without = render(&plain, &opts()).unwrap();
+        assert!(!without.contains("open_file_cache_errors on"), "{mode}");
+        let with = render(&cached, &opts()).unwrap();
+        if mode != "local-first" {
+            assert!(
+                !with.contains("open_file_cache_errors on"),
+                "{mode}:\n{with}"
+            );
+            continue;
+        }
+        assert_eq!(
+            with.matches("open_file_cache_errors on").count(),
+            1,
+            "{with}"
+        );
+        let root = block(&with, "location ^~ /static/ {");
+        assert!(root.contains("open_file_cache_errors on;"), "{root}");
+        let cache = block(
+            &with,
+            "location @stowaway_local_first_127_0_0_1_8700_cached_0 {",
+        );
+        assert!(cache.contains("open_file_cache_errors off;"), "{cache}");
+    }
+}
