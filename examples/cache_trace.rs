@@ -24,7 +24,7 @@
 //! block is the origin, and compares every `X-Cache-Status` with the model.
 //!
 //! Usage: cargo run --release --example cache_trace -- [--requests N] [--objects N] [--seed N]
-//!        [--high P] [--low P] [--min-hits N] [--window-s S] [--quick | --nginx-check]
+//!        [--high P] [--low P] [--min-hits N] [--window-s S] [--quick | --nginx-check | --policy-only]
 //! Requests are 1 ms apart in simulated time: `--window-s 60` ages popularity every 60 000.
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -81,6 +81,8 @@ struct Args {
     /// Object sizes divided by this (the real-nginx cross-check uses small files).
     size_div: u64,
     nginx_check: bool,
+    /// Only stowaway's policy (no nginx, moka or cost runs): for iterating on the policy.
+    policy_only: bool,
 }
 
 fn parse_args() -> Args {
@@ -94,6 +96,7 @@ fn parse_args() -> Args {
         window: Duration::from_secs(24 * 3600),
         size_div: 1,
         nginx_check: false,
+        policy_only: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -112,6 +115,7 @@ fn parse_args() -> Args {
                 a.objects = 2_000;
                 a.size_div = 32;
             }
+            "--policy-only" => a.policy_only = true,
             "--quick" => {
                 a.requests = 100_000;
                 a.objects = 10_000;
@@ -569,6 +573,15 @@ fn main() {
             row("stowaway, sees all requests", &all);
             let (misses, _) = run_stowaway(&a, &t, max, false);
             row("stowaway, sees only misses (local-first)", &misses);
+            if a.policy_only {
+                println!(
+                    "| {cap} | oracle {} | × {:.2} / {:.2} |",
+                    pct(obhr),
+                    all.bhr() / obhr,
+                    misses.bhr() / obhr
+                );
+                continue;
+            }
             let mut best: Option<(u32, Tally)> = None;
             for mu in 1..=3 {
                 let r = run_nginx(&t, max, mu);
@@ -612,7 +625,9 @@ fn main() {
     }
     println!();
     shift(&a);
-    costs(&a);
+    if !a.policy_only {
+        costs(&a);
+    }
 }
 
 /// Nanoseconds per call on the request path, one thread, keys already hashed by nobody:
@@ -717,7 +732,7 @@ fn shift(a: &Args) {
             let show = |x: Option<usize>| x.map_or("never".to_string(), |n| n.to_string());
             let (all, _) = run_stowaway(a, &t, max, true);
             let (misses, _) = run_stowaway(a, &t, max, false);
-            let ng = (1..=3)
+            let ng = (1..=if a.policy_only { 1 } else { 3 })
                 .map(|mu| run_nginx(&t, max, mu))
                 .max_by(|x, y| x.bhr().total_cmp(&y.bhr()))
                 .expect("three");

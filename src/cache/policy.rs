@@ -6,19 +6,33 @@
 //! million cold paths costs no memory and no allocation). All counters are halved every
 //! `10 × cached files` samples and at least once per `window`, so popularity ages. A key is
 //! filled once its estimate reaches `min_hits` and it was seen before since the last two agings
-//! (the doorkeeper keeps whole 64-bit hashes, so a one-hit wonder is never taken for a repeat)
-//! and, when the cache is full, only if it is more popular than the entry it would displace, so
-//! a scan cannot flush the hot set.
+//! (the doorkeeper keeps whole 64-bit hashes, so a one-hit wonder is never taken for a repeat).
+//! From the low watermark on the cache counts as full (in a steady state it swings between the
+//! two marks, and the room an eviction made is no reason to take anything): a fill would
+//! displace an entry, so the key needs one sighting more than `min_hits` (two sightings are
+//! what much of the long tail gets by chance) and must be more popular than an entry near the
+//! victim end, so a scan cannot flush the hot set.
 //!
-//! Eviction is a generalised CLOCK over the cached entries: each entry keeps its own frequency
-//! (taken from the sketch at insert, raised by hits). The hand passes entries that are more
-//! popular than the newcomer, taking one off their count, and evicts the first that is not. An
-//! entry's count therefore only drops under admission pressure, never with time: in local-first
-//! mode nginx answers cache hits itself and stowaway sees only misses, so a cached hot object is
-//! invisible and would otherwise look cold exactly because it is cached. For the same reason an
-//! evicted entry hands its admission count back to the sketch as a floor: if it was hot it
-//! returns soon and enters higher than before. (benches/run.sh case 10
-//! measures both modes; BENCHMARKS.md has the numbers and the comparison with moka.)
+//! The entries are a segmented LRU of two circular lists, probation and protected: a fill
+//! enters probation, a hit moves an entry to protected's newest end, and protected's oldest
+//! go back to probation while it holds more than its share (80 % of `max_bytes`). Each entry
+//! keeps its own frequency (the sketch's estimate at insert, raised by hits). The hand looks at
+//! probation oldest first, then protected: a miss that does not beat the entries it looks at
+//! passes them (one off their count, back to probation's newest end), and an eviction takes the
+//! lowest count among the next eight, passing those before it. An entry's count drops with
+//! time only while the policy sees hits (it halves with the sketch, and a hit raises it back):
+//! in local-first mode nginx answers cache hits itself and stowaway sees only misses, so a
+//! cached hot object is invisible and would otherwise look cold exactly because it is cached;
+//! there only admission pressure wears counts down. For the same reason an evicted entry hands
+//! its admission count back to the sketch as a floor: if it was hot it returns soon and enters
+//! higher than before.
+//!
+//! When the policy sees hits it watches its hit ratio (samples of `2 × cached files`
+//! requests): a sample more than 5 % below the moving average means popularity moved, so
+//! protected shrinks to 20 % (yesterday's favourites become the victims at once), every entry's
+//! count is halved, and for eight samples a full cache admits at `min_hits` again; each steady
+//! sample grows protected back by two points. (benches/run.sh case 10 measures both modes;
+//! BENCHMARKS.md has the numbers, what was tried, and the comparison with moka.)
 
 use std::time::{Duration, Instant};
 
@@ -84,6 +98,22 @@ const SAMPLES_PER_FILE: u64 = 10;
 const MIN_SAMPLE_PERIOD: u64 = 4096;
 /// Entries the hand looks at to answer a miss on a full cache: one miss never walks far.
 const HAND_LOOKS: usize = 4;
+/// An eviction takes the lowest count among this many entries at the victim end.
+const EVICT_LOOKS: usize = 8;
+/// The protected segment's share of the cache (percent): its ceiling in a steady state and
+/// its floor right after a shift.
+const PROTECTED_MAX: u64 = 80;
+const PROTECTED_MIN: u64 = 20;
+/// …and how fast it grows back (percent points per steady sample).
+const PROTECTED_STEP: u64 = 2;
+/// The hit ratio is sampled every this many requests per cached file (and at least every
+/// `MIN_SAMPLE_PERIOD`).
+const RATIO_SAMPLE_PER_FILE: u64 = 2;
+/// A sample whose hit ratio is more than this share (per mille) below the recent ones (a
+/// moving average) means popularity moved.
+const SHIFT_DROP_PER_MILLE: u64 = 50;
+/// Samples after a shift during which a full cache admits at `min_hits` again.
+const SHIFT_SAMPLES: u64 = 8;
 /// The sketch expects one entry per this many bytes of `max_bytes` (at most `max_files`) and
 /// gives each expected entry one 64-bit word of counters plus two doorkeeper slots.
 const BYTES_PER_EXPECTED_ENTRY: u64 = 64 * 1024;
@@ -101,6 +131,8 @@ struct Sketch {
     door: [Box<[u64]>; 2],
     cur: usize,
     samples: u64,
+    /// Agings so far (the entries' counts follow them when hits are seen).
+    epoch: u64,
 }
 
 impl Sketch {
@@ -114,6 +146,7 @@ impl Sketch {
             door: [vec![0; n].into_boxed_slice(), vec![0; n].into_boxed_slice()],
             cur: 0,
             samples: 0,
+            epoch: 0,
         }
     }
 
@@ -216,18 +249,25 @@ impl Sketch {
         self.cur ^= 1;
         self.door[self.cur].fill(0);
         self.samples = 0;
+        self.epoch += 1;
     }
 }
+
+const PROBATION: u8 = 0;
+const PROTECTED: u8 = 1;
 
 struct Node {
     key: Box<str>,
     hash: u64,
     bytes: u64,
     /// The entry's own frequency: the sketch's estimate at insert, raised by hits, lowered by
-    /// the hand. Never aged with time (see the module comment).
+    /// the hand, halved with the sketch only while the policy sees hits (see the module
+    /// comment).
     count: u8,
     /// `count` at insert: what the sketch is raised back to when the entry is evicted.
     admitted: u8,
+    /// `PROBATION` or `PROTECTED`.
+    seg: u8,
     prev: u32,
     next: u32,
 }
@@ -238,14 +278,26 @@ pub struct Policy {
     sketch: Sketch,
     hasher: Hasher,
     last_aged: Option<Instant>,
-    /// Slab of entries in a circular list; `hand` is the oldest position (the next to look at),
-    /// its predecessor the newest. Freed slots are reused, so a steady cache never allocates
-    /// except for the keys it stores.
+    /// Slab of entries in two circular lists, probation and protected; `heads[s]` is the
+    /// oldest of segment `s` (the next the hand looks at), its predecessor the newest. Freed
+    /// slots are reused, so a steady cache never allocates except for the keys it stores.
     nodes: Vec<Node>,
     free: Vec<u32>,
     index: HashTable<u32>,
-    hand: u32,
+    heads: [u32; 2],
+    seg_bytes: [u64; 2],
     usage: Usage,
+    /// The sketch epoch the entries' counts were last aged at, and the hits seen since.
+    epoch: u64,
+    hits_seen: u64,
+    /// Share of `max_bytes` the protected segment may hold (percent), adapted to the hit ratio.
+    protected_percent: u64,
+    /// Requests and hits seen in the current sample, the previous sample's hit ratio (per
+    /// mille), and the samples left during which a shift relaxes admission.
+    sample_requests: u64,
+    sample_hits: u64,
+    last_ratio: u64,
+    shifted: u64,
 }
 
 enum Hasher {
@@ -283,8 +335,16 @@ impl Policy {
             nodes: Vec::new(),
             free: Vec::new(),
             index: HashTable::new(),
-            hand: NIL,
+            heads: [NIL; 2],
+            seg_bytes: [0; 2],
             usage: Usage::default(),
+            epoch: 0,
+            hits_seen: 0,
+            protected_percent: PROTECTED_MAX,
+            sample_requests: 0,
+            sample_hits: 0,
+            last_ratio: 0,
+            shifted: 0,
         }
     }
 
@@ -297,6 +357,7 @@ impl Policy {
     /// and checked again at insert.
     pub fn record_miss(&mut self, key: &str, size: Option<u64>, now: Instant) -> Admission {
         let hash = self.hasher.hash(key);
+        self.sample(false);
         if let Some(i) = self.find(hash, key) {
             // A fill in flight, or a front server that asked anyway: still a use of the entry.
             self.touch(hash, i, now);
@@ -312,29 +373,38 @@ impl Policy {
         if u32::from(freq) < self.limits.min_hits || (!seen && self.limits.min_hits > 1) {
             return Admission::TooFewHits;
         }
+        // The cache counts as full from the low watermark on: in a steady state it swings
+        // between the two marks, and the room an eviction made is no reason to take anything.
         let bytes = size.unwrap_or(0);
         if !self.above(
             self.usage.bytes + bytes,
             self.usage.files + 1,
-            self.limits.high_percent,
+            self.limits.low_percent,
         ) {
             return Admission::Fill;
         }
-        // Full: the newcomer must beat an entry near the hand. Those it does not beat are
-        // passed over (one off their count), so the next candidate meets other entries and
-        // an entry nobody asks for any more loses its place step by step.
-        let mut at = self.hand;
-        for _ in 0..HAND_LOOKS.min(self.nodes.len()) {
+        // Full: a fill displaces something, so `min_hits` sightings are not enough evidence
+        // (two sightings are what half the long tail gets by chance); one more is, except
+        // right after a shift, when the new favourites must get in fast.
+        if u32::from(freq) <= self.limits.min_hits && self.shifted == 0 {
+            return Admission::Rejected;
+        }
+        // The newcomer must beat an entry near the victim end. Those it does not beat are
+        // passed over (one off their count), so the next candidate meets other entries and an
+        // entry nobody asks for any more loses its place step by step.
+        let mut at = self.victim();
+        for _ in 0..HAND_LOOKS.min(self.usage.files as usize) {
             if at == NIL {
                 break;
             }
             if self.nodes[at as usize].count < freq {
                 return Admission::Fill;
             }
-            at = self.nodes[at as usize].next;
+            at = self.after(at);
         }
         for _ in 0..HAND_LOOKS.min(self.usage.files as usize) {
-            self.pass_hand();
+            let v = self.victim();
+            self.pass(v);
         }
         Admission::Rejected
     }
@@ -343,6 +413,8 @@ impl Policy {
     pub fn record_hit(&mut self, key: &str, now: Instant) {
         let hash = self.hasher.hash(key);
         if let Some(i) = self.find(hash, key) {
+            self.sample(true);
+            self.hits_seen += 1;
             self.touch(hash, i, now);
         }
     }
@@ -365,30 +437,45 @@ impl Policy {
             self.usage.files + 1,
             self.limits.high_percent,
         ) {
-            // Entries less popular than the newcomer go first; the others are passed over and
-            // lose one each pass, so the loop ends (every count reaches zero within 16 turns).
-            while self.hand != NIL
-                && self.above(
-                    self.usage.bytes + disk_bytes,
-                    self.usage.files + 1,
-                    self.limits.low_percent,
-                )
-            {
-                let at = self.hand as usize;
-                if self.nodes[at].count < count {
-                    // While cached, an entry's requests may never reach the sketch (local-first
-                    // serves them), so its counters have aged away: a hot object evicted here
-                    // would have to start over from min_hits and be admitted at the bottom
-                    // again. Handing its admission count back lets it return on its next
-                    // requests and above where it entered, so objects that keep coming back
-                    // climb while a cold one's floor ages away like any count.
-                    let (h, floor) = (self.nodes[at].hash, self.nodes[at].admitted);
-                    self.sketch.raise(h, floor);
-                    let victim = self.unlink(self.hand);
-                    evict.push(victim);
-                } else {
-                    self.pass_hand();
+            while self.above(
+                self.usage.bytes + disk_bytes,
+                self.usage.files + 1,
+                self.limits.low_percent,
+            ) {
+                let first = self.victim();
+                if first == NIL {
+                    break;
                 }
+                // The lowest count among the next few at the victim end goes (the oldest of
+                // equals); those before it were more popular and are passed over, one off
+                // their count. The admission check decided already that the newcomer is
+                // worth a place, so one eviction never wears the whole cache down.
+                let (mut gone, mut at) = (first, self.after(first));
+                for _ in 1..EVICT_LOOKS {
+                    if at == NIL {
+                        break;
+                    }
+                    if self.nodes[at as usize].count < self.nodes[gone as usize].count {
+                        gone = at;
+                    }
+                    at = self.after(at);
+                }
+                while self.victim() != gone {
+                    let v = self.victim();
+                    self.pass(v);
+                }
+                // While cached, an entry's requests may never reach the sketch (local-first
+                // serves them), so its counters have aged away: a hot object evicted here
+                // would have to start over from min_hits and be admitted at the bottom
+                // again. Handing its admission count back lets it return on its next
+                // requests and above where it entered, so objects that keep coming back
+                // climb while a cold one's floor ages away like any count.
+                let (h, floor) = (
+                    self.nodes[gone as usize].hash,
+                    self.nodes[gone as usize].admitted,
+                );
+                self.sketch.raise(h, floor);
+                evict.push(self.unlink(gone));
             }
         }
         let slot = self.alloc(Node {
@@ -397,10 +484,11 @@ impl Policy {
             bytes: disk_bytes,
             count,
             admitted: count,
+            seg: PROBATION,
             prev: NIL,
             next: NIL,
         });
-        self.link_newest(slot);
+        self.link_newest(slot, PROBATION);
         let nodes = &self.nodes;
         self.index
             .insert_unique(hash, slot, |&i| nodes[i as usize].hash);
@@ -443,17 +531,90 @@ impl Policy {
             .copied()
     }
 
+    /// A use of a cached entry: its count rises to the sketch's estimate; from probation it
+    /// moves to protected (whose oldest go back to probation while it is over its share),
+    /// within protected to the newest end.
     fn touch(&mut self, hash: u64, i: u32, now: Instant) {
         let _ = self.count(hash, now);
         let est = self.sketch.estimate(hash);
         let node = &mut self.nodes[i as usize];
         node.count = node.count.max(est).min(MAX_COUNT);
+        self.relink(i, PROTECTED);
+        self.shrink_protected(i);
+    }
+
+    /// Moves protected's oldest entries (never `keep`) to probation while protected holds more
+    /// than its share.
+    fn shrink_protected(&mut self, keep: u32) {
+        let target = self.limits.max_bytes / 100 * self.protected_percent;
+        while self.seg_bytes[PROTECTED as usize] > target {
+            let oldest = self.heads[PROTECTED as usize];
+            if oldest == NIL || oldest == keep {
+                break;
+            }
+            self.relink(oldest, PROBATION);
+        }
+    }
+
+    /// Hill climbing on the hit ratio the policy sees (only when it sees hits): a sample more
+    /// than 5 % below the moving average means popularity moved, so protected shrinks to its
+    /// minimum (yesterday's favourites become victims at once), the entries' counts halve and
+    /// a full cache admits at `min_hits` for a few samples; every steady sample grows
+    /// protected back a step.
+    fn sample(&mut self, hit: bool) {
+        self.sample_requests += 1;
+        self.sample_hits += u64::from(hit);
+        let period = (self.usage.files * RATIO_SAMPLE_PER_FILE).max(MIN_SAMPLE_PERIOD);
+        if self.sample_requests < period {
+            return;
+        }
+        let ratio = self.sample_hits * 1000 / self.sample_requests;
+        self.shifted = self.shifted.saturating_sub(1);
+        if self.sample_hits > 0 {
+            if ratio * 1000 < self.last_ratio * (1000 - SHIFT_DROP_PER_MILLE) {
+                self.protected_percent = PROTECTED_MIN;
+                self.shrink_protected(NIL);
+                self.shifted = SHIFT_SAMPLES;
+                for node in &mut self.nodes {
+                    node.count >>= 1;
+                }
+                self.last_ratio = ratio;
+            } else {
+                if ratio + 10 >= self.last_ratio {
+                    self.protected_percent =
+                        (self.protected_percent + PROTECTED_STEP).min(PROTECTED_MAX);
+                }
+                // The reference moves slowly, so a drop spread over two samples still shows.
+                self.last_ratio = (3 * self.last_ratio + ratio) / 4;
+            }
+        }
+        self.sample_requests = 0;
+        self.sample_hits = 0;
     }
 
     fn count(&mut self, hash: u64, now: Instant) -> bool {
         self.maybe_age(now);
         let period = (self.usage.files * SAMPLES_PER_FILE).max(MIN_SAMPLE_PERIOD);
-        self.sketch.increment(hash, period)
+        let seen = self.sketch.increment(hash, period);
+        self.age_entries();
+        seen
+    }
+
+    /// After the sketch aged: while the policy sees hits, the entries' counts age with it (a
+    /// hit raises them back to the estimate, so only what nobody asks for any more sinks).
+    /// Without hits (local-first) they keep their counts: a cached object's requests are
+    /// invisible, it would look cold exactly because it is cached.
+    fn age_entries(&mut self) {
+        if self.sketch.epoch == self.epoch {
+            return;
+        }
+        let times = (self.sketch.epoch - self.epoch).min(4);
+        self.epoch = self.sketch.epoch;
+        if std::mem::take(&mut self.hits_seen) > 0 {
+            for node in &mut self.nodes {
+                node.count >>= times;
+            }
+        }
     }
 
     fn maybe_age(&mut self, now: Instant) {
@@ -468,18 +629,42 @@ impl Policy {
                     self.sketch.age();
                 }
                 self.last_aged = Some(now);
+                self.age_entries();
             }
             Some(_) => {}
         }
     }
 
-    fn pass_hand(&mut self) {
-        if self.hand == NIL {
+    /// The entry the hand looks at first: probation's oldest, else protected's.
+    fn victim(&self) -> u32 {
+        if self.heads[PROBATION as usize] != NIL {
+            self.heads[PROBATION as usize]
+        } else {
+            self.heads[PROTECTED as usize]
+        }
+    }
+
+    /// The entry after `i` in the hand's order: probation oldest to newest, then protected
+    /// oldest to newest; NIL at the end.
+    fn after(&self, i: u32) -> u32 {
+        let n = &self.nodes[i as usize];
+        if n.next != self.heads[n.seg as usize] {
+            n.next
+        } else if n.seg == PROBATION {
+            self.heads[PROTECTED as usize]
+        } else {
+            NIL
+        }
+    }
+
+    /// The hand passes an entry: one off its count, to the newest end of probation.
+    fn pass(&mut self, i: u32) {
+        if i == NIL {
             return;
         }
-        let node = &mut self.nodes[self.hand as usize];
+        let node = &mut self.nodes[i as usize];
         node.count = node.count.saturating_sub(1);
-        self.hand = node.next;
+        self.relink(i, PROBATION);
     }
 
     fn above(&self, bytes: u64, files: u64, percent: u8) -> bool {
@@ -501,15 +686,18 @@ impl Policy {
         }
     }
 
-    /// Puts `i` just behind the hand: the newest position, the last the hand reaches.
-    fn link_newest(&mut self, i: u32) {
-        if self.hand == NIL {
+    /// Puts `i` at the newest end of segment `seg`.
+    fn link_newest(&mut self, i: u32, seg: u8) {
+        let s = seg as usize;
+        self.nodes[i as usize].seg = seg;
+        self.seg_bytes[s] += self.nodes[i as usize].bytes;
+        if self.heads[s] == NIL {
             self.nodes[i as usize].prev = i;
             self.nodes[i as usize].next = i;
-            self.hand = i;
+            self.heads[s] = i;
             return;
         }
-        let next = self.hand;
+        let next = self.heads[s];
         let prev = self.nodes[next as usize].prev;
         self.nodes[i as usize].prev = prev;
         self.nodes[i as usize].next = next;
@@ -517,21 +705,36 @@ impl Policy {
         self.nodes[next as usize].prev = i;
     }
 
-    /// Forgets entry `i` and hands back its key.
-    fn unlink(&mut self, i: u32) -> Box<str> {
-        let (prev, next, hash, bytes) = {
+    /// Takes `i` out of its segment's list.
+    fn detach(&mut self, i: u32) {
+        let (prev, next, seg, bytes) = {
             let n = &self.nodes[i as usize];
-            (n.prev, n.next, n.hash, n.bytes)
+            (n.prev, n.next, n.seg as usize, n.bytes)
         };
+        self.seg_bytes[seg] -= bytes;
         if next == i {
-            self.hand = NIL;
+            self.heads[seg] = NIL;
         } else {
             self.nodes[prev as usize].next = next;
             self.nodes[next as usize].prev = prev;
-            if self.hand == i {
-                self.hand = next;
+            if self.heads[seg] == i {
+                self.heads[seg] = next;
             }
         }
+    }
+
+    fn relink(&mut self, i: u32, seg: u8) {
+        self.detach(i);
+        self.link_newest(i, seg);
+    }
+
+    /// Forgets entry `i` and hands back its key.
+    fn unlink(&mut self, i: u32) -> Box<str> {
+        self.detach(i);
+        let (hash, bytes) = {
+            let n = &self.nodes[i as usize];
+            (n.hash, n.bytes)
+        };
         if let Ok(entry) = self.index.find_entry(hash, |&j| j == i) {
             entry.remove();
         }

@@ -190,7 +190,8 @@ fn a_scan_does_not_flush_the_hot_set() {
             for k in &hot {
                 match p.record_miss(k, Some(1000), t) {
                     Admission::Fill => assert!(p.insert(k, 1000, t).kept),
-                    Admission::Cached | Admission::TooFewHits => {}
+                    // Rejected: from the low watermark on, two sightings are not enough.
+                    Admission::Cached | Admission::TooFewHits | Admission::Rejected => {}
                     other => panic!("{k}: {other:?}"),
                 }
             }
@@ -363,7 +364,7 @@ fn an_evicted_entry_returns_at_its_admission_count() {
     let entered = p.nodes[p.find(p.hasher.hash("/a"), "/a").expect("cached") as usize].count;
     assert!(entered >= 8, "{entered}");
     // Three windows later the sketch has forgotten /a; ten newcomers, each more popular,
-    // fill the cache and push /a out (it is the oldest, the hand's first victim).
+    // fill the cache and push /a out (the lowest count near the victim end).
     let later = t + 3 * MIN;
     let mut evicted = Vec::new();
     for i in 0..10 {
@@ -374,9 +375,128 @@ fn an_evicted_entry_returns_at_its_admission_count() {
         evicted.extend(p.insert(&k, 100, later).evict);
     }
     assert!(evicted.iter().any(|k| &**k == "/a"), "{evicted:?}");
+    // Room again (a full cache would first compare /a with the entries).
+    for i in 0..10 {
+        p.remove(&format!("/f/{i}"));
+    }
     assert_eq!(p.record_miss("/a", Some(100), later), Admission::TooFewHits);
     assert_eq!(p.record_miss("/a", Some(100), later), Admission::Fill);
     assert!(p.insert("/a", 100, later).kept);
     let back = p.nodes[p.find(p.hasher.hash("/a"), "/a").expect("cached") as usize].count;
     assert!(back >= entered, "entered at {entered}, back at {back}");
+}
+
+/// Once the cache is full (from the low watermark on), `min_hits` sightings are not enough: a
+/// fill would displace an entry, so the newcomer needs one sighting more, and then beats the
+/// entries that were admitted at `min_hits`.
+#[test]
+fn a_full_cache_wants_one_sighting_more_than_min_hits() {
+    let mut p = policy(Limits {
+        max_bytes: 1000,
+        max_files: 100,
+        high_percent: 100,
+        low_percent: 90,
+        ..limits()
+    });
+    let t = Instant::now();
+    for i in 0..9 {
+        let k = format!("/e/{i}");
+        assert_eq!(p.record_miss(&k, Some(100), t), Admission::TooFewHits);
+        assert_eq!(p.record_miss(&k, Some(100), t), Admission::Fill, "{k}");
+        assert!(p.insert(&k, 100, t).kept);
+    }
+    // 900 of 1000: at the low mark, full.
+    assert_eq!(p.record_miss("/n", Some(100), t), Admission::TooFewHits);
+    assert_eq!(p.record_miss("/n", Some(100), t), Admission::Rejected);
+    assert_eq!(p.record_miss("/n", Some(100), t), Admission::Fill);
+    let placed = p.insert("/n", 100, t);
+    assert!(placed.kept && placed.evict.is_empty(), "{placed:?}");
+    // Below the low mark two sightings still fill.
+    p.remove("/e/0");
+    p.remove("/e/1");
+    assert_eq!(p.record_miss("/m", Some(100), t), Admission::TooFewHits);
+    assert_eq!(p.record_miss("/m", Some(100), t), Admission::Fill);
+}
+
+/// An entry with hits moves to the protected segment: newcomers displace the entries nobody
+/// asked for again first, even the ones admitted with the same count.
+#[test]
+fn hits_protect_an_entry_from_eviction() {
+    let mut p = policy(Limits {
+        max_bytes: 1000,
+        max_files: 100,
+        high_percent: 100,
+        low_percent: 90,
+        ..limits()
+    });
+    let t = Instant::now();
+    for i in 0..10 {
+        let k = format!("/e/{i}");
+        p.record_miss(&k, Some(100), t);
+        p.record_miss(&k, Some(100), t);
+        assert!(p.insert(&k, 100, t).kept);
+    }
+    // The oldest entry is asked for again; its count stays at its estimate (2) like the others.
+    p.record_hit("/e/0", t);
+    assert_eq!(
+        p.nodes[p.find(p.hasher.hash("/e/0"), "/e/0").expect("cached") as usize].count,
+        3
+    );
+    let placed = p.insert("/new", 100, t);
+    assert_eq!(placed.evict.len(), 2, "{placed:?}");
+    assert!(p.contains("/e/0"), "{placed:?}");
+    assert!(placed.evict.iter().all(|k| &**k != "/e/0"));
+}
+
+/// When the policy sees hits, a sharp drop of the hit ratio means popularity moved: the
+/// protected segment shrinks and a full cache admits at `min_hits` again for a while; without
+/// a drop it keeps asking for one sighting more.
+#[test]
+fn a_drop_in_the_hit_ratio_relaxes_admission() {
+    let mut p = policy(Limits {
+        max_bytes: 1000,
+        max_files: 100,
+        high_percent: 100,
+        low_percent: 90,
+        ..limits()
+    });
+    let t = Instant::now();
+    let hot: Vec<String> = (0..9).map(|i| format!("/hot/{i}")).collect();
+    for k in &hot {
+        p.record_miss(k, Some(100), t);
+        p.record_miss(k, Some(100), t);
+        assert!(p.insert(k, 100, t).kept);
+    }
+    // Samples of MIN_SAMPLE_PERIOD requests with nine hits in ten.
+    let mut cold = 0;
+    let mut steady = |p: &mut Policy, samples: u64| {
+        for i in 0..samples * MIN_SAMPLE_PERIOD {
+            if i % 10 == 9 {
+                p.record_miss(&format!("/cold/{cold}"), Some(100), t);
+                cold += 1;
+            } else {
+                p.record_hit(&hot[i as usize % hot.len()], t);
+            }
+        }
+    };
+    steady(&mut p, 4);
+    assert_eq!(p.shifted, 0);
+    // An entry nobody asked for again (count 1) is the first victim: two sightings would beat
+    // it, but a full cache wants three.
+    p.remove(&hot[8]);
+    assert!(p.insert("/filler", 100, t).kept);
+    assert_eq!(p.record_miss("/warm", Some(100), t), Admission::TooFewHits);
+    assert_eq!(p.record_miss("/warm", Some(100), t), Admission::Rejected);
+    // Then samples with hardly any hits: a new set of objects is asked for.
+    for i in 0..2 * MIN_SAMPLE_PERIOD {
+        if i % 10 == 0 {
+            p.record_hit(&hot[i as usize % hot.len()], t);
+        } else {
+            p.record_miss(&format!("/next/{i}"), Some(100), t);
+        }
+    }
+    assert!(p.shifted > 0);
+    assert_eq!(p.protected_percent, PROTECTED_MIN);
+    assert_eq!(p.record_miss("/new", Some(100), t), Admission::TooFewHits);
+    assert_eq!(p.record_miss("/new", Some(100), t), Admission::Fill);
 }
