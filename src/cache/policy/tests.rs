@@ -243,17 +243,22 @@ fn a_scan_at_min_hits_loses_to_the_hot_set() {
     assert!(hot.iter().all(|k| p.contains(k)));
 }
 
-/// When full, a popular newcomer displaces an entry nobody asks for any more, but a newcomer
-/// less popular than every entry is rejected.
-#[test]
-fn a_full_cache_admits_only_what_beats_the_victim() {
-    let mut p = policy(Limits {
+/// A cache of 1000 bytes and 100 files, evicting at 100 % down to 90 %.
+fn thousand_bytes() -> Limits {
+    Limits {
         max_bytes: 1000,
         max_files: 100,
         high_percent: 100,
         low_percent: 90,
         ..limits()
-    });
+    }
+}
+
+/// When full, a popular newcomer displaces an entry nobody asks for any more, but a newcomer
+/// less popular than every entry is rejected.
+#[test]
+fn a_full_cache_admits_only_what_beats_the_victim() {
+    let mut p = policy(thousand_bytes());
     let t = Instant::now();
     for i in 0..10 {
         let k = format!("/hot/{i}");
@@ -391,13 +396,7 @@ fn an_evicted_entry_returns_at_its_admission_count() {
 /// entries that were admitted at `min_hits`.
 #[test]
 fn a_full_cache_wants_one_sighting_more_than_min_hits() {
-    let mut p = policy(Limits {
-        max_bytes: 1000,
-        max_files: 100,
-        high_percent: 100,
-        low_percent: 90,
-        ..limits()
-    });
+    let mut p = policy(thousand_bytes());
     let t = Instant::now();
     for i in 0..9 {
         let k = format!("/e/{i}");
@@ -422,13 +421,7 @@ fn a_full_cache_wants_one_sighting_more_than_min_hits() {
 /// asked for again first, even the ones admitted with the same count.
 #[test]
 fn hits_protect_an_entry_from_eviction() {
-    let mut p = policy(Limits {
-        max_bytes: 1000,
-        max_files: 100,
-        high_percent: 100,
-        low_percent: 90,
-        ..limits()
-    });
+    let mut p = policy(thousand_bytes());
     let t = Instant::now();
     for i in 0..10 {
         let k = format!("/e/{i}");
@@ -453,13 +446,7 @@ fn hits_protect_an_entry_from_eviction() {
 /// a drop it keeps asking for one sighting more.
 #[test]
 fn a_drop_in_the_hit_ratio_relaxes_admission() {
-    let mut p = policy(Limits {
-        max_bytes: 1000,
-        max_files: 100,
-        high_percent: 100,
-        low_percent: 90,
-        ..limits()
-    });
+    let mut p = policy(thousand_bytes());
     let t = Instant::now();
     let hot: Vec<String> = (0..9).map(|i| format!("/hot/{i}")).collect();
     for k in &hot {
