@@ -91,25 +91,42 @@ impl Discovery {
             .map(|t| t.mount)
     }
 
+    /// Walks a directory an event named (a new or moved-in one: its files produce no events of
+    /// their own), and once more after [`SUBTREE_REWALK_DELAY`]. The second walk is for the
+    /// race of `mkdir -p a/b/c && write a/b/c/f`: notify adds the watches of subdirectories
+    /// created before it watched their parent by walking them, which reports nothing, so a
+    /// file written into such a directory after the first walk passed it and before its watch
+    /// was in place has no event and would wait for the next full rescan.
     fn start_subtree_walk(&mut self, mount: usize, dir: PathBuf) {
         let Some(t) = self.targets.get(mount).cloned().flatten() else {
             return;
         };
-        self.subtree_walks += 1;
+        self.subtree_walks += 2;
         let tx = self.scan_tx.clone();
-        tokio::task::spawn_blocking(move || {
-            let started = Instant::now();
-            if let Some(dirs) = walk(&t, &dir, false, &tx) {
-                let _ = tx.blocking_send(ScanMsg::Done {
-                    dirs,
-                    full: false,
-                    started,
-                    completed: true,
-                });
+        tokio::spawn(async move {
+            for delay in [std::time::Duration::ZERO, SUBTREE_REWALK_DELAY] {
+                tokio::time::sleep(delay).await;
+                let (t, dir, tx) = (t.clone(), dir.clone(), tx.clone());
+                let _ = tokio::task::spawn_blocking(move || {
+                    let started = Instant::now();
+                    if let Some(dirs) = walk(&t, &dir, false, &tx) {
+                        let _ = tx.blocking_send(ScanMsg::Done {
+                            dirs,
+                            full: false,
+                            started,
+                            completed: true,
+                        });
+                    }
+                })
+                .await;
             }
         });
     }
 }
+
+/// How long after a new directory's first walk it is walked again (see
+/// `Discovery::start_subtree_walk`): far longer than notify takes to watch it.
+const SUBTREE_REWALK_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Dispatch: the ready queue, the files in flight, the workers, and the per-mount pause.
 struct Dispatch {
