@@ -450,20 +450,23 @@ impl Policy {
                 // equals); those before it were more popular and are passed over, one off
                 // their count. The admission check decided already that the newcomer is
                 // worth a place, so one eviction never wears the whole cache down.
-                let (mut gone, mut at) = (first, self.after(first));
-                for _ in 1..EVICT_LOOKS {
-                    if at == NIL {
-                        break;
-                    }
-                    if self.nodes[at as usize].count < self.nodes[gone as usize].count {
-                        gone = at;
+                let mut looked = [NIL; EVICT_LOOKS];
+                let (mut gone, mut at, mut n) = (0, first, 0);
+                while n < EVICT_LOOKS && at != NIL {
+                    looked[n] = at;
+                    if self.nodes[at as usize].count < self.nodes[looked[gone] as usize].count {
+                        gone = n;
                     }
                     at = self.after(at);
+                    n += 1;
                 }
-                while self.victim() != gone {
-                    let v = self.victim();
+                // Pass exactly the entries before it, as looked at: it may sit in protected
+                // behind a short probation, which passing refills and reorders ("until it is
+                // the victim", or following the links while passing, never ends).
+                for &v in &looked[..gone] {
                     self.pass(v);
                 }
+                let gone = looked[gone];
                 // While cached, an entry's requests may never reach the sketch (local-first
                 // serves them), so its counters have aged away: a hot object evicted here
                 // would have to start over from min_hits and be admitted at the bottom

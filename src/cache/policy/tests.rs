@@ -487,3 +487,56 @@ fn a_drop_in_the_hit_ratio_relaxes_admission() {
     assert_eq!(p.record_miss("/new", Some(100), t), Admission::TooFewHits);
     assert_eq!(p.record_miss("/new", Some(100), t), Admission::Fill);
 }
+
+/// Runs `f` on a thread and fails if it does not return within a few seconds (an infinite
+/// loop in the policy would otherwise hang the test run).
+fn within_seconds<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(Duration::from_secs(5))
+        .expect("the policy never returned (infinite loop)")
+}
+
+/// The eviction's lowest count may sit in protected while probation is short: the hand must
+/// pass the probation entries before it once, not until it reaches protected (passing moves
+/// them to probation's newest end, so probation never empties and the loop never ended).
+#[test]
+fn eviction_of_a_protected_entry_behind_a_short_probation_terminates() {
+    let placed = within_seconds(|| {
+        let mut p = policy(Limits {
+            max_files: 3,
+            min_hits: 1,
+            ..limits()
+        });
+        let t = Instant::now();
+        assert_eq!(p.record_miss("/a", Some(100), t), Admission::Fill);
+        assert!(p.insert("/a", 100, t).kept);
+        // One hit: /a moves to protected with a low count.
+        p.record_hit("/a", t);
+        // /b is asked for often and enters probation with a higher count than /a.
+        for _ in 0..6 {
+            p.record_miss("/b", Some(100), t);
+        }
+        assert!(p.insert("/b", 100, t).kept);
+        assert!(
+            p.nodes[p.find(p.hasher.hash("/b"), "/b").unwrap() as usize].count
+                > p.nodes[p.find(p.hasher.hash("/a"), "/a").unwrap() as usize].count
+        );
+        // A third file goes above the high watermark of three files: one must go.
+        let placed = p.insert("/c", 100, t);
+        (placed, p.contains("/a"), p.contains("/b"), p.usage())
+    });
+    let (placed, a, b, usage) = placed;
+    assert!(placed.kept);
+    assert_eq!(placed.evict, vec![Box::<str>::from("/a")]);
+    assert!(!a && b);
+    assert_eq!(
+        usage,
+        Usage {
+            bytes: 200,
+            files: 2
+        }
+    );
+}
