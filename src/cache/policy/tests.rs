@@ -540,3 +540,136 @@ fn eviction_of_a_protected_entry_behind_a_short_probation_terminates() {
         }
     );
 }
+
+use proptest::strategy::Strategy as _;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Miss(usize, Option<u64>),
+    Hit(usize),
+    Insert(usize, u64),
+    Remove(usize),
+    /// Time passes (seconds).
+    Wait(u64),
+}
+
+const KEYS: usize = 6;
+
+fn op(max_bytes: u64) -> impl proptest::strategy::Strategy<Value = Op> {
+    use proptest::prelude::*;
+    let size = prop_oneof![
+        0..=max_bytes.saturating_mul(2),
+        Just(max_bytes),
+        Just(u64::MAX),
+        Just(0u64)
+    ];
+    let size2 = size.clone();
+    prop_oneof![
+        4 => (0..KEYS, proptest::option::of(size)).prop_map(|(k, s)| Op::Miss(k, s)),
+        2 => (0..KEYS).prop_map(Op::Hit),
+        3 => (0..KEYS, size2).prop_map(|(k, s)| Op::Insert(k, s)),
+        1 => (0..KEYS).prop_map(Op::Remove),
+        1 => prop_oneof![Just(0u64), 1..4000u64].prop_map(Op::Wait),
+    ]
+}
+
+fn any_limits() -> impl proptest::strategy::Strategy<Value = Limits> {
+    use proptest::prelude::*;
+    (
+        prop_oneof![Just(1u64), Just(4096), Just(1000), 1..20_000u64],
+        prop_oneof![Just(1u64), 1..6u64],
+        prop_oneof![
+            Just((1u8, 100u8)),
+            Just((1, 2)),
+            Just((99, 100)),
+            (2..=100u8).prop_flat_map(|h| (1..h, Just(h)))
+        ],
+        prop_oneof![Just(1u32), 1..5u32, Just(15), Just(16)],
+        prop_oneof![Just(1u64), 1..100u64],
+        any::<u64>(),
+    )
+        .prop_map(
+            |(max_bytes, max_files, (low, high), min_hits, window, obj)| Limits {
+                max_bytes,
+                max_files,
+                high_percent: high,
+                low_percent: low,
+                min_hits,
+                window: Duration::from_secs(window),
+                max_object_size: 1 + obj % max_bytes,
+            },
+        )
+}
+
+fn check(p: &Policy, model: &std::collections::HashMap<usize, u64>, keys: &[String]) {
+    let l = p.limits();
+    let u = p.usage();
+    assert_eq!(u.bytes, model.values().sum::<u64>(), "usage bytes");
+    assert_eq!(u.files, model.len() as u64, "usage files");
+    assert!(
+        u.bytes <= l.max_bytes && u.files <= l.max_files,
+        "{u:?} over {l:?}"
+    );
+    for (i, k) in keys.iter().enumerate() {
+        assert_eq!(p.contains(k), model.contains_key(&i), "contains({k})");
+    }
+    assert_eq!(p.seg_bytes[0] + p.seg_bytes[1], u.bytes, "segment bytes");
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(400))]
+
+    /// Any sequence of calls with any limits config validation accepts keeps the books: usage
+    /// within the limits and equal to the live entries, contains() agrees, evictions only of
+    /// cached keys and never the one kept, Fill never for a cached key, TooLarge exactly for
+    /// what cannot fit, and no call panics or loops.
+    #[test]
+    fn any_sequence_keeps_the_books(
+        (limits, ops) in any_limits().prop_flat_map(|l| {
+            let mb = l.max_bytes;
+            (proptest::strategy::Just(l), proptest::collection::vec(op(mb), 1..300))
+        }),
+        seed in 0u64..4,
+    ) {
+        let keys: Vec<String> = (0..KEYS).map(|i| format!("/k/{i}")).collect();
+        let mut p = Policy::with_seed(limits.clone(), seed);
+        let mut model = std::collections::HashMap::new();
+        let mut now = Instant::now();
+        for op in ops {
+            match op {
+                Op::Miss(k, size) => {
+                    let a = p.record_miss(&keys[k], size, now);
+                    let too_large = size
+                        .is_some_and(|s| s > limits.max_object_size || s > limits.max_bytes);
+                    if model.contains_key(&k) {
+                        assert_eq!(a, Admission::Cached, "{op:?}");
+                    } else {
+                        assert_ne!(a, Admission::Cached, "{op:?}");
+                        assert_eq!(a == Admission::TooLarge, too_large, "{op:?}: {a:?}");
+                    }
+                }
+                Op::Hit(k) => p.record_hit(&keys[k], now),
+                Op::Insert(k, bytes) => {
+                    let placed = p.insert(&keys[k], bytes, now);
+                    assert_eq!(placed.kept, bytes <= limits.max_bytes, "{op:?}");
+                    let mut seen = std::collections::HashSet::new();
+                    for e in &placed.evict {
+                        assert!(seen.insert(e.clone()), "{e} evicted twice");
+                        assert_ne!(&**e, keys[k].as_str(), "{e} kept and evicted");
+                        let i = keys.iter().position(|x| **x == **e).expect("known key");
+                        assert!(model.remove(&i).is_some(), "{e} evicted but not cached");
+                    }
+                    if placed.kept {
+                        model.insert(k, bytes);
+                    }
+                }
+                Op::Remove(k) => {
+                    p.remove(&keys[k]);
+                    model.remove(&k);
+                }
+                Op::Wait(s) => now += Duration::from_secs(s),
+            }
+            check(&p, &model, &keys);
+        }
+    }
+}
