@@ -370,7 +370,10 @@ impl Policy {
         let freq = self.sketch.estimate(hash);
         // A first sighting never fills (unless min_hits is 1), whatever colliding counters say:
         // that is what keeps one-hit wonders out for certain rather than probably.
-        if u32::from(freq) < self.limits.min_hits || (!seen && self.limits.min_hits > 1) {
+        // Estimates saturate at MAX_COUNT, config allows min_hits up to 1000: past the
+        // ceiling (less the one more a full cache wants) no key could ever get in.
+        let min_hits = self.limits.min_hits.min(u32::from(MAX_COUNT) - 1);
+        if u32::from(freq) < min_hits || (!seen && min_hits > 1) {
             return Admission::TooFewHits;
         }
         // The cache counts as full from the low watermark on: in a steady state it swings
@@ -386,7 +389,7 @@ impl Policy {
         // Full: a fill displaces something, so `min_hits` sightings are not enough evidence
         // (two sightings are what half the long tail gets by chance); one more is, except
         // right after a shift, when the new favourites must get in fast.
-        if u32::from(freq) <= self.limits.min_hits && self.shifted == 0 {
+        if u32::from(freq) <= min_hits && self.shifted == 0 {
             return Admission::Rejected;
         }
         // The newcomer must beat an entry near the victim end. Those it does not beat are

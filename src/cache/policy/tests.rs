@@ -673,3 +673,32 @@ proptest::proptest! {
         }
     }
 }
+
+/// Config validation accepts min_hits up to 1000, but estimates saturate at 15: a min_hits of
+/// 16 or more admitted nothing ever, and 15 nothing once the cache was full (it wants one
+/// sighting more). Popular enough must stay reachable.
+#[test]
+fn a_large_min_hits_still_admits_popular_objects() {
+    for min_hits in [15, 16, 1000] {
+        let mut p = policy(Limits {
+            min_hits,
+            ..limits()
+        });
+        let t = Instant::now();
+        let asks = |p: &mut Policy, key: &str| {
+            (0..40).find(|_| p.record_miss(key, Some(100), t) == Admission::Fill)
+        };
+        assert!(
+            asks(&mut p, "/first").is_some(),
+            "min_hits {min_hits}: empty cache"
+        );
+        // Full (from the low watermark) with entries nobody asked for.
+        for i in 0..8 {
+            assert!(p.insert(&format!("/cold/{i}"), 100, t).kept);
+        }
+        assert!(
+            asks(&mut p, "/hot").is_some(),
+            "min_hits {min_hits}: full cache"
+        );
+    }
+}
