@@ -370,7 +370,10 @@ impl Policy {
         let freq = self.sketch.estimate(hash);
         // A first sighting never fills (unless min_hits is 1), whatever colliding counters say:
         // that is what keeps one-hit wonders out for certain rather than probably.
-        if u32::from(freq) < self.limits.min_hits || (!seen && self.limits.min_hits > 1) {
+        // Estimates saturate at MAX_COUNT, config allows min_hits up to 1000: past the
+        // ceiling (less the one more a full cache wants) no key could ever get in.
+        let min_hits = self.limits.min_hits.min(u32::from(MAX_COUNT) - 1);
+        if u32::from(freq) < min_hits || (!seen && min_hits > 1) {
             return Admission::TooFewHits;
         }
         // The cache counts as full from the low watermark on: in a steady state it swings
@@ -386,7 +389,7 @@ impl Policy {
         // Full: a fill displaces something, so `min_hits` sightings are not enough evidence
         // (two sightings are what half the long tail gets by chance); one more is, except
         // right after a shift, when the new favourites must get in fast.
-        if u32::from(freq) <= self.limits.min_hits && self.shifted == 0 {
+        if u32::from(freq) <= min_hits && self.shifted == 0 {
             return Admission::Rejected;
         }
         // The newcomer must beat an entry near the victim end. Those it does not beat are
@@ -450,20 +453,23 @@ impl Policy {
                 // equals); those before it were more popular and are passed over, one off
                 // their count. The admission check decided already that the newcomer is
                 // worth a place, so one eviction never wears the whole cache down.
-                let (mut gone, mut at) = (first, self.after(first));
-                for _ in 1..EVICT_LOOKS {
-                    if at == NIL {
-                        break;
-                    }
-                    if self.nodes[at as usize].count < self.nodes[gone as usize].count {
-                        gone = at;
+                let mut looked = [NIL; EVICT_LOOKS];
+                let (mut gone, mut at, mut n) = (0, first, 0);
+                while n < EVICT_LOOKS && at != NIL {
+                    looked[n] = at;
+                    if self.nodes[at as usize].count < self.nodes[looked[gone] as usize].count {
+                        gone = n;
                     }
                     at = self.after(at);
+                    n += 1;
                 }
-                while self.victim() != gone {
-                    let v = self.victim();
+                // Pass exactly the entries before it, as looked at: it may sit in protected
+                // behind a short probation, which passing refills and reorders ("until it is
+                // the victim", or following the links while passing, never ends).
+                for &v in &looked[..gone] {
                     self.pass(v);
                 }
+                let gone = looked[gone];
                 // While cached, an entry's requests may never reach the sketch (local-first
                 // serves them), so its counters have aged away: a hot object evicted here
                 // would have to start over from min_hits and be admitted at the bottom

@@ -487,3 +487,218 @@ fn a_drop_in_the_hit_ratio_relaxes_admission() {
     assert_eq!(p.record_miss("/new", Some(100), t), Admission::TooFewHits);
     assert_eq!(p.record_miss("/new", Some(100), t), Admission::Fill);
 }
+
+/// Runs `f` on a thread and fails if it does not return within a few seconds (an infinite
+/// loop in the policy would otherwise hang the test run).
+fn within_seconds<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(Duration::from_secs(5))
+        .expect("the policy never returned (infinite loop)")
+}
+
+/// The eviction's lowest count may sit in protected while probation is short: the hand must
+/// pass the probation entries before it once, not until it reaches protected (passing moves
+/// them to probation's newest end, so probation never empties and the loop never ended).
+#[test]
+fn eviction_of_a_protected_entry_behind_a_short_probation_terminates() {
+    let placed = within_seconds(|| {
+        let mut p = policy(Limits {
+            max_files: 3,
+            min_hits: 1,
+            ..limits()
+        });
+        let t = Instant::now();
+        assert_eq!(p.record_miss("/a", Some(100), t), Admission::Fill);
+        assert!(p.insert("/a", 100, t).kept);
+        // One hit: /a moves to protected with a low count.
+        p.record_hit("/a", t);
+        // /b is asked for often and enters probation with a higher count than /a.
+        for _ in 0..6 {
+            p.record_miss("/b", Some(100), t);
+        }
+        assert!(p.insert("/b", 100, t).kept);
+        assert!(
+            p.nodes[p.find(p.hasher.hash("/b"), "/b").unwrap() as usize].count
+                > p.nodes[p.find(p.hasher.hash("/a"), "/a").unwrap() as usize].count
+        );
+        // A third file goes above the high watermark of three files: one must go.
+        let placed = p.insert("/c", 100, t);
+        (placed, p.contains("/a"), p.contains("/b"), p.usage())
+    });
+    let (placed, a, b, usage) = placed;
+    assert!(placed.kept);
+    assert_eq!(placed.evict, vec![Box::<str>::from("/a")]);
+    assert!(!a && b);
+    assert_eq!(
+        usage,
+        Usage {
+            bytes: 200,
+            files: 2
+        }
+    );
+}
+
+use proptest::strategy::Strategy as _;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Miss(usize, Option<u64>),
+    Hit(usize),
+    Insert(usize, u64),
+    Remove(usize),
+    /// Time passes (seconds).
+    Wait(u64),
+}
+
+const KEYS: usize = 6;
+
+fn op(max_bytes: u64) -> impl proptest::strategy::Strategy<Value = Op> {
+    use proptest::prelude::*;
+    let size = prop_oneof![
+        0..=max_bytes.saturating_mul(2),
+        Just(max_bytes),
+        Just(u64::MAX),
+        Just(0u64)
+    ];
+    let size2 = size.clone();
+    prop_oneof![
+        4 => (0..KEYS, proptest::option::of(size)).prop_map(|(k, s)| Op::Miss(k, s)),
+        2 => (0..KEYS).prop_map(Op::Hit),
+        3 => (0..KEYS, size2).prop_map(|(k, s)| Op::Insert(k, s)),
+        1 => (0..KEYS).prop_map(Op::Remove),
+        1 => prop_oneof![Just(0u64), 1..4000u64].prop_map(Op::Wait),
+    ]
+}
+
+fn any_limits() -> impl proptest::strategy::Strategy<Value = Limits> {
+    use proptest::prelude::*;
+    (
+        prop_oneof![Just(1u64), Just(4096), Just(1000), 1..20_000u64],
+        prop_oneof![Just(1u64), 1..6u64],
+        prop_oneof![
+            Just((1u8, 100u8)),
+            Just((1, 2)),
+            Just((99, 100)),
+            (2..=100u8).prop_flat_map(|h| (1..h, Just(h)))
+        ],
+        prop_oneof![Just(1u32), 1..5u32, Just(15), Just(16)],
+        prop_oneof![Just(1u64), 1..100u64],
+        any::<u64>(),
+    )
+        .prop_map(
+            |(max_bytes, max_files, (low, high), min_hits, window, obj)| Limits {
+                max_bytes,
+                max_files,
+                high_percent: high,
+                low_percent: low,
+                min_hits,
+                window: Duration::from_secs(window),
+                max_object_size: 1 + obj % max_bytes,
+            },
+        )
+}
+
+fn check(p: &Policy, model: &std::collections::HashMap<usize, u64>, keys: &[String]) {
+    let l = p.limits();
+    let u = p.usage();
+    assert_eq!(u.bytes, model.values().sum::<u64>(), "usage bytes");
+    assert_eq!(u.files, model.len() as u64, "usage files");
+    assert!(
+        u.bytes <= l.max_bytes && u.files <= l.max_files,
+        "{u:?} over {l:?}"
+    );
+    for (i, k) in keys.iter().enumerate() {
+        assert_eq!(p.contains(k), model.contains_key(&i), "contains({k})");
+    }
+    assert_eq!(p.seg_bytes[0] + p.seg_bytes[1], u.bytes, "segment bytes");
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(400))]
+
+    /// Any sequence of calls with any limits config validation accepts keeps the books: usage
+    /// within the limits and equal to the live entries, contains() agrees, evictions only of
+    /// cached keys and never the one kept, Fill never for a cached key, TooLarge exactly for
+    /// what cannot fit, and no call panics or loops.
+    #[test]
+    fn any_sequence_keeps_the_books(
+        (limits, ops) in any_limits().prop_flat_map(|l| {
+            let mb = l.max_bytes;
+            (proptest::strategy::Just(l), proptest::collection::vec(op(mb), 1..300))
+        }),
+        seed in 0u64..4,
+    ) {
+        let keys: Vec<String> = (0..KEYS).map(|i| format!("/k/{i}")).collect();
+        let mut p = Policy::with_seed(limits.clone(), seed);
+        let mut model = std::collections::HashMap::new();
+        let mut now = Instant::now();
+        for op in ops {
+            match op {
+                Op::Miss(k, size) => {
+                    let a = p.record_miss(&keys[k], size, now);
+                    let too_large = size
+                        .is_some_and(|s| s > limits.max_object_size || s > limits.max_bytes);
+                    if model.contains_key(&k) {
+                        assert_eq!(a, Admission::Cached, "{op:?}");
+                    } else {
+                        assert_ne!(a, Admission::Cached, "{op:?}");
+                        assert_eq!(a == Admission::TooLarge, too_large, "{op:?}: {a:?}");
+                    }
+                }
+                Op::Hit(k) => p.record_hit(&keys[k], now),
+                Op::Insert(k, bytes) => {
+                    let placed = p.insert(&keys[k], bytes, now);
+                    assert_eq!(placed.kept, bytes <= limits.max_bytes, "{op:?}");
+                    let mut seen = std::collections::HashSet::new();
+                    for e in &placed.evict {
+                        assert!(seen.insert(e.clone()), "{e} evicted twice");
+                        assert_ne!(&**e, keys[k].as_str(), "{e} kept and evicted");
+                        let i = keys.iter().position(|x| **x == **e).expect("known key");
+                        assert!(model.remove(&i).is_some(), "{e} evicted but not cached");
+                    }
+                    if placed.kept {
+                        model.insert(k, bytes);
+                    }
+                }
+                Op::Remove(k) => {
+                    p.remove(&keys[k]);
+                    model.remove(&k);
+                }
+                Op::Wait(s) => now += Duration::from_secs(s),
+            }
+            check(&p, &model, &keys);
+        }
+    }
+}
+
+/// Config validation accepts min_hits up to 1000, but estimates saturate at 15: a min_hits of
+/// 16 or more admitted nothing ever, and 15 nothing once the cache was full (it wants one
+/// sighting more). Popular enough must stay reachable.
+#[test]
+fn a_large_min_hits_still_admits_popular_objects() {
+    for min_hits in [15, 16, 1000] {
+        let mut p = policy(Limits {
+            min_hits,
+            ..limits()
+        });
+        let t = Instant::now();
+        let asks = |p: &mut Policy, key: &str| {
+            (0..40).find(|_| p.record_miss(key, Some(100), t) == Admission::Fill)
+        };
+        assert!(
+            asks(&mut p, "/first").is_some(),
+            "min_hits {min_hits}: empty cache"
+        );
+        // Full (from the low watermark) with entries nobody asked for.
+        for i in 0..8 {
+            assert!(p.insert(&format!("/cold/{i}"), 100, t).kept);
+        }
+        assert!(
+            asks(&mut p, "/hot").is_some(),
+            "min_hits {min_hits}: full cache"
+        );
+    }
+}
