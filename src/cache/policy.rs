@@ -370,8 +370,9 @@ impl Policy {
         let freq = self.sketch.estimate(hash);
         // A first sighting never fills (unless min_hits is 1), whatever colliding counters say:
         // that is what keeps one-hit wonders out for certain rather than probably.
-        // Estimates saturate at MAX_COUNT, config allows min_hits up to 1000: past the
-        // ceiling (less the one more a full cache wants) no key could ever get in.
+        // Estimates saturate at MAX_COUNT: past the ceiling (less the one more a full cache
+        // wants) no key could ever get in. Config refuses more (MAX_CACHE_MIN_HITS); Limits
+        // built by hand are capped the same way.
         let min_hits = self.limits.min_hits.min(u32::from(MAX_COUNT) - 1);
         if u32::from(freq) < min_hits || (!seen && min_hits > 1) {
             return Admission::TooFewHits;

@@ -42,6 +42,9 @@ pub use validate::{validate, validate_with};
 
 /// The environment variable prefix: `STOWAWAY__SERVER__LISTEN=127.0.0.1:9000`.
 pub const ENV_PREFIX: &str = "STOWAWAY";
+/// The largest `mount.cache.min_hits`: the cache policy's popularity counters saturate at 15,
+/// and a full cache asks for one sighting more than `min_hits`.
+pub const MAX_CACHE_MIN_HITS: u32 = 14;
 
 /// Where the configuration is read from when `--config` (or `STOWAWAY_CONFIG`) is absent: the
 /// path the Debian package installs and the shipped unit uses.

@@ -702,3 +702,12 @@ fn a_large_min_hits_still_admits_popular_objects() {
         );
     }
 }
+
+/// The largest min_hits config accepts is the policy's own cap: a full cache can still admit.
+#[test]
+fn config_caps_min_hits_where_the_policy_does() {
+    assert_eq!(
+        crate::config::MAX_CACHE_MIN_HITS,
+        u32::from(super::MAX_COUNT) - 1
+    );
+}

@@ -78,11 +78,11 @@ pub fn validate(i: usize, c: &RawCache, fs: FsChecks) -> Result<CacheSettings, C
         ));
     }
     let min_hits = c.min_hits.unwrap_or(2);
-    if !(1..=1000).contains(&min_hits) {
+    if !(1..=crate::config::MAX_CACHE_MIN_HITS).contains(&min_hits) {
         return Err(invalid(
             k("min_hits"),
             min_hits,
-            "must be between 1 and 1000",
+            "must be between 1 and 14 (the popularity counters count to 15)",
             "use e.g. 2 (1 fills on the first request)",
         ));
     }
@@ -376,11 +376,11 @@ mod tests {
     }
 
     #[test]
-    fn min_hits_is_1_to_1000() {
+    fn min_hits_is_1_to_14() {
         cache("min_hits = 1").accepted();
-        cache("min_hits = 1000").accepted();
+        cache("min_hits = 14").accepted();
         cache("min_hits = 0").refused("mount[0].cache.min_hits");
-        cache("min_hits = 1001").refused("mount[0].cache.min_hits");
+        cache("min_hits = 15").refused("mount[0].cache.min_hits");
     }
 
     #[test]
