@@ -384,8 +384,15 @@ mod tests {
                         let _ = std::os::unix::fs::symlink(&outside, dir.join("a"));
                         std::thread::sleep(Duration::from_micros(100));
                         let _ = std::fs::remove_file(dir.join("a"));
-                        let _ = std::fs::rename(dir.join("a.real"), dir.join("a"));
+                        // A fill may have made a new `a` meanwhile (not empty: the rename
+                        // back fails): clear it, or the swapping stops for good.
+                        if std::fs::rename(dir.join("a.real"), dir.join("a")).is_err() {
+                            let _ = std::fs::remove_dir_all(dir.join("a"));
+                            let _ = std::fs::rename(dir.join("a.real"), dir.join("a"));
+                        }
                         swaps.fetch_add(1, Ordering::Relaxed);
+                        std::thread::sleep(Duration::from_micros(100));
+                    } else {
                         std::thread::sleep(Duration::from_micros(100));
                     }
                 }
@@ -412,7 +419,11 @@ mod tests {
         }
         stop.store(true, Ordering::Relaxed);
         attacker.join().unwrap();
-        assert!(swaps.load(Ordering::Relaxed) > 10 && installed > 10);
+        let swapped = swaps.load(Ordering::Relaxed);
+        assert!(
+            swapped > 10 && installed > 10,
+            "{swapped} swaps, {installed} installs"
+        );
         let names: Vec<_> = std::fs::read_dir(&outside)
             .unwrap()
             .flatten()
