@@ -1026,6 +1026,23 @@ fn report(r: anyhow::Result<()>, format: LogFormat) -> ExitCode {
     }
 }
 
+/// The runtime of a one-shot command that talks to S3 (`prune-archive`, `reconcile`), with the
+/// credentials checked first; on failure the reason is printed and `Err` holds the exit code.
+fn s3_runtime(settings: &Settings, fail: u8) -> Result<tokio::runtime::Runtime, ExitCode> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("stowaway: {}", crate::uploader::UploaderError::Runtime(e));
+            ExitCode::from(fail)
+        })?;
+    if let Err(e) = rt.block_on(crate::store::aws::require_credentials(&settings.s3)) {
+        eprintln!("stowaway: {e}");
+        return Err(ExitCode::from(fail));
+    }
+    Ok(rt)
+}
+
 fn run_async<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyhow::Result<()> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -16,9 +16,9 @@ use crate::config::Settings;
 use crate::store::ObjectStore;
 use crate::store::retry::Retrier;
 use crate::store::stop::Stop;
+use crate::uploader::Stats;
 use crate::uploader::finalize::TempNamer;
 use crate::uploader::retention::{self, Budget, Entry, MountReport};
-use crate::uploader::{Stats, UploaderError};
 
 /// Exit code when something needs attention: an archived file S3 does not vouch for, S3
 /// unreachable, or the archive unreadable.
@@ -34,20 +34,10 @@ pub fn main(settings: Settings, config: &Path, dry_run: bool, json: bool) -> Exi
         );
         return ExitCode::from(super::EXIT_CONFIG);
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match super::s3_runtime(&settings, EXIT_ATTENTION) {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("stowaway: {}", UploaderError::Runtime(e));
-            return ExitCode::from(EXIT_ATTENTION);
-        }
+        Err(code) => return code,
     };
-    if let Err(e) = rt.block_on(crate::store::aws::require_credentials(&settings.s3)) {
-        eprintln!("stowaway: {e}");
-        return ExitCode::from(EXIT_ATTENTION);
-    }
     let bar = (!json && std::io::stderr().is_terminal()).then(spinner);
     let checked = Arc::new(AtomicU64::new(0));
     let entries: Arc<Mutex<Vec<Entry>>> = Arc::default();

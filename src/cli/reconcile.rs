@@ -41,9 +41,9 @@ use crate::store::multipart::listing_unsupported;
 use crate::store::retry::{Retrier, S3Failure};
 use crate::store::stop::Stop;
 use crate::store::verify::{Mismatch, RemoteObject, VerifyError, check};
+use crate::uploader::Stats;
 use crate::uploader::finalize::{self, DETACHED_PREFIX, ReadAt};
 use crate::uploader::leftovers::abandoned;
-use crate::uploader::{Stats, UploaderError};
 
 /// The action of an orphan `--delete-orphans` keeps because the copies' directory is empty.
 const EMPTY_LOCAL: &str = "kept: the directory of the local copies (archive_root, or the root of a finalize = \"keep\" mount) is empty — a disk that did not mount?; nothing is deleted on such a mount";
@@ -265,20 +265,10 @@ pub fn main(settings: Settings, config: &Path, opts: Options) -> ExitCode {
         }
         return ExitCode::from(super::EXIT_CONFIG);
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match super::s3_runtime(&settings, EXIT_INCOMPLETE) {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("stowaway: {}", UploaderError::Runtime(e));
-            return ExitCode::from(EXIT_INCOMPLETE);
-        }
+        Err(code) => return code,
     };
-    if let Err(e) = rt.block_on(crate::store::aws::require_credentials(&settings.s3)) {
-        eprintln!("stowaway: {e}");
-        return ExitCode::from(EXIT_INCOMPLETE);
-    }
     let bar = std::io::stderr().is_terminal().then(super::prune::spinner);
     let mut out = Out {
         json: opts.json,
