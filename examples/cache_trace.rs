@@ -1,7 +1,9 @@
 //! Trace-driven hit-ratio benchmark of the hot-object cache policy (benches/run.sh case 10).
 //!
-//! Replays synthetic request traces through stowaway's `cache::policy::Policy` (in both modes it
-//! runs in: seeing every request, or only the misses as in nginx local-first mode), through a
+//! Replays synthetic request traces through stowaway's `cache::policy::Policy` (in the ways it
+//! learns of requests: every request in proxy and auth modes; in local-first mode the misses
+//! plus, at each revalidation round, which cached files the front server read since the last —
+//! their access times; or only the misses, where the cache dir is on a `noatime` mount), through a
 //! model of nginx `proxy_cache` (best of `proxy_cache_min_uses` 1, 2, 3), through moka's
 //! size-aware TinyLFU, and through a static oracle; prints markdown tables.
 //!
@@ -65,6 +67,12 @@ const BLOCK: u64 = 4096;
 const NGINX_HEADER: u64 = 600;
 /// Simulated request rate: 1 ms apart (the policy's `window` is set long enough not to bind).
 const TICK: Duration = Duration::from_millis(1);
+/// Local-first's revalidation rounds (which find the cached files the front server read) in
+/// the goals and shift tables, in requests: 30 s at 1 000 requests/s.
+const SWEEP: usize = 30_000;
+/// Round periods the stationary tables show: 3 s, 30 s (the default: revalidation rounds run
+/// every `revalidate / 4`, at most 30 s) and 30 s at ten times the request rate.
+const SWEEPS: [usize; 3] = [3_000, 30_000, 300_000];
 
 fn blocks(bytes: u64) -> u64 {
     bytes.div_ceil(BLOCK) * BLOCK
@@ -296,7 +304,19 @@ fn limits(a: &Args, max_bytes: u64) -> Limits {
     }
 }
 
-fn run_stowaway(a: &Args, t: &Trace, max_bytes: u64, sees_hits: bool) -> (Tally, Policy) {
+/// What stowaway's policy learns of the requests the cache answered.
+#[derive(Clone, Copy)]
+enum Sees {
+    /// Every request (proxy and auth modes).
+    All,
+    /// Only misses (nginx local-first, no hit signal).
+    Misses,
+    /// Only misses, plus every `period` requests which cached objects were read since the last
+    /// look (local-first with the access-time sweep).
+    MissesAndUse(usize),
+}
+
+fn run_stowaway(a: &Args, t: &Trace, max_bytes: u64, sees: Sees) -> (Tally, Policy) {
     let mut p = Policy::with_seed(limits(a, max_bytes), a.seed);
     let ids: HashMap<&str, usize> = t
         .keys
@@ -308,16 +328,36 @@ fn run_stowaway(a: &Args, t: &Trace, max_bytes: u64, sees_hits: bool) -> (Tally,
     let mut tally = Tally::default();
     let t0 = Instant::now();
     let start = Instant::now();
+    let mut read = vec![false; t.keys.len()];
+    let mut read_list: Vec<usize> = Vec::new();
     for (i, &id) in t.reqs.iter().enumerate() {
         let id = id as usize;
         let key = t.keys[id].as_str();
         let size = t.sizes[id];
         let now = t0 + TICK * i as u32;
+        // A revalidation round: every cached file read since the last is one use.
+        if let Sees::MissesAndUse(period) = sees
+            && i % period == 0
+        {
+            for v in read_list.drain(..) {
+                read[v] = false;
+                if disk.on[v] {
+                    p.record_use(&t.keys[v], now);
+                }
+            }
+        }
         // The front server looks at the cache dir: a file there is a hit.
         let hit = disk.on[id];
         if hit {
-            if sees_hits {
-                p.record_hit(key, now);
+            match sees {
+                Sees::All => p.record_hit(key, now),
+                Sees::Misses => {}
+                Sees::MissesAndUse(_) => {
+                    if !read[id] {
+                        read[id] = true;
+                        read_list.push(id);
+                    }
+                }
             }
         } else if p.record_miss(key, Some(size), now) == Admission::Fill {
             // The fill is modelled as instant: in reality the next requests still get the
@@ -508,6 +548,10 @@ fn oracle(t: &Trace, max_bytes: u64, from: usize, to: usize) -> (f64, f64) {
     (bhr, ohr)
 }
 
+fn pct2(x: f64) -> String {
+    format!("{:.2} %", x * 100.0)
+}
+
 fn pct(x: f64) -> String {
     format!("{:.1} %", 100.0 * x)
 }
@@ -569,15 +613,31 @@ fn main() {
                     }
                 )
             };
-            let (all, p_all) = run_stowaway(&a, &t, max, true);
+            let (all, p_all) = run_stowaway(&a, &t, max, Sees::All);
             row("stowaway, sees all requests", &all);
-            let (misses, _) = run_stowaway(&a, &t, max, false);
+            let (misses, _) = run_stowaway(&a, &t, max, Sees::Misses);
             row("stowaway, sees only misses (local-first)", &misses);
+            let mut swept = None;
+            for period in SWEEPS {
+                let (used, _) = run_stowaway(&a, &t, max, Sees::MissesAndUse(period));
+                row(
+                    &format!(
+                        "stowaway, local-first + access-time rounds every {}k requests",
+                        period / 1000
+                    ),
+                    &used,
+                );
+                if period == SWEEP {
+                    swept = Some(used);
+                }
+            }
+            let swept = swept.expect("SWEEP is one of SWEEPS");
             if a.policy_only {
                 println!(
-                    "| {cap} | oracle {} | × {:.2} / {:.2} |",
+                    "| {cap} | oracle {} | × {:.2} / {:.2} / {:.2} |",
                     pct(obhr),
                     all.bhr() / obhr,
+                    swept.bhr() / obhr,
                     misses.bhr() / obhr
                 );
                 continue;
@@ -602,14 +662,25 @@ fn main() {
             );
             let (mu, nb) = best.expect("three runs");
             let pol_mem = p_all.memory_bytes() as f64 / p_all.usage().files.max(1) as f64;
+            let met = |r: &Tally| {
+                if r.bhr() >= nb.bhr() && r.bhr() >= 0.9 * obhr {
+                    "met"
+                } else {
+                    "NOT met"
+                }
+            };
             goals.push(format!(
-                "| s = {s}, {cap} | {} / {} | {} (min_uses {mu}) | {:.2} / {:.2} | {} | {:.0} B (sketch included) vs moka {mk_mem} B |",
-                pct(all.bhr()),
-                pct(misses.bhr()),
-                pct(nb.bhr()),
+                "| s = {s}, {cap} | {} / {} / {} | {} (min_uses {mu}) | {:.2} / {:.2} / {:.2} | {} / {} / {} | {:.0} B (sketch included) vs moka {mk_mem} B |",
+                pct2(all.bhr()),
+                pct2(swept.bhr()),
+                pct2(misses.bhr()),
+                pct2(nb.bhr()),
                 all.bhr() / obhr,
+                swept.bhr() / obhr,
                 misses.bhr() / obhr,
-                if all.bhr() >= nb.bhr() && misses.bhr() >= nb.bhr() && all.bhr() >= 0.9 * obhr && misses.bhr() >= 0.9 * obhr { "met" } else { "NOT met" },
+                met(&all),
+                met(&swept),
+                met(&misses),
                 pol_mem,
             ));
         }
@@ -617,7 +688,8 @@ fn main() {
     }
     println!("### Goals on the stationary traces (byte hit ratio)\n");
     println!(
-        "| trace | stowaway all / misses only | best nginx | × oracle all / misses only | ≥ nginx and ≥ 0.90× oracle | memory per cached entry |"
+        "| trace | stowaway: sees all / local-first (access-time rounds every {}k requests) / only misses (noatime) | best nginx | × oracle | ≥ nginx and ≥ 0.90× oracle | memory per cached entry |",
+        SWEEP / 1000
     );
     println!("|---|---|---|---|---|---|");
     for g in goals {
@@ -711,10 +783,11 @@ fn shift(a: &Args) {
         W * CHUNK
     );
     println!(
-        "| trace | capacity | new oracle (2nd half) | stowaway all: recovered after | stowaway misses only: recovered after | nginx (best min_uses): after | goal ≤ {} requests |",
+        "| trace | capacity | new oracle (2nd half) | stowaway all: recovered after | local-first (access-time rounds every {}k requests): after | only misses (noatime): after | nginx (best min_uses): after | goal ≤ {} requests |",
+        SWEEP / 1000,
         a.requests / 10
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     let mut curves = Vec::new();
     for s in [0.9, 1.1] {
         let t = make_trace(a, s, true);
@@ -730,24 +803,30 @@ fn shift(a: &Args) {
                     .map(|c| (c + 1) * CHUNK - t.shift_at)
             };
             let show = |x: Option<usize>| x.map_or("never".to_string(), |n| n.to_string());
-            let (all, _) = run_stowaway(a, &t, max, true);
-            let (misses, _) = run_stowaway(a, &t, max, false);
+            let (all, _) = run_stowaway(a, &t, max, Sees::All);
+            let (misses, _) = run_stowaway(a, &t, max, Sees::Misses);
+            let (swept, _) = run_stowaway(a, &t, max, Sees::MissesAndUse(SWEEP));
             let ng = (1..=if a.policy_only { 1 } else { 3 })
                 .map(|mu| run_nginx(&t, max, mu))
                 .max_by(|x, y| x.bhr().total_cmp(&y.bhr()))
                 .expect("three");
-            let (ra, rm) = (recovered(&all), recovered(&misses));
+            let (ra, rm, rs) = (recovered(&all), recovered(&misses), recovered(&swept));
             let ok = |r: Option<usize>| r.is_some_and(|n| n <= a.requests / 10);
             println!(
-                "| s = {s} | {:.0} % | {} | {} | {} | {} | {} |",
+                "| s = {s} | {:.0} % | {} | {} | {} | {} | {} | {} |",
                 share * 100.0,
                 pct(obhr),
                 show(ra),
+                show(rs),
                 show(rm),
                 show(recovered(&ng)),
-                if ok(ra) && ok(rm) { "met" } else { "NOT met" }
+                if ok(ra) && ok(rm) && ok(rs) {
+                    "met"
+                } else {
+                    "NOT met"
+                }
             );
-            curves.push((s, share, obhr, all, misses, ng, first_chunk));
+            curves.push((s, share, obhr, all, misses, swept, ng, first_chunk));
         }
     }
     println!();
@@ -755,14 +834,16 @@ fn shift(a: &Args) {
         "Windowed byte hit ratio around the shift (window {} requests; position = requests after the shift; oracle = new oracle):\n",
         W * CHUNK
     );
-    for (s, share, obhr, all, misses, ng, first) in curves {
+    for (s, share, obhr, all, misses, swept, ng, first) in curves {
         println!(
             "s = {s}, {:.0} %, new oracle {}:\n",
             share * 100.0,
             pct(obhr)
         );
-        println!("| position | stowaway all | stowaway misses only | nginx best |");
-        println!("|---|---|---|---|");
+        println!(
+            "| position | stowaway all | local-first (access times) | only misses | nginx best |"
+        );
+        println!("|---|---|---|---|---|");
         let last = all.chunks.len() - 1;
         for c in [
             first - 1,
@@ -778,8 +859,9 @@ fn shift(a: &Args) {
             }
             let pos = ((c + 1) * CHUNK) as i64 - (first * CHUNK) as i64;
             println!(
-                "| {pos:+} | {} | {} | {} |",
+                "| {pos:+} | {} | {} | {} | {} |",
                 pct(windowed(&all, W, c)),
+                pct(windowed(&swept, W, c)),
                 pct(windowed(&misses, W, c)),
                 pct(windowed(&ng, W, c)),
             );

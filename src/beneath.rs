@@ -240,18 +240,29 @@ impl DirHandle {
         })
     }
 
-    /// Opens the regular file `rel` for reading. `Ok(None)` when it is missing or anything but
-    /// a regular file reached without symlinks; a special file is never opened for reading.
-    pub fn open_file(&self, rel: &Path) -> io::Result<Option<OpenFile>> {
-        let pfd = match self.open_path(rel) {
+    /// The raw `fstat` of the regular file `rel` (all its times), looked up like [`Self::lookup`];
+    /// `Ok(None)` when it is missing or anything but a regular file reached without symlinks.
+    pub fn stat_file(&self, rel: &Path) -> io::Result<Option<Stat>> {
+        Ok(self.regular_path(rel)?.map(|(_, st)| st))
+    }
+
+    /// An `O_PATH` descriptor of the regular file `rel` and its `fstat`.
+    fn regular_path(&self, rel: &Path) -> io::Result<Option<(OwnedFd, Stat)>> {
+        let fd = match self.open_path(rel) {
             Ok(fd) => fd,
             Err(e) if is_missing(&e) || is_refused(&e) => return Ok(None),
             Err(e) => return Err(e),
         };
-        let st = rustix::fs::fstat(&pfd)?;
-        if kind(&st) != FileType::RegularFile {
+        let st = rustix::fs::fstat(&fd)?;
+        Ok((kind(&st) == FileType::RegularFile).then_some((fd, st)))
+    }
+
+    /// Opens the regular file `rel` for reading. `Ok(None)` when it is missing or anything but
+    /// a regular file reached without symlinks; a special file is never opened for reading.
+    pub fn open_file(&self, rel: &Path) -> io::Result<Option<OpenFile>> {
+        let Some((pfd, st)) = self.regular_path(rel)? else {
             return Ok(None);
-        }
+        };
         let checked = FileStamp::from_stat(&st);
         let file = File::from(reopen_readable(&pfd, &self.fd, rel)?);
         let stamp = FileStamp::from_meta(&file.metadata()?);

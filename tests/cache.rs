@@ -133,6 +133,36 @@ impl Cached {
         assert!(ok, "{key} cached: {}", self.st.log_text());
     }
 
+    /// Waits until `n` more revalidation rounds have finished (each leaves the stats file
+    /// anew, by rename: a new inode).
+    #[track_caller]
+    fn rounds(&self, n: usize) {
+        use std::os::unix::fs::MetadataExt;
+        let stamp = || {
+            std::fs::metadata(self.cache.join(".stowaway-cache.stats"))
+                .map(|m| (m.ino(), m.mtime_nsec(), m.mtime()))
+                .ok()
+        };
+        for _ in 0..n {
+            let before = stamp();
+            assert!(
+                wait_until(WAIT, || stamp().is_some() && stamp() != before),
+                "no revalidation round: {}",
+                self.st.log_text()
+            );
+        }
+    }
+
+    /// `stowaway status --json`.
+    fn status(&self) -> serde_json::Value {
+        let out = stowaway_cmd()
+            .args(["status", "--json", "--config"])
+            .arg(&self.st.config)
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
     fn restart(&mut self) {
         self.st.proc.kill();
         self.st = Stowaway::start(self.dir.path(), &self.config);
@@ -234,6 +264,46 @@ fn nginx_local_first_serves_a_popular_object_from_the_cache() {
         get(nginx.addr, "/static/.stowaway-cache.journal").status,
         404
     );
+}
+
+/// In local-first mode nginx answers cache hits without stowaway; the revalidation round finds
+/// them by the files' access times (a read since the last round counts once), so the policy
+/// and `status` still learn of them.
+#[test]
+fn local_first_hits_are_learnt_from_access_times() {
+    let c = cached("", "", "1s");
+    let body = bytes(4, 120_000);
+    c.s3.put_migrated("site-media", "static/seen/a.jpg", &body);
+    let nginx = local_nginx(c.path(), &c.st);
+    c.warm(nginx.addr, "seen/a.jpg");
+    c.rounds(2);
+    assert_eq!(c.metric("front_reads_total"), 0, "a fill is not a read");
+    for _ in 0..3 {
+        let r = get(nginx.addr, "/static/seen/a.jpg");
+        assert_eq!((r.status, sha(&r.body)), (200, sha(&body)));
+    }
+    assert!(
+        wait_until(WAIT, || c.metric("front_reads_total") >= 1),
+        "nginx's reads of the cached file were never noticed: {}",
+        c.st.log_text()
+    );
+    c.rounds(2);
+    let n = c.metric("front_reads_total");
+    assert!(n <= 3, "three reads counted {n} times");
+    c.rounds(3);
+    assert_eq!(
+        c.metric("front_reads_total"),
+        n,
+        "a read is counted once (its access time is set back)"
+    );
+    assert_eq!(get(nginx.addr, "/static/seen/a.jpg").status, 200);
+    assert!(wait_until(WAIT, || c.metric("front_reads_total") == n + 1));
+    assert_eq!(c.metric("hits_total"), 0, "the hits never reached stowaway");
+    let v = c.status();
+    let cache = &v["caches"][0];
+    assert_eq!(cache["front_reads"], n + 1, "{v}");
+    assert_eq!(cache["s3_gets_avoided"], n + 1, "{v}");
+    assert_eq!(cache["egress_bytes_avoided"], (n + 1) * 120_000, "{v}");
 }
 
 #[test]
@@ -477,7 +547,7 @@ fn a_deleted_cache_directory_is_recreated_and_redirects_meanwhile() {
 
 #[test]
 fn lighttpd_serves_cached_objects_in_both_modes() {
-    let c = cached("front = \"lighttpd\"", "", "1h");
+    let c = cached("front = \"lighttpd\"", "", "1s");
     let body = bytes(70, 250_000);
     c.s3.put_migrated("site-media", "static/l/a.jpg", &body);
     c.s3.put_migrated("site-media", "static/l/b.jpg", &body);
@@ -490,12 +560,24 @@ fn lighttpd_serves_cached_objects_in_both_modes() {
         0,
         "local-first hits never reach stowaway"
     );
+    assert!(
+        wait_until(WAIT, || c.metric("front_reads_total") >= 1),
+        "lighttpd's own reads are found by access time"
+    );
+    c.rounds(2);
+    let front_reads = c.metric("front_reads_total");
     // sendfile: stowaway answers X-Sendfile into the cache dir (a docroot of its own).
     let sf = lighttpd_sendfile_front(c.path(), &c.st);
     c.warm(sf.addr, "l/b.jpg");
     assert_served_from_cache(&c, sf.addr, "/static/l/b.jpg", "l/b.jpg", &body);
     let hits = c.metric("hits_total");
     assert!(hits >= 4, "sendfile hits reach stowaway: {hits}");
+    c.rounds(3);
+    assert_eq!(
+        c.metric("front_reads_total"),
+        front_reads,
+        "lighttpd's reads for hits stowaway answered are those hits, not counted twice"
+    );
 }
 
 #[test]
@@ -513,12 +595,7 @@ fn proxy_mode_and_status_report_what_the_cache_saved() {
         );
     }
     let ok = wait_until(WAIT, || {
-        let out = stowaway_cmd()
-            .args(["status", "--json", "--config"])
-            .arg(&c.st.config)
-            .output()
-            .unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let v = c.status();
         v["caches"][0]["s3_gets_avoided"] == 3
             && v["caches"][0]["egress_bytes_avoided"] == 150_000
             && v["caches"][0]["files"] == 1

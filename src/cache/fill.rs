@@ -229,6 +229,7 @@ fn install(
             Meta {
                 etag: etag.into(),
                 validated: now,
+                hit_round: 0,
             },
             now,
         );

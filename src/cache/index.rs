@@ -37,12 +37,17 @@ pub struct Meta {
     pub etag: Box<str>,
     /// When S3 last said this ETag is current (the fill, or a revalidation).
     pub validated: Instant,
+    /// The access-time round during which stowaway last answered a request from this entry
+    /// (then the front server reads the file for that request: see [`Index::record_reads`]).
+    pub hit_round: u64,
 }
 
 /// The policy and the entries' ETags, under one lock.
 pub struct Index {
     policy: Policy,
     meta: HashMap<Box<str>, Meta>,
+    /// Access-time rounds so far (starts above any entry's `hit_round` of 0).
+    round: u64,
 }
 
 impl Index {
@@ -50,6 +55,7 @@ impl Index {
         Index {
             policy: Policy::new(limits),
             meta: HashMap::new(),
+            round: 2,
         }
     }
 
@@ -63,6 +69,29 @@ impl Index {
 
     pub fn record_hit(&mut self, key: &str, now: Instant) {
         self.policy.record_hit(key, now);
+        if let Some(m) = self.meta.get_mut(key) {
+            m.hit_round = self.round;
+        }
+    }
+
+    /// One access-time round found the files of `read` read since the last: those stowaway did
+    /// not answer itself were read by the front server on its own (local-first hits) and are
+    /// uses of the entry. A file read after stowaway answered it with X-Accel-Redirect or
+    /// X-Sendfile is that hit's read, already counted, even when the round fell between the
+    /// answer and the read: entries hit this round or the one before are left out. Returns
+    /// how many files (and their bytes) counted.
+    pub fn record_reads(&mut self, read: &[(Box<str>, u64)], now: Instant) -> (u64, u64) {
+        let (mut files, mut bytes) = (0, 0);
+        for (key, len) in read {
+            let round = self.round;
+            if self.meta.get(key).is_some_and(|m| m.hit_round + 1 < round) {
+                self.policy.record_use(key, now);
+                files += 1;
+                bytes += len;
+            }
+        }
+        self.round += 1;
+        (files, bytes)
     }
 
     /// A filled file: the policy decides whether it stays and what goes.
@@ -238,6 +267,47 @@ mod tests {
         rewrite(fd.as_fd(), &[r("b/c", 3)]).unwrap();
         let got = read(fd.as_fd()).unwrap();
         assert_eq!(got.keys().collect::<Vec<_>>(), ["b/c"]);
+    }
+
+    /// A read the revalidation round finds is a use of the entry unless stowaway answered a
+    /// request for it this round or the one before (then it is that answer's read).
+    #[test]
+    fn reads_count_unless_stowaway_answered_the_request() {
+        let limits = Limits {
+            max_bytes: 1000,
+            max_files: 10,
+            high_percent: 90,
+            low_percent: 75,
+            min_hits: 1,
+            window: std::time::Duration::from_secs(3600),
+            max_object_size: 100,
+        };
+        let mut ix = Index::new(limits);
+        let t = Instant::now();
+        let meta = || Meta {
+            etag: "e".into(),
+            validated: t,
+            hit_round: 0,
+        };
+        for k in ["a", "b"] {
+            assert!(ix.insert(k, 10, meta(), t).kept);
+        }
+        let read = |keys: &[&str]| -> Vec<(Box<str>, u64)> {
+            keys.iter().map(|k| (Box::<str>::from(*k), 10)).collect()
+        };
+        assert_eq!(ix.record_reads(&read(&["a", "gone"]), t), (1, 10));
+        ix.record_hit("b", t);
+        assert_eq!(
+            ix.record_reads(&read(&["b"]), t),
+            (0, 0),
+            "the hit's own read"
+        );
+        assert_eq!(
+            ix.record_reads(&read(&["b"]), t),
+            (0, 0),
+            "…read just after a round"
+        );
+        assert_eq!(ix.record_reads(&read(&["a", "b"]), t), (2, 20));
     }
 
     /// A line cut short (a full disk, a crash mid-write) must not swallow the next record:

@@ -76,6 +76,42 @@ impl Layout {
         }
     }
 
+    /// Whether the front server read `key` since the last call: the kernel's access-time bit
+    /// (see [`Access`]). A read found is taken back (access time set to the modification time
+    /// again, through a descriptor opened beneath the handle), so the next read counts anew.
+    pub fn take_read(&self, key: &str) -> Access {
+        let handle = self.handle.load();
+        let Ok(Some(st)) = handle.stat_file(Path::new(key)) else {
+            return Access::Gone;
+        };
+        if !read_since_reset(&st) {
+            return Access::Unread;
+        }
+        let Ok(Some(f)) = handle.open_file(Path::new(key)) else {
+            return Access::Gone;
+        };
+        let times = rustix::fs::Timestamps {
+            last_access: rustix::fs::Timespec {
+                tv_sec: st.st_mtime as _,
+                tv_nsec: st.st_mtime_nsec as _,
+            },
+            last_modification: rustix::fs::Timespec {
+                tv_sec: 0,
+                tv_nsec: rustix::fs::UTIME_OMIT,
+            },
+        };
+        // Not taken back (not our file any more?): counted once more next round at most.
+        let _ = rustix::fs::futimens(&f.file, &times);
+        Access::Read(f.stamp.size)
+    }
+
+    /// Whether the directory's file system records reads at all (`noatime` mounts do not).
+    pub fn records_reads(&self) -> bool {
+        self.root_fd()
+            .and_then(|fd| Ok(rustix::fs::fstatvfs(&fd)?))
+            .is_ok_and(|v| !v.f_flag.contains(rustix::fs::StatVfsMountFlags::NOATIME))
+    }
+
     /// Disk usage of `key` in bytes (`st_blocks * 512`), if it is one of the cache's files.
     pub fn disk_bytes(&self, key: &str) -> Option<u64> {
         let f = self.handle.load().open_file(Path::new(key)).ok()??;
@@ -184,6 +220,28 @@ impl Layout {
     pub fn root_fd(&self) -> io::Result<OwnedFd> {
         self.handle.load().open_dir(Path::new(""))
     }
+}
+
+/// What [`Layout::take_read`] found. Under the default `relatime` (and `strictatime`) the
+/// kernel moves a file's access time on a read whenever it is not newer than the modification
+/// time; a fill leaves it older (the temp file is written after it is created). So "access
+/// time after modification time" means "read since the fill or since we set it back", and
+/// setting it back re-arms the bit: one metadata write per file read, per round, whatever the
+/// number of reads. This is how stowaway learns of the hits nginx and lighttpd answer from the
+/// cache themselves in local-first mode (`sendfile` and `read` both count).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Not a regular file of ours any more (deleted, replaced by something else).
+    Gone,
+    /// Not read since the last look.
+    Unread,
+    /// Read at least once since the last look; the file's length.
+    Read(u64),
+}
+
+#[allow(clippy::unnecessary_cast)]
+fn read_since_reset(st: &rustix::fs::Stat) -> bool {
+    (st.st_atime as i64, st.st_atime_nsec as i64) > (st.st_mtime as i64, st.st_mtime_nsec as i64)
 }
 
 /// The place of one key in the cache directory, resolved beneath its handle.
@@ -310,6 +368,51 @@ mod tests {
         assert!(purged_since(&dir, "a/b/c.jpg", before));
         assert!(!l.is_file("a/b/c.jpg"));
         assert!(!purge(&d.path().join("none"), "a.jpg").unwrap());
+    }
+
+    /// A read of a cached file is found once (the access time is set back, the modification
+    /// time left alone: the journal and nginx's ETag use it), a file not read is not, and a
+    /// symlink is never looked through.
+    #[test]
+    fn take_read_finds_each_read_once() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("cache");
+        let l = Layout::open(&dir).unwrap();
+        if !l.records_reads() {
+            eprintln!("SKIPPED: {} is on a noatime mount", dir.display());
+            return;
+        }
+        let (mut f, t) = l.temp().unwrap();
+        std::io::Write::write_all(&mut f, b"abc").unwrap();
+        // Written well before any read, as a fill is (file times are kernel-tick coarse).
+        let then = std::time::SystemTime::now() - Duration::from_secs(60);
+        f.set_times(
+            std::fs::FileTimes::new()
+                .set_accessed(then)
+                .set_modified(then),
+        )
+        .unwrap();
+        l.install(&t, "a/b.jpg").unwrap();
+        let mtime = || {
+            std::fs::metadata(dir.join("a/b.jpg"))
+                .unwrap()
+                .modified()
+                .unwrap()
+        };
+        assert_eq!(l.take_read("a/b.jpg"), Access::Unread, "a fill is no read");
+        for _ in 0..2 {
+            assert_eq!(std::fs::read(dir.join("a/b.jpg")).unwrap(), b"abc");
+            std::fs::read(dir.join("a/b.jpg")).unwrap();
+            assert_eq!(l.take_read("a/b.jpg"), Access::Read(3));
+            assert_eq!(l.take_read("a/b.jpg"), Access::Unread, "taken back");
+            assert_eq!(mtime(), then);
+        }
+        assert_eq!(l.take_read("a/none.jpg"), Access::Gone);
+        let outside = d.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("x.jpg"), b"x").unwrap();
+        std::os::unix::fs::symlink(&outside, dir.join("ln")).unwrap();
+        assert_eq!(l.take_read("ln/x.jpg"), Access::Gone);
     }
 
     /// The uploader purges a key after a fill's early check but before its rename (while the

@@ -73,6 +73,11 @@ pub struct Stats {
     pub foreign_removed: Count,
     /// Bytes the cache answered instead of S3 (hits × object size).
     pub hit_bytes: Count,
+    /// Cached files the front server was found to have read on its own (local-first hits),
+    /// at most once per file per revalidation round: a lower bound of those hits.
+    pub front_reads: Count,
+    /// Their lengths.
+    pub front_read_bytes: Count,
 }
 
 /// The counters `serve` leaves in `<dir>/.stowaway-cache.stats` for `stowaway status`.
@@ -88,10 +93,14 @@ pub struct StatsFile {
     pub evictions: u64,
     pub bytes: u64,
     pub files: u64,
-    /// S3 GETs the cache saved (hits stowaway saw; local-first hits are not counted).
+    /// S3 GETs the cache saved: hits stowaway answered, plus the front server's own reads
+    /// (local-first hits, counted at most once per file per round: a lower bound).
     pub s3_gets_avoided: u64,
-    /// Egress bytes saved (hits × size).
+    /// Egress bytes saved (the same requests × size).
     pub egress_bytes_avoided: u64,
+    /// Of those, the front server's own reads.
+    #[serde(default)]
+    pub front_reads: u64,
 }
 
 /// Reads the counters a running `serve` left in the cache directory `dir`.
@@ -257,6 +266,9 @@ impl MountCache {
 
     /// The start-up scan, then fills may start.
     async fn rebuild(self: &Arc<Self>) {
+        if !self.layout.records_reads() {
+            tracing::warn!(mount = %self.mount_prefix, dir = %self.dir().display(), "cache: the directory's file system is mounted noatime, so the reads the front server answers from the cache itself (local-first) are not seen and popular entries look idle; mount it with relatime (the default) or strictatime");
+        }
         let this = self.clone();
         let scanned = tokio::task::spawn_blocking(move || scan::scan(&this.layout)).await;
         match scanned {
@@ -274,6 +286,7 @@ impl MountCache {
                             etag: r.etag.as_str().into(),
                             // Unknown since when: checked again at the first round.
                             validated: now.checked_sub(self.settings.revalidate).unwrap_or(now),
+                            hit_round: 0,
                         };
                         evicted.extend(ix.insert(&r.key, *bytes, meta, now).evict);
                     }
@@ -307,8 +320,9 @@ impl MountCache {
             evictions: s.evictions.get(),
             bytes: u.bytes,
             files: u.files,
-            s3_gets_avoided: s.hits.get(),
-            egress_bytes_avoided: s.hit_bytes.get(),
+            s3_gets_avoided: s.hits.get() + s.front_reads.get(),
+            egress_bytes_avoided: s.hit_bytes.get() + s.front_read_bytes.get(),
+            front_reads: s.front_reads.get(),
         }
     }
 
@@ -423,12 +437,18 @@ impl Caches {
             return;
         }
         type Getter = fn(&MountCache) -> f64;
-        let rows: [(&str, &str, &str, Getter); 12] = [
+        let rows: [(&str, &str, &str, Getter); 13] = [
             (
                 "stowaway_cache_hits_total",
                 "counter",
                 "Requests stowaway answered from the hot-object cache (local-first hits are served by the front server without it).",
                 |c| c.stats.hits.get() as f64,
+            ),
+            (
+                "stowaway_cache_front_reads_total",
+                "counter",
+                "Cached files the front server read on its own (local-first hits), found by access time at most once per file per revalidation round.",
+                |c| c.stats.front_reads.get() as f64,
             ),
             (
                 "stowaway_cache_misses_total",

@@ -27,6 +27,11 @@
 //! its admission count back to the sketch as a floor: if it was hot it returns soon and enters
 //! higher than before.
 //!
+//! In local-first mode stowaway still learns which entries nginx or lighttpd read on their own:
+//! the revalidation round looks at each file's access time and reports a read since the last
+//! round as one use ([`Policy::record_use`]); benches/run.sh case 10 shows it brings local-first
+//! to the hit ratio of seeing every request.
+//!
 //! When the policy sees hits it watches its hit ratio (samples of `2 × cached files`
 //! requests): a sample more than 5 % below the moving average means popularity moved, so
 //! protected shrinks to 20 % (yesterday's favourites become the victims at once), every entry's
@@ -419,6 +424,18 @@ impl Policy {
         if let Some(i) = self.find(hash, key) {
             self.sample(true);
             self.hits_seen += 1;
+            self.touch(hash, i, now);
+        }
+    }
+
+    /// The front server read a cached entry on its own since the last look (local-first: it
+    /// answers hits without stowaway; the revalidation round finds them by access time, at
+    /// most one use per entry per round). A use protects the entry like a hit, but neither
+    /// samples the hit ratio nor lets the entries' counts age with the sketch: both assume
+    /// every request is seen, and one use per round stands for any number of requests.
+    pub fn record_use(&mut self, key: &str, now: Instant) {
+        let hash = self.hasher.hash(key);
+        if let Some(i) = self.find(hash, key) {
             self.touch(hash, i, now);
         }
     }

@@ -3,12 +3,16 @@
 //! (in local-first mode the front server serves hits without asking stowaway, so this cannot
 //! wait for a request). A few HEADs per round, one at a time: it never competes with fills or
 //! the uploader. Each round also notices a deleted cache directory (recreated empty), files
-//! deleted under the index (`stowaway rm`/`migrate`), and leaves the counters for `status`.
+//! deleted under the index (`stowaway rm`/`migrate`), tells the policy which entries the front
+//! server read on its own since the last round (access times, [`super::layout::Access`]: in
+//! local-first mode that is the only word of a hit stowaway gets), and leaves the counters for
+//! `status`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::MountCache;
+use super::layout::Access;
 
 /// HEADs per round at most.
 const PER_ROUND: usize = 32;
@@ -35,17 +39,24 @@ pub async fn round(cache: &Arc<MountCache>) {
         Ok(Err(e)) => tracing::warn!(error = %e, "cache: directory unusable"),
         Err(_) => {}
     }
-    // Files deleted under the index (another process purged them).
+    // Files deleted under the index (another process purged them), and files the front
+    // server read on its own since the last round (local-first hits, by access time).
     let c = cache.clone();
     let _ = tokio::task::spawn_blocking(move || {
         // The key list first: a guard in the `for` expression would live through the loop,
         // and locking the index again inside it would wait for ever.
         let keys = c.index().keys();
+        let mut read = Vec::new();
         for k in keys {
-            if !c.layout.is_file(&k) {
-                c.index().remove(&k);
+            match c.layout.take_read(&k) {
+                Access::Gone => c.index().remove(&k),
+                Access::Unread => {}
+                Access::Read(len) => read.push((k, len)),
             }
         }
+        let (files, bytes) = c.index().record_reads(&read, Instant::now());
+        c.stats.front_reads.add(files);
+        c.stats.front_read_bytes.add(bytes);
         c.write_stats();
     })
     .await;

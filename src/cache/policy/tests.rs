@@ -417,10 +417,9 @@ fn a_full_cache_wants_one_sighting_more_than_min_hits() {
     assert_eq!(p.record_miss("/m", Some(100), t), Admission::Fill);
 }
 
-/// An entry with hits moves to the protected segment: newcomers displace the entries nobody
-/// asked for again first, even the ones admitted with the same count.
-#[test]
-fn hits_protect_an_entry_from_eviction() {
+/// Ten entries of 100 bytes admitted alike, then `used` of the oldest, then a newcomer that
+/// makes room for itself: what it evicted.
+fn evictions_after(used: fn(&mut Policy, &str, Instant)) -> (Policy, Placement) {
     let mut p = policy(thousand_bytes());
     let t = Instant::now();
     for i in 0..10 {
@@ -429,16 +428,37 @@ fn hits_protect_an_entry_from_eviction() {
         p.record_miss(&k, Some(100), t);
         assert!(p.insert(&k, 100, t).kept);
     }
-    // The oldest entry is asked for again; its count stays at its estimate (2) like the others.
-    p.record_hit("/e/0", t);
+    used(&mut p, "/e/0", t);
+    used(&mut p, "/not-cached", t);
+    // Its count rises above the estimate (2) the others kept.
     assert_eq!(
         p.nodes[p.find(p.hasher.hash("/e/0"), "/e/0").expect("cached") as usize].count,
         3
     );
+    assert!(!p.contains("/not-cached"));
     let placed = p.insert("/new", 100, t);
     assert_eq!(placed.evict.len(), 2, "{placed:?}");
     assert!(p.contains("/e/0"), "{placed:?}");
     assert!(placed.evict.iter().all(|k| &**k != "/e/0"));
+    (p, placed)
+}
+
+/// An entry with hits moves to the protected segment: newcomers displace the entries nobody
+/// asked for again first, even the ones admitted with the same count.
+#[test]
+fn hits_protect_an_entry_from_eviction() {
+    let (p, _) = evictions_after(|p, k, t| p.record_hit(k, t));
+    assert_eq!((p.hits_seen, p.sample_hits), (1, 1));
+}
+
+/// In local-first mode the only word of a hit is the access-time round's (the front server
+/// read the file since the last round): such a use protects an entry like a hit, and, unlike a
+/// hit, turns on neither the aging of the entries' counts nor the hit-ratio samples, which
+/// both assume that every request is seen.
+#[test]
+fn a_front_server_read_protects_an_entry_like_a_hit() {
+    let (p, _) = evictions_after(|p, k, t| p.record_use(k, t));
+    assert_eq!((p.hits_seen, p.sample_hits, p.sample_requests), (0, 0, 20));
 }
 
 /// When the policy sees hits, a sharp drop of the hit ratio means popularity moved: the
@@ -547,6 +567,7 @@ use proptest::strategy::Strategy as _;
 enum Op {
     Miss(usize, Option<u64>),
     Hit(usize),
+    Use(usize),
     Insert(usize, u64),
     Remove(usize),
     /// Time passes (seconds).
@@ -567,6 +588,7 @@ fn op(max_bytes: u64) -> impl proptest::strategy::Strategy<Value = Op> {
     prop_oneof![
         4 => (0..KEYS, proptest::option::of(size)).prop_map(|(k, s)| Op::Miss(k, s)),
         2 => (0..KEYS).prop_map(Op::Hit),
+        1 => (0..KEYS).prop_map(Op::Use),
         3 => (0..KEYS, size2).prop_map(|(k, s)| Op::Insert(k, s)),
         1 => (0..KEYS).prop_map(Op::Remove),
         1 => prop_oneof![Just(0u64), 1..4000u64].prop_map(Op::Wait),
@@ -649,6 +671,7 @@ proptest::proptest! {
                     }
                 }
                 Op::Hit(k) => p.record_hit(&keys[k], now),
+                Op::Use(k) => p.record_use(&keys[k], now),
                 Op::Insert(k, bytes) => {
                     let placed = p.insert(&keys[k], bytes, now);
                     assert_eq!(placed.kept, bytes <= limits.max_bytes, "{op:?}");
