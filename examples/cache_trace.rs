@@ -339,12 +339,15 @@ fn run_stowaway(a: &Args, t: &Trace, max_bytes: u64, sees: Sees) -> (Tally, Poli
         if let Sees::MissesAndUse(period) = sees
             && i % period == 0
         {
+            let mut reads = 0;
             for v in read_list.drain(..) {
                 read[v] = false;
                 if disk.on[v] {
                     p.record_use(&t.keys[v], now);
+                    reads += 1;
                 }
             }
+            p.end_round(reads);
         }
         // The front server looks at the cache dir: a file there is a hit.
         let hit = disk.on[id];
@@ -634,8 +637,11 @@ fn main() {
             let swept = swept.expect("SWEEP is one of SWEEPS");
             if a.policy_only {
                 println!(
-                    "| {cap} | oracle {} | × {:.2} / {:.2} / {:.2} |",
+                    "| {cap} | oracle {} | {} / {} / {} | × {:.2} / {:.2} / {:.2} |",
                     pct(obhr),
+                    pct2(all.bhr()),
+                    pct2(swept.bhr()),
+                    pct2(misses.bhr()),
                     all.bhr() / obhr,
                     swept.bhr() / obhr,
                     misses.bhr() / obhr

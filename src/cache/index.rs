@@ -91,6 +91,7 @@ impl Index {
             }
         }
         self.round += 1;
+        self.policy.end_round(files);
         (files, bytes)
     }
 

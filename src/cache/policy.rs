@@ -4,7 +4,8 @@
 //! Admission is TinyLFU: a count-min sketch of 4-bit counters behind a doorkeeper
 //! estimates how often each key was asked for recently, without storing keys (a scan of a
 //! million cold paths costs no memory and no allocation). All counters are halved every
-//! `10 × cached files` samples and at least once per `window`, so popularity ages. A key is
+//! `10 × capacity` samples (the capacity in files estimated from the mean size of the cached
+//! ones) and at least once per `window`, so popularity ages. A key is
 //! filled once its estimate reaches `min_hits` and it was seen before since the last two agings
 //! (the doorkeeper keeps whole 64-bit hashes, so a one-hit wonder is never taken for a repeat).
 //! From the low watermark on the cache counts as full (in a steady state it swings between the
@@ -29,15 +30,19 @@
 //!
 //! In local-first mode stowaway still learns which entries nginx or lighttpd read on their own:
 //! the revalidation round looks at each file's access time and reports a read since the last
-//! round as one use ([`Policy::record_use`]); benches/run.sh case 10 shows it brings local-first
-//! to the hit ratio of seeing every request.
+//! round as one use ([`Policy::record_use`]), then the number of files read
+//! ([`Policy::end_round`]), whose share of the cache stands in for the hit ratio below.
+//! benches/run.sh case 10 shows this brings local-first to the hit ratio of seeing every
+//! request.
 //!
 //! When the policy sees hits it watches its hit ratio (samples of `2 × cached files`
 //! requests): a sample more than 5 % below the moving average means popularity moved, so
 //! protected shrinks to 20 % (yesterday's favourites become the victims at once), every entry's
 //! count is halved, and for eight samples a full cache admits at `min_hits` again; each steady
-//! sample grows protected back by two points. (benches/run.sh case 10 measures both modes;
-//! BENCHMARKS.md has the numbers, what was tried, and the comparison with moka.)
+//! sample grows protected back by two points. In local-first mode a round whose share of files
+//! read is more than 20 % below the recent rounds' does the same. (benches/run.sh case 10
+//! measures every mode; BENCHMARKS.md has the numbers, what was tried, and the comparison with
+//! moka.)
 
 use std::time::{Duration, Instant};
 
@@ -97,7 +102,8 @@ pub struct Usage {
 
 /// 4-bit counters saturate here; also the ceiling of an entry's own count.
 const MAX_COUNT: u8 = 15;
-/// The sketch ages after this many samples per cached file (TinyLFU's sample size W = 10 × C).
+/// The sketch ages after this many samples per file of capacity (TinyLFU's sample size
+/// W = 10 × C).
 const SAMPLES_PER_FILE: u64 = 10;
 /// …but never more often than every this many samples, so a nearly empty cache still counts.
 const MIN_SAMPLE_PERIOD: u64 = 4096;
@@ -119,6 +125,10 @@ const RATIO_SAMPLE_PER_FILE: u64 = 2;
 const SHIFT_DROP_PER_MILLE: u64 = 50;
 /// Samples after a shift during which a full cache admits at `min_hits` again.
 const SHIFT_SAMPLES: u64 = 8;
+/// Local-first: a revalidation round in which the share of cached files the front server read
+/// is more than this share (per mille) below the recent rounds' means popularity moved. Wider
+/// than the hit-ratio threshold: a round's share also moves with the request rate.
+const ROUND_DROP_PER_MILLE: u64 = 200;
 /// The sketch expects one entry per this many bytes of `max_bytes` (at most `max_files`) and
 /// gives each expected entry one 64-bit word of counters plus two doorkeeper slots.
 const BYTES_PER_EXPECTED_ENTRY: u64 = 64 * 1024;
@@ -302,6 +312,8 @@ pub struct Policy {
     sample_requests: u64,
     sample_hits: u64,
     last_ratio: u64,
+    /// Moving average of the share of files read per round (per mille; local-first).
+    round_ratio: u64,
     shifted: u64,
 }
 
@@ -349,6 +361,7 @@ impl Policy {
             sample_requests: 0,
             sample_hits: 0,
             last_ratio: 0,
+            round_ratio: 0,
             shifted: 0,
         }
     }
@@ -580,11 +593,19 @@ impl Policy {
         }
     }
 
-    /// Hill climbing on the hit ratio the policy sees (only when it sees hits): a sample more
-    /// than 5 % below the moving average means popularity moved, so protected shrinks to its
-    /// minimum (yesterday's favourites become victims at once), the entries' counts halve and
-    /// a full cache admits at `min_hits` for a few samples; every steady sample grows
-    /// protected back a step.
+    /// The end of a revalidation round that found `reads` cached files read by the front
+    /// server on its own (local-first): the share of the cache in use is that mode's stand-in
+    /// for the hit ratio ([`Self::observe`]).
+    pub fn end_round(&mut self, reads: u64) {
+        let files = self.usage.files;
+        if files == 0 || reads == 0 {
+            return;
+        }
+        self.round_ratio =
+            self.observe(reads * 1000 / files, self.round_ratio, ROUND_DROP_PER_MILLE);
+    }
+
+    /// Hill climbing on the hit ratio the policy sees (only when it sees hits).
     fn sample(&mut self, hit: bool) {
         self.sample_requests += 1;
         self.sample_hits += u64::from(hit);
@@ -595,33 +616,61 @@ impl Policy {
         let ratio = self.sample_hits * 1000 / self.sample_requests;
         self.shifted = self.shifted.saturating_sub(1);
         if self.sample_hits > 0 {
-            if ratio * 1000 < self.last_ratio * (1000 - SHIFT_DROP_PER_MILLE) {
-                self.protected_percent = PROTECTED_MIN;
-                self.shrink_protected(NIL);
-                self.shifted = SHIFT_SAMPLES;
-                for node in &mut self.nodes {
-                    node.count >>= 1;
-                }
-                self.last_ratio = ratio;
-            } else {
-                if ratio + 10 >= self.last_ratio {
-                    self.protected_percent =
-                        (self.protected_percent + PROTECTED_STEP).min(PROTECTED_MAX);
-                }
-                // The reference moves slowly, so a drop spread over two samples still shows.
-                self.last_ratio = (3 * self.last_ratio + ratio) / 4;
-            }
+            self.last_ratio = self.observe(ratio, self.last_ratio, SHIFT_DROP_PER_MILLE);
         }
         self.sample_requests = 0;
         self.sample_hits = 0;
     }
 
+    /// One observation (per mille) against its moving average `avg`; returns the new average.
+    /// More than `drop` per mille below it means popularity moved ([`Self::shift`]); a steady
+    /// one grows protected back a step.
+    fn observe(&mut self, ratio: u64, avg: u64, drop: u64) -> u64 {
+        if ratio * 1000 < avg * (1000 - drop) {
+            self.shift();
+            return ratio;
+        }
+        if ratio + 10 >= avg {
+            self.protected_percent = (self.protected_percent + PROTECTED_STEP).min(PROTECTED_MAX);
+        }
+        // The reference moves slowly, so a drop spread over two samples still shows.
+        (3 * avg + ratio) / 4
+    }
+
+    /// Popularity moved: protected shrinks to its minimum (yesterday's favourites become
+    /// victims at once), the entries' counts halve, and a full cache admits at `min_hits` for
+    /// a few samples.
+    fn shift(&mut self) {
+        self.protected_percent = PROTECTED_MIN;
+        self.shrink_protected(NIL);
+        self.shifted = SHIFT_SAMPLES;
+        for node in &mut self.nodes {
+            node.count >>= 1;
+        }
+    }
+
     fn count(&mut self, hash: u64, now: Instant) -> bool {
         self.maybe_age(now);
-        let period = (self.usage.files * SAMPLES_PER_FILE).max(MIN_SAMPLE_PERIOD);
+        let period = (self.capacity_files() * SAMPLES_PER_FILE).max(MIN_SAMPLE_PERIOD);
         let seen = self.sketch.increment(hash, period);
         self.age_entries();
         seen
+    }
+
+    /// How many files the cache holds when full, at the mean size of those it holds now:
+    /// TinyLFU's sample size is ten times the capacity, and a cache still filling up (or one
+    /// whose strict admission keeps it half empty) must not age its counts as fast as if it
+    /// were full, or nothing ever gathers `min_hits` sightings.
+    fn capacity_files(&self) -> u64 {
+        let Usage { bytes, files } = self.usage;
+        if bytes == 0 {
+            return files;
+        }
+        let by_bytes = u128::from(files) * u128::from(self.limits.max_bytes) / u128::from(bytes);
+        u64::try_from(by_bytes)
+            .unwrap_or(u64::MAX)
+            .min(self.limits.max_files)
+            .max(files)
     }
 
     /// After the sketch aged: while the policy sees hits, the entries' counts age with it (a

@@ -417,6 +417,32 @@ fn a_full_cache_wants_one_sighting_more_than_min_hits() {
     assert_eq!(p.record_miss("/m", Some(100), t), Admission::Fill);
 }
 
+/// TinyLFU ages its counts every ten times the capacity in samples. A cache far from full
+/// estimates its capacity in files from the mean size of what it holds, rather than ageing as
+/// if the few files it holds were all it could take: otherwise, with a strict `min_hits` and
+/// every request seen, popular keys lose their sightings before they gather enough and the
+/// cache never fills (benches case 10: min_hits 3 at 20 % stayed below 3 of 10.4 GiB).
+#[test]
+fn a_cache_far_from_full_ages_by_its_capacity() {
+    let mut p = policy(Limits {
+        max_bytes: 10_000_000,
+        max_files: 1 << 20,
+        max_object_size: 1_000_000,
+        ..limits()
+    });
+    let t = Instant::now();
+    for i in 0..10 {
+        admit(&mut p, &format!("/e/{i}"), 1000, t);
+    }
+    assert_eq!(p.capacity_files(), 10_000);
+    assert_eq!(p.record_miss("/k", Some(1000), t), Admission::TooFewHits);
+    // 9000 more samples (twice MIN_SAMPLE_PERIOD, far from 10 × 10 000).
+    for i in 0..9000 {
+        p.record_miss(&format!("/other/{}", i % 50), Some(1000), t);
+    }
+    assert_eq!(p.record_miss("/k", Some(1000), t), Admission::Fill);
+}
+
 /// Ten entries of 100 bytes admitted alike, then `used` of the oldest, then a newcomer that
 /// makes room for itself: what it evicted.
 fn evictions_after(used: fn(&mut Policy, &str, Instant)) -> (Policy, Placement) {
@@ -508,6 +534,38 @@ fn a_drop_in_the_hit_ratio_relaxes_admission() {
     assert_eq!(p.record_miss("/new", Some(100), t), Admission::Fill);
 }
 
+/// Local-first: the share of cached files the front server read per revalidation round stands
+/// in for the hit ratio. Steady rounds (and rounds with no reads at all: no traffic, or a mode
+/// where stowaway answers the hits itself) change nothing; a round in which far fewer of them
+/// were read means popularity moved, and admission relaxes as for a drop in the hit ratio.
+#[test]
+fn a_drop_in_the_files_read_per_round_relaxes_admission() {
+    let mut p = policy(thousand_bytes());
+    let t = Instant::now();
+    let hot: Vec<String> = (0..9).map(|i| format!("/hot/{i}")).collect();
+    for k in &hot {
+        admit(&mut p, k, 100, t);
+    }
+    p.remove(&hot[8]);
+    assert!(p.insert("/filler", 100, t).kept);
+    for _ in 0..6 {
+        for k in &hot[..7] {
+            p.record_use(k, t);
+        }
+        p.end_round(7);
+        p.end_round(0);
+    }
+    p.end_round(6);
+    assert_eq!((p.shifted, p.protected_percent), (0, PROTECTED_MAX));
+    assert_eq!(p.record_miss("/warm", Some(100), t), Admission::TooFewHits);
+    assert_eq!(p.record_miss("/warm", Some(100), t), Admission::Rejected);
+    p.end_round(2);
+    assert!(p.shifted > 0);
+    assert_eq!(p.protected_percent, PROTECTED_MIN);
+    assert_eq!(p.record_miss("/new", Some(100), t), Admission::TooFewHits);
+    assert_eq!(p.record_miss("/new", Some(100), t), Admission::Fill);
+}
+
 /// Runs `f` on a thread and fails if it does not return within a few seconds (an infinite
 /// loop in the policy would otherwise hang the test run).
 fn within_seconds<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
@@ -568,6 +626,7 @@ enum Op {
     Miss(usize, Option<u64>),
     Hit(usize),
     Use(usize),
+    Round(u64),
     Insert(usize, u64),
     Remove(usize),
     /// Time passes (seconds).
@@ -589,6 +648,7 @@ fn op(max_bytes: u64) -> impl proptest::strategy::Strategy<Value = Op> {
         4 => (0..KEYS, proptest::option::of(size)).prop_map(|(k, s)| Op::Miss(k, s)),
         2 => (0..KEYS).prop_map(Op::Hit),
         1 => (0..KEYS).prop_map(Op::Use),
+        1 => (0..KEYS as u64 + 1).prop_map(Op::Round),
         3 => (0..KEYS, size2).prop_map(|(k, s)| Op::Insert(k, s)),
         1 => (0..KEYS).prop_map(Op::Remove),
         1 => prop_oneof![Just(0u64), 1..4000u64].prop_map(Op::Wait),
@@ -672,6 +732,7 @@ proptest::proptest! {
                 }
                 Op::Hit(k) => p.record_hit(&keys[k], now),
                 Op::Use(k) => p.record_use(&keys[k], now),
+                Op::Round(n) => p.end_round(n),
                 Op::Insert(k, bytes) => {
                     let placed = p.insert(&keys[k], bytes, now);
                     assert_eq!(placed.kept, bytes <= limits.max_bytes, "{op:?}");
