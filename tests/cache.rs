@@ -306,6 +306,34 @@ fn local_first_hits_are_learnt_from_access_times() {
     assert_eq!(cache["egress_bytes_avoided"], (n + 1) * 120_000, "{v}");
 }
 
+/// On a `noatime` file system reads leave no trace: stowaway says so at start-up, naming the
+/// directory and the fix, and counts nothing (it degrades to learning from misses only).
+#[test]
+fn a_noatime_cache_directory_is_named_in_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cachefs");
+    let Some(fs) = Tmpfs::mount(&cache, "8m") else {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    fs.remount("noatime");
+    let c = cached_in(dir, cache, "", "", "1s", "4MiB");
+    let body = bytes(5, 50_000);
+    c.s3.put_migrated("site-media", "static/n.jpg", &body);
+    let nginx = local_nginx(c.path(), &c.st);
+    c.warm(nginx.addr, "n.jpg");
+    for _ in 0..3 {
+        assert_eq!(get(nginx.addr, "/static/n.jpg").body, body);
+    }
+    c.rounds(3);
+    assert_eq!(c.metric("front_reads_total"), 0);
+    let log = c.st.log_text();
+    assert!(
+        log.contains("mounted noatime") && log.contains("cachefs") && log.contains("relatime"),
+        "{log}"
+    );
+}
+
 #[test]
 fn nginx_auth_mode_serves_cached_objects_only_after_a_positive_verdict() {
     let dir = tempfile::tempdir().unwrap();

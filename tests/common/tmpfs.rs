@@ -21,12 +21,17 @@ impl Tmpfs {
 
     /// Grows or shrinks the mounted file system (to fill it up or free it again).
     pub fn resize(&self, size: &str) {
+        self.remount(&format!("size={size}"));
+    }
+
+    /// Changes mount options (e.g. `"noatime"`).
+    pub fn remount(&self, options: &str) {
         let st = Command::new("mount")
-            .args(["-o", &format!("remount,size={size}")])
+            .args(["-o", &format!("remount,{options}")])
             .arg(&self.0)
             .status()
             .unwrap();
-        assert!(st.success(), "remount tmpfs");
+        assert!(st.success(), "remount tmpfs -o {options}");
     }
 }
 
