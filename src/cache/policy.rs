@@ -663,12 +663,11 @@ impl Policy {
     /// were full, or nothing ever gathers `min_hits` sightings.
     fn capacity_files(&self) -> u64 {
         let Usage { bytes, files } = self.usage;
-        if bytes == 0 {
-            return files;
+        if files == 0 {
+            return 0;
         }
-        let by_bytes = u128::from(files) * u128::from(self.limits.max_bytes) / u128::from(bytes);
-        u64::try_from(by_bytes)
-            .unwrap_or(u64::MAX)
+        let mean = (bytes / files).max(1);
+        (self.limits.max_bytes / mean)
             .min(self.limits.max_files)
             .max(files)
     }
