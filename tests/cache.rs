@@ -33,7 +33,15 @@ struct Cached {
 fn cached(server_extra: &str, mount_extra: &str, revalidate: &str) -> Cached {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
-    cached_in(dir, cache, server_extra, mount_extra, revalidate, "64MiB")
+    cached_in(
+        dir,
+        cache,
+        server_extra,
+        mount_extra,
+        revalidate,
+        "64MiB",
+        "",
+    )
 }
 
 fn cached_in(
@@ -43,6 +51,7 @@ fn cached_in(
     mount_extra: &str,
     revalidate: &str,
     max_size: &str,
+    cache_extra: &str,
 ) -> Cached {
     let s3 = S3Server::start();
     s3.create_bucket("site-media");
@@ -61,6 +70,7 @@ fn cached_in(
             ("cache", &cache.display().to_string()),
             ("revalidate", revalidate),
             ("max_size", max_size),
+            ("cache_extra", cache_extra),
         ],
     );
     let st = Stowaway::start(dir.path(), &config);
@@ -271,7 +281,10 @@ fn nginx_local_first_serves_a_popular_object_from_the_cache() {
 /// and `status` still learn of them.
 #[test]
 fn local_first_hits_are_learnt_from_access_times() {
-    let c = cached("", "", "1s");
+    // Rounds every second (revalidate alone would space them 15 minutes apart).
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let c = cached_in(dir, cache, "", "", "1h", "64MiB", "check_interval = \"1s\"");
     let body = bytes(4, 120_000);
     c.s3.put_migrated("site-media", "static/seen/a.jpg", &body);
     let nginx = local_nginx(c.path(), &c.st);
@@ -317,7 +330,7 @@ fn a_noatime_cache_directory_is_named_in_the_log() {
         return;
     };
     fs.remount("noatime");
-    let c = cached_in(dir, cache, "", "", "1s", "4MiB");
+    let c = cached_in(dir, cache, "", "", "1s", "4MiB", "");
     let body = bytes(5, 50_000);
     c.s3.put_migrated("site-media", "static/n.jpg", &body);
     let nginx = local_nginx(c.path(), &c.st);
@@ -339,7 +352,7 @@ fn nginx_auth_mode_serves_cached_objects_only_after_a_positive_verdict() {
     let dir = tempfile::tempdir().unwrap();
     let access = access_section(dir.path(), "k1");
     let cache = dir.path().join("cache");
-    let c = cached_in(dir, cache, "", &access, "1h", "64MiB");
+    let c = cached_in(dir, cache, "", &access, "1h", "64MiB", "");
     let body = bytes(2, 200_000);
     c.s3.put_migrated("site-media", "static/private/doc.pdf", &body);
     let nginx = auth_nginx(c.path(), &c.st);
@@ -534,7 +547,7 @@ fn a_full_cache_filesystem_fails_the_fill_cleanly() {
         eprintln!("skipped: cannot mount a tmpfs here (needs root)");
         return;
     };
-    let c = cached_in(dir, cache, "", "", "1h", "10MiB");
+    let c = cached_in(dir, cache, "", "", "1h", "10MiB", "");
     let body = bytes(50, 600_000);
     c.s3.put_migrated("site-media", "static/huge.jpg", &body);
     let ok = wait_until(WAIT, || {
@@ -638,7 +651,7 @@ fn proxy_mode_and_status_report_what_the_cache_saved() {
 fn evicted_entries_leave_the_disk_and_usage_stays_under_max_size() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
-    let c = cached_in(dir, cache, "", "", "1h", "1MiB");
+    let c = cached_in(dir, cache, "", "", "1h", "1MiB", "");
     for n in 0..4u64 {
         let key = format!("e/{n}.jpg");
         c.s3.put_migrated(
@@ -822,7 +835,7 @@ fn a_signed_mounts_cached_object_needs_a_valid_link_in_every_mode() {
         let access = access_section(dir.path(), "k1");
         let cache = dir.path().join("cache");
         let server = if lighttpd { "front = \"lighttpd\"" } else { "" };
-        let c = cached_in(dir, cache, server, &access, "1h", "64MiB");
+        let c = cached_in(dir, cache, server, &access, "1h", "64MiB", "");
         c.s3.put_migrated("site-media", "static/private/p.jpg", &body);
         let signed = sign_link(&c.st, "/static/private/p.jpg", &["--ttl", "1h"]);
         let filled = wait_until(WAIT, || {

@@ -19,8 +19,9 @@ const PER_ROUND: usize = 32;
 
 /// Runs forever (the task is aborted with its [`super::Caches`]).
 pub async fn run(cache: Arc<MountCache>) {
-    let every =
-        (cache.settings.revalidate / 4).clamp(Duration::from_millis(250), Duration::from_secs(30));
+    let every = (cache.settings.revalidate / 4)
+        .min(cache.settings.check_interval)
+        .max(Duration::from_millis(250));
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

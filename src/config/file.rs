@@ -147,6 +147,7 @@ pub struct RawCache {
     pub high_watermark: Option<String>,
     pub low_watermark: Option<String>,
     pub revalidate: Option<HumanDuration>,
+    pub check_interval: Option<HumanDuration>,
     pub fill_concurrency: Option<usize>,
     pub fill_bandwidth: Option<HumanSize>,
 }

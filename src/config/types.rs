@@ -385,6 +385,10 @@ pub struct CacheSettings {
     /// Longest an entry is served without a HEAD that shows its ETag unchanged.
     #[serde(with = "human_duration")]
     pub revalidate: Duration,
+    /// How often the files are looked at (front-server reads, deleted files, due HEADs): every
+    /// round runs after at most this long, and at least every `revalidate / 4`.
+    #[serde(with = "human_duration")]
+    pub check_interval: Duration,
     /// Fills running at once (per mount).
     pub fill_concurrency: usize,
     /// Bytes per second all fills of the mount together may read from S3.

@@ -25,6 +25,9 @@ const MIN_FILL_BANDWIDTH: u64 = 64 << 10;
 /// Fills run beside the uploader's transfers on the same link: a handful is plenty.
 const MAX_FILL_CONCURRENCY: usize = 16;
 const MAX_REVALIDATE: Duration = Duration::from_secs(7 * 86_400);
+/// Rounds over the cache's files: default and ceiling of `check_interval`.
+const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(30);
+const MAX_CHECK_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// The `[mount.cache]` sections that are enabled, checked against every mount.
 pub fn validate_all(
@@ -129,6 +132,19 @@ pub fn validate(i: usize, c: &RawCache, fs: FsChecks) -> Result<CacheSettings, C
             "use e.g. \"1h\": entries are checked against S3 (HEAD, ETag) at most this often",
         ));
     }
+    let check_interval = duration_or(
+        &k("check_interval"),
+        &c.check_interval,
+        DEFAULT_CHECK_INTERVAL,
+    )?;
+    if !(Duration::from_secs(1)..=MAX_CHECK_INTERVAL).contains(&check_interval) {
+        return Err(invalid(
+            k("check_interval"),
+            humantime::format_duration(check_interval).to_string(),
+            "must be between 1s and 1h",
+            "use e.g. \"30s\": each round stats every cached file (about 4 µs per file) to count the front server's own reads",
+        ));
+    }
     let fill_concurrency = c.fill_concurrency.unwrap_or(2);
     if !(1..=MAX_FILL_CONCURRENCY).contains(&fill_concurrency) {
         return Err(invalid(
@@ -164,6 +180,7 @@ pub fn validate(i: usize, c: &RawCache, fs: FsChecks) -> Result<CacheSettings, C
         high_watermark: high,
         low_watermark: low,
         revalidate,
+        check_interval,
         fill_concurrency,
         fill_bandwidth,
     })
@@ -423,6 +440,19 @@ mod tests {
         cache("revalidate = \"7d\"").accepted();
         cache("revalidate = \"0s\"").refused("mount[0].cache.revalidate");
         cache("revalidate = \"8d\"").refused("mount[0].cache.revalidate");
+    }
+
+    #[test]
+    fn check_interval_is_1s_to_1h() {
+        let s = cache("").accepted();
+        assert_eq!(s.caches[0].check_interval, Duration::from_secs(30));
+        cache("check_interval = \"1s\"").accepted();
+        cache("check_interval = \"1h\"").accepted();
+        for bad in ["0s", "500ms", "2h"] {
+            let e = cache(&format!("check_interval = \"{bad}\""))
+                .refused("mount[0].cache.check_interval");
+            assert!(e.contains("between 1s and 1h"), "{e}");
+        }
     }
 
     #[test]
