@@ -68,11 +68,12 @@ const NGINX_HEADER: u64 = 600;
 /// Simulated request rate: 1 ms apart (the policy's `window` is set long enough not to bind).
 const TICK: Duration = Duration::from_millis(1);
 /// Local-first's revalidation rounds (which find the cached files the front server read) in
-/// the goals and shift tables, in requests: 30 s at 1 000 requests/s.
-const SWEEP: usize = 30_000;
-/// Round periods the stationary tables show: 3 s, 30 s (the default: revalidation rounds run
-/// every `revalidate / 4`, at most 30 s) and 30 s at ten times the request rate.
-const SWEEPS: [usize; 3] = [3_000, 30_000, 300_000];
+/// the goals and shift tables, in requests: the default `check_interval` (10 s) at 1 000
+/// requests/s.
+const SWEEP: usize = 10_000;
+/// Round periods the stationary tables show: 3 s, 10 s (the default `check_interval`), 30 s,
+/// and 30 s at ten times the request rate.
+const SWEEPS: [usize; 4] = [3_000, 10_000, 30_000, 300_000];
 
 fn blocks(bytes: u64) -> u64 {
     bytes.div_ceil(BLOCK) * BLOCK

@@ -26,7 +26,7 @@ const MIN_FILL_BANDWIDTH: u64 = 64 << 10;
 const MAX_FILL_CONCURRENCY: usize = 16;
 const MAX_REVALIDATE: Duration = Duration::from_secs(7 * 86_400);
 /// Rounds over the cache's files: default and ceiling of `check_interval`.
-const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(30);
+const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(10);
 const MAX_CHECK_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// The `[mount.cache]` sections that are enabled, checked against every mount.
@@ -142,7 +142,7 @@ pub fn validate(i: usize, c: &RawCache, fs: FsChecks) -> Result<CacheSettings, C
             k("check_interval"),
             humantime::format_duration(check_interval).to_string(),
             "must be between 1s and 1h",
-            "use e.g. \"30s\": each round stats every cached file (about 4 µs per file) to count the front server's own reads",
+            "use e.g. \"10s\": each round stats every cached file (about 4 µs per file) to count the front server's own reads",
         ));
     }
     let fill_concurrency = c.fill_concurrency.unwrap_or(2);
@@ -445,7 +445,7 @@ mod tests {
     #[test]
     fn check_interval_is_1s_to_1h() {
         let s = cache("").accepted();
-        assert_eq!(s.caches[0].check_interval, Duration::from_secs(30));
+        assert_eq!(s.caches[0].check_interval, Duration::from_secs(10));
         cache("check_interval = \"1s\"").accepted();
         cache("check_interval = \"1h\"").accepted();
         for bad in ["0s", "500ms", "2h"] {
