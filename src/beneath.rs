@@ -240,14 +240,10 @@ impl DirHandle {
         })
     }
 
-    /// The raw `fstat` of the regular file `rel` (all its times), looked up like [`Self::lookup`];
-    /// `Ok(None)` when it is missing or anything but a regular file reached without symlinks.
-    pub fn stat_file(&self, rel: &Path) -> io::Result<Option<Stat>> {
-        Ok(self.regular_path(rel)?.map(|(_, st)| st))
-    }
-
-    /// An `O_PATH` descriptor of the regular file `rel` and its `fstat`.
-    fn regular_path(&self, rel: &Path) -> io::Result<Option<(OwnedFd, Stat)>> {
+    /// An `O_PATH` descriptor of the regular file `rel` and its raw `fstat` (all its times),
+    /// looked up like [`Self::lookup`]; `Ok(None)` when it is missing or anything but a regular
+    /// file reached without symlinks. [`Self::reopen`] opens that very inode for reading.
+    pub fn regular_path(&self, rel: &Path) -> io::Result<Option<(OwnedFd, Stat)>> {
         let fd = match self.open_path(rel) {
             Ok(fd) => fd,
             Err(e) if is_missing(&e) || is_refused(&e) => return Ok(None),
@@ -263,11 +259,17 @@ impl DirHandle {
         let Some((pfd, st)) = self.regular_path(rel)? else {
             return Ok(None);
         };
-        let checked = FileStamp::from_stat(&st);
-        let file = File::from(reopen_readable(&pfd, &self.fd, rel)?);
+        self.reopen(&pfd, &st, rel)
+    }
+
+    /// The file `pfd` and `st` (from [`Self::regular_path`] of `rel`) name, opened for reading:
+    /// the same inode, not whatever `rel` names by now. `Ok(None)` if something else was
+    /// swapped in (only possible on the fallback path without /proc).
+    pub fn reopen(&self, pfd: &OwnedFd, st: &Stat, rel: &Path) -> io::Result<Option<OpenFile>> {
+        let checked = FileStamp::from_stat(st);
+        let file = File::from(reopen_readable(pfd, &self.fd, rel)?);
         let stamp = FileStamp::from_meta(&file.metadata()?);
         if stamp.ino != checked.ino || stamp.dev != checked.dev {
-            // Only possible on the fallback path without /proc: something was swapped in.
             return Ok(None);
         }
         Ok(Some(OpenFile { file, stamp }))

@@ -79,16 +79,27 @@ impl Layout {
     /// Whether the front server read `key` since the last call: the kernel's access-time bit
     /// (see [`Access`]). A read found is taken back (access time set to the modification time
     /// again, through a descriptor opened beneath the handle), so the next read counts anew.
+    ///
+    /// `Gone` only when the file is known not to be there: the round then forgets the entry,
+    /// and a file left behind would be served by the front server unchecked (no revalidation)
+    /// and outside `max_size` until a restart. A lookup that fails (out of descriptors, say)
+    /// tells nothing, and counts as unread.
     pub fn take_read(&self, key: &str) -> Access {
         let handle = self.handle.load();
-        let Ok(Some(st)) = handle.stat_file(Path::new(key)) else {
-            return Access::Gone;
+        let (pfd, st) = match handle.regular_path(Path::new(key)) {
+            Ok(Some(found)) => found,
+            Ok(None) => return Access::Gone,
+            Err(_) => return Access::Unread,
         };
         if !read_since_reset(&st) {
             return Access::Unread;
         }
-        let Ok(Some(f)) = handle.open_file(Path::new(key)) else {
-            return Access::Gone;
+        let len = st.st_size.max(0) as u64;
+        // Reopened from the descriptor just looked at, not by path again: a file renamed in
+        // meanwhile (a refill) must not get the old one's access time.
+        let Ok(Some(f)) = handle.reopen(&pfd, &st, Path::new(key)) else {
+            // It was read all the same; taken back at a later round.
+            return Access::Read(len);
         };
         let times = rustix::fs::Timestamps {
             last_access: rustix::fs::Timespec {
@@ -102,7 +113,7 @@ impl Layout {
         };
         // Not taken back (not our file any more?): counted once more next round at most.
         let _ = rustix::fs::futimens(&f.file, &times);
-        Access::Read(f.stamp.size)
+        Access::Read(len)
     }
 
     /// Whether the directory's file system records reads at all (`noatime` mounts do not).
@@ -413,6 +424,84 @@ mod tests {
         std::fs::write(outside.join("x.jpg"), b"x").unwrap();
         std::os::unix::fs::symlink(&outside, dir.join("ln")).unwrap();
         assert_eq!(l.take_read("ln/x.jpg"), Access::Gone);
+    }
+
+    /// Out of descriptors (a busy server): a round that cannot look at a file learns nothing
+    /// about whether it is there. `Gone` made the round forget the entry while its file stayed:
+    /// the front server then served it unchecked by revalidation and outside `max_size` until
+    /// a restart. Run in a child process: the descriptor limit is the whole process's.
+    #[test]
+    fn take_read_out_of_descriptors_keeps_the_entry() {
+        const CHILD: &str = "STOWAWAY_TEST_TAKE_READ_EMFILE";
+        const NAME: &str = "cache::layout::tests::take_read_out_of_descriptors_keeps_the_entry";
+        if std::env::var_os(CHILD).is_none() {
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args([NAME, "--exact", "--test-threads=1", "--nocapture"])
+                .env(CHILD, "1")
+                .output()
+                .unwrap();
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(out.status.success(), "{text}");
+            assert!(text.contains("1 passed"), "the child ran nothing: {text}");
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("cache");
+        let l = Layout::open(&dir).unwrap();
+        if !l.records_reads() {
+            eprintln!("SKIPPED: {} is on a noatime mount", dir.display());
+            return;
+        }
+        let (mut f, t) = l.temp().unwrap();
+        std::io::Write::write_all(&mut f, b"abc").unwrap();
+        let then = std::time::SystemTime::now() - Duration::from_secs(60);
+        f.set_times(
+            std::fs::FileTimes::new()
+                .set_accessed(then)
+                .set_modified(then),
+        )
+        .unwrap();
+        drop(f);
+        l.install(&t, "a/b.jpg").unwrap();
+        std::fs::read(dir.join("a/b.jpg")).unwrap();
+        use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+        let old = getrlimit(Resource::Nofile);
+        setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: Some(256),
+                maximum: old.maximum,
+            },
+        )
+        .unwrap();
+        let mut held = Vec::new();
+        while let Ok(fd) = rustix::io::dup(std::io::stdin()) {
+            held.push(fd);
+        }
+        assert_eq!(
+            l.take_read("a/b.jpg"),
+            Access::Unread,
+            "no descriptor at all"
+        );
+        // One free: the lookup works, the reopen to set the access time back does not. The
+        // read is still a read (taken back at a later round).
+        held.pop();
+        assert_eq!(
+            l.take_read("a/b.jpg"),
+            Access::Read(3),
+            "no second descriptor"
+        );
+        held.clear();
+        assert_eq!(
+            l.take_read("a/b.jpg"),
+            Access::Read(3),
+            "not taken back before"
+        );
+        assert_eq!(l.take_read("a/b.jpg"), Access::Unread);
     }
 
     /// The uploader purges a key after a fill's early check but before its rename (while the

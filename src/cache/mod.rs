@@ -74,7 +74,8 @@ pub struct Stats {
     /// Bytes the cache answered instead of S3 (hits × object size).
     pub hit_bytes: Count,
     /// Cached files the front server was found to have read on its own (local-first hits),
-    /// at most once per file per revalidation round: a lower bound of those hits.
+    /// at most once per file per revalidation round: usually fewer than those hits (a transfer
+    /// that spans rounds counts in each).
     pub front_reads: Count,
     /// Their lengths.
     pub front_read_bytes: Count,
@@ -94,7 +95,7 @@ pub struct StatsFile {
     pub bytes: u64,
     pub files: u64,
     /// S3 GETs the cache saved: hits stowaway answered, plus the front server's own reads
-    /// (local-first hits, counted at most once per file per round: a lower bound).
+    /// (local-first hits, counted at most once per file per round: usually a lower bound).
     pub s3_gets_avoided: u64,
     /// Egress bytes saved (the same requests × size).
     pub egress_bytes_avoided: u64,

@@ -601,8 +601,10 @@ impl Policy {
         if files == 0 || reads == 0 {
             return;
         }
-        self.round_ratio =
-            self.observe(reads * 1000 / files, self.round_ratio, ROUND_DROP_PER_MILLE);
+        // A share, at most every file: above 100 % the average would make a later round that
+        // read every file look like a drop.
+        let share = u128::from(reads.min(files)) * 1000 / u128::from(files);
+        self.round_ratio = self.observe(share as u64, self.round_ratio, ROUND_DROP_PER_MILLE);
     }
 
     /// Hill climbing on the hit ratio the policy sees (only when it sees hits).
@@ -651,7 +653,10 @@ impl Policy {
 
     fn count(&mut self, hash: u64, now: Instant) -> bool {
         self.maybe_age(now);
-        let period = (self.capacity_files() * SAMPLES_PER_FILE).max(MIN_SAMPLE_PERIOD);
+        // Saturating: config takes any max_size and max_files, and empty files make the
+        // capacity max_bytes itself.
+        let period =
+            (self.capacity_files().saturating_mul(SAMPLES_PER_FILE)).max(MIN_SAMPLE_PERIOD);
         let seen = self.sketch.increment(hash, period);
         self.age_entries();
         seen

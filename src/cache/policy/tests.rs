@@ -566,6 +566,43 @@ fn a_drop_in_the_files_read_per_round_relaxes_admission() {
     assert_eq!(p.record_miss("/new", Some(100), t), Admission::Fill);
 }
 
+/// Config takes any max_size and max_files: the capacity in files of a cache of empty (or
+/// inline, 0 disk bytes) objects is then max_bytes itself, and ten times it overflowed (a
+/// panic on the request path with overflow checks, an aging period wrapped to nearly nothing
+/// without).
+#[test]
+fn a_huge_capacity_does_not_overflow_the_aging_period() {
+    let mut p = policy(Limits {
+        max_bytes: u64::MAX,
+        max_files: u64::MAX,
+        min_hits: 1,
+        max_object_size: u64::MAX,
+        ..limits()
+    });
+    let t = Instant::now();
+    assert_eq!(p.record_miss("/empty", Some(0), t), Admission::Fill);
+    assert!(p.insert("/empty", 0, t).kept);
+    assert_eq!(p.record_miss("/next", Some(0), t), Admission::Fill);
+}
+
+/// A round cannot read more files than are cached (the index reports only its entries'), but
+/// a count above that must neither overflow nor pass for a share above 100 %: the average
+/// would then make a later round that read every file look like a drop (a shift).
+#[test]
+fn a_round_counts_at_most_every_file() {
+    let mut p = policy(limits());
+    let t = Instant::now();
+    for i in 0..5 {
+        admit(&mut p, &format!("/k/{i}"), 100, t);
+    }
+    for _ in 0..4 {
+        p.end_round(50);
+    }
+    p.end_round(u64::MAX);
+    p.end_round(5);
+    assert_eq!(p.shifted, 0, "every file read is no drop");
+}
+
 /// Runs `f` on a thread and fails if it does not return within a few seconds (an infinite
 /// loop in the policy would otherwise hang the test run).
 fn within_seconds<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
@@ -658,8 +695,15 @@ fn op(max_bytes: u64) -> impl proptest::strategy::Strategy<Value = Op> {
 fn any_limits() -> impl proptest::strategy::Strategy<Value = Limits> {
     use proptest::prelude::*;
     (
-        prop_oneof![Just(1u64), Just(4096), Just(1000), 1..20_000u64],
-        prop_oneof![Just(1u64), 1..6u64],
+        prop_oneof![
+            Just(1u64),
+            Just(4096),
+            Just(1000),
+            1..20_000u64,
+            // As large as sums of two sizes stay representable (config takes any size).
+            Just(u64::MAX / 2)
+        ],
+        prop_oneof![Just(1u64), 1..6u64, Just(u64::MAX)],
         prop_oneof![
             Just((1u8, 100u8)),
             Just((1, 2)),
