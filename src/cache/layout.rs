@@ -65,15 +65,16 @@ impl Layout {
 
     /// Whether `key` is a regular file reached without symlinks: one `openat2` + `fstat`.
     pub fn is_file(&self, key: &str) -> bool {
-        self.file_len(key).is_some()
+        matches!(self.file_len(key), Ok(Some(_)))
     }
 
-    /// The length of `key` if it is a regular file reached without symlinks.
-    pub fn file_len(&self, key: &str) -> Option<u64> {
-        match self.handle.load().lookup(Path::new(key)) {
-            Ok(Lookup::File(stamp)) => Some(stamp.size),
+    /// The length of `key` if it is a regular file reached without symlinks; `Ok(None)` when it
+    /// is known not to be one. An error (out of descriptors, say) says nothing either way.
+    pub fn file_len(&self, key: &str) -> io::Result<Option<u64>> {
+        Ok(match self.handle.load().lookup(Path::new(key))? {
+            Lookup::File(stamp) => Some(stamp.size),
             _ => None,
-        }
+        })
     }
 
     /// Whether the front server read `key` since the last call: the kernel's access-time bit
@@ -487,6 +488,8 @@ mod tests {
             Access::Unread,
             "no descriptor at all"
         );
+        // The request path's lookup learns nothing either (it must not forget the entry).
+        assert!(l.file_len("a/b.jpg").is_err());
         // One free: the lookup works, the reopen to set the access time back does not. The
         // read is still a read (taken back at a later round).
         held.pop();

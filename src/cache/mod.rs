@@ -187,14 +187,20 @@ impl MountCache {
         if !self.index().contains(key) {
             return false;
         }
-        if let Some(len) = self.layout.file_len(key) {
-            self.index().record_hit(key, Instant::now());
-            self.stats.hits.inc();
-            self.stats.hit_bytes.add(len);
-            true
-        } else {
-            self.index().remove(key);
-            false
+        match self.layout.file_len(key) {
+            Ok(Some(len)) => {
+                self.index().record_hit(key, Instant::now());
+                self.stats.hits.inc();
+                self.stats.hit_bytes.add(len);
+                true
+            }
+            Ok(None) => {
+                self.index().remove(key);
+                false
+            }
+            // Out of descriptors or the like: the redirect this time, the entry stays (its
+            // file would otherwise be served by the front server untracked).
+            Err(_) => false,
         }
     }
 
