@@ -82,8 +82,8 @@ impl Index {
     /// how many files (and their bytes) counted.
     pub fn record_reads(&mut self, read: &[(Box<str>, u64)], now: Instant) -> (u64, u64) {
         let (mut files, mut bytes) = (0, 0);
+        let round = self.round;
         for (key, len) in read {
-            let round = self.round;
             if self.meta.get(key).is_some_and(|m| m.hit_round + 1 < round) {
                 self.policy.record_use(key, now);
                 files += 1;

@@ -64,6 +64,7 @@ impl Layout {
     }
 
     /// Whether `key` is a regular file reached without symlinks: one `openat2` + `fstat`.
+    #[cfg(test)]
     pub fn is_file(&self, key: &str) -> bool {
         matches!(self.file_len(key), Ok(Some(_)))
     }
@@ -382,21 +383,18 @@ mod tests {
         assert!(!purge(&d.path().join("none"), "a.jpg").unwrap());
     }
 
-    /// A read of a cached file is found once (the access time is set back, the modification
-    /// time left alone: the journal and nginx's ETag use it), a file not read is not, and a
-    /// symlink is never looked through.
-    #[test]
-    fn take_read_finds_each_read_once() {
-        let d = tempfile::tempdir().unwrap();
-        let dir = d.path().join("cache");
+    /// A cache in `<d>/cache` holding `a/b.jpg` ("abc"), written a minute ago as a fill is
+    /// (file times are kernel-tick coarse: a read right after the write could leave the access
+    /// time equal to the modification time); `None` on a noatime mount (skipped, said so).
+    fn cache_with_one_file(d: &Path) -> Option<(PathBuf, Layout, std::time::SystemTime)> {
+        let dir = d.join("cache");
         let l = Layout::open(&dir).unwrap();
         if !l.records_reads() {
             eprintln!("SKIPPED: {} is on a noatime mount", dir.display());
-            return;
+            return None;
         }
         let (mut f, t) = l.temp().unwrap();
         std::io::Write::write_all(&mut f, b"abc").unwrap();
-        // Written well before any read, as a fill is (file times are kernel-tick coarse).
         let then = std::time::SystemTime::now() - Duration::from_secs(60);
         f.set_times(
             std::fs::FileTimes::new()
@@ -404,7 +402,20 @@ mod tests {
                 .set_modified(then),
         )
         .unwrap();
+        drop(f);
         l.install(&t, "a/b.jpg").unwrap();
+        Some((dir, l, then))
+    }
+
+    /// A read of a cached file is found once (the access time is set back, the modification
+    /// time left alone: the journal and nginx's ETag use it), a file not read is not, and a
+    /// symlink is never looked through.
+    #[test]
+    fn take_read_finds_each_read_once() {
+        let d = tempfile::tempdir().unwrap();
+        let Some((dir, l, then)) = cache_with_one_file(d.path()) else {
+            return;
+        };
         let mtime = || {
             std::fs::metadata(dir.join("a/b.jpg"))
                 .unwrap()
@@ -451,23 +462,9 @@ mod tests {
             return;
         }
         let d = tempfile::tempdir().unwrap();
-        let dir = d.path().join("cache");
-        let l = Layout::open(&dir).unwrap();
-        if !l.records_reads() {
-            eprintln!("SKIPPED: {} is on a noatime mount", dir.display());
+        let Some((dir, l, _)) = cache_with_one_file(d.path()) else {
             return;
-        }
-        let (mut f, t) = l.temp().unwrap();
-        std::io::Write::write_all(&mut f, b"abc").unwrap();
-        let then = std::time::SystemTime::now() - Duration::from_secs(60);
-        f.set_times(
-            std::fs::FileTimes::new()
-                .set_accessed(then)
-                .set_modified(then),
-        )
-        .unwrap();
-        drop(f);
-        l.install(&t, "a/b.jpg").unwrap();
+        };
         std::fs::read(dir.join("a/b.jpg")).unwrap();
         use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
         let old = getrlimit(Resource::Nofile);
@@ -559,13 +556,29 @@ mod tests {
     /// swapping `a` for a symlink out of the directory. Nothing is ever written, renamed or
     /// unlinked outside.
     #[test]
-    fn swapping_a_directory_for_a_symlink_never_lets_a_fill_or_purge_out() {
+    fn swapping_a_directory_for_a_symlink_never_lets_a_fill_purge_or_round_out() {
         use std::sync::atomic::{AtomicBool, AtomicU64};
         let d = tempfile::tempdir().unwrap();
         let dir = d.path().join("cache");
         let outside = d.path().join("outside");
         std::fs::create_dir(&outside).unwrap();
         std::fs::write(outside.join("x.jpg"), b"canary").unwrap();
+        // The canary looks read (access after modification): a round that reached it through
+        // the link would set its access time back.
+        let (old, read) = (
+            std::time::SystemTime::now() - Duration::from_secs(120),
+            std::time::SystemTime::now() - Duration::from_secs(60),
+        );
+        std::fs::File::options()
+            .write(true)
+            .open(outside.join("x.jpg"))
+            .unwrap()
+            .set_times(
+                std::fs::FileTimes::new()
+                    .set_accessed(read)
+                    .set_modified(old),
+            )
+            .unwrap();
         let l = Layout::open(&dir).unwrap();
         std::fs::create_dir(dir.join("a")).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
@@ -609,6 +622,7 @@ mod tests {
                 Err(_) => l.discard(&t),
             }
             let _ = l.is_file("a/x.jpg");
+            let _ = l.take_read("a/x.jpg");
             let _ = purge(&dir, "a/x.jpg");
             let _ = l.remove("a/x.jpg");
         }
@@ -625,6 +639,12 @@ mod tests {
             .map(|e| e.file_name())
             .collect();
         assert_eq!(names, ["x.jpg"]);
+        let canary = std::fs::metadata(outside.join("x.jpg")).unwrap();
+        assert_eq!(
+            canary.accessed().unwrap(),
+            read,
+            "times set through the link"
+        );
         assert_eq!(std::fs::read(outside.join("x.jpg")).unwrap(), b"canary");
     }
 
